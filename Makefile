@@ -1,0 +1,153 @@
+# distil: teacher-to-student distillation for driving models, in C11 and CUDA.
+#
+#   make              build ./distil and the test programs
+#   make test         install missing packages, build, run every CPU test
+#   make test SAN=1   the same under AddressSanitizer + UBSan (in build/san)
+#   make test-gpu     the CUDA parity suite (skipped, and counted so, without a GPU)
+#   make bench        benchmarks, each printing ratios against a peer measured in the same run
+#   make demo         synthesise the demo fleet, train recipes/demo.yaml on the CPU
+#   make cuda-check   compile all CUDA code for sm_90 and portable PTX, warnings as errors
+#   make deps         install the Debian packages distil needs (or print the command)
+#
+# Options: CUDA=auto|0|1 (auto: build the CUDA backend when nvcc is found),
+# SAN=1, ARCH=-march=native (off by default so a binary runs on any x86-64).
+
+CUDA ?= auto
+SAN ?= 0
+ARCH ?=
+# Debian's python, which has python3-h5py/numpy/zstandard (a pyenv python on PATH may not).
+PYTHON ?= /usr/bin/python3
+
+# ---- CUDA: found, forced, or off -------------------------------------------
+NVCC ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc))
+ifeq ($(CUDA),auto)
+  # The sanitizers and the CUDA runtime fight over the address space (ASan's
+  # shadow gap), so SAN builds are CPU-only unless CUDA=1 is asked for.
+  ifeq ($(SAN),1)
+    USE_CUDA := 0
+  else
+    USE_CUDA := $(if $(NVCC),1,0)
+  endif
+else
+  USE_CUDA := $(CUDA)
+endif
+ifeq ($(USE_CUDA),1)
+  ifeq ($(NVCC),)
+    $(error CUDA=1 but nvcc was not found; install the CUDA toolkit or put nvcc on PATH)
+  endif
+  CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+endif
+
+# ---- where things go -----------------------------------------------------
+# One folder per configuration, so objects built with other flags never mix.
+ifeq ($(SAN),1)
+  BUILD := build/san$(if $(filter 1,$(USE_CUDA)),-cuda,)
+else
+  BUILD := build/$(if $(filter 1,$(USE_CUDA)),cuda,cpu)
+endif
+
+# ---- flags -----------------------------------------------------------------
+PKGS := hdf5 yaml-0.1 libzstd ompi openblas
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CC := gcc
+# -I. so includes read "autograd/graph.h"; -fopenmp for the CPU kernels'
+# parallel loops; _GNU_SOURCE for clock_gettime, pthread affinity, strdup.
+CFLAGS := -std=c11 -O3 -g -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -fopenmp \
+          -D_GNU_SOURCE -I. $(PKG_CFLAGS) $(ARCH)
+LDLIBS := $(PKG_LIBS) -lm -lpthread
+
+ifeq ($(SAN),1)
+  CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+endif
+
+# sm_90 machine code for the H100/H200, plus compute_80 PTX that the driver
+# JIT-compiles for any newer GPU.
+NVCC_GENCODE := -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80
+NVCCFLAGS := -O3 -std=c++17 -I. $(NVCC_GENCODE) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter
+ifeq ($(USE_CUDA),1)
+  CFLAGS += -DDISTIL_CUDA -I$(CUDA_HOME)/include
+  NVCCFLAGS += -DDISTIL_CUDA
+  LDLIBS += -L$(CUDA_HOME)/lib64 -lcudart_static -lcublas -lcublasLt -ldl -lrt -lstdc++ \
+            -Wl,-rpath,$(CUDA_HOME)/lib64
+endif
+
+# ---- sources ---------------------------------------------------------------
+# Every .c under these folders is part of the library; train/main.c is the CLI.
+LIB_SRC := $(wildcard autograd/*.c kernels/*.c kernels/cpu/*.c data/*.c train/*.c)
+LIB_SRC := $(filter-out train/main.c,$(LIB_SRC))
+CU_SRC := $(wildcard kernels/cuda/*.cu)
+TEST_SRC := $(wildcard tests/test_*.c)
+BENCH_SRC := $(wildcard tests/bench_*.c)
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+ifeq ($(USE_CUDA),1)
+  LIB_OBJ += $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
+endif
+TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
+BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
+
+.PHONY: all deps test test-gpu bench bench-dist demo cuda-check clean
+.DEFAULT_GOAL := all
+
+all: $(BUILD)/distil $(TEST_BIN) $(BENCH_BIN)
+ifneq ($(SAN),1)
+	@ln -sf $(BUILD)/distil distil
+endif
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libdistil.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/distil: $(BUILD)/train/main.o $(BUILD)/libdistil.a
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libdistil.a
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/train/main.d $(TEST_SRC:%.c=$(BUILD)/%.d) $(BENCH_SRC:%.c=$(BUILD)/%.d)
+
+# ---- running ---------------------------------------------------------------
+deps:
+	@bash scripts/deps.sh
+
+# tests/run.sh runs every test program and script and prints "N passed, N failed".
+test: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash tests/run.sh
+
+test-gpu: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash tests/run.sh gpu
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash scripts/bench.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash scripts/demo.sh
+
+# CI's guard against rot: every .cu compiles for both targets, warnings as errors.
+cuda-check:
+	@test -n "$(NVCC)" || { echo "cuda-check: nvcc not found"; exit 1; }
+	@mkdir -p build/cuda-check
+	@for f in $(CU_SRC); do \
+	  echo "nvcc $$f"; \
+	  $(NVCC) -O3 -std=c++17 -I. -DDISTIL_CUDA $(NVCC_GENCODE) -Werror all-warnings \
+	    -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror -c $$f -o build/cuda-check/$$(basename $$f).o || exit 1; \
+	done
+	@$(MAKE) --no-print-directory CUDA=1 BUILD=build/cuda-check all >/dev/null && echo "cuda-check: all CUDA code compiles and links"
+
+clean:
+	rm -rf build distil

@@ -1,0 +1,345 @@
+// graph.c: recording the tape, planning its arenas, replaying it.
+#include "autograd/graph.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "autograd/ops.h"       // defines: op_table, OP_*
+#include "autograd/rng.h"       // defines: Rng, rng_normal, rng_uniform
+#include "kernels/backend.h"    // defines: backend_alloc, backend_zero, backend_to_host
+
+#define ALIGN_BYTES 64
+
+static void *xrealloc(void *p, size_t bytes) {
+    void *q = realloc(p, bytes);
+    if (!q) { fprintf(stderr, "distil: error: out of host memory (%zu bytes) while recording the graph\n", bytes); exit(2); }
+    return q;
+}
+
+static size_t align_up(size_t x) { return (x + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES; }
+
+Graph *graph_new(Device device) {
+    Graph *g = calloc(1, sizeof *g);
+    if (!g) { fprintf(stderr, "distil: error: out of host memory\n"); exit(2); }
+    g->device = device;
+    return g;
+}
+
+void graph_free(Graph *g) {
+    if (!g) return;
+    for (int i = 0; i < g->n_nodes; i++) free(g->nodes[i]);
+    free(g->nodes);
+    free(g->params);
+    free(g->grad_order);
+    if (!g->param_owner) {
+        backend_free(g->device, g->param_mem);
+        backend_free(g->device, g->grad_mem);
+    }
+    backend_free(g->device, g->act_mem);
+    backend_free(g->device, g->act_grad_mem);
+    free(g);
+}
+
+static Tensor *append(Graph *g, int op) {
+    if (g->planned) { fprintf(stderr, "distil: error: graph already planned; record every op before graph_plan()\n"); exit(2); }
+    if (g->n_nodes == g->cap_nodes) {
+        g->cap_nodes = g->cap_nodes ? 2 * g->cap_nodes : 256;
+        g->nodes = xrealloc(g->nodes, g->cap_nodes * sizeof *g->nodes);
+    }
+    Tensor *t = calloc(1, sizeof *t);
+    if (!t) { fprintf(stderr, "distil: error: out of host memory\n"); exit(2); }
+    t->id = g->n_nodes;
+    t->op = op;
+    t->device = g->device;
+    t->grad_ready_after = -1;
+    g->nodes[g->n_nodes++] = t;
+    return t;
+}
+
+static void set_leaf_shape(Tensor *t, const char *name, int ndim, const int *shape) {
+    if (ndim < 1 || ndim > TENSOR_MAX_DIMS) { fprintf(stderr, "distil: error: tensor %s: %d dims (1..4 allowed)\n", name, ndim); exit(2); }
+    t->ndim = ndim;
+    for (int i = 0; i < TENSOR_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 1;
+    t->numel = shape_numel(ndim, shape);
+    snprintf(t->name, sizeof t->name, "%s", name);
+}
+
+Tensor *graph_input(Graph *g, const char *name, DType dt, int ndim, const int *shape) {
+    Tensor *t = append(g, OP_INPUT);
+    set_leaf_shape(t, name, ndim, shape);
+    t->dtype = dt;
+    return t;
+}
+
+Tensor *graph_param(Graph *g, const char *name, int ndim, const int *shape, InitKind init, float init_scale, int decay) {
+    Tensor *t = append(g, OP_PARAM);
+    set_leaf_shape(t, name, ndim, shape);
+    t->dtype = DT_F32;
+    t->requires_grad = 1;
+    t->init = init;
+    t->init_scale = init_scale;
+    t->decay = decay;
+    if (g->n_params == g->cap_params) {
+        g->cap_params = g->cap_params ? 2 * g->cap_params : 64;
+        g->params = xrealloc(g->params, g->cap_params * sizeof *g->params);
+    }
+    g->params[g->n_params++] = t;
+    return t;
+}
+
+Tensor *graph_find_param(Graph *g, const char *name) {
+    for (int i = 0; i < g->n_params; i++)
+        if (strcmp(g->params[i]->name, name) == 0) return g->params[i];
+    return NULL;
+}
+
+void graph_freeze(Tensor *param) { param->requires_grad = 0; }
+
+Tensor *graph_node(Graph *g, int op, Tensor **src, int nsrc) {
+    Tensor *t = append(g, op);
+    t->nsrc = nsrc;
+    for (int i = 0; i < nsrc; i++) {
+        t->src[i] = src[i];
+        if (src[i]->requires_grad) t->requires_grad = 1;
+    }
+    snprintf(t->name, sizeof t->name, "%s_%d", op_name(op), t->id);
+    return t;
+}
+
+int graph_share_params(Graph *g, Graph *owner) {
+    if (g->n_params != owner->n_params) {
+        fprintf(stderr, "distil: error: graph has %d parameters, the graph to share with has %d\n", g->n_params, owner->n_params);
+        return -1;
+    }
+    for (int i = 0; i < g->n_params; i++) {
+        Tensor *a = g->params[i], *b = owner->params[i];
+        if (strcmp(a->name, b->name) != 0 || !tensor_same_shape(a, b)) {
+            fprintf(stderr, "distil: error: parameter %d is %s here and %s in the graph to share with\n", i, a->name, b->name);
+            return -1;
+        }
+    }
+    g->param_owner = owner;
+    return 0;
+}
+
+// The tape index whose backward completes each parameter's gradient: the
+// earliest consumer, since backward walks the tape in reverse.
+static void find_grad_ready(Graph *g) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        Tensor *t = g->nodes[i];
+        for (int s = 0; s < t->nsrc; s++) {
+            Tensor *p = t->src[s];
+            while (p->view) p = p->src[0];       // a reshaped parameter is still the parameter
+            if (p->op == OP_PARAM && p->grad_ready_after < 0) p->grad_ready_after = i;
+        }
+    }
+}
+
+static int by_ready_desc(const void *a, const void *b) {
+    const Tensor *x = *(Tensor *const *)a, *y = *(Tensor *const *)b;
+    if (x->grad_ready_after != y->grad_ready_after) return y->grad_ready_after - x->grad_ready_after;
+    return x->id - y->id;
+}
+
+static int plan_params(Graph *g) {
+    if (g->param_owner) {
+        Graph *o = g->param_owner;
+        if (!o->planned) { fprintf(stderr, "distil: error: plan the parameter owner graph first\n"); return -1; }
+        for (int i = 0; i < g->n_params; i++) {
+            g->params[i]->data = o->params[i]->data;
+            g->params[i]->grad = o->params[i]->grad;
+            g->params[i]->requires_grad = o->params[i]->requires_grad;
+        }
+        g->param_mem = o->param_mem; g->param_bytes = o->param_bytes;
+        g->grad_mem = o->grad_mem; g->grad_numel = o->grad_numel;
+        return 0;
+    }
+    size_t bytes = 0;
+    for (int i = 0; i < g->n_params; i++) bytes += align_up(g->params[i]->numel * sizeof(float));
+    g->param_bytes = bytes;
+    g->param_mem = backend_alloc(g->device, bytes);
+    if (!g->param_mem) { fprintf(stderr, "distil: error: cannot allocate %zu bytes of parameters\n", bytes); return -1; }
+    size_t off = 0;
+    for (int i = 0; i < g->n_params; i++) {
+        g->params[i]->data = (char *)g->param_mem + off;
+        off += align_up(g->params[i]->numel * sizeof(float));
+    }
+    // Gradients: contiguous, no padding, in the order backward completes
+    // them, so an all-reduce can cut the buffer into buckets that fill up
+    // front to back.
+    g->grad_order = xrealloc(g->grad_order, (g->n_params ? g->n_params : 1) * sizeof *g->grad_order);
+    g->n_grad_params = 0;
+    for (int i = 0; i < g->n_params; i++)
+        if (g->params[i]->requires_grad) g->grad_order[g->n_grad_params++] = g->params[i];
+    qsort(g->grad_order, g->n_grad_params, sizeof *g->grad_order, by_ready_desc);
+    size_t n = 0;
+    for (int i = 0; i < g->n_grad_params; i++) n += g->grad_order[i]->numel;
+    g->grad_numel = n;
+    g->grad_mem = backend_alloc(g->device, (n ? n : 1) * sizeof(float));
+    if (!g->grad_mem) { fprintf(stderr, "distil: error: cannot allocate %zu bytes of gradients\n", n * sizeof(float)); return -1; }
+    size_t at = 0;
+    for (int i = 0; i < g->n_grad_params; i++) {
+        g->grad_order[i]->grad = g->grad_mem + at;
+        at += g->grad_order[i]->numel;
+    }
+    return 0;
+}
+
+int graph_plan(Graph *g) {
+    if (g->planned) return 0;
+    find_grad_ready(g);
+    if (plan_params(g)) return -1;
+    // Activations (inputs included) and saved state: one arena, each node
+    // its own aligned slot. Activation grads: a second arena.
+    size_t act = 0, act_grad = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        Tensor *t = g->nodes[i];
+        if (t->op == OP_PARAM || t->view) continue;
+        act += align_up(t->numel * dtype_size(t->dtype));
+        act += align_up(t->saved_numel * sizeof(float));
+        if (t->requires_grad) act_grad += align_up(t->numel * sizeof(float)) / sizeof(float);
+    }
+    g->act_bytes = act;
+    g->act_grad_numel = act_grad;
+    g->act_mem = backend_alloc(g->device, act);
+    g->act_grad_mem = backend_alloc(g->device, (act_grad ? act_grad : 1) * sizeof(float));
+    if (!g->act_mem || !g->act_grad_mem) {
+        fprintf(stderr, "distil: error: cannot allocate %zu bytes of activations\n", act + act_grad * sizeof(float));
+        return -1;
+    }
+    size_t off = 0, goff = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        Tensor *t = g->nodes[i];
+        if (t->op == OP_PARAM) continue;
+        if (t->view) {
+            t->data = t->src[0]->data;
+            t->grad = t->src[0]->grad;
+            t->requires_grad = t->src[0]->requires_grad;
+            continue;
+        }
+        t->data = (char *)g->act_mem + off;
+        off += align_up(t->numel * dtype_size(t->dtype));
+        if (t->saved_numel) {
+            t->saved = (float *)((char *)g->act_mem + off);
+            off += align_up(t->saved_numel * sizeof(float));
+        }
+        if (t->requires_grad) {
+            t->grad = g->act_grad_mem + goff;
+            goff += align_up(t->numel * sizeof(float)) / sizeof(float);
+        }
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        Tensor *t = g->nodes[i];
+        if (t->op == OP_INPUT || t->op == OP_PARAM || t->view) continue;
+        if (!op_table[t->op].forward[g->device]) {
+            fprintf(stderr, "distil: error: op %s has no %s kernel\n", op_name(t->op), g->device == DEV_CUDA ? "CUDA" : "CPU");
+            return -1;
+        }
+    }
+    g->planned = 1;
+    return 0;
+}
+
+void graph_init_params(Graph *g, Rng *rng) {
+    size_t max = 0;
+    for (int i = 0; i < g->n_params; i++)
+        if (g->params[i]->numel > max) max = g->params[i]->numel;
+    float *host = malloc((max ? max : 1) * sizeof(float));
+    if (!host) { fprintf(stderr, "distil: error: out of host memory\n"); exit(2); }
+    for (int i = 0; i < g->n_params; i++) {
+        Tensor *p = g->params[i];
+        for (size_t j = 0; j < p->numel; j++) {
+            switch (p->init) {
+            case INIT_ZEROS: host[j] = 0.0f; break;
+            case INIT_ONES: host[j] = 1.0f; break;
+            case INIT_NORMAL: host[j] = p->init_scale * rng_normal(rng); break;
+            case INIT_UNIFORM: host[j] = p->init_scale * (2.0f * rng_uniform(rng) - 1.0f); break;
+            }
+        }
+        tensor_from_host_f32(p, host);
+    }
+    free(host);
+}
+
+void graph_forward(Graph *g) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        Tensor *t = g->nodes[i];
+        if (t->op == OP_INPUT || t->op == OP_PARAM || t->view) continue;
+        op_table[t->op].forward[g->device](t);
+    }
+}
+
+void graph_zero_grad(Graph *g) {
+    backend_zero(g->device, g->grad_mem, g->grad_numel * sizeof(float));
+}
+
+void graph_backward(Graph *g, Tensor *loss) {
+    if (loss->numel != 1) { fprintf(stderr, "distil: error: backward from a tensor of %zu elements (a scalar loss is needed)\n", loss->numel); exit(2); }
+    float one = 1.0f;
+    graph_backward_seeded(g, loss, &one);
+}
+
+void graph_backward_seeded(Graph *g, Tensor *loss, const float *seed) {
+    if (!loss->requires_grad) return;
+    backend_zero(g->device, g->act_grad_mem, g->act_grad_numel * sizeof(float));
+    backend_from_host(g->device, loss->grad, seed, loss->numel * sizeof(float));
+    // Parameters whose grad completes at tape index i, walked with `next`.
+    int next = 0;
+    for (int i = loss->id; i >= 0; i--) {
+        Tensor *t = g->nodes[i];
+        if (t->op != OP_INPUT && t->op != OP_PARAM && !t->view && t->requires_grad)
+            op_table[t->op].backward[g->device](t);
+        if (!g->grad_ready || g->param_owner) continue;
+        while (next < g->n_grad_params && g->grad_order[next]->grad_ready_after == i)
+            g->grad_ready(g->grad_ready_ctx, g->grad_order[next++]);
+    }
+    if (g->grad_ready && !g->param_owner)   // parameters unused by this loss
+        while (next < g->n_grad_params) g->grad_ready(g->grad_ready_ctx, g->grad_order[next++]);
+}
+
+size_t graph_param_numel(const Graph *g) {
+    size_t n = 0;
+    for (int i = 0; i < g->n_params; i++) n += g->params[i]->numel;
+    return n;
+}
+
+void graph_print(const Graph *g) {
+    char desc[96];
+    for (int i = 0; i < g->n_nodes; i++) {
+        const Tensor *t = g->nodes[i];
+        printf("%4d %-14s %-24s %s%s\n", i, op_name(t->op), t->name, tensor_describe(t, desc, sizeof desc),
+               t->requires_grad ? " grad" : "");
+    }
+}
+
+void tensor_to_host_f32(const Tensor *t, float *dst) {
+    if (t->dtype == DT_F32) { backend_to_host(t->device, dst, t->data, t->numel * sizeof(float)); return; }
+    if (t->dtype == DT_BF16) {
+        uint16_t *tmp = malloc(t->numel * sizeof(uint16_t));
+        if (!tmp) { fprintf(stderr, "distil: error: out of host memory\n"); exit(2); }
+        backend_to_host(t->device, tmp, t->data, t->numel * sizeof(uint16_t));
+        for (size_t i = 0; i < t->numel; i++) dst[i] = bf16_to_f32(tmp[i]);
+        free(tmp);
+        return;
+    }
+    fprintf(stderr, "distil: error: tensor %s is %s, not a float tensor\n", t->name, dtype_name(t->dtype));
+    exit(2);
+}
+
+void tensor_from_host_f32(Tensor *t, const float *src) {
+    if (t->dtype == DT_F32) { backend_from_host(t->device, t->data, src, t->numel * sizeof(float)); return; }
+    if (t->dtype == DT_BF16) {
+        uint16_t *tmp = malloc(t->numel * sizeof(uint16_t));
+        if (!tmp) { fprintf(stderr, "distil: error: out of host memory\n"); exit(2); }
+        for (size_t i = 0; i < t->numel; i++) tmp[i] = f32_to_bf16(src[i]);
+        backend_from_host(t->device, t->data, tmp, t->numel * sizeof(uint16_t));
+        free(tmp);
+        return;
+    }
+    fprintf(stderr, "distil: error: tensor %s is %s, not a float tensor\n", t->name, dtype_name(t->dtype));
+    exit(2);
+}
+
+void tensor_grad_to_host(const Tensor *t, float *dst) {
+    if (!t->grad) { for (size_t i = 0; i < t->numel; i++) dst[i] = 0.0f; return; }
+    backend_to_host(t->device, dst, t->grad, t->numel * sizeof(float));
+}

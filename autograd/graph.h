@@ -1,0 +1,80 @@
+// graph.h: the tape and its arenas.
+//
+// A step is recorded once: graph_input/graph_param and the op constructors in
+// ops.h append nodes to the tape in topological order and infer shapes, but
+// compute nothing. graph_plan() then lays every buffer out in four
+// allocations (parameters, parameter gradients, activations + saved state,
+// activation gradients). After that the same tape is replayed each step with
+// graph_forward/graph_backward, and nothing is allocated inside the step.
+#pragma once
+#include "autograd/tensor.h"   // defines: Tensor, DType, Device
+
+typedef struct Rng Rng;
+
+// Called during backward once a parameter's gradient is complete (issue 7
+// starts bucket all-reduces from here).
+typedef void (*GradReadyFn)(void *ctx, Tensor *param);
+
+typedef struct Graph {
+    Tensor **nodes;                  // the tape, topological order
+    int n_nodes, cap_nodes;
+    Tensor **params;                 // in creation order
+    int n_params, cap_params;
+    Tensor **grad_order;             // params with grads, in the order backward completes them
+    int n_grad_params;
+    Device device;
+
+    // Arenas, filled by graph_plan().
+    void *param_mem;  size_t param_bytes;      // fp32 master weights
+    float *grad_mem;  size_t grad_numel;       // parameter grads, contiguous, grad_order layout
+    void *act_mem;    size_t act_bytes;        // inputs, activations, saved state
+    float *act_grad_mem; size_t act_grad_numel;
+    int planned;
+    struct Graph *param_owner;                 // non-NULL: parameters live in that graph
+
+    GradReadyFn grad_ready;
+    void *grad_ready_ctx;
+} Graph;
+
+Graph *graph_new(Device device);
+void graph_free(Graph *g);
+
+// Leaves. Shapes are given outermost first; ndim <= 4.
+Tensor *graph_input(Graph *g, const char *name, DType dt, int ndim, const int *shape);
+Tensor *graph_param(Graph *g, const char *name, int ndim, const int *shape,
+                    InitKind init, float init_scale, int decay);
+// Look a parameter up by name; NULL if absent.
+Tensor *graph_find_param(Graph *g, const char *name);
+// Mark a parameter frozen (no gradient). Call before graph_plan().
+void graph_freeze(Tensor *param);
+
+// Internal to ops.c: append a node produced by op `op` from `nsrc` sources.
+Tensor *graph_node(Graph *g, int op, Tensor **src, int nsrc);
+
+// Use `owner`'s parameters instead of allocating new ones (an eval graph of
+// another batch size, a fresh recording of the same model). The two graphs
+// must have created the same parameters in the same order; returns 0 or -1.
+int graph_share_params(Graph *g, Graph *owner);
+
+// Allocate the arenas. Returns 0, or -1 with a message on stderr.
+int graph_plan(Graph *g);
+// Initialise parameters from their InitKind with rng.
+void graph_init_params(Graph *g, Rng *rng);
+
+void graph_forward(Graph *g);
+// Seeds d(loss)=1 (loss must have one element), zeroes activation grads and
+// walks the tape backwards. Parameter grads accumulate: call
+// graph_zero_grad() before the first micro-step of a step.
+void graph_backward(Graph *g, Tensor *loss);
+// The same from any tensor, with d(out) = seed (out->numel floats, host).
+void graph_backward_seeded(Graph *g, Tensor *out, const float *seed);
+void graph_zero_grad(Graph *g);
+
+// Number of parameter floats, and of those with a gradient.
+size_t graph_param_numel(const Graph *g);
+void graph_print(const Graph *g);
+
+// Host copies, for tests and checkpoints (work on any device).
+void tensor_to_host_f32(const Tensor *t, float *dst);
+void tensor_from_host_f32(Tensor *t, const float *src);
+void tensor_grad_to_host(const Tensor *t, float *dst);

@@ -1,0 +1,78 @@
+// backend.c: device memory dispatch (see backend.h).
+#include "kernels/backend.h"
+#include <stdlib.h>
+#include <string.h>
+
+int backend_cuda_device_count(void) {
+#ifdef DISTIL_CUDA
+    const char *why = NULL;
+    return cuda_device_count(&why);
+#else
+    return 0;
+#endif
+}
+
+const char *backend_cuda_unavailable_reason(void) {
+#ifdef DISTIL_CUDA
+    const char *why = NULL;
+    if (cuda_device_count(&why) > 0) return NULL;
+    return why ? why : "no CUDA device found";
+#else
+    return "this distil was built without CUDA (nvcc was not found, or CUDA=0)";
+#endif
+}
+
+void *backend_alloc(Device d, size_t bytes) {
+    if (bytes == 0) bytes = 64;
+#ifdef DISTIL_CUDA
+    if (d == DEV_CUDA) return cuda_alloc(bytes);
+#endif
+    if (d != DEV_CPU) return NULL;
+    size_t rounded = (bytes + 63) / 64 * 64;
+    void *p = aligned_alloc(64, rounded);
+    if (p) memset(p, 0, rounded);
+    return p;
+}
+
+void backend_free(Device d, void *p) {
+    if (!p) return;
+#ifdef DISTIL_CUDA
+    if (d == DEV_CUDA) { cuda_free(p); return; }
+#endif
+    (void)d;
+    free(p);
+}
+
+void backend_zero(Device d, void *p, size_t bytes) {
+    if (!p || !bytes) return;
+#ifdef DISTIL_CUDA
+    if (d == DEV_CUDA) { cuda_zero(p, bytes); return; }
+#endif
+    (void)d;
+    memset(p, 0, bytes);
+}
+
+void backend_to_host(Device d, void *host_dst, const void *src, size_t bytes) {
+    if (!bytes) return;
+#ifdef DISTIL_CUDA
+    if (d == DEV_CUDA) { cuda_to_host(host_dst, src, bytes); return; }
+#endif
+    (void)d;
+    memcpy(host_dst, src, bytes);
+}
+
+void backend_from_host(Device d, void *dst, const void *host_src, size_t bytes) {
+    if (!bytes) return;
+#ifdef DISTIL_CUDA
+    if (d == DEV_CUDA) { cuda_from_host(dst, host_src, bytes); return; }
+#endif
+    (void)d;
+    memcpy(dst, host_src, bytes);
+}
+
+void backend_sync(Device d) {
+#ifdef DISTIL_CUDA
+    if (d == DEV_CUDA) cuda_sync();
+#endif
+    (void)d;
+}

@@ -1,0 +1,33 @@
+// backend.h: memory on a device. The CPU backend is plain aligned host
+// memory; the CUDA backend (kernels/cuda/backend_cuda.cu) is cudaMalloc'ed
+// device memory. Compiled without CUDA, the CUDA entry points report that no
+// GPU backend is available.
+#pragma once
+#include <stddef.h>
+#include "autograd/tensor.h"   // defines: Device
+
+// Number of usable CUDA devices (0 when built without CUDA or with no GPU).
+int backend_cuda_device_count(void);
+// Why CUDA is unavailable, for error messages ("built without CUDA", the
+// runtime's own reason...).
+const char *backend_cuda_unavailable_reason(void);
+
+// Zero-filled allocation, 64-byte aligned. Returns NULL on failure.
+void *backend_alloc(Device d, size_t bytes);
+void backend_free(Device d, void *p);
+void backend_zero(Device d, void *p, size_t bytes);
+void backend_to_host(Device d, void *host_dst, const void *src, size_t bytes);
+void backend_from_host(Device d, void *dst, const void *host_src, size_t bytes);
+// Wait for queued device work (no-op on the CPU).
+void backend_sync(Device d);
+
+#ifdef DISTIL_CUDA
+// Implemented in kernels/cuda/backend_cuda.cu.
+int cuda_device_count(const char **why);
+void *cuda_alloc(size_t bytes);
+void cuda_free(void *p);
+void cuda_zero(void *p, size_t bytes);
+void cuda_to_host(void *host_dst, const void *src, size_t bytes);
+void cuda_from_host(void *dst, const void *host_src, size_t bytes);
+void cuda_sync(void);
+#endif

@@ -1,0 +1,40 @@
+// cpu_ops.h: the CPU kernels, one pair per op (see autograd/ops.h for what
+// each op computes). Each file kernels/cpu/<op>.c defines its pair; the
+// kernels read out->src[...] and out->iattr/fattr, write out->data (forward)
+// and accumulate into src[i]->grad where it is non-NULL (backward).
+// fp32 storage only on the CPU, except op_cast and the i32/u8 inputs.
+#pragma once
+#include "autograd/tensor.h"   // defines: Tensor
+
+#define CPU_KERNEL_PAIR(op) \
+    void op##_forward_cpu(Tensor *out); \
+    void op##_backward_cpu(Tensor *out);
+
+CPU_KERNEL_PAIR(matmul)
+CPU_KERNEL_PAIR(linear)
+CPU_KERNEL_PAIR(add)
+CPU_KERNEL_PAIR(mul)
+CPU_KERNEL_PAIR(scale)
+CPU_KERNEL_PAIR(layernorm)
+CPU_KERNEL_PAIR(gelu)
+CPU_KERNEL_PAIR(softmax)
+CPU_KERNEL_PAIR(attention)
+CPU_KERNEL_PAIR(embedding)
+CPU_KERNEL_PAIR(concat)
+CPU_KERNEL_PAIR(slice)
+CPU_KERNEL_PAIR(transpose)
+CPU_KERNEL_PAIR(sum)
+CPU_KERNEL_PAIR(mean)
+CPU_KERNEL_PAIR(patchify)
+CPU_KERNEL_PAIR(sin)
+CPU_KERNEL_PAIR(cos)
+CPU_KERNEL_PAIR(cumsum)
+CPU_KERNEL_PAIR(cross_entropy)
+CPU_KERNEL_PAIR(smooth_l1)
+CPU_KERNEL_PAIR(mse)
+CPU_KERNEL_PAIR(cast)
+
+// Helpers shared by the kernels.
+// Split x's shape around `axis`: outer = prod(shape[:axis]), n = shape[axis],
+// inner = prod(shape[axis+1:]).
+void cpu_axis_split(const Tensor *x, int axis, size_t *outer, size_t *n, size_t *inner);

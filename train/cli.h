@@ -1,0 +1,7 @@
+// cli.h: the subcommands of ./distil. Each takes the arguments after its
+// name and returns the process exit status (0 ok, 2 bad input, 1 failure).
+#pragma once
+
+#define DISTIL_VERSION "0.1.0"
+
+int cmd_logs(int argc, char **argv);      // data/logs_cli.c
