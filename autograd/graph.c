@@ -36,6 +36,8 @@ void graph_free(Graph *g) {
     }
     backend_free(g->device, g->act_mem);
     backend_free(g->device, g->act_grad_mem);
+    backend_free(g->device, g->reduce_dev);
+    free(g->reduce_host);
     free(g);
 }
 
@@ -235,6 +237,10 @@ int graph_plan(Graph *g) {
             return -1;
         }
     }
+    g->reduce_len = (g->grad_numel + REDUCE_CHUNK - 1) / REDUCE_CHUNK + 1;
+    g->reduce_dev = backend_alloc(g->device, g->reduce_len * sizeof(double));
+    g->reduce_host = calloc(g->reduce_len, sizeof(double));
+    if (!g->reduce_dev || !g->reduce_host) { fprintf(stderr, "distil: error: out of memory planning the graph\n"); return -1; }
     g->planned = 1;
     return 0;
 }

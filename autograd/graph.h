@@ -11,6 +11,9 @@
 
 typedef struct Rng Rng;
 
+// Floats per partial sum in reductions over the gradient buffer.
+#define REDUCE_CHUNK 65536
+
 // Called during backward once a parameter's gradient is complete (issue 7
 // starts bucket all-reduces from here).
 typedef void (*GradReadyFn)(void *ctx, Tensor *param);
@@ -29,6 +32,10 @@ typedef struct Graph {
     float *grad_mem;  size_t grad_numel;       // parameter grads, contiguous, grad_order layout
     void *act_mem;    size_t act_bytes;        // inputs, activations, saved state
     float *act_grad_mem; size_t act_grad_numel;
+    // Partial sums for reductions over the gradient buffer (the norm), one
+    // per REDUCE_CHUNK floats: on the graph's device, and a host mirror.
+    double *reduce_dev, *reduce_host;
+    size_t reduce_len;
     int planned;
     struct Graph *param_owner;                 // non-NULL: parameters live in that graph
 
