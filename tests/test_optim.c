@@ -1,0 +1,210 @@
+// test_optim.c: AdamW, clipping, the schedule, the RNG state, and the
+// gradient buffer's layout (what the all-reduce and ZeRO build on).
+#include <string.h>
+#include "autograd/graph.h"
+#include "autograd/ops.h"
+#include "autograd/optim.h"
+#include "autograd/rng.h"
+#include "tests/test.h"
+
+static Rng rng;
+
+static Graph *two_param_graph(Tensor **a, Tensor **b) {
+    Graph *g = graph_new(DEV_CPU);
+    *a = graph_param(g, "a.weight", 2, (int[]){ 3, 5 }, INIT_NORMAL, 1.0f, 1);
+    *b = graph_param(g, "b.bias", 1, (int[]){ 7 }, INIT_NORMAL, 1.0f, 0);
+    if (graph_plan(g)) exit(1);
+    graph_init_params(g, &rng);
+    return g;
+}
+
+// AdamW against the PyTorch formula evaluated in double: decoupled decay
+// p *= 1 - lr*wd, then p -= lr * mhat / (sqrt(vhat) + eps).
+static void test_adamw_matches_reference(void) {
+    Tensor *a, *b;
+    Graph *g = two_param_graph(&a, &b);
+    AdamWConfig cfg = { 0.9f, 0.95f, 1e-8f, 0.1f };
+    AdamW opt;
+    REQUIRE(adamw_init(&opt, g, cfg) == 0, "init");
+    size_t n = g->grad_numel;
+    double *p = malloc(n * sizeof *p), *m = calloc(n, sizeof *m), *v = calloc(n, sizeof *v);
+    Tensor *ps[2] = { a, b };
+    for (int step = 1; step <= 6; step++) {
+        float lr = 1e-2f * step;
+        for (size_t i = 0; i < n; i++) g->grad_mem[i] = rng_normal(&rng);
+        for (int k = 0; k < 2; k++) {
+            size_t off = ps[k]->grad - g->grad_mem;
+            float *data = ps[k]->data;
+            double wd = ps[k]->decay ? cfg.weight_decay : 0.0;
+            for (size_t i = 0; i < ps[k]->numel; i++) {
+                size_t j = off + i;
+                if (step == 1) p[j] = data[i];
+                double gr = g->grad_mem[j] * 0.5;
+                m[j] = 0.9 * m[j] + 0.1 * gr;
+                v[j] = 0.95 * v[j] + 0.05 * gr * gr;
+                double mhat = m[j] / (1 - pow(0.9, step)), vhat = v[j] / (1 - pow(0.95, step));
+                p[j] = p[j] * (1 - lr * wd) - lr * mhat / (sqrt(vhat) + 1e-8);
+            }
+        }
+        adamw_step(&opt, g, lr, 0.5f);
+    }
+    // fp32 arithmetic against double over 6 steps of O(lr) updates: the
+    // difference is a few fp32 ulps of O(1) weights, so 1e-5 absolute.
+    double worst = 0;
+    for (int k = 0; k < 2; k++) {
+        size_t off = ps[k]->grad - g->grad_mem;
+        for (size_t i = 0; i < ps[k]->numel; i++) worst = fmax(worst, fabs(((float *)ps[k]->data)[i] - p[off + i]));
+    }
+    CHECK(worst < 1e-5, "max |p - p_ref| = %g", worst);
+    CHECK(opt.step == 6, "step %ld", opt.step);
+    free(p); free(m); free(v);
+    adamw_free(&opt);
+    graph_free(g);
+}
+
+// Only parameters flagged decay are decayed: with zero gradients, a decayed
+// weight shrinks by exactly (1 - lr*wd) and a bias does not move.
+static void test_decay_flag(void) {
+    Tensor *a, *b;
+    Graph *g = two_param_graph(&a, &b);
+    AdamW opt;
+    REQUIRE(adamw_init(&opt, g, (AdamWConfig){ 0.9f, 0.999f, 1e-8f, 0.5f }) == 0, "init");
+    float a0 = ((float *)a->data)[0], b0 = ((float *)b->data)[0];
+    graph_zero_grad(g);
+    adamw_step(&opt, g, 0.1f, 1.0f);
+    CHECK(fabsf(((float *)a->data)[0] - a0 * 0.95f) <= 1e-6f * fabsf(a0) + 1e-7f, "decayed %g -> %g", a0, ((float *)a->data)[0]);
+    CHECK(((float *)b->data)[0] == b0, "bias moved %g -> %g", b0, ((float *)b->data)[0]);
+    adamw_free(&opt);
+    graph_free(g);
+}
+
+// Updating the flat buffer in two ranges (as ZeRO-1 shards do) equals one
+// full update, bit for bit, wherever the cut falls (here inside a tensor).
+static void test_range_update_equals_full(void) {
+    Tensor *a1, *b1, *a2, *b2;
+    Graph *g1 = two_param_graph(&a1, &b1), *g2 = two_param_graph(&a2, &b2);
+    memcpy(g2->param_mem, g1->param_mem, g1->param_bytes);
+    AdamW o1, o2;
+    AdamWConfig cfg = { 0.9f, 0.99f, 1e-8f, 0.01f };
+    REQUIRE(adamw_init(&o1, g1, cfg) == 0 && adamw_init(&o2, g2, cfg) == 0, "init");
+    for (int s = 0; s < 3; s++) {
+        for (size_t i = 0; i < g1->grad_numel; i++) g1->grad_mem[i] = g2->grad_mem[i] = rng_normal(&rng);
+        adamw_step(&o1, g1, 1e-2f, 1.0f);
+        o2.step++;
+        size_t cut = 4;
+        adamw_update_range(&o2, g2, 1e-2f, 1.0f, cut, g2->grad_numel);
+        adamw_update_range(&o2, g2, 1e-2f, 1.0f, 0, cut);
+    }
+    CHECK(memcmp(g1->param_mem, g2->param_mem, g1->param_bytes) == 0, "ranged update differs");
+    adamw_free(&o1); adamw_free(&o2);
+    graph_free(g1); graph_free(g2);
+}
+
+static void test_clip(void) {
+    Tensor *a, *b;
+    Graph *g = two_param_graph(&a, &b);
+    double ref = 0;
+    for (size_t i = 0; i < g->grad_numel; i++) {
+        g->grad_mem[i] = 3.0f * rng_normal(&rng);
+        ref += (double)g->grad_mem[i] * g->grad_mem[i];
+    }
+    ref = sqrt(ref);
+    double norm = grad_global_norm(g);
+    CHECK(fabs(norm - ref) <= 1e-9 * ref, "norm %.12g vs %.12g", norm, ref);
+    float s = grad_clip_scale(norm, 1.0f);
+    CHECK(fabs(norm * s - 1.0) < 1e-5, "clipped norm %g", norm * s);
+    CHECK(grad_clip_scale(0.5, 1.0f) == 1.0f, "no clip below max");
+    CHECK(grad_clip_scale(norm, 0.0f) == 1.0f, "max 0 means off");
+    graph_free(g);
+}
+
+static void test_schedule(void) {
+    float max = 1e-3f, min = 1e-5f;
+    CHECK(fabsf(lr_schedule(0, 10, 110, max, min) - max / 10) < 1e-9f, "first warmup step");
+    CHECK(fabsf(lr_schedule(9, 10, 110, max, min) - max) < 1e-9f, "end of warmup");
+    CHECK(fabsf(lr_schedule(10, 10, 110, max, min) - max) < 1e-9f, "peak");
+    CHECK(fabsf(lr_schedule(60, 10, 110, max, min) - (max + min) / 2) < 1e-8f, "cosine midpoint %g", lr_schedule(60, 10, 110, max, min));
+    CHECK(fabsf(lr_schedule(110, 10, 110, max, min) - min) < 1e-9f, "end");
+    CHECK(fabsf(lr_schedule(500, 10, 110, max, min) - min) < 1e-9f, "held after the end");
+    for (long s = 10; s < 110; s++)
+        CHECK(lr_schedule(s + 1, 10, 110, max, min) <= lr_schedule(s, 10, 110, max, min), "not decreasing at %ld", s);
+}
+
+// A saved RNG state (a plain struct copy) replays the same stream,
+// including the pending spare normal.
+static void test_rng_state(void) {
+    Rng r;
+    rng_seed(&r, 42);
+    rng_normal(&r);   // leaves a spare
+    Rng saved = r;
+    float x[8], y[8];
+    for (int i = 0; i < 8; i++) x[i] = i % 2 ? rng_normal(&r) : rng_uniform(&r);
+    r = saved;
+    for (int i = 0; i < 8; i++) y[i] = i % 2 ? rng_normal(&r) : rng_uniform(&r);
+    CHECK(memcmp(x, y, sizeof x) == 0, "restored stream differs");
+    Rng d1, d2, d3;
+    rng_derive(&d1, 7, 1, 2); rng_derive(&d2, 7, 1, 2); rng_derive(&d3, 7, 2, 1);
+    CHECK(rng_u64(&d1) == rng_u64(&d2), "derive not deterministic");
+    CHECK(rng_u64(&d1) != rng_u64(&d3), "derive ignores its arguments' order");
+    // Uniform mean and normal variance, loosely: 1e5 draws give a standard
+    // error of ~1e-3 on the mean and ~4.5e-3 on the variance; 5 sigma bounds.
+    double su = 0, sn = 0, sn2 = 0;
+    for (int i = 0; i < 100000; i++) { su += rng_uniform(&r); double z = rng_normal(&r); sn += z; sn2 += z * z; }
+    CHECK(fabs(su / 1e5 - 0.5) < 5e-3, "uniform mean %g", su / 1e5);
+    CHECK(fabs(sn2 / 1e5 - 1.0) < 2.5e-2, "normal variance %g", sn2 / 1e5);
+}
+
+typedef struct { Graph *g; int calls; int in_order; size_t next_off; float *final; } ReadyLog;
+
+static void on_ready(void *ctx, Tensor *p) {
+    ReadyLog *log = ctx;
+    size_t off = p->grad - log->g->grad_mem;
+    if (off != log->next_off) log->in_order = 0;
+    log->next_off = off + p->numel;
+    log->calls++;
+    // Snapshot the gradient now; it must already be final.
+    memcpy(log->final + off, p->grad, p->numel * sizeof(float));
+}
+
+// Gradients are one contiguous buffer in the order backward completes
+// them: the last layer's first. grad_ready fires in buffer order, and each
+// gradient is already final when it fires.
+static void test_grad_layout(void) {
+    Graph *g = graph_new(DEV_CPU);
+    Tensor *x = graph_input(g, "x", DT_F32, 2, (int[]){ 4, 6 });
+    Tensor *w1 = graph_param(g, "l1.weight", 2, (int[]){ 8, 6 }, INIT_NORMAL, 0.3f, 1);
+    Tensor *b1 = graph_param(g, "l1.bias", 1, (int[]){ 8 }, INIT_NORMAL, 0.1f, 0);
+    Tensor *w2 = graph_param(g, "l2.weight", 2, (int[]){ 3, 8 }, INIT_NORMAL, 0.3f, 1);
+    Tensor *h = op_linear(g, x, w1, b1);
+    Tensor *y = op_linear(g, h, w2, NULL);
+    Tensor *loss = op_sum(g, op_mul(g, y, y), OP_ALL);
+    REQUIRE(graph_plan(g) == 0, "plan");
+    graph_init_params(g, &rng);
+    for (size_t i = 0; i < x->numel; i++) ((float *)x->data)[i] = rng_normal(&rng);
+    CHECK(w2->grad == g->grad_mem, "l2.weight's grad should come first");
+    CHECK(w1->grad > b1->grad || b1->grad > w1->grad, "distinct");
+    CHECK(g->grad_numel == w1->numel + b1->numel + w2->numel, "contiguous, no padding");
+    ReadyLog log = { g, 0, 1, 0, calloc(g->grad_numel, sizeof(float)) };
+    g->grad_ready = on_ready;
+    g->grad_ready_ctx = &log;
+    graph_forward(g);
+    graph_zero_grad(g);
+    graph_backward(g, loss);
+    CHECK(log.calls == 3, "%d callbacks", log.calls);
+    CHECK(log.in_order, "callbacks out of buffer order");
+    CHECK(memcmp(log.final, g->grad_mem, g->grad_numel * sizeof(float)) == 0, "a gradient changed after its callback");
+    free(log.final);
+    graph_free(g);
+}
+
+int main(void) {
+    rng_seed(&rng, test_seed("test_optim"));
+    RUN(test_adamw_matches_reference);
+    RUN(test_decay_flag);
+    RUN(test_range_update_equals_full);
+    RUN(test_clip);
+    RUN(test_schedule);
+    RUN(test_rng_state);
+    RUN(test_grad_layout);
+    return test_summary();
+}
