@@ -1,0 +1,22 @@
+// cos.c: y = cos(x); dx -= sin(x) dy.
+#include <math.h>
+#include <stddef.h>
+#include "kernels/cpu/cpu_ops.h"
+
+void cos_forward_cpu(Tensor *out) {
+    const float *x = out->src[0]->data;         // (n)
+    float *y = out->data;                       // (n)
+    ptrdiff_t n = (ptrdiff_t)out->numel;
+    #pragma omp parallel for if (n >= 16384)
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = cosf(x[i]);
+}
+
+void cos_backward_cpu(Tensor *out) {
+    Tensor *src = out->src[0];
+    if (!src->grad) return;
+    const float *x = src->data, *dy = out->grad;   // (n), (n)
+    float *dx = src->grad;                         // (n)
+    ptrdiff_t n = (ptrdiff_t)out->numel;
+    #pragma omp parallel for if (n >= 16384)
+    for (ptrdiff_t i = 0; i < n; i++) dx[i] -= sinf(x[i]) * dy[i];
+}

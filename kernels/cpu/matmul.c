@@ -1,0 +1,65 @@
+// matmul.c: C = a @ b, batched a [B, M, K] with b shared [K, N] or batched
+// [B, K, N]; the products through OpenBLAS (itself threaded, so the batch
+// loop stays serial rather than nesting two thread pools).
+#include <cblas.h>
+#include "kernels/cpu/cpu_ops.h"
+
+// Dims of one product and how many there are; b_batched says whether b has
+// its own [K, N] per batch element.
+typedef struct { int B, M, K, N, b_batched; } MatmulDims;
+
+static MatmulDims matmul_dims(const Tensor *out) {
+    const Tensor *a = out->src[0], *b = out->src[1];
+    MatmulDims d;
+    d.B = a->ndim == 3 ? a->shape[0] : 1;
+    d.M = a->shape[a->ndim - 2];
+    d.K = a->shape[a->ndim - 1];
+    d.N = b->shape[b->ndim - 1];
+    d.b_batched = b->ndim == 3;
+    return d;
+}
+
+void matmul_forward_cpu(Tensor *out) {
+    MatmulDims d = matmul_dims(out);
+    const float *a = out->src[0]->data;         // (B, M, K)
+    const float *b = out->src[1]->data;         // (K, N) or (B, K, N)
+    float *c = out->data;                       // (B, M, N)
+    if (!d.b_batched) {
+        // A shared b: the batch folds into the rows, one (B*M, K) @ (K, N).
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d.B * d.M, d.N, d.K, 1.0f,
+                    a, d.K, b, d.N, 0.0f, c, d.N);
+        return;
+    }
+    for (int i = 0; i < d.B; i++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d.M, d.N, d.K, 1.0f,
+                    a + (size_t)i * d.M * d.K, d.K, b + (size_t)i * d.K * d.N, d.N,
+                    0.0f, c + (size_t)i * d.M * d.N, d.N);
+}
+
+void matmul_backward_cpu(Tensor *out) {
+    MatmulDims d = matmul_dims(out);
+    Tensor *ta = out->src[0], *tb = out->src[1];
+    const float *a = ta->data, *b = tb->data;   // (B, M, K), (K, N) or (B, K, N)
+    const float *dc = out->grad;                // (B, M, N)
+    if (!d.b_batched) {
+        int rows = d.B * d.M;
+        if (ta->grad)   // da (B*M, K) += dC (B*M, N) . b^T (N, K)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, d.K, d.N, 1.0f,
+                        dc, d.N, b, d.N, 1.0f, ta->grad, d.K);
+        if (tb->grad)   // db (K, N) += a^T (K, B*M) . dC (B*M, N): the batch sum is the inner dim
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d.K, d.N, rows, 1.0f,
+                        a, d.K, dc, d.N, 1.0f, tb->grad, d.N);
+        return;
+    }
+    for (int i = 0; i < d.B; i++) {
+        const float *ai = a + (size_t)i * d.M * d.K;    // (M, K)
+        const float *bi = b + (size_t)i * d.K * d.N;    // (K, N)
+        const float *dci = dc + (size_t)i * d.M * d.N;  // (M, N)
+        if (ta->grad)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d.M, d.K, d.N, 1.0f,
+                        dci, d.N, bi, d.N, 1.0f, ta->grad + (size_t)i * d.M * d.K, d.K);
+        if (tb->grad)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d.K, d.N, d.M, 1.0f,
+                        ai, d.K, dci, d.N, 1.0f, tb->grad + (size_t)i * d.K * d.N, d.N);
+    }
+}
