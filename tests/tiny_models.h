@@ -7,7 +7,7 @@
 
 // A pre-norm transformer block: x + attn(ln1(x)), then + mlp(ln2(.)).
 // x [B, T, C]; parameters are created under `prefix`.
-static Tensor *tiny_block(Graph *g, Tensor *x, int n_head, int mlp_ratio, const char *prefix) {
+static inline Tensor *tiny_block(Graph *g, Tensor *x, int n_head, int mlp_ratio, const char *prefix) {
     int C = x->shape[2];
     char name[64];
 #define P(suffix, nd, shp, init, scale, decay) \
@@ -42,7 +42,7 @@ typedef struct {
     Tensor *ids, *targets, *logits, *loss;
 } TinyLM;
 
-static TinyLM tiny_lm(Graph *g, int B, int T, int V, int C, int n_head) {
+static inline TinyLM tiny_lm(Graph *g, int B, int T, int V, int C, int n_head) {
     TinyLM m;
     m.ids = graph_input(g, "ids", DT_I32, 2, (int[]){ B, T });
     m.targets = graph_input(g, "targets", DT_I32, 2, (int[]){ B, T });
