@@ -38,3 +38,10 @@ CPU_KERNEL_PAIR(cast)
 // Split x's shape around `axis`: outer = prod(shape[:axis]), n = shape[axis],
 // inner = prod(shape[axis+1:]).
 void cpu_axis_split(const Tensor *x, int axis, size_t *outer, size_t *n, size_t *inner);
+// Reductions along the middle axis of x (outer, n, inner) (axis.c, used by sum
+// and mean). y (outer, inner) = scale * sum over n, accumulated in double.
+void cpu_reduce_axis(const float *x, float *y, size_t outer, size_t n, size_t inner, double scale);
+// dx (outer, n, inner) += scale * dy (outer, inner), broadcast over n.
+void cpu_broadcast_axis_add(const float *dy, float *dx, size_t outer, size_t n, size_t inner, float scale);
+// The sum of n floats in double, the same for any thread count.
+double cpu_sum_all(const float *x, size_t n);

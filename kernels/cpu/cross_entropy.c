@@ -1,0 +1,75 @@
+// cross_entropy.c: mean over counted rows of -log softmax(logits)[target].
+// logits [..., V] are R rows of V; targets i32 (R). A row counts when its
+// target is not ignore_index (iattr[0], which may lie inside [0, V)) and is
+// in [0, V): a target outside [0, V) is treated as ignored rather than read
+// out of bounds (the data layer rejects such targets earlier). With no counted row the loss is 0
+// and no gradient flows.
+//
+// saved (R + 1): logsumexp of each counted row (0 for the others), then the
+// number of counted rows, so backward needs no second pass over the logits
+// for the normaliser.
+#include <math.h>
+#include "kernels/cpu/cpu_ops.h"
+
+// Below this many logits a parallel region costs more than it saves.
+#define CE_PAR_MIN 16384
+
+static int ce_counted(int target, int V, int ignore_index) {
+    return target != ignore_index && target >= 0 && target < V;
+}
+
+// log sum_v exp(row[v]), max-subtracted so no exp overflows.
+static float ce_logsumexp(const float *row, ptrdiff_t V) {
+    float mx = row[0];
+    for (ptrdiff_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+    double s = 0;
+    for (ptrdiff_t v = 0; v < V; v++) s += expf(row[v] - mx);
+    return mx + (float)log(s);
+}
+
+void cross_entropy_forward_cpu(Tensor *out) {
+    const Tensor *logits_t = out->src[0], *targets_t = out->src[1];
+    ptrdiff_t V = logits_t->shape[logits_t->ndim - 1], R = (ptrdiff_t)(logits_t->numel / (size_t)V);
+    const float *logits = logits_t->data;       // (R, V)
+    const int *targets = targets_t->data;       // (R)
+    int ignore = out->iattr[0];
+    float *lse = out->saved;                    // (R), then the count at [R]
+    #pragma omp parallel for if (logits_t->numel >= CE_PAR_MIN)
+    for (ptrdiff_t r = 0; r < R; r++)
+        lse[r] = ce_counted(targets[r], (int)V, ignore) ? ce_logsumexp(logits + r * V, V) : 0.0f;
+    // The rows are added in order, in double, so the loss does not depend
+    // on the thread count; this pass is O(R) against the O(R V) above.
+    double total = 0;
+    ptrdiff_t count = 0;
+    for (ptrdiff_t r = 0; r < R; r++) {
+        if (!ce_counted(targets[r], (int)V, ignore)) continue;
+        total += (double)lse[r] - (double)logits[r * V + targets[r]];
+        count++;
+    }
+    lse[R] = (float)count;
+    ((float *)out->data)[0] = count ? (float)(total / (double)count) : 0.0f;
+}
+
+void cross_entropy_backward_cpu(Tensor *out) {
+    Tensor *logits_t = out->src[0];
+    const Tensor *targets_t = out->src[1];
+    if (!logits_t->grad) return;
+    ptrdiff_t V = logits_t->shape[logits_t->ndim - 1], R = (ptrdiff_t)(logits_t->numel / (size_t)V);
+    const float *lse = out->saved;              // (R), then the count at [R]
+    if (lse[R] == 0.0f) return;                 // every target ignored: the loss is the constant 0
+    const float *logits = logits_t->data;       // (R, V)
+    const int *targets = targets_t->data;       // (R)
+    int ignore = out->iattr[0];
+    float *dlogits = logits_t->grad;            // (R, V)
+    // d loss / d logit[r, v] = (softmax[r, v] - [v == target]) / count
+    float g = ((const float *)out->grad)[0] / lse[R];
+    #pragma omp parallel for if (logits_t->numel >= CE_PAR_MIN)
+    for (ptrdiff_t r = 0; r < R; r++) {
+        int t = targets[r];
+        if (!ce_counted(t, (int)V, ignore)) continue;
+        const float *row = logits + r * V;
+        float *drow = dlogits + r * V;
+        for (ptrdiff_t v = 0; v < V; v++) drow[v] += g * expf(row[v] - lse[r]);
+        drow[t] -= g;
+    }
+}
