@@ -1,0 +1,422 @@
+// test_forward_torch.c: every op's forward values and input gradients
+// against PyTorch, from the committed fixture tests/fixtures/ops.bin (made by
+// scripts/gen_op_fixtures.py, which says how to regenerate it; CI needs no
+// torch). Run from the repo root. DISTIL_TEST_VERBOSE=1 prints each case's
+// worst error.
+//
+// For each case: a fresh CPU graph; float inputs with an expected gradient
+// are parameters, the rest inputs; one op constructor; graph_forward and the
+// output compared; then graph_zero_grad + graph_backward_seeded with the
+// stored upstream gradient d(out), and each input's gradient compared.
+//
+// ops.bin, all little-endian (the reader assumes a little-endian host):
+//   magic "DSTLOPS1", u32 case count, then per case:
+//     str case name, str op name (op_name())      str = u16 length + bytes
+//     u8 n + i32[n] iattr, u8 n + f32[n] fattr     as the constructor stores them
+//     u8 tensor count, then per tensor:
+//       str name; u8 role ('i' input without gradient, 'p' input with
+//       gradient, in constructor order; 'o' expected output; 'u' d(out);
+//       'g' expected gradient of the 'p' of the same name); u8 dtype (DType);
+//       u8 ndim; u32 shape[ndim]; numel * dtype_size bytes, row-major.
+#include <float.h>
+#include <stdint.h>
+#include <string.h>
+#include "autograd/graph.h"   // defines: Graph, graph_*
+#include "autograd/ops.h"     // defines: op_*, op_name, OP_*
+#include "tests/test.h"       // defines: RUN, CHECK, REQUIRE, test_summary
+
+#define FIXTURE_PATH "tests/fixtures/ops.bin"
+#define FX_MAX_TENSORS 16
+#define FX_MAX_ATTR 8
+
+typedef struct {
+    char name[TENSOR_NAME_LEN];
+    char role;                 // 'i', 'p', 'o', 'u' or 'g'
+    DType dtype;
+    int ndim;
+    int shape[TENSOR_MAX_DIMS];
+    size_t numel;
+    const uint8_t *data;       // into the file image; possibly unaligned
+} FxTensor;
+
+typedef struct {
+    char name[64], op[32];
+    int iattr[FX_MAX_ATTR], n_iattr;
+    float fattr[FX_MAX_ATTR];
+    int n_fattr;
+    FxTensor t[FX_MAX_TENSORS];
+    int n_tensors;
+} FxCase;
+
+typedef struct {
+    uint8_t *bytes;            // the whole file
+    size_t len;
+    FxCase *cases;
+    int n_cases;
+} Fixture;
+
+// ---- reading ops.bin -------------------------------------------------------
+
+typedef struct {
+    const uint8_t *p;
+    size_t len, at;
+    int bad;                   // set once a read runs past the end
+} Reader;
+
+static const uint8_t *rd_bytes(Reader *r, size_t n) {
+    if (r->bad || n > r->len - r->at) { r->bad = 1; return NULL; }
+    const uint8_t *q = r->p + r->at;
+    r->at += n;
+    return q;
+}
+
+static uint32_t rd_uint(Reader *r, int nbytes) {
+    const uint8_t *q = rd_bytes(r, (size_t)nbytes);
+    uint32_t v = 0;
+    for (int i = nbytes - 1; q && i >= 0; i--) v = v << 8 | q[i];
+    return v;
+}
+
+static void rd_str(Reader *r, char *dst, size_t cap) {
+    size_t n = rd_uint(r, 2);
+    const uint8_t *q = rd_bytes(r, n);
+    if (!q || n >= cap) { r->bad = 1; dst[0] = 0; return; }
+    memcpy(dst, q, n);
+    dst[n] = 0;
+}
+
+static float rd_f32(Reader *r) {
+    uint32_t u = rd_uint(r, 4);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static int rd_tensor(Reader *r, FxTensor *t) {
+    rd_str(r, t->name, sizeof t->name);
+    t->role = (char)rd_uint(r, 1);
+    t->dtype = (DType)rd_uint(r, 1);
+    t->ndim = (int)rd_uint(r, 1);
+    if (r->bad || t->dtype >= DT_COUNT || t->ndim < 1 || t->ndim > TENSOR_MAX_DIMS || !strchr("ipoug", t->role) || !t->role) return -1;
+    for (int d = 0; d < t->ndim; d++) t->shape[d] = (int)rd_uint(r, 4);
+    t->numel = shape_numel(t->ndim, t->shape);
+    t->data = rd_bytes(r, t->numel * dtype_size(t->dtype));
+    return r->bad ? -1 : 0;
+}
+
+static int rd_case(Reader *r, FxCase *c) {
+    rd_str(r, c->name, sizeof c->name);
+    rd_str(r, c->op, sizeof c->op);
+    c->n_iattr = (int)rd_uint(r, 1);
+    if (c->n_iattr > FX_MAX_ATTR) return -1;
+    for (int i = 0; i < c->n_iattr; i++) c->iattr[i] = (int32_t)rd_uint(r, 4);
+    c->n_fattr = (int)rd_uint(r, 1);
+    if (c->n_fattr > FX_MAX_ATTR) return -1;
+    for (int i = 0; i < c->n_fattr; i++) c->fattr[i] = rd_f32(r);
+    c->n_tensors = (int)rd_uint(r, 1);
+    if (r->bad || c->n_tensors > FX_MAX_TENSORS) return -1;
+    for (int i = 0; i < c->n_tensors; i++)
+        if (rd_tensor(r, &c->t[i])) return -1;
+    return 0;
+}
+
+static void fixture_free(Fixture *fx) {
+    if (!fx) return;
+    free(fx->bytes);
+    free(fx->cases);
+    free(fx);
+}
+
+// Returns NULL after printing what is wrong with the file and where.
+static Fixture *fixture_load(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { fprintf(stderr, "test_forward_torch: error: cannot open %s (run from the repo root)\n", path); return NULL; }
+    Fixture *fx = calloc(1, sizeof *fx);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    fx->len = len > 0 ? (size_t)len : 0;
+    fx->bytes = malloc(fx->len ? fx->len : 1);
+    size_t got = fread(fx->bytes, 1, fx->len, f);
+    fclose(f);
+    Reader r = { fx->bytes, fx->len, 0, 0 };
+    const uint8_t *magic = rd_bytes(&r, 8);
+    if (got != fx->len || !magic || memcmp(magic, "DSTLOPS1", 8)) {
+        fprintf(stderr, "test_forward_torch: error: %s: not an ops fixture (bad magic or short read); regenerate with scripts/gen_op_fixtures.py\n", path);
+        fixture_free(fx);
+        return NULL;
+    }
+    fx->n_cases = (int)rd_uint(&r, 4);
+    fx->cases = calloc(fx->n_cases ? fx->n_cases : 1, sizeof *fx->cases);
+    for (int i = 0; i < fx->n_cases; i++) {
+        if (rd_case(&r, &fx->cases[i])) {
+            fprintf(stderr, "test_forward_torch: error: %s: case %d is malformed near byte %zu\n", path, i, r.at);
+            fixture_free(fx);
+            return NULL;
+        }
+    }
+    if (r.at != fx->len) {
+        fprintf(stderr, "test_forward_torch: error: %s: %zu trailing bytes after %d cases\n", path, fx->len - r.at, fx->n_cases);
+        fixture_free(fx);
+        return NULL;
+    }
+    return fx;
+}
+
+static const FxTensor *fx_find(const FxCase *c, char role, const char *name) {
+    for (int i = 0; i < c->n_tensors; i++)
+        if (c->t[i].role == role && (!name || strcmp(c->t[i].name, name) == 0)) return &c->t[i];
+    return NULL;
+}
+
+// A float fixture tensor as an aligned host array (the caller frees).
+static float *fx_floats(const FxTensor *t) {
+    float *v = malloc((t->numel ? t->numel : 1) * sizeof *v);
+    memcpy(v, t->data, t->numel * sizeof *v);
+    return v;
+}
+
+// ---- tolerances --------------------------------------------------------------
+// The reference is float64 math on the same float32 inputs, rounded once.
+// An element's error is |got - want| / max(|want|, FLOOR * max|want| over the
+// tensor): relative, except that elements far below the tensor's scale (the
+// results of cancellation, where fp32 keeps only an absolute accuracy on that
+// scale) are judged on 1% of it.
+#define FLOOR 1e-2
+
+typedef struct {
+    const char *op;
+    double tol;       // bound on the error above; 0: bitwise equal
+} OpTol;
+
+static const OpTol op_tols[] = {
+    // Pure data movement: each value is copied, never rounded.
+    { "concat", 0 }, { "slice", 0 }, { "transpose", 0 },
+    // Rounding to nearest even is exact arithmetic on the bits; the
+    // gradient passes through unchanged.
+    { "cast", 0 },
+    // One or two fp32 roundings per value (u = 6e-8): the backward of a
+    // broadcast or a repeated id sums a handful of terms. 1e-6 is ~10u.
+    { "add", 1e-6 }, { "mul", 1e-6 }, { "scale", 1e-6 }, { "embedding", 1e-6 },
+    // (pixel/255 - mean) / std: three roundings.
+    { "patchify", 1e-6 },
+    // libm sinf/cosf are within ~1 ulp, times d(out) for the gradient.
+    { "sin", 1e-6 }, { "cos", 1e-6 },
+    // Sums of up to 120 terms in fp32: error grows like n u in the worst
+    // case (7e-6); 2e-5 bounds it.
+    { "sum", 2e-5 }, { "mean", 2e-5 }, { "cumsum", 2e-5 },
+    // Dot products of up to 48 terms (and the backward's sums over the rows):
+    // the same n u growth.
+    { "matmul", 2e-5 }, { "linear", 2e-5 },
+    // A tanh / exp / rsqrt (a few ulp each) plus row sums of up to 100 terms;
+    // the backward composes two of these.
+    { "gelu", 2e-5 }, { "softmax", 2e-5 }, { "layernorm", 5e-5 },
+    { "cross_entropy", 2e-5 }, { "smooth_l1", 2e-5 }, { "mse", 2e-5 },
+    // QK^T, a masked softmax and PV, and a backward through all three: the
+    // longest chain of fp32 roundings here.
+    { "attention", 1e-4 },
+};
+
+static double op_tol(const char *op) {
+    for (size_t i = 0; i < sizeof op_tols / sizeof op_tols[0]; i++)
+        if (strcmp(op_tols[i].op, op) == 0) return op_tols[i].tol;
+    return -1;
+}
+
+static int verbose;
+
+// CHECKs got (n floats) against want; what names the tensor in messages.
+static void compare_f32(const char *what, const float *got, const float *want, size_t n, double tol) {
+    double scale = 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(want[i])) scale = fmax(scale, fabs(want[i]));
+    double floor = fmax(FLOOR * scale, FLT_MIN);
+    double worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double err;
+        if (got[i] == want[i]) err = 0;             // also equal infinities
+        else if (tol == 0 || !isfinite(got[i]) || !isfinite(want[i])) err = INFINITY;
+        else err = fabs((double)got[i] - want[i]) / fmax(fabs(want[i]), floor);
+        if (err > worst || isnan(got[i])) { worst = isnan(got[i]) ? INFINITY : err; at = i; }
+    }
+    if (verbose) printf("    %-34s worst err %.3g (tol %.3g)\n", what, worst, tol);
+    CHECK(worst <= tol, "%s: err %.3g > %.3g at [%zu]: got %.9g, want %.9g", what, worst, tol, at, got[at], want[at]);
+}
+
+// ---- building and running one case ------------------------------------------
+
+static int n_role(const FxCase *c, const char *roles) {
+    int n = 0;
+    for (int i = 0; i < c->n_tensors; i++) n += strchr(roles, c->t[i].role) != NULL;
+    return n;
+}
+
+static int op_id(const char *name) {
+    for (int op = OP_MATMUL; op < OP_COUNT; op++)
+        if (strcmp(op_name(op), name) == 0) return op;
+    return -1;
+}
+
+// The op under test, applied to the case's inputs x[0..n) and attributes;
+// NULL when the number of inputs does not fit the op.
+static Tensor *build(Graph *g, const FxCase *c, Tensor **x, int n) {
+    const int *ia = c->iattr;
+    const float *fa = c->fattr;
+    Tensor *opt = n > 2 ? x[2] : NULL;
+    switch (op_id(c->op)) {
+    case OP_MATMUL:        return n == 2 ? op_matmul(g, x[0], x[1]) : NULL;
+    case OP_LINEAR:        return n == 2 || n == 3 ? op_linear(g, x[0], x[1], opt) : NULL;
+    case OP_ADD:           return n == 2 ? op_add(g, x[0], x[1]) : NULL;
+    case OP_MUL:           return n == 2 ? op_mul(g, x[0], x[1]) : NULL;
+    case OP_SCALE:         return n == 1 ? op_scale(g, x[0], fa[0]) : NULL;
+    case OP_LAYERNORM:     return n == 3 ? op_layernorm(g, x[0], x[1], x[2], fa[0]) : NULL;
+    case OP_GELU:          return n == 1 ? op_gelu(g, x[0]) : NULL;
+    case OP_SOFTMAX:       return n == 1 ? op_softmax(g, x[0]) : NULL;
+    case OP_ATTENTION:     return n == 1 || n == 2 ? op_attention(g, x[0], n == 2 ? x[1] : NULL, ia[0]) : NULL;
+    case OP_EMBEDDING:     return n == 2 ? op_embedding(g, x[0], x[1]) : NULL;
+    case OP_CONCAT:        return n >= 1 && n <= TENSOR_MAX_SRC ? op_concat(g, x, n, ia[0]) : NULL;
+    case OP_SLICE:         return n == 1 ? op_slice(g, x[0], ia[0], ia[1], ia[2]) : NULL;
+    case OP_TRANSPOSE:     return n == 1 ? op_transpose(g, x[0], ia[0], ia[1]) : NULL;
+    case OP_SUM:           return n == 1 ? op_sum(g, x[0], ia[0]) : NULL;
+    case OP_MEAN:          return n == 1 ? op_mean(g, x[0], ia[0]) : NULL;
+    case OP_PATCHIFY:      return n == 1 ? op_patchify(g, x[0], ia[0], fa, fa + 3) : NULL;
+    case OP_SIN:           return n == 1 ? op_sin(g, x[0]) : NULL;
+    case OP_COS:           return n == 1 ? op_cos(g, x[0]) : NULL;
+    case OP_CUMSUM:        return n == 1 ? op_cumsum(g, x[0], ia[0]) : NULL;
+    case OP_CROSS_ENTROPY: return n == 2 ? op_cross_entropy(g, x[0], x[1], ia[0]) : NULL;
+    case OP_SMOOTH_L1:     return n == 2 || n == 3 ? op_smooth_l1(g, x[0], x[1], opt, fa[0]) : NULL;
+    case OP_MSE:           return n == 2 || n == 3 ? op_mse(g, x[0], x[1], opt) : NULL;
+    case OP_CAST:          return n == 1 ? op_cast(g, x[0], (DType)ia[0]) : NULL;
+    default:               return NULL;
+    }
+}
+
+static void check_output(const FxCase *c, Tensor *out, const FxTensor *want, double tol) {
+    char what[160];
+    snprintf(what, sizeof what, "%s: out", c->name);
+    if (want->dtype == DT_BF16) {
+        // Compare the stored bit patterns: rounding must match exactly.
+        const uint16_t *got = out->data;
+        size_t bad = 0, first = 0;
+        for (size_t i = 0; i < out->numel; i++) {
+            uint16_t w;
+            memcpy(&w, want->data + 2 * i, 2);
+            if (got[i] != w && bad++ == 0) first = i;
+        }
+        uint16_t w0 = 0;
+        if (bad) memcpy(&w0, want->data + 2 * first, 2);
+        if (verbose) printf("    %-34s %zu of %zu bf16 values differ\n", what, bad, out->numel);
+        CHECK(bad == 0, "%s: %zu bf16 values differ; first at [%zu]: got 0x%04x, want 0x%04x", what, bad, first,
+              bad ? got[first] : 0, w0);
+        return;
+    }
+    float *got = malloc(out->numel * sizeof *got), *w = fx_floats(want);
+    tensor_to_host_f32(out, got);
+    compare_f32(what, got, w, out->numel, tol);
+    free(got);
+    free(w);
+}
+
+static void run_case(const FxCase *c, double tol) {
+    Graph *g = graph_new(DEV_CPU);
+    Tensor *x[FX_MAX_TENSORS];
+    const FxTensor *xf[FX_MAX_TENSORS];
+    int n = 0;
+    for (int i = 0; i < c->n_tensors; i++) {
+        const FxTensor *t = &c->t[i];
+        if (t->role != 'i' && t->role != 'p') continue;
+        xf[n] = t;
+        x[n++] = t->role == 'p' ? graph_param(g, t->name, t->ndim, t->shape, INIT_ZEROS, 0, 0)
+                                : graph_input(g, t->name, t->dtype, t->ndim, t->shape);
+    }
+    const FxTensor *want = fx_find(c, 'o', NULL), *dout = fx_find(c, 'u', NULL);
+    Tensor *out = build(g, c, x, n);
+    if (!out || !want || graph_plan(g)) {
+        CHECK(0, "%s: cannot build op %s from %d inputs (fixture and test disagree)", c->name, c->op, n);
+        graph_free(g);
+        return;
+    }
+    // CPU graph: the arenas are host memory, filled with the raw bytes.
+    for (int k = 0; k < n; k++) memcpy(x[k]->data, xf[k]->data, xf[k]->numel * dtype_size(xf[k]->dtype));
+
+    int same_shape = out->ndim == want->ndim && out->dtype == want->dtype;
+    for (int d = 0; same_shape && d < out->ndim; d++) same_shape = out->shape[d] == want->shape[d];
+    char desc[96];
+    CHECK(same_shape, "%s: output is %s, the reference has %d dims and dtype %s", c->name,
+          tensor_describe(out, desc, sizeof desc), want->ndim, dtype_name(want->dtype));
+    if (!same_shape) { graph_free(g); return; }
+
+    graph_forward(g);
+    check_output(c, out, want, tol);
+
+    int n_grads = n_role(c, "g");
+    CHECK(n_grads == n_role(c, "p"), "%s: fixture has %d params but %d expected grads", c->name, n_role(c, "p"), n_grads);
+    if (n_grads && dout) {
+        CHECK(out->requires_grad, "%s: output takes no gradient", c->name);
+        float *seed = fx_floats(dout);
+        graph_zero_grad(g);
+        graph_backward_seeded(g, out, seed);
+        free(seed);
+        for (int k = 0; k < n; k++) {
+            const FxTensor *wg = fx_find(c, 'g', xf[k]->name);
+            if (xf[k]->role != 'p' || !wg) continue;
+            float *got = malloc(x[k]->numel * sizeof *got), *w = fx_floats(wg);
+            tensor_grad_to_host(x[k], got);
+            char what[160];
+            snprintf(what, sizeof what, "%s: d%s", c->name, xf[k]->name);
+            compare_f32(what, got, w, x[k]->numel, tol);
+            free(got);
+            free(w);
+        }
+    }
+    graph_free(g);
+}
+
+// ---- one test per op -----------------------------------------------------------
+
+static Fixture *fixture;   // loaded once by main
+
+static void check_op(const char *op) {
+    REQUIRE(fixture, "no fixture (%s)", FIXTURE_PATH);
+    double tol = op_tol(op);
+    REQUIRE(tol >= 0, "no tolerance for op %s", op);
+    int n = 0;
+    for (int i = 0; i < fixture->n_cases; i++) {
+        if (strcmp(fixture->cases[i].op, op) != 0) continue;
+        if (verbose) printf("  %s\n", fixture->cases[i].name);
+        run_case(&fixture->cases[i], tol);
+        n++;
+    }
+    CHECK(n > 0, "%s has no case for op %s", FIXTURE_PATH, op);
+}
+
+#define OP_TEST(op) static void test_##op(void) { check_op(#op); }
+OP_TEST(matmul) OP_TEST(linear) OP_TEST(add) OP_TEST(mul) OP_TEST(scale)
+OP_TEST(layernorm) OP_TEST(gelu) OP_TEST(softmax) OP_TEST(attention)
+OP_TEST(embedding) OP_TEST(concat) OP_TEST(slice) OP_TEST(transpose)
+OP_TEST(sum) OP_TEST(mean) OP_TEST(patchify) OP_TEST(sin) OP_TEST(cos)
+OP_TEST(cumsum) OP_TEST(cross_entropy) OP_TEST(smooth_l1) OP_TEST(mse) OP_TEST(cast)
+
+// Every case in the file belongs to an op tested above (a renamed op would
+// otherwise drop its cases silently).
+static void test_fixture_covers_ops(void) {
+    REQUIRE(fixture, "no fixture (%s)", FIXTURE_PATH);
+    for (int i = 0; i < fixture->n_cases; i++)
+        CHECK(op_id(fixture->cases[i].op) >= 0 && op_tol(fixture->cases[i].op) >= 0,
+              "case %s: unknown op %s", fixture->cases[i].name, fixture->cases[i].op);
+}
+
+int main(void) {
+    const char *v = getenv("DISTIL_TEST_VERBOSE");
+    verbose = v && *v && strcmp(v, "0") != 0;
+    fixture = fixture_load(FIXTURE_PATH);
+    RUN(test_fixture_covers_ops);
+    RUN(test_matmul); RUN(test_linear); RUN(test_add); RUN(test_mul); RUN(test_scale);
+    RUN(test_layernorm); RUN(test_gelu); RUN(test_softmax); RUN(test_attention);
+    RUN(test_embedding); RUN(test_concat); RUN(test_slice); RUN(test_transpose);
+    RUN(test_sum); RUN(test_mean); RUN(test_patchify); RUN(test_sin); RUN(test_cos);
+    RUN(test_cumsum); RUN(test_cross_entropy); RUN(test_smooth_l1); RUN(test_mse); RUN(test_cast);
+    fixture_free(fixture);
+    return test_summary();
+}
