@@ -12,6 +12,7 @@ typedef struct {
 
 static const Command commands[] = {
     { "logs", cmd_logs, "drive logs: synth, inspect, validate, stats" },
+    { "recipe", cmd_recipe, "recipes: check and print a resolved recipe, key docs" },
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
