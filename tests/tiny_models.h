@@ -4,36 +4,11 @@
 #include <stdio.h>
 #include "autograd/graph.h"
 #include "autograd/ops.h"
+#include "train/model.h"   // defines: transformer_block
 
-// A pre-norm transformer block: x + attn(ln1(x)), then + mlp(ln2(.)).
-// x [B, T, C]; parameters are created under `prefix`.
+// One block of the student's own kind (train/model.c), no key mask.
 static inline Tensor *tiny_block(Graph *g, Tensor *x, int n_head, int mlp_ratio, const char *prefix) {
-    int C = x->shape[2];
-    char name[64];
-#define P(suffix, nd, shp, init, scale, decay) \
-    (snprintf(name, sizeof name, "%s.%s", prefix, suffix), graph_param(g, name, nd, shp, init, scale, decay))
-    Tensor *ln1_w = P("ln1.weight", 1, (int[]){ C }, INIT_ONES, 0, 0);
-    Tensor *ln1_b = P("ln1.bias", 1, (int[]){ C }, INIT_ZEROS, 0, 0);
-    Tensor *qkv_w = P("attn.qkv.weight", 2, ((int[]){ 3 * C, C }), INIT_NORMAL, 0.02f, 1);
-    Tensor *qkv_b = P("attn.qkv.bias", 1, (int[]){ 3 * C }, INIT_ZEROS, 0, 0);
-    Tensor *proj_w = P("attn.proj.weight", 2, ((int[]){ C, C }), INIT_NORMAL, 0.02f, 1);
-    Tensor *proj_b = P("attn.proj.bias", 1, (int[]){ C }, INIT_ZEROS, 0, 0);
-    Tensor *ln2_w = P("ln2.weight", 1, (int[]){ C }, INIT_ONES, 0, 0);
-    Tensor *ln2_b = P("ln2.bias", 1, (int[]){ C }, INIT_ZEROS, 0, 0);
-    Tensor *fc_w = P("mlp.fc.weight", 2, ((int[]){ mlp_ratio * C, C }), INIT_NORMAL, 0.02f, 1);
-    Tensor *fc_b = P("mlp.fc.bias", 1, (int[]){ mlp_ratio * C }, INIT_ZEROS, 0, 0);
-    Tensor *out_w = P("mlp.proj.weight", 2, ((int[]){ C, mlp_ratio * C }), INIT_NORMAL, 0.02f, 1);
-    Tensor *out_b = P("mlp.proj.bias", 1, (int[]){ C }, INIT_ZEROS, 0, 0);
-#undef P
-    Tensor *h = op_layernorm(g, x, ln1_w, ln1_b, 1e-5f);
-    h = op_linear(g, h, qkv_w, qkv_b);                       // (B, T, 3C)
-    h = op_attention(g, h, NULL, n_head);                    // (B, T, C)
-    h = op_linear(g, h, proj_w, proj_b);
-    x = op_residual(g, x, h);
-    h = op_layernorm(g, x, ln2_w, ln2_b, 1e-5f);
-    h = op_gelu(g, op_linear(g, h, fc_w, fc_b));             // (B, T, rC)
-    h = op_linear(g, h, out_w, out_b);
-    return op_residual(g, x, h);
+    return transformer_block(g, x, NULL, n_head, mlp_ratio, 1, prefix);
 }
 
 // A one-block language model over ids [B, T] -> logits [B, T, V], and the
