@@ -270,6 +270,64 @@ static const char *shape_cast(Tensor *out) {
     return NULL;
 }
 
+// logits [..., V]; topk ids and log-probs [..., k]; mask [...] or absent.
+static const char *shape_distill_kl(Tensor *out) {
+    Tensor *logits = out->src[0], *ids = out->src[1], *lp = out->src[2], *mask = out->nsrc > 3 ? out->src[3] : NULL;
+    const char *e;
+    if ((e = need_f32(logits, "logits")) || (e = need_f32(lp, "topk_logprobs"))) return e;
+    if (ids->dtype != DT_I32) SHAPE_FAIL("topk_ids must be i32");
+    if (!tensor_same_shape(ids, lp)) SHAPE_FAIL("topk_ids and topk_logprobs differ in shape");
+    if (logits->ndim < 2 || ids->ndim != logits->ndim) SHAPE_FAIL("logits must be [..., V] and topk_ids [..., k] with the same leading dims");
+    for (int d = 0; d < logits->ndim - 1; d++)
+        if (ids->shape[d] != logits->shape[d]) SHAPE_FAIL("topk_ids differ from logits in dim %d", d);
+    int k = ids->shape[ids->ndim - 1];
+    if (k < 1 || k > DISTILL_KL_MAX_K) SHAPE_FAIL("top-k of %d entries (1..%d allowed)", k, DISTILL_KL_MAX_K);
+    size_t rows = logits->numel / (size_t)logits->shape[logits->ndim - 1];
+    if (mask) {
+        if ((e = need_f32(mask, "mask"))) return e;
+        if (mask->numel != rows || mask->ndim != logits->ndim - 1) SHAPE_FAIL("mask must have logits' leading dims (%zu rows)", rows);
+        for (int d = 0; d < mask->ndim; d++)
+            if (mask->shape[d] != logits->shape[d]) SHAPE_FAIL("mask differs from logits in dim %d", d);
+    }
+    int mode = out->iattr[0], tail = out->iattr[1], t2 = out->iattr[2];
+    float t_logged = out->fattr[0], t = out->fattr[1], beta = out->fattr[2];
+    if (mode < DISTILL_FORWARD_KL || mode > DISTILL_JSD) SHAPE_FAIL("mode %d (0 forward KL, 1 reverse KL, 2 JSD)", mode);
+    if ((tail != 0 && tail != 1) || (t2 != 0 && t2 != 1)) SHAPE_FAIL("tail and t2 are 0 or 1");
+    if (!(t_logged > 0) || !(t > 0)) SHAPE_FAIL("temperatures must be > 0 (t_logged %g, t %g)", t_logged, t);
+    if (mode == DISTILL_JSD && !(beta >= 0 && beta <= 1)) SHAPE_FAIL("JSD beta %g outside [0, 1]", beta);
+    out->saved_numel = 3 * rows + 1;
+    return shape_scalar(out);
+}
+
+static const char *shape_traj_loss(Tensor *out) {
+    Tensor *pred = out->src[0], *targets = out->src[1], *weights = out->src[2];
+    const char *e;
+    if ((e = need_f32(pred, "pred")) || (e = need_f32(targets, "targets")) || (e = need_f32(weights, "weights"))) return e;
+    if (pred->ndim != 3 || pred->shape[2] != 3) SHAPE_FAIL("pred must be [B, T, 3]");
+    int B = pred->shape[0], T = pred->shape[1];
+    if (targets->ndim != 4 || targets->shape[0] != B || targets->shape[2] != T || targets->shape[3] != 3)
+        SHAPE_FAIL("targets must be [%d, K, %d, 3]", B, T);
+    int K = targets->shape[1];
+    if (weights->ndim != 2 || weights->shape[0] != B || weights->shape[1] != K) SHAPE_FAIL("weights must be [%d, %d]", B, K);
+    if (out->iattr[0] != TRAJ_WEIGHTED && out->iattr[0] != TRAJ_BEST) SHAPE_FAIL("mode %d (0 weighted, 1 best)", out->iattr[0]);
+    if (!(out->fattr[0] >= 0)) SHAPE_FAIL("smooth-L1 beta %g < 0", out->fattr[0]);
+    out->saved_numel = (size_t)B * K + B + 1;
+    return shape_scalar(out);
+}
+
+static const char *shape_cosine_loss(Tensor *out) {
+    Tensor *a = out->src[0], *b = out->src[1], *mask = out->nsrc > 2 ? out->src[2] : NULL;
+    const char *e;
+    if ((e = need_f32(a, "a")) || (e = need_f32(b, "b"))) return e;
+    if (a->ndim != 2 || !tensor_same_shape(a, b)) SHAPE_FAIL("a and b must both be [B, D]");
+    if (mask) {
+        if ((e = need_f32(mask, "mask"))) return e;
+        if (mask->ndim != 1 || mask->shape[0] != a->shape[0]) SHAPE_FAIL("mask must be [%d]", a->shape[0]);
+    }
+    out->saved_numel = 3 * (size_t)a->shape[0] + 1;
+    return shape_scalar(out);
+}
+
 #define KERNELS(op) \
     .forward = { [DEV_CPU] = op##_forward_cpu, CUDA_FWD(op) }, \
     .backward = { [DEV_CPU] = op##_backward_cpu, CUDA_BWD(op) }
@@ -301,6 +359,9 @@ const OpDef op_table[OP_COUNT] = {
     [OP_SMOOTH_L1]     = { "smooth_l1",     shape_regression,    KERNELS(smooth_l1) },
     [OP_MSE]           = { "mse",           shape_regression,    KERNELS(mse) },
     [OP_CAST]          = { "cast",          shape_cast,          KERNELS(cast) },
+    [OP_DISTILL_KL]    = { "distill_kl",    shape_distill_kl,    KERNELS(distill_kl) },
+    [OP_TRAJ_LOSS]     = { "traj_loss",     shape_traj_loss,     KERNELS(traj_loss) },
+    [OP_COSINE_LOSS]   = { "cosine_loss",   shape_cosine_loss,   KERNELS(cosine_loss) },
 };
 
 const char *op_name(int op) {
@@ -421,4 +482,19 @@ Tensor *op_mse(Graph *g, Tensor *pred, Tensor *target, Tensor *mask) {
 Tensor *op_cast(Graph *g, Tensor *x, DType dt) {
     int to = (int)dt;
     return record(g, OP_CAST, &x, 1, &to, 1, NULL, 0);
+}
+
+Tensor *op_distill_kl(Graph *g, Tensor *logits, Tensor *topk_ids, Tensor *topk_logprobs, Tensor *mask,
+                      const DistillKLConfig *cfg) {
+    int ia[3] = { cfg->mode, cfg->tail, cfg->t2 };
+    float fa[3] = { cfg->t_logged, cfg->t, cfg->beta };
+    return record(g, OP_DISTILL_KL, (Tensor *[]){ logits, topk_ids, topk_logprobs, mask }, mask ? 4 : 3, ia, 3, fa, 3);
+}
+
+Tensor *op_traj_loss(Graph *g, Tensor *pred, Tensor *targets, Tensor *weights, int mode, float beta, float yaw_weight) {
+    return record(g, OP_TRAJ_LOSS, (Tensor *[]){ pred, targets, weights }, 3, &mode, 1, (float[]){ beta, yaw_weight }, 2);
+}
+
+Tensor *op_cosine_loss(Graph *g, Tensor *a, Tensor *b, Tensor *mask) {
+    return record(g, OP_COSINE_LOSS, (Tensor *[]){ a, b, mask }, mask ? 3 : 2, NULL, 0, NULL, 0);
 }

@@ -37,6 +37,9 @@ typedef enum {
     OP_SMOOTH_L1,
     OP_MSE,
     OP_CAST,
+    OP_DISTILL_KL,
+    OP_TRAJ_LOSS,
+    OP_COSINE_LOSS,
     OP_COUNT
 } OpId;
 
@@ -132,6 +135,75 @@ Tensor *op_mse(Graph *g, Tensor *pred, Tensor *target, Tensor *mask);
 // Change storage dtype between DT_F32 and DT_BF16 (round to nearest even).
 // The gradient passes through unchanged (grads are fp32). iattr[0] = dtype.
 Tensor *op_cast(Graph *g, Tensor *x, DType dt);
+
+// ---- the distillation losses (issue 4) ----------------------------------
+// All three reduce to [1], computed in fp32/double whatever the model's
+// precision, and take no gradient into their data inputs (ids, teacher
+// values, targets, weights, masks).
+
+// Token distillation against the teacher's logged top-k.
+typedef struct {
+    float t_logged;   // temperature the teacher's log-probs were logged at (> 0)
+    float t;          // the recipe's temperature T (> 0)
+    int mode;         // DISTILL_FORWARD_KL, DISTILL_REVERSE_KL or DISTILL_JSD
+    float beta;       // JSD's beta in [0, 1] (unused otherwise)
+    int tail;         // 1: one more outcome, the tail, for the rest of the mass
+    int t2;           // 1: multiply the loss by T^2 (keeps gradient scale across T)
+} DistillKLConfig;
+enum { DISTILL_FORWARD_KL = 0, DISTILL_REVERSE_KL = 1, DISTILL_JSD = 2 };
+#define DISTILL_KL_MAX_K 256   // top-k entries per row a kernel sorts on its stack
+// logits f32 [..., V] (R rows), topk_ids i32 [..., k] and topk_logprobs f32
+// [..., k] (logits' leading dims), mask f32 [...] (1 counts a row, 0 ignores
+// it; NULL: every row counts). k <= DISTILL_KL_MAX_K. Per row:
+//   Teacher q. Entry j is valid when id_j is in [0, V) (-1 marks a token
+//   outside the student vocab). Re-tempering: lp_j at t_logged is
+//   z_j / t_logged up to a constant, so at T the weight is
+//   exp(lp_j * t_logged / T). tail = 0: q_j ∝ that over the valid entries
+//   (invalid ones dropped). tail = 1: one more outcome with raw mass
+//   r = max(0, 1 - sum_{all j} exp(lp_j)) + sum_{invalid j} exp(lp_j),
+//   weighted r^(t_logged / T), and q normalised over the valid entries and
+//   the tail.
+//   Student p. pi = softmax(logits / T) over all V. p_j = pi[id_j] for valid
+//   j; tail = 1: p_tail = sum of pi over the ids not among the valid top-k
+//   (= 1 - sum_j p_j, summed directly in double); tail = 0: p_j renormalised
+//   over the valid entries. A duplicated id (should not happen) stays two
+//   separate outcomes, each with pi[id].
+//   Row loss over the outcomes o, with log(x) read as log(max(x, 1e-30)):
+//     forward KL(q||p) = sum q_o (log q_o - log p_o)
+//     reverse KL(p||q) = sum p_o (log p_o - log q_o)
+//     JSD(beta) = beta KL(q||m) + (1 - beta) KL(p||m), m = beta q + (1 - beta) p
+//   times T^2 when t2. A row with no outcome (tail = 0, no valid entry)
+//   adds 0 but still counts.
+// -> [1]: the mean over counted rows (0 if none). Gradient into logits only.
+// iattr = { mode, tail, t2 }, fattr = { t_logged, t, beta }.
+// saved (3R + 1): logsumexp of logits/T per row, the student's tail mass per
+// row, each row's loss (before T^2 and the mean), then the counted rows.
+Tensor *op_distill_kl(Graph *g, Tensor *logits, Tensor *topk_ids, Tensor *topk_logprobs, Tensor *mask,
+                      const DistillKLConfig *cfg);
+
+// Trajectory loss against K candidate trajectories per sample.
+enum { TRAJ_WEIGHTED = 0, TRAJ_BEST = 1 };
+// pred [B, T, 3] (x, y, yaw), targets [B, K, T, 3], weights f32 [B, K] (>= 0).
+//   l_bk = mean over T of smooth_l1(dx) + smooth_l1(dy)
+//          + yaw_weight * smooth_l1(wrap(dyaw)),
+// d = pred - target, smooth_l1 as op_smooth_l1's with beta (beta = 0: L1),
+// wrap(a) = a - 2 pi floor((a + pi) / 2 pi), into [-pi, pi).
+//   TRAJ_WEIGHTED: l_b = sum_k w_bk l_bk / sum_k w_bk.
+//   TRAJ_BEST: l_b = l_bk* for the k* of smallest l_bk among the k with
+//   w_bk > 0 (ties: lowest k); the weights only select.
+// A sample whose weights sum to 0 is masked out. -> [1]: the mean of l_b
+// over the other samples (0 if none). Gradient into pred only (targets and
+// weights are data). Ground-truth training: K = 1, weight = presence flag.
+// iattr[0] = mode; fattr = { beta, yaw_weight }.
+// saved (B K + B + 1): l_bk, then per sample the chosen k (TRAJ_BEST) or 0
+// (TRAJ_WEIGHTED), -1 when masked out, then the count of counted samples.
+Tensor *op_traj_loss(Graph *g, Tensor *pred, Tensor *targets, Tensor *weights, int mode, float beta, float yaw_weight);
+
+// Feature loss: a [B, D], b [B, D], mask f32 [B] (1 counts a row, 0 ignores
+// it) or NULL. cos_b = a_b . b_b / max(|a_b| |b_b|, 1e-8).
+// -> [1]: the mean of 1 - cos_b over counted rows (0 if none). Gradients
+// into a and b. saved (3B + 1): a.b, |a|, |b| per row, then the count.
+Tensor *op_cosine_loss(Graph *g, Tensor *a, Tensor *b, Tensor *mask);
 
 const char *op_name(int op);
 // Resolve a possibly negative axis against ndim; -1 if out of range.

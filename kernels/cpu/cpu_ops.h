@@ -33,6 +33,9 @@ CPU_KERNEL_PAIR(cross_entropy)
 CPU_KERNEL_PAIR(smooth_l1)
 CPU_KERNEL_PAIR(mse)
 CPU_KERNEL_PAIR(cast)
+CPU_KERNEL_PAIR(distill_kl)
+CPU_KERNEL_PAIR(traj_loss)
+CPU_KERNEL_PAIR(cosine_loss)
 
 // Helpers shared by the kernels.
 // Split x's shape around `axis`: outer = prod(shape[:axis]), n = shape[axis],

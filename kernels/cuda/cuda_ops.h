@@ -34,6 +34,9 @@ CUDA_KERNEL_PAIR(cross_entropy)
 CUDA_KERNEL_PAIR(smooth_l1)
 CUDA_KERNEL_PAIR(mse)
 CUDA_KERNEL_PAIR(cast)
+CUDA_KERNEL_PAIR(distill_kl)
+CUDA_KERNEL_PAIR(traj_loss)
+CUDA_KERNEL_PAIR(cosine_loss)
 
 #ifdef __cplusplus
 }
