@@ -73,8 +73,8 @@ static const RecipeKey keys[] = {
       "Number of pre-norm transformer blocks."),
     INT_KEY("model", "heads", "8", 1, 1024, model.heads,
       "Attention heads per block; must divide dim."),
-    NUM_KEY("model", "mlp_ratio", "4.0", 0.25, 64, 0, model.mlp_ratio,
-      "MLP hidden width as a multiple of dim (rounded to the nearest integer)."),
+    INT_KEY("model", "mlp_ratio", "4", 1, 64, model.mlp_ratio,
+      "MLP hidden width as a multiple of dim."),
     INT_KEY("model", "patch", "16", 1, 1024, model.patch,
       "Side of the square image patches, in pixels; must divide the shards' frame height and width."),
     INT_KEY("model", "horizon", "30", 1, 10000, model.horizon,
@@ -215,6 +215,13 @@ static int key_in_section(const char *section, const char *key) {
     return -1;
 }
 
+// The first key of section s in the table (for examples in messages).
+static int first_key_of(const char *section) {
+    for (int i = 0; i < N_KEYS; i++)
+        if (!strcmp(keys[i].section, section)) return i;
+    return 0;
+}
+
 static int is_section(const char *s) {
     for (int i = 0; i < N_SECTIONS; i++)
         if (!strcmp(sections[i], s)) return i;
@@ -306,13 +313,28 @@ static int fail_at(const Reader *rd, yaml_mark_t m, const char *fmt, ...) {
     return 2;
 }
 
+// An error in the value of key name (or of an item of it, "data.train[1]"):
+// "file:L:C: name: ..." or, from --set, "--set name: ...".
+static int fail_value(const Reader *rd, yaml_mark_t m, const char *name, const char *fmt, ...) {
+    char where[1300];
+    if (rd->set_key) snprintf(where, sizeof where, "--set %s", name);
+    else snprintf(where, sizeof where, "%s:%zu:%zu: %s", rd->path, m.line + 1, m.column + 1, name);
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(where, fmt, ap);
+    va_end(ap);
+    if (rd->defaults) abort();
+    return 2;
+}
+
 // An error about key i's value after it was set: points at where it was set.
 static int fail_key(const Reader *rd, int i, const char *fmt, ...) {
-    char where[1100], name[96];
+    char where[1300], name[96];
     const RecipeSource *s = &rd->src[i];
-    if (s->from_set) snprintf(where, sizeof where, "--set %s", dotted_name(i, name, sizeof name));
-    else if (s->line) snprintf(where, sizeof where, "%s:%d:%d", rd->path, s->line, s->column);
-    else snprintf(where, sizeof where, "%s", rd->path);
+    dotted_name(i, name, sizeof name);
+    if (s->from_set) snprintf(where, sizeof where, "--set %s", name);
+    else if (s->line) snprintf(where, sizeof where, "%s:%d:%d: %s", rd->path, s->line, s->column, name);
+    else snprintf(where, sizeof where, "%s: %s", rd->path, name);
     va_list ap;
     va_start(ap, fmt);
     vreport(where, fmt, ap);
@@ -388,9 +410,9 @@ static int parse_number(const yaml_node_t *n, double *out) {
 static int convert_number(Reader *rd, const char *name, const RecipeKey *k, const yaml_node_t *n, double *out) {
     char got[96], range[64];
     if (!parse_number(n, out))
-        return fail_at(rd, n->start_mark, "%s: expected a number, got %s", name, describe(n, got, sizeof got));
+        return fail_value(rd, n->start_mark, name, "expected a number, got %s", describe(n, got, sizeof got));
     if (!in_range(k, *out))
-        return fail_at(rd, n->start_mark, "%s: %s is out of range %s", name, scalar(n), range_text(k, range, sizeof range));
+        return fail_value(rd, n->start_mark, name, "%s is out of range %s", scalar(n), range_text(k, range, sizeof range));
     return 0;
 }
 
@@ -398,9 +420,9 @@ static int convert_int(Reader *rd, const char *name, const RecipeKey *k, const y
     char got[96], range[64];
     long long v;
     if (!parse_int(n, &v))
-        return fail_at(rd, n->start_mark, "%s: expected an integer, got %s", name, describe(n, got, sizeof got));
+        return fail_value(rd, n->start_mark, name, "expected an integer, got %s", describe(n, got, sizeof got));
     if (!in_range(k, (double)v) || v > INT_MAX)
-        return fail_at(rd, n->start_mark, "%s: %s is out of range %s", name, scalar(n), range_text(k, range, sizeof range));
+        return fail_value(rd, n->start_mark, name, "%s is out of range %s", scalar(n), range_text(k, range, sizeof range));
     *out = (int)v;
     return 0;
 }
@@ -412,7 +434,7 @@ static int convert_bool(Reader *rd, const char *name, const yaml_node_t *n, int 
         if (!strcmp(scalar(n), yes[i])) return *out = 1, 0;
         if (!strcmp(scalar(n), no[i])) return *out = 0, 0;
     }
-    return fail_at(rd, n->start_mark, "%s: expected true or false, got %s", name, describe(n, got, sizeof got));
+    return fail_value(rd, n->start_mark, name, "expected true or false, got %s", describe(n, got, sizeof got));
 }
 
 static int convert_enum(Reader *rd, const char *name, const RecipeKey *k, const yaml_node_t *n, int *out) {
@@ -422,27 +444,24 @@ static int convert_enum(Reader *rd, const char *name, const RecipeKey *k, const 
             if (!strcmp(scalar(n), k->allowed[i])) return *out = i, 0;
     for (int i = 0; k->allowed[i]; i++)
         snprintf(allowed + strlen(allowed), sizeof allowed - strlen(allowed), "%s%s", i ? ", " : "", k->allowed[i]);
-    return fail_at(rd, n->start_mark, "%s: expected one of %s, got %s", name, allowed, describe(n, got, sizeof got));
+    return fail_value(rd, n->start_mark, name, "expected one of %s, got %s", allowed, describe(n, got, sizeof got));
 }
 
 static int convert_string(Reader *rd, const char *name, const yaml_node_t *n, char **out) {
     char got[96];
     if (n->type != YAML_SCALAR_NODE || is_null(n) || !*scalar(n))
-        return fail_at(rd, n->start_mark, "%s: expected a non-empty string, got %s", name, describe(n, got, sizeof got));
+        return fail_value(rd, n->start_mark, name, "expected a non-empty string, got %s", describe(n, got, sizeof got));
     *out = strdup(scalar(n));
     return 0;
 }
 
-// A path must exist now: a missing file should stop the run before any work.
+// Whether the path exists is checked after the overrides (check_paths), so
+// that --set can replace a path the file names.
 static int convert_path(Reader *rd, const char *name, const yaml_node_t *n, char **out) {
     char got[96];
     if (n->type != YAML_SCALAR_NODE)
-        return fail_at(rd, n->start_mark, "%s: expected a path, got %s", name, describe(n, got, sizeof got));
-    const char *s = is_null(n) ? "" : scalar(n);
-    struct stat st;
-    if (*s && stat(s, &st) != 0)
-        return fail_at(rd, n->start_mark, "%s: \"%s\" does not exist (paths are relative to the working directory)", name, s);
-    *out = strdup(s);
+        return fail_value(rd, n->start_mark, name, "expected a path, got %s", describe(n, got, sizeof got));
+    *out = strdup(is_null(n) ? "" : scalar(n));
     return 0;
 }
 
@@ -455,24 +474,25 @@ static void list_free(RecipeList *l) {
 
 static int convert_list(Reader *rd, const char *name, const RecipeKey *k, yaml_document_t *d,
                         const yaml_node_t *n, RecipeList *out) {
-    char got[96];
+    char got[96], item_name[112];
     if (n->type != YAML_SEQUENCE_NODE)
-        return fail_at(rd, n->start_mark, "%s: expected a list of strings such as [\"a\", \"b\"] ([] for none), got %s",
-                       name, describe(n, got, sizeof got));
+        return fail_value(rd, n->start_mark, name, "expected a list of strings such as [\"a\", \"b\"] ([] for none), got %s",
+                       describe(n, got, sizeof got));
     int count = (int)(n->data.sequence.items.top - n->data.sequence.items.start);
     RecipeList l = { calloc((size_t)count + 1, sizeof(char *)), 0 };
     for (int i = 0; i < count; i++) {
         const yaml_node_t *item = yaml_document_get_node(d, n->data.sequence.items.start[i]);
+        snprintf(item_name, sizeof item_name, "%s[%d]", name, i);
         if (item->type != YAML_SCALAR_NODE || is_null(item) || !*scalar(item)) {
             list_free(&l);
-            return fail_at(rd, item->start_mark, "%s[%d]: expected a non-empty string, got %s", name, i,
-                           describe(item, got, sizeof got));
+            return fail_value(rd, item->start_mark, item_name, "expected a non-empty string, got %s",
+                              describe(item, got, sizeof got));
         }
         for (int j = 0; j < l.n && (k->flags & RK_UNIQUE); j++)
             if (!strcmp(l.items[j], scalar(item))) {
                 list_free(&l);
-                return fail_at(rd, item->start_mark, "%s[%d]: \"%s\" is already item %d; list each once",
-                               name, i, scalar(item), j);
+                return fail_value(rd, item->start_mark, item_name, "\"%s\" is already item %d; list each once",
+                                  scalar(item), j);
             }
         l.items[l.n++] = strdup(scalar(item));
     }
@@ -489,7 +509,7 @@ static int convert_float3(Reader *rd, const char *name, const RecipeKey *k, yaml
                        describe(n, got, sizeof got));
     int count = (int)(n->data.sequence.items.top - n->data.sequence.items.start);
     if (count != 3)
-        return fail_at(rd, n->start_mark, "%s: expected a list of 3 numbers (R, G, B), got %d", name, count);
+        return fail_value(rd, n->start_mark, name, "expected a list of 3 numbers (R, G, B), got %d", count);
     double v[3];
     for (int i = 0; i < 3; i++) {
         snprintf(item_name, sizeof item_name, "%s[%d]", name, i);
@@ -539,7 +559,8 @@ static int convert_text(Reader *rd, Recipe *r, int i, const char *text) {
     yaml_parser_set_input_string(&p, (const unsigned char *)t, strlen(t));
     int rc;
     if (!yaml_parser_load(&p, &d)) {
-        rc = fail_at(rd, p.problem_mark, "the value \"%s\" is not valid YAML: %s", text, p.problem ? p.problem : "?");
+        rc = fail_at(rd, p.problem_mark, "the value \"%s\" is not valid YAML (%s); quote strings that hold "
+                     "YAML's special characters, e.g. '[\"*.h5\"]'", text, p.problem ? p.problem : "?");
         yaml_parser_delete(&p);
         return rc;
     }
@@ -594,14 +615,17 @@ static int check_duplicate(Reader *rd, yaml_document_t *d, const yaml_node_t *ma
     return 0;
 }
 
-static int unknown_key(Reader *rd, const yaml_node_t *k, const char *section) {
+// v is the key's value: a mapping at the top level reads as a misspelt section.
+static int unknown_key(Reader *rd, const yaml_node_t *k, const yaml_node_t *v, const char *section) {
     char hint[96];
     const char *name = scalar(k);
+    const char *what = !*section && v->type == YAML_MAPPING_NODE ? "section" : "key";
     if (suggest(section, name, hint, sizeof hint))
-        return fail_at(rd, k->start_mark, "unknown key %s%s%s; did you mean %s?", section, *section ? "." : "", name, hint);
+        return fail_at(rd, k->start_mark, "unknown %s %s%s%s; did you mean %s?", what, section, *section ? "." : "",
+                       name, hint);
     if (!*section)
-        return fail_at(rd, k->start_mark, "unknown key %s; the top level holds name, seed and the sections "
-                       "data, model, distill, train, dist, export", name);
+        return fail_at(rd, k->start_mark, "unknown %s %s; the top level holds name, seed and the sections "
+                       "data, model, distill, train, dist, export", what, name);
     char known[1024] = "";
     for (int i = 0; i < N_KEYS; i++)
         if (!strcmp(keys[i].section, section))
@@ -624,7 +648,7 @@ static int read_section(Reader *rd, Recipe *r, yaml_document_t *d, int s, const 
         yaml_node_t *k = yaml_document_get_node(d, p->key), *v = yaml_document_get_node(d, p->value);
         if (check_key_node(rd, k, "in a section") || check_duplicate(rd, d, map, p, sections[s])) return 2;
         int i = key_in_section(sections[s], scalar(k));
-        if (i < 0) return unknown_key(rd, k, sections[s]);
+        if (i < 0) return unknown_key(rd, k, v, sections[s]);
         if (set_from_file(rd, r, i, d, v)) return 2;
     }
     return 0;
@@ -651,7 +675,7 @@ static int read_root(Reader *rd, Recipe *r, yaml_document_t *d) {
             continue;
         }
         int i = key_in_section("", scalar(k));
-        if (i < 0) return unknown_key(rd, k, "");
+        if (i < 0) return unknown_key(rd, k, v, "");
         if (set_from_file(rd, r, i, d, v)) return 2;
     }
     return 0;
@@ -709,6 +733,11 @@ static int apply_override(Reader *rd, Recipe *r, const char *arg) {
         return 2;
     }
     int i = recipe_key_index(key);
+    if (i < 0 && is_section(key) >= 0) {
+        fprintf(stderr, "distil: error: --set %s: name one key of the section, e.g. --set %s.%s=...\n", key, key,
+                keys[first_key_of(key)].key);
+        return 2;
+    }
     if (i < 0) {
         const char *dot = strrchr(key, '.');
         char section[96];
@@ -736,10 +765,10 @@ static int K(const char *dotted) {
 static int check_name(Reader *rd, const Recipe *r) {
     for (const char *c = r->name; *c; c++)
         if (!isalnum((unsigned char)*c) && !strchr("._-", *c))
-            return fail_key(rd, K("name"), "name: \"%s\" is not a usable run directory name; use letters, "
+            return fail_key(rd, K("name"), "\"%s\" is not a usable run directory name; use letters, "
                             "digits, '.', '_' and '-'", r->name);
     if (r->name[0] == '.')
-        return fail_key(rd, K("name"), "name: \"%s\" must not start with '.'", r->name);
+        return fail_key(rd, K("name"), "\"%s\" must not start with '.'", r->name);
     return 0;
 }
 
@@ -755,6 +784,17 @@ static int check_required(Reader *rd) {
     return 0;
 }
 
+// A missing file should stop the run before any work, pointing at the key.
+static int check_paths(Reader *rd, const Recipe *r) {
+    for (int i = 0; i < N_KEYS; i++) {
+        const char *path = keys[i].type == RK_PATH ? *(char *const *)((const char *)r + keys[i].offset) : NULL;
+        struct stat st;
+        if (path && *path && stat(path, &st) != 0)
+            return fail_key(rd, i, "\"%s\" does not exist (paths are relative to the working directory)", path);
+    }
+    return 0;
+}
+
 static int check_rules(Reader *rd, const Recipe *r) {
     const RecipeModel *m = &r->model;
     const RecipeTrain *t = &r->train;
@@ -762,27 +802,27 @@ static int check_rules(Reader *rd, const Recipe *r) {
     if (check_name(rd, r)) return 2;
     if (m->dim % m->heads)
         return fail_key(rd, blame(rd, K("model.dim"), K("model.heads")),
-                        "model.heads: %d does not divide model.dim %d; pick heads so that dim/heads is whole",
+                        "%d does not divide model.dim %d; pick heads so that dim/heads is whole",
                         m->heads, m->dim);
     if (t->batch_size % t->micro_batch)
         return fail_key(rd, blame(rd, K("train.micro_batch"), K("train.batch_size")),
-                        "train.batch_size: %d is not a multiple of train.micro_batch %d",
+                        "%d is not a multiple of train.micro_batch %d",
                         t->batch_size, t->micro_batch);
     if (t->min_lr > t->lr)
         return fail_key(rd, blame(rd, K("train.lr"), K("train.min_lr")),
-                        "train.min_lr: %g is above train.lr %g; the schedule decays from lr down to min_lr",
+                        "%g is above train.lr %g; the schedule decays from lr down to min_lr",
                         t->min_lr, t->lr);
     if (t->warmup_steps > t->steps)
         return fail_key(rd, blame(rd, K("train.steps"), K("train.warmup_steps")),
-                        "train.warmup_steps: %d is more than train.steps %d", t->warmup_steps, t->steps);
+                        "%d is more than train.steps %d", t->warmup_steps, t->steps);
     if (ds->w_token_kl + ds->w_ce + ds->w_traj + ds->w_feature <= 0)
         return fail_key(rd, blame(rd, K("distill.w_token_kl"), K("distill.w_traj")),
-                        "distill: every loss weight (w_token_kl, w_ce, w_traj, w_feature) is 0; nothing would be trained");
+                        "every loss weight (w_token_kl, w_ce, w_traj, w_feature) is 0; nothing would be trained");
     if (r->data.max_trace_tokens == 0 && (ds->w_token_kl > 0 || ds->w_ce > 0)) {
         int i = ds->w_token_kl > 0 ? K("distill.w_token_kl") : K("distill.w_ce");
         return fail_key(rd, blame(rd, i, K("data.max_trace_tokens")),
-                        "data.max_trace_tokens is 0 but distill.%s is %g: there are no trace tokens for the token "
-                        "losses; keep some tokens or set w_token_kl and w_ce to 0",
+                        "no trace tokens are kept (data.max_trace_tokens 0) but distill.%s is %g; keep some "
+                        "tokens or set w_token_kl and w_ce to 0",
                         keys[i].key, ds->w_token_kl > 0 ? ds->w_token_kl : ds->w_ce);
     }
     return 0;
@@ -812,6 +852,7 @@ int recipe_load(Recipe *r, const char *path, char **overrides, int n_overrides) 
     }
     for (int i = 0; !rc && i < n_overrides; i++) rc = apply_override(&rd, r, overrides[i]);
     if (!rc) rc = check_required(&rd);
+    if (!rc) rc = check_paths(&rd, r);
     if (!rc) rc = check_rules(&rd, r);
     if (rc) recipe_free(r);
     return rc;

@@ -38,7 +38,7 @@ typedef struct RecipeData {
 
 typedef struct RecipeModel {
     int dim, layers, heads;
-    double mlp_ratio;            // MLP hidden width = round(dim * mlp_ratio)
+    int mlp_ratio;               // MLP hidden width = dim * mlp_ratio
     int patch;                   // square patch side, pixels
     int horizon;                 // T future waypoints
     RecipeTrajRepr traj_repr;
