@@ -13,18 +13,20 @@
 
 // Below this many logits a parallel region costs more than it saves.
 #define CE_PAR_MIN 16384
+// Fixed row blocks of the loss sum (see the forward).
+#define CE_BLOCKS 256
 
 static int ce_counted(int target, int V, int ignore_index) {
     return target != ignore_index && target >= 0 && target < V;
 }
 
-// log sum_v exp(row[v]), max-subtracted so no exp overflows.
-static float ce_logsumexp(const float *row, ptrdiff_t V) {
+// log sum_v exp(row[v]) in double, max-subtracted so no exp overflows.
+static double ce_logsumexp(const float *row, ptrdiff_t V) {
     float mx = row[0];
     for (ptrdiff_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
     double s = 0;
     for (ptrdiff_t v = 0; v < V; v++) s += expf(row[v] - mx);
-    return mx + (float)log(s);
+    return (double)mx + log(s);
 }
 
 void cross_entropy_forward_cpu(Tensor *out) {
@@ -34,19 +36,30 @@ void cross_entropy_forward_cpu(Tensor *out) {
     const int *targets = targets_t->data;       // (R)
     int ignore = out->iattr[0];
     float *lse = out->saved;                    // (R), then the count at [R]
+    // Rows go in CE_BLOCKS fixed blocks whatever the thread count, and the
+    // block sums are added in order, so the loss is the same on any number
+    // of threads; each row's term stays in double until the final division.
+    double part[CE_BLOCKS];
+    ptrdiff_t part_count[CE_BLOCKS], per = (R + CE_BLOCKS - 1) / CE_BLOCKS;
     #pragma omp parallel for if (logits_t->numel >= CE_PAR_MIN)
-    for (ptrdiff_t r = 0; r < R; r++)
-        lse[r] = ce_counted(targets[r], (int)V, ignore) ? ce_logsumexp(logits + r * V, V) : 0.0f;
-    // The rows are added in order, in double, so the loss does not depend
-    // on the thread count; this pass is O(R) against the O(R V) above.
+    for (int b = 0; b < CE_BLOCKS; b++) {
+        double total = 0;
+        ptrdiff_t count = 0, hi = (b + 1) * per < R ? (b + 1) * per : R;
+        for (ptrdiff_t r = b * per; r < hi; r++) {
+            int t = targets[r];
+            if (!ce_counted(t, (int)V, ignore)) { lse[r] = 0.0f; continue; }
+            double row_lse = ce_logsumexp(logits + r * V, V);
+            lse[r] = (float)row_lse;
+            total += row_lse - (double)logits[r * V + t];
+            count++;
+        }
+        part[b] = total;
+        part_count[b] = count;
+    }
     double total = 0;
     ptrdiff_t count = 0;
-    for (ptrdiff_t r = 0; r < R; r++) {
-        if (!ce_counted(targets[r], (int)V, ignore)) continue;
-        total += (double)lse[r] - (double)logits[r * V + targets[r]];
-        count++;
-    }
-    lse[R] = (float)count;
+    for (int b = 0; b < CE_BLOCKS; b++) { total += part[b]; count += part_count[b]; }
+    lse[R] = (float)count;                      // exact below 2^24 rows
     ((float *)out->data)[0] = count ? (float)(total / (double)count) : 0.0f;
 }
 
