@@ -1,10 +1,17 @@
 // backend_cuda.cu: device memory for the CUDA backend (see kernels/backend.h).
 // Every runtime call is checked; a failure names the call and exits with 1.
+//
+// Zeroing and copies go through the compute stream (context.cuh), in order
+// with the kernels: a copy to the host waits for the kernels queued before
+// it, and a copy from the host lands before the kernels queued after it.
 #include <cstdio>
 #include <cstdlib>
 #include <cuda_runtime.h>
+#include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK
 
+// The one CUDA call made before a CUDA graph exists: it creates no context
+// beyond the runtime's own, and on a machine without a GPU it fails cleanly.
 extern "C" int cuda_device_count(const char **why) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
@@ -20,12 +27,30 @@ extern "C" int cuda_device_count(const char **why) {
 extern "C" void *cuda_alloc(size_t bytes) {
     void *p = nullptr;
     if (cudaMalloc(&p, bytes) != cudaSuccess) { cudaGetLastError(); return nullptr; }
-    CUDA_CHECK(cudaMemset(p, 0, bytes));
+    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cuda_compute_stream()));
     return p;
 }
 
+// cudaFree waits for the device, so no queued kernel still uses p.
 extern "C" void cuda_free(void *p) { CUDA_CHECK(cudaFree(p)); }
-extern "C" void cuda_zero(void *p, size_t bytes) { CUDA_CHECK(cudaMemset(p, 0, bytes)); }
-extern "C" void cuda_to_host(void *dst, const void *src, size_t bytes) { CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost)); }
-extern "C" void cuda_from_host(void *dst, const void *src, size_t bytes) { CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice)); }
+
+extern "C" void cuda_zero(void *p, size_t bytes) {
+    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cuda_compute_stream()));
+}
+
+// Returns once dst holds the data: the caller reads it next.
+extern "C" void cuda_to_host(void *dst, const void *src, size_t bytes) {
+    cudaStream_t s = cuda_compute_stream();
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+// Returns once src has been read: the caller may reuse or free it next
+// (an async copy from pageable memory gives no such promise by itself).
+extern "C" void cuda_from_host(void *dst, const void *src, size_t bytes) {
+    cudaStream_t s = cuda_compute_stream();
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
 extern "C" void cuda_sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }

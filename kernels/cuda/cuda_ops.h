@@ -38,6 +38,11 @@ CUDA_KERNEL_PAIR(distill_kl)
 CUDA_KERNEL_PAIR(traj_loss)
 CUDA_KERNEL_PAIR(cosine_loss)
 
+// TF32 tensor cores for matmul and linear (off by default; see
+// kernels/cuda/context.cuh). Callable before any CUDA graph exists.
+void cuda_set_allow_tf32(int allow);
+int cuda_allow_tf32(void);
+
 #ifdef __cplusplus
 }
 #endif

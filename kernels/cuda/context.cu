@@ -1,0 +1,77 @@
+// context.cu: the CUDA context (see context.cuh): three streams, one cuBLAS
+// handle and a scratch workspace, created together on first use.
+#include "kernels/cuda/context.cuh"
+#include <atomic>
+#include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK, CUBLAS_CHECK
+
+namespace {
+
+struct CudaContext {
+    cudaStream_t compute, copy, comm;
+    cublasHandle_t cublas;
+    int tf32_applied;       // the math mode the handle is in (1: TF32 allowed)
+    void *workspace;        // see cuda_workspace
+    size_t workspace_bytes;
+};
+
+// The workspace's first size: enough for every op's partial sums at any
+// shape this trainer uses, so it normally never grows.
+constexpr size_t WORKSPACE_MIN_BYTES = 1 << 20;
+
+// What cuda_set_allow_tf32 asked for; read at each cuda_cublas() call so the
+// flag may be set before the context exists.
+std::atomic<int> allow_tf32{0};
+
+CudaContext make_context() {
+    CudaContext c;
+    // Blocking streams: cudaMemcpy/cudaMemset on the legacy default stream
+    // (from code outside this backend) still wait for queued kernels.
+    CUDA_CHECK(cudaStreamCreateWithFlags(&c.compute, cudaStreamDefault));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&c.copy, cudaStreamDefault));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&c.comm, cudaStreamDefault));
+    CUBLAS_CHECK(cublasCreate(&c.cublas));
+    CUBLAS_CHECK(cublasSetStream(c.cublas, c.compute));
+    // CUBLAS_DEFAULT_MATH: plain fp32 FMAs; TF32 only once cuda_set_allow_tf32(1).
+    CUBLAS_CHECK(cublasSetMathMode(c.cublas, CUBLAS_DEFAULT_MATH));
+    c.tf32_applied = 0;
+    c.workspace = nullptr;
+    c.workspace_bytes = 0;
+    return c;
+}
+
+// Created once, thread-safely (a C++11 function-local static), on first use.
+CudaContext &context() {
+    static CudaContext c = make_context();
+    return c;
+}
+
+}  // namespace
+
+cudaStream_t cuda_compute_stream(void) { return context().compute; }
+cudaStream_t cuda_copy_stream(void) { return context().copy; }
+cudaStream_t cuda_comm_stream(void) { return context().comm; }
+
+cublasHandle_t cuda_cublas(void) {
+    CudaContext &c = context();
+    int want = allow_tf32.load();
+    if (want != c.tf32_applied) {
+        CUBLAS_CHECK(cublasSetMathMode(c.cublas, want ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+        c.tf32_applied = want;
+    }
+    return c.cublas;
+}
+
+void *cuda_workspace(size_t bytes) {
+    CudaContext &c = context();
+    if (bytes <= c.workspace_bytes) return c.workspace;
+    // Kernels queued earlier may still read the old buffer.
+    CUDA_CHECK(cudaStreamSynchronize(c.compute));
+    if (c.workspace) CUDA_CHECK(cudaFree(c.workspace));
+    size_t grown = bytes > WORKSPACE_MIN_BYTES ? bytes : WORKSPACE_MIN_BYTES;
+    CUDA_CHECK(cudaMalloc(&c.workspace, grown));
+    c.workspace_bytes = grown;
+    return c.workspace;
+}
+
+extern "C" void cuda_set_allow_tf32(int allow) { allow_tf32.store(allow ? 1 : 0); }
+extern "C" int cuda_allow_tf32(void) { return allow_tf32.load(); }

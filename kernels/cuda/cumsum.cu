@@ -1,0 +1,68 @@
+// cumsum.cu: inclusive cumulative sum along one axis, the twin of
+// kernels/cpu/cumsum.c. Around the axis x is (outer, n, inner); each
+// (outer, inner) line is one sequential scan by one thread, carried in
+// double as on the CPU (so long lines do not drift, and the two agree to
+// the final rounding). Backward is the reverse scan: dx[j] += sum_{i >= j} dy[i].
+// Adjacent threads take adjacent inner positions, so loads are coalesced
+// whenever inner > 1.
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
+#include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_GRID_STRIDE
+
+namespace {
+
+__global__ void cumsum_forward_kernel(float *y, const float *x, size_t lines, size_t n, size_t inner) {
+    CUDA_GRID_STRIDE(line, lines) {
+        size_t o = line / inner, k = line % inner;
+        double run = 0;
+        for (size_t j = 0; j < n; j++) {
+            size_t at = (o * n + j) * inner + k;
+            run += x[at];
+            y[at] = (float)run;
+        }
+    }
+}
+
+__global__ void cumsum_backward_kernel(float *dx, const float *dy, size_t lines, size_t n, size_t inner) {
+    CUDA_GRID_STRIDE(line, lines) {
+        size_t o = line / inner, k = line % inner;
+        double run = 0;
+        for (size_t j = n; j-- > 0;) {
+            size_t at = (o * n + j) * inner + k;
+            run += dy[at];
+            dx[at] += (float)run;
+        }
+    }
+}
+
+// x viewed as (outer, n, inner) around the scanned axis.
+void cumsum_split(const Tensor *x, int axis, size_t *outer, size_t *n, size_t *inner) {
+    size_t o = 1, in = 1;
+    for (int d = 0; d < axis; d++) o *= (size_t)x->shape[d];
+    for (int d = axis + 1; d < x->ndim; d++) in *= (size_t)x->shape[d];
+    *outer = o;
+    *n = (size_t)x->shape[axis];
+    *inner = in;
+}
+
+}  // namespace
+
+extern "C" void cumsum_forward_cuda(Tensor *out) {
+    size_t outer, n, inner;
+    cumsum_split(out->src[0], out->iattr[0], &outer, &n, &inner);
+    size_t lines = outer * inner;
+    cumsum_forward_kernel<<<cuda_grid_for(lines), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
+        (float *)out->data, (const float *)out->src[0]->data, lines, n, inner);   // (outer, n, inner) both
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cumsum_backward_cuda(Tensor *out) {
+    Tensor *x = out->src[0];
+    if (!x->grad) return;
+    size_t outer, n, inner;
+    cumsum_split(x, out->iattr[0], &outer, &n, &inner);
+    size_t lines = outer * inner;
+    cumsum_backward_kernel<<<cuda_grid_for(lines), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
+        x->grad, out->grad, lines, n, inner);
+    CUDA_CHECK_LAUNCH();
+}

@@ -1,0 +1,16 @@
+// gemm.cuh: row-major matrix products through cuBLAS (kernels/cuda/gemm.cu),
+// shared by matmul and linear.
+#pragma once
+
+// D = op(P) op(Q) + beta D, all row-major, `batch` times:
+//   op(P) is (m, k): P is stored (m, k) with row stride ldP, or (k, m) when trans_p;
+//   op(Q) is (k, n): Q is stored (k, n) with row stride ldQ, or (n, k) when trans_q;
+//   D is (m, n) with row stride ldD.
+// Product i reads P + i*strideP, Q + i*strideQ and writes D + i*strideD
+// (a stride of 0 shares that operand across the batch). beta 0 overwrites
+// D, beta 1 accumulates (backward). fp32 in and out, fp32 accumulation;
+// TF32 inputs only when cuda_set_allow_tf32(1).
+void cuda_gemm_rowmajor(bool trans_p, bool trans_q, int m, int n, int k,
+                        const float *P, int ldP, long long strideP,
+                        const float *Q, int ldQ, long long strideQ,
+                        float beta, float *D, int ldD, long long strideD, int batch);

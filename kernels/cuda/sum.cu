@@ -1,0 +1,37 @@
+// sum.cu: the sum over one axis (removed from the shape), or over everything
+// (axis == OP_ALL -> [1]); the twin of kernels/cpu/sum.c.
+// The reductions are the fixed-tree ones of axis.cu (deterministic, fp32).
+#include "kernels/cuda/cuda_ops.h"
+#include "autograd/ops.h"          // defines: OP_ALL
+#include "kernels/cuda/axis.cuh"   // defines: cuda_reduce_axis, cuda_broadcast_axis_add
+
+namespace {
+
+// x viewed as (outer, n, inner) with the reduced axis in the middle.
+void sum_split(const Tensor *out, size_t *outer, size_t *n, size_t *inner) {
+    const Tensor *x = out->src[0];
+    if (out->iattr[0] == OP_ALL) { *outer = 1; *n = x->numel; *inner = 1; return; }
+    int axis = out->iattr[0];
+    size_t o = 1, in = 1;
+    for (int d = 0; d < axis; d++) o *= (size_t)x->shape[d];
+    for (int d = axis + 1; d < x->ndim; d++) in *= (size_t)x->shape[d];
+    *outer = o;
+    *n = (size_t)x->shape[axis];
+    *inner = in;
+}
+
+}  // namespace
+
+extern "C" void sum_forward_cuda(Tensor *out) {
+    size_t outer, n, inner;
+    sum_split(out, &outer, &n, &inner);
+    cuda_reduce_axis((float *)out->data, (const float *)out->src[0]->data, nullptr, outer, n, inner, 1.0f, false);
+}
+
+extern "C" void sum_backward_cuda(Tensor *out) {
+    Tensor *x = out->src[0];
+    if (!x->grad) return;
+    size_t outer, n, inner;
+    sum_split(out, &outer, &n, &inner);
+    cuda_broadcast_axis_add(out->grad, x->grad, outer, n, inner, 1.0f);
+}
