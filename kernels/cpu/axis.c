@@ -8,6 +8,8 @@
 // count, and the block sums are added in order, so its rounding (and hence
 // the result) is the same on 1 or 64 threads.
 #define SUM_BLOCKS 64
+// Outputs per task in the axis reduction: a double accumulator each, on the stack.
+#define REDUCE_BLOCK 64
 
 void cpu_axis_split(const Tensor *x, int axis, size_t *outer, size_t *n, size_t *inner) {
     size_t o = 1, in = 1;
@@ -47,14 +49,25 @@ double cpu_sum_all(const float *x, size_t n) {
 void cpu_reduce_axis(const float *x, float *y, size_t outer, size_t n, size_t inner, double scale) {
     if (outer * inner == 1) { y[0] = (float)(cpu_sum_all(x, n) * scale); return; }
     ptrdiff_t O = (ptrdiff_t)outer, N = (ptrdiff_t)n, I = (ptrdiff_t)inner;
-    // Each output owns its whole sum, in double, so no two threads share one.
+    if (I == 1) {                               // the last axis: contiguous rows
+        #pragma omp parallel for if (outer * n >= AXIS_PAR_MIN)
+        for (ptrdiff_t o = 0; o < O; o++) y[o] = (float)(sum_span(x + o * N, 0, (size_t)N) * scale);
+        return;
+    }
+    ptrdiff_t blocks = (I + REDUCE_BLOCK - 1) / REDUCE_BLOCK;
+    // A task owns a block of adjacent outputs and their whole sums (in
+    // double), so no two threads share one, and it reads whole cache lines
+    // of each row of x rather than one float per line.
     #pragma omp parallel for collapse(2) if (outer * n * inner >= AXIS_PAR_MIN)
     for (ptrdiff_t o = 0; o < O; o++)
-        for (ptrdiff_t k = 0; k < I; k++) {
-            const float *xo = x + o * N * I + k;        // (n) with stride inner
-            double s = 0;
-            for (ptrdiff_t j = 0; j < N; j++) s += xo[j * I];
-            y[o * I + k] = (float)(s * scale);
+        for (ptrdiff_t blk = 0; blk < blocks; blk++) {
+            ptrdiff_t k0 = blk * REDUCE_BLOCK, len = I - k0 < REDUCE_BLOCK ? I - k0 : REDUCE_BLOCK;
+            double acc[REDUCE_BLOCK] = { 0 };
+            for (ptrdiff_t j = 0; j < N; j++) {
+                const float *xr = x + (o * N + j) * I + k0;     // (len)
+                for (ptrdiff_t k = 0; k < len; k++) acc[k] += xr[k];
+            }
+            for (ptrdiff_t k = 0; k < len; k++) y[o * I + k0 + k] = (float)(acc[k] * scale);
         }
 }
 

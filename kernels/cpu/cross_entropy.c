@@ -2,8 +2,8 @@
 // logits [..., V] are R rows of V; targets i32 (R). A row counts when its
 // target is not ignore_index (iattr[0], which may lie inside [0, V)) and is
 // in [0, V): a target outside [0, V) is treated as ignored rather than read
-// out of bounds (the data layer rejects such targets earlier). With no counted row the loss is 0
-// and no gradient flows.
+// out of bounds (the data layer rejects such targets earlier). With no
+// counted row the loss is 0 and no gradient flows.
 //
 // saved (R + 1): logsumexp of each counted row (0 for the others), then the
 // number of counted rows, so backward needs no second pass over the logits
