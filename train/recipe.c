@@ -6,7 +6,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -302,7 +301,7 @@ static void vreport(const char *where, const char *fmt, va_list ap) {
 
 // An error at a YAML position of the file (or in a --set value). Returns 2.
 static int fail_at(const Reader *rd, yaml_mark_t m, const char *fmt, ...) {
-    char where[1100];
+    char where[4400];
     if (rd->set_key) snprintf(where, sizeof where, "--set %s", rd->set_key);
     else snprintf(where, sizeof where, "%s:%zu:%zu", rd->path, m.line + 1, m.column + 1);
     va_list ap;
@@ -316,7 +315,7 @@ static int fail_at(const Reader *rd, yaml_mark_t m, const char *fmt, ...) {
 // An error in the value of key name (or of an item of it, "data.train[1]"):
 // "file:L:C: name: ..." or, from --set, "--set name: ...".
 static int fail_value(const Reader *rd, yaml_mark_t m, const char *name, const char *fmt, ...) {
-    char where[1300];
+    char where[4400];
     if (rd->set_key) snprintf(where, sizeof where, "--set %s", name);
     else snprintf(where, sizeof where, "%s:%zu:%zu: %s", rd->path, m.line + 1, m.column + 1, name);
     va_list ap;
@@ -329,7 +328,7 @@ static int fail_value(const Reader *rd, yaml_mark_t m, const char *name, const c
 
 // An error about key i's value after it was set: points at where it was set.
 static int fail_key(const Reader *rd, int i, const char *fmt, ...) {
-    char where[1300], name[96];
+    char where[4400], name[96];
     const RecipeSource *s = &rd->src[i];
     dotted_name(i, name, sizeof name);
     if (s->from_set) snprintf(where, sizeof where, "--set %s", name);
@@ -681,13 +680,26 @@ static int read_root(Reader *rd, Recipe *r, yaml_document_t *d) {
     return 0;
 }
 
+// libyaml's reader reports a bad byte by its offset only; count the lines
+// up to it so that the error still reads file:line:column.
+static yaml_mark_t mark_of_offset(const char *path, size_t offset) {
+    yaml_mark_t m = { offset, 0, 0 };
+    FILE *f = fopen(path, "rb");
+    for (size_t i = 0; f && i < offset; i++) {
+        int c = fgetc(f);
+        if (c == EOF) break;
+        if (c == '\n') m.line++, m.column = 0;
+        else m.column++;
+    }
+    if (f) fclose(f);
+    return m;
+}
+
 static int yaml_error(Reader *rd, const yaml_parser_t *p) {
     if (p->error == YAML_MEMORY_ERROR) return fail_at(rd, p->problem_mark, "out of memory reading the recipe");
-    if (p->error == YAML_READER_ERROR) {
-        // The reader counts bytes only: give the offset as a column of line 1.
-        yaml_mark_t m = { p->problem_offset, 0, p->problem_offset };
-        return fail_at(rd, m, "not a readable YAML file: %s; save it as UTF-8 text", p->problem);
-    }
+    if (p->error == YAML_READER_ERROR)
+        return fail_at(rd, mark_of_offset(rd->path, p->problem_offset),
+                       "not a readable YAML file: %s; save it as UTF-8 text", p->problem);
     if (p->context)
         return fail_at(rd, p->problem_mark, "YAML syntax error: %s (%s at line %zu)", p->problem, p->context,
                        p->context_mark.line + 1);
@@ -695,6 +707,11 @@ static int yaml_error(Reader *rd, const yaml_parser_t *p) {
 }
 
 static int read_file(Reader *rd, Recipe *r, const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "distil: error: %s: is a directory; name a recipe file, e.g. recipes/demo.yaml\n", path);
+        return 2;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "distil: error: %s: cannot read the recipe: %s\n", path, strerror(errno));
