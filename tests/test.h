@@ -12,15 +12,16 @@ static int test_passed, test_failed, test_skipped;
 static int test_cur_failed;
 static const char *test_cur_skip;
 
-#define CHECK(cond, ...) do { \
-    if (!(cond)) { \
-        fprintf(stderr, "  %s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
+#define TEST_REPORT_(what, ...) do { \
+        fprintf(stderr, "  %s:%d: check failed: %s: ", __FILE__, __LINE__, what); \
         fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); \
         test_cur_failed = 1; \
-    } } while (0)
+    } while (0)
 
+// Each evaluates cond exactly once.
+#define CHECK(cond, ...) do { if (!(cond)) TEST_REPORT_(#cond, __VA_ARGS__); } while (0)
 // Fails the test and returns from the test function.
-#define REQUIRE(cond, ...) do { CHECK(cond, __VA_ARGS__); if (!(cond)) return; } while (0)
+#define REQUIRE(cond, ...) do { if (!(cond)) { TEST_REPORT_(#cond, __VA_ARGS__); return; } } while (0)
 
 #define SKIP(reason) do { test_cur_skip = (reason); return; } while (0)
 
