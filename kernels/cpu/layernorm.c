@@ -23,14 +23,14 @@ void layernorm_forward_cpu(Tensor *out) {
     for (ptrdiff_t r = 0; r < rows; r++) {
         const float *xr = x + r * C;
         float *yr = y + r * C;
-        // Two passes (mean, then centred squares): no cancellation when |mean| >> std.
-        float m = 0.0f;
-        for (int c = 0; c < C; c++) m += xr[c];
-        m /= C;
-        float v = 0.0f;
-        for (int c = 0; c < C; c++) { float d = xr[c] - m; v += d * d; }
-        v /= C;
-        float s = 1.0f / sqrtf(v + eps);
+        // Two passes (mean, then centred squares) in double: no cancellation
+        // when |mean| >> std, and the row statistics exact to fp32 for any C.
+        double sum = 0.0;
+        for (int c = 0; c < C; c++) sum += xr[c];
+        float m = (float)(sum / C);
+        double sq = 0.0;
+        for (int c = 0; c < C; c++) { double d = (double)xr[c] - m; sq += d * d; }
+        float s = (float)(1.0 / sqrt(sq / C + eps));
         for (int c = 0; c < C; c++) yr[c] = (xr[c] - m) * s * gamma[c] + beta[c];
         mean[r] = m;
         rstd[r] = s;
