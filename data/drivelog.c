@@ -1,0 +1,741 @@
+// drivelog.c: opening shards and sets, and every structural rule of drive-log
+// v1 (see drivelog.h; the per-sample rules are in sample.c).
+#include "data/drivelog.h"
+#include <errno.h>
+#include <glob.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "data/chunkread.h"     // defines: dl_hdf5_error_text, dl_mem_type
+#include "data/zstd_filter.h"   // defines: dl_zstd_register, DL_ZSTD_FILTER_ID
+
+// Recursive: opening a shard holds it and calls helpers that take it again.
+static pthread_mutex_t hdf5_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+
+void dl_hdf5_lock(void) {
+    pthread_mutex_lock(&hdf5_lock);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   // per thread in a thread-safe HDF5; errors come back as lines
+}
+void dl_hdf5_unlock(void) { pthread_mutex_unlock(&hdf5_lock); }
+
+int dl_parse_on_bad_sample(const char *s) {
+    if (!strcmp(s, "error")) return DL_ON_BAD_ERROR;
+    if (!strcmp(s, "skip")) return DL_ON_BAD_SKIP;
+    return -1;
+}
+
+const char *dl_kind_name(DlKind kind) {
+    static const char *names[] = { "other", "uint8", "int8", "int32", "int64", "float16", "float32", "string" };
+    return names[kind];
+}
+
+// ---- glob --------------------------------------------------------------------
+
+void dl_free_paths(char **paths, int n_paths) {
+    for (int i = 0; i < n_paths; i++) free(paths[i]);
+    free(paths);
+}
+
+int dl_glob(char *const *patterns, int n_patterns, char ***paths, int *n_paths, char *err, size_t errlen) {
+    char **out = NULL;
+    int n = 0, cap = 0;
+    for (int p = 0; p < n_patterns; p++) {
+        glob_t g;
+        int rc = glob(patterns[p], 0, NULL, &g);
+        if (rc != 0 || g.gl_pathc == 0) {
+            if (rc == 0) globfree(&g);
+            snprintf(err, errlen, "%s: no file matches this pattern; check the path", patterns[p]);
+            dl_free_paths(out, n);
+            return -1;
+        }
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            int dup = 0;
+            for (int j = 0; j < n && !dup; j++) dup = !strcmp(out[j], g.gl_pathv[i]);
+            if (dup) continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                char **bigger = realloc(out, sizeof(char *) * (size_t)cap);
+                if (!bigger) { globfree(&g); dl_free_paths(out, n); snprintf(err, errlen, "out of memory"); return -1; }
+                out = bigger;
+            }
+            out[n++] = strdup(g.gl_pathv[i]);
+        }
+        globfree(&g);
+    }
+    *paths = out;
+    *n_paths = n;
+    return 0;
+}
+
+// ---- types and attributes ----------------------------------------------------
+
+static DlKind type_kind(hid_t t) {
+    size_t size = H5Tget_size(t);
+    switch (H5Tget_class(t)) {
+    case H5T_INTEGER: {
+        int sign = H5Tget_sign(t) == H5T_SGN_2;
+        if (size == 1) return sign ? DL_I8 : DL_U8;
+        if (size == 4 && sign) return DL_I32;
+        if (size == 8 && sign) return DL_I64;
+        return DL_KIND_OTHER;
+    }
+    case H5T_FLOAT: return size == 2 ? DL_F16 : size == 4 ? DL_F32 : DL_KIND_OTHER;
+    case H5T_STRING: return DL_STR;
+    default: return DL_KIND_OTHER;
+    }
+}
+
+static void type_name(hid_t t, char *buf, size_t len) {
+    size_t bits = H5Tget_size(t) * 8;
+    const char *order = H5Tget_order(t) == H5T_ORDER_BE && bits > 8 ? "big-endian " : "";
+    switch (H5Tget_class(t)) {
+    case H5T_INTEGER: snprintf(buf, len, "%s%sint%zu", order, H5Tget_sign(t) == H5T_SGN_2 ? "" : "u", bits); break;
+    case H5T_FLOAT: snprintf(buf, len, "%sfloat%zu", order, bits); break;
+    case H5T_STRING: snprintf(buf, len, "string"); break;
+    case H5T_COMPOUND: snprintf(buf, len, "compound"); break;
+    case H5T_ENUM: snprintf(buf, len, "enum"); break;
+    case H5T_VLEN: snprintf(buf, len, "variable-length sequence"); break;
+    case H5T_ARRAY: snprintf(buf, len, "array"); break;
+    default: snprintf(buf, len, "an unsupported type"); break;
+    }
+}
+
+// Is `t` an IEEE binary16 or binary32 float as stored by numpy/h5py?
+static int ieee_float(hid_t t) {
+    size_t spos, epos, esize, mpos, msize;
+    if (H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) < 0) return 0;
+    size_t bias = H5Tget_ebias(t);
+    if (H5Tget_size(t) == 2) return spos == 15 && epos == 10 && esize == 5 && mpos == 0 && msize == 10 && bias == 15;
+    return spos == 31 && epos == 23 && esize == 8 && mpos == 0 && msize == 23 && bias == 127;
+}
+
+// Read a string from an attribute or a one-element selection of a dataset,
+// fixed or variable length, into a malloc'ed NUL-terminated copy.
+static char *read_string_value(hid_t obj, int is_attr, hid_t ftype, hid_t fspace_sel) {
+    hid_t mtype = H5Tcopy(H5T_C_S1);
+    char *result = NULL;
+    H5Tset_cset(mtype, H5Tget_cset(ftype));
+    if (H5Tis_variable_str(ftype) > 0) {
+        char *value = NULL;
+        H5Tset_size(mtype, H5T_VARIABLE);
+        hid_t mspace = H5Screate(H5S_SCALAR);
+        herr_t rc = is_attr ? H5Aread(obj, mtype, &value) : H5Dread(obj, mtype, mspace, fspace_sel, H5P_DEFAULT, &value);
+        if (rc >= 0) {
+            result = strdup(value ? value : "");
+            if (value) H5free_memory(value);
+        }
+        H5Sclose(mspace);
+    } else {
+        size_t size = H5Tget_size(ftype);
+        H5Tset_size(mtype, size + 1);
+        H5Tset_strpad(mtype, H5T_STR_NULLTERM);
+        char *buf = calloc(1, size + 1);
+        hid_t mspace = H5Screate(H5S_SCALAR);
+        herr_t rc = !buf ? -1 : is_attr ? H5Aread(obj, mtype, buf) : H5Dread(obj, mtype, mspace, fspace_sel, H5P_DEFAULT, buf);
+        if (rc >= 0) result = buf;
+        else free(buf);
+        H5Sclose(mspace);
+    }
+    H5Tclose(mtype);
+    return result;
+}
+
+typedef enum { ATTR_INT, ATTR_FLOAT, ATTR_STRING } AttrType;
+
+// Read attribute `name` of obj. Returns 1 when present and read, 0 when
+// absent, -1 (err set) when present but of the wrong kind.
+static int read_attr(hid_t obj, const char *where, const char *name, AttrType want, int64_t *i, double *f,
+                     char **s, const char *path, char *err, size_t errlen) {
+    if (H5Aexists(obj, name) <= 0) return 0;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) { snprintf(err, errlen, "%s: %sattribute %s: unreadable", path, where, name); return -1; }
+    hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
+    H5T_class_t cls = H5Tget_class(t);
+    hssize_t npoints = H5Sget_simple_extent_npoints(sp);
+    int rc = 1;
+    char tname[64];
+    type_name(t, tname, sizeof tname);
+    if (npoints != 1) {
+        snprintf(err, errlen, "%s: %sattribute %s: holds %lld values, expected one", path, where, name, (long long)npoints);
+        rc = -1;
+    } else if (want == ATTR_INT && cls != H5T_INTEGER) {
+        snprintf(err, errlen, "%s: %sattribute %s: type %s, expected an integer", path, where, name, tname);
+        rc = -1;
+    } else if (want == ATTR_FLOAT && cls != H5T_FLOAT && cls != H5T_INTEGER) {
+        snprintf(err, errlen, "%s: %sattribute %s: type %s, expected a float", path, where, name, tname);
+        rc = -1;
+    } else if (want == ATTR_STRING && cls != H5T_STRING) {
+        snprintf(err, errlen, "%s: %sattribute %s: type %s, expected a string", path, where, name, tname);
+        rc = -1;
+    } else if (want == ATTR_INT) {
+        if (H5Aread(a, H5T_NATIVE_INT64, i) < 0) rc = -1;
+    } else if (want == ATTR_FLOAT) {
+        if (H5Aread(a, H5T_NATIVE_DOUBLE, f) < 0) rc = -1;
+    } else {
+        *s = read_string_value(a, 1, t, -1);
+        if (!*s) rc = -1;
+    }
+    if (rc < 0 && !err[0]) snprintf(err, errlen, "%s: %sattribute %s: unreadable", path, where, name);
+    H5Sclose(sp);
+    H5Tclose(t);
+    H5Aclose(a);
+    return rc;
+}
+
+// ---- datasets ----------------------------------------------------------------
+
+// What each dataset slot must be. A shape entry is a dimension name the
+// checks below resolve ("N", "Th", ...) or a literal size ("3").
+typedef struct SlotRule {
+    const char *path;
+    int required;
+    DlKind kind, alt_kind;      // alt_kind: float16 where the contract allows it
+    int rank;
+    const char *shape;          // for messages: "[N, Th, 4]"
+} SlotRule;
+
+static const SlotRule slot_rules[DL_CAMERA0] = {
+    [DL_CLIP_ID]       = { "/clip_id", 1, DL_I64, 0, 1, "[N]" },
+    [DL_T0_US]         = { "/t0_us", 1, DL_I64, 0, 1, "[N]" },
+    [DL_HISTORY]       = { "/ego/history", 1, DL_F32, 0, 3, "[N, Th, 4]" },
+    [DL_FUTURE]        = { "/ego/future", 0, DL_F32, 0, 3, "[N, T, 3]" },
+    [DL_COMMAND]       = { "/ego/command", 0, DL_I8, 0, 1, "[N]" },
+    [DL_TRAJECTORY]    = { "/teacher/trajectory", 1, DL_F32, 0, 4, "[N, K, T, 3]" },
+    [DL_WEIGHT]        = { "/teacher/weight", 0, DL_F32, 0, 2, "[N, K]" },
+    [DL_OFFSETS]       = { "/teacher/trace/offsets", 1, DL_I64, 0, 1, "[N + 1]" },
+    [DL_TOKENS]        = { "/teacher/trace/tokens", 1, DL_I32, 0, 1, "[M]" },
+    [DL_TOPK_IDS]      = { "/teacher/trace/topk_ids", 1, DL_I32, 0, 2, "[M, k]" },
+    [DL_TOPK_LOGPROBS] = { "/teacher/trace/topk_logprobs", 1, DL_F32, DL_F16, 2, "[M, k]" },
+    [DL_TEXT]          = { "/teacher/trace/text", 0, DL_STR, 0, 1, "[N]" },
+    [DL_EMBEDDING]     = { "/teacher/embedding", 0, DL_F32, DL_F16, 2, "[N, D]" },
+    [DL_VOCAB]         = { "/vocab", 1, DL_STR, 0, 1, "[V]" },
+};
+static const SlotRule camera_rule = { NULL, 1, DL_U8, 0, 5, "[N, F, H, W, 3]" };
+
+// Does every group on the way to `path` exist, and the link itself?
+static int link_exists(hid_t file, const char *path) {
+    char prefix[128];
+    for (const char *p = strchr(path + 1, '/'); ; p = strchr(p + 1, '/')) {
+        size_t len = p ? (size_t)(p - path) : strlen(path);
+        if (len >= sizeof prefix) return 0;
+        memcpy(prefix, path, len);
+        prefix[len] = 0;
+        if (H5Lexists(file, prefix, H5P_DEFAULT) <= 0) return 0;
+        if (!p) return 1;
+    }
+}
+
+static int filter_readable(int id) {
+    return id == H5Z_FILTER_DEFLATE || id == H5Z_FILTER_SHUFFLE || id == DL_ZSTD_FILTER_ID;
+}
+
+static void filter_name(int id, char *buf, size_t len) {
+    switch (id) {
+    case H5Z_FILTER_DEFLATE: snprintf(buf, len, "deflate"); break;
+    case H5Z_FILTER_SHUFFLE: snprintf(buf, len, "shuffle"); break;
+    case H5Z_FILTER_FLETCHER32: snprintf(buf, len, "fletcher32"); break;
+    case H5Z_FILTER_SZIP: snprintf(buf, len, "szip"); break;
+    case H5Z_FILTER_NBIT: snprintf(buf, len, "nbit"); break;
+    case H5Z_FILTER_SCALEOFFSET: snprintf(buf, len, "scaleoffset"); break;
+    case DL_ZSTD_FILTER_ID: snprintf(buf, len, "zstd"); break;
+    case 32001: snprintf(buf, len, "blosc"); break;
+    case 32004: snprintf(buf, len, "lz4"); break;
+    case 32008: snprintf(buf, len, "bitshuffle"); break;
+    default: snprintf(buf, len, "filter %d", id); break;
+    }
+}
+
+// Layout and filters of an open dataset; decides whether its chunks can be
+// read raw. Returns 0, or -1 when it needs a filter this process lacks.
+static int read_layout(DlDataset *d, hid_t type, const char *path, char *err, size_t errlen) {
+    hid_t dcpl = H5Dget_create_plist(d->id);
+    if (dcpl < 0) { snprintf(err, errlen, "%s: %s: cannot read its storage layout", path, d->path); return -1; }
+    int rc = 0;
+    d->chunked = H5Pget_layout(dcpl) == H5D_CHUNKED;
+    if (d->chunked && H5Pget_chunk(dcpl, d->rank, d->chunk) != d->rank) d->chunked = 0;
+    int nf = H5Pget_nfilters(dcpl);
+    d->n_filters = 0;
+    int all_readable = 1;
+    for (int i = 0; i < nf && i < DL_MAX_FILTERS; i++) {
+        DlFilter *f = &d->filters[d->n_filters++];
+        char name[64];
+        unsigned config;
+        f->n_cd = sizeof f->cd / sizeof f->cd[0];
+        f->id = H5Pget_filter2(dcpl, (unsigned)i, &f->flags, &f->n_cd, f->cd, sizeof name, name, &config);
+        if (f->n_cd > sizeof f->cd / sizeof f->cd[0]) f->n_cd = sizeof f->cd / sizeof f->cd[0];
+        if (filter_readable(f->id)) continue;
+        all_readable = 0;
+        if (H5Zfilter_avail(f->id) <= 0) {
+            char fname[32];
+            filter_name(f->id, fname, sizeof fname);
+            snprintf(err, errlen, "%s: %s: compressed with HDF5 %s (id %d), which distil cannot read; rewrite the shard with zstd, deflate or no compression",
+                     path, d->path, fname, f->id);
+            rc = -1;
+        }
+    }
+    if (nf > DL_MAX_FILTERS) all_readable = 0;
+    int little = H5Tget_order(type) == H5T_ORDER_LE || H5Tget_size(type) == 1;
+    int numeric = d->kind != DL_STR && d->kind != DL_KIND_OTHER;
+    int ieee = d->kind == DL_F16 || d->kind == DL_F32 ? ieee_float(type) : 1;
+    d->raw_ok = d->chunked && all_readable && little && numeric && ieee;
+    if (d->chunked) {
+        size_t bytes = d->type_size;
+        for (int i = 0; i < d->rank; i++) bytes *= d->chunk[i];
+        d->chunk_bytes = bytes;
+    }
+    H5Pclose(dcpl);
+    return rc;
+}
+
+static void shape_text(const DlDataset *d, char *buf, size_t len) {
+    size_t used = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < d->rank && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%llu", i ? ", " : "", (unsigned long long)d->dims[i]);
+    if (used < len) snprintf(buf + used, len - used, "]");
+}
+
+// Open the dataset of `slot` if the shard has it and check its dtype and rank.
+// Returns 1 (open), 0 (absent and optional), -1 (err set).
+static int open_dataset(DlShard *sh, int slot, const SlotRule *rule, const char *dpath, char *err, size_t errlen) {
+    DlDataset *d = &sh->ds[slot];
+    snprintf(d->path, sizeof d->path, "%s", dpath);
+    if (!link_exists(sh->file, dpath)) {
+        if (!rule->required) return 0;
+        snprintf(err, errlen, "%s: %s: missing; every drive-log v1 shard needs it", sh->path, dpath);
+        return -1;
+    }
+    H5O_info_t oi;
+    if (H5Oget_info_by_name(sh->file, dpath, &oi, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_DATASET) {
+        snprintf(err, errlen, "%s: %s: not a dataset; expected %s %s", sh->path, dpath, dl_kind_name(rule->kind), rule->shape);
+        return -1;
+    }
+    d->id = H5Dopen2(sh->file, dpath, H5P_DEFAULT);
+    if (d->id < 0) {
+        char why[160];
+        dl_hdf5_error_text(why, sizeof why);
+        snprintf(err, errlen, "%s: %s: cannot open (HDF5: %s); the file is damaged", sh->path, dpath, why);
+        return -1;
+    }
+    hid_t type = H5Dget_type(d->id), space = H5Dget_space(d->id);
+    int rc = 1;
+    d->kind = type_kind(type);
+    d->type_size = H5Tget_size(type);
+    d->rank = H5Sget_simple_extent_ndims(space);
+    char tname[64];
+    type_name(type, tname, sizeof tname);
+    if (d->kind != rule->kind && (!rule->alt_kind || d->kind != rule->alt_kind)) {
+        snprintf(err, errlen, "%s: %s: dtype %s, expected %s%s%s", sh->path, dpath, tname,
+                 rule->alt_kind ? dl_kind_name(rule->alt_kind) : "", rule->alt_kind ? " or " : "", dl_kind_name(rule->kind));
+        rc = -1;
+    } else if (d->rank != rule->rank) {
+        snprintf(err, errlen, "%s: %s: rank %d, expected %d (%s)", sh->path, dpath, d->rank, rule->rank, rule->shape);
+        rc = -1;
+    } else {
+        H5Sget_simple_extent_dims(space, d->dims, NULL);
+        if (read_layout(d, type, sh->path, err, errlen) < 0) rc = -1;
+    }
+    H5Tclose(type);
+    H5Sclose(space);
+    return rc;
+}
+
+// Check dimension `dim` of a dataset against an expected size.
+static int check_dim(const DlShard *sh, const DlDataset *d, int dim, hsize_t want, const char *what,
+                     const char *shape, char *err, size_t errlen) {
+    if (d->dims[dim] == want) return 0;
+    char got[96];
+    shape_text(d, got, sizeof got);
+    snprintf(err, errlen, "%s: %s: shape %s, expected %s with %s = %llu", sh->path, d->path, got, shape, what,
+             (unsigned long long)want);
+    return -1;
+}
+
+// Check a dimension that defines a size (Th, K, F, ...): at least 1 and an int.
+static int check_size(const DlShard *sh, const DlDataset *d, int dim, const char *what, int *out,
+                      char *err, size_t errlen) {
+    if (d->dims[dim] < 1 || d->dims[dim] > (1u << 24)) {
+        snprintf(err, errlen, "%s: %s: %s = %llu, expected 1 .. %u", sh->path, d->path, what,
+                 (unsigned long long)d->dims[dim], 1u << 24);
+        return -1;
+    }
+    *out = (int)d->dims[dim];
+    return 0;
+}
+
+static int parse_cameras(DlShard *sh, char *err, size_t errlen) {
+    const char *p = sh->cameras;
+    sh->n_cameras = 0;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && (*p == ' ' || *p == '\t')) { p++; len--; }
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t')) len--;
+        if (len == 0 || len > 60 || memchr(p, '/', len)) {
+            snprintf(err, errlen, "%s: attribute cameras: '%s' is not a comma-separated list of camera names", sh->path, sh->cameras);
+            return -1;
+        }
+        if (sh->n_cameras == DL_MAX_CAMERAS) {
+            snprintf(err, errlen, "%s: attribute cameras: more than %d cameras", sh->path, DL_MAX_CAMERAS);
+            return -1;
+        }
+        char *name = strndup(p, len);
+        for (int i = 0; i < sh->n_cameras; i++)
+            if (!strcmp(sh->camera_names[i], name)) {
+                snprintf(err, errlen, "%s: attribute cameras: '%s' is named twice", sh->path, name);
+                free(name);
+                return -1;
+            }
+        sh->camera_names[sh->n_cameras++] = name;
+        if (!end) return 0;
+        p = end + 1;
+    }
+}
+
+static int read_root_attributes(DlShard *sh, char *err, size_t errlen) {
+    static const char *need[] = { "drivelog_version", "fleet", "teacher", "hz", "cameras" };
+    int64_t i64 = 0;
+    double f = 0;
+    char *s = NULL;
+    int got[5];
+    got[0] = read_attr(sh->file, "", "drivelog_version", ATTR_INT, &sh->version, &f, &s, sh->path, err, errlen);
+    got[1] = got[0] < 0 ? -1 : read_attr(sh->file, "", "fleet", ATTR_STRING, &i64, &f, &sh->fleet, sh->path, err, errlen);
+    got[2] = got[1] < 0 ? -1 : read_attr(sh->file, "", "teacher", ATTR_STRING, &i64, &f, &sh->teacher, sh->path, err, errlen);
+    got[3] = got[2] < 0 ? -1 : read_attr(sh->file, "", "hz", ATTR_FLOAT, &i64, &sh->hz, &s, sh->path, err, errlen);
+    got[4] = got[3] < 0 ? -1 : read_attr(sh->file, "", "cameras", ATTR_STRING, &i64, &f, &sh->cameras, sh->path, err, errlen);
+    for (int i = 0; i < 5; i++) {
+        if (got[i] < 0) return -1;
+        if (got[i] == 0) {
+            snprintf(err, errlen, "%s: root attribute %s: missing; every drive-log v1 shard needs it", sh->path, need[i]);
+            return -1;
+        }
+    }
+    if (sh->version != DL_VERSION) {
+        snprintf(err, errlen, "%s: root attribute drivelog_version: %lld, but this reader reads version %d",
+                 sh->path, (long long)sh->version, DL_VERSION);
+        return -1;
+    }
+    if (!isfinite(sh->hz) || sh->hz <= 0) {
+        snprintf(err, errlen, "%s: root attribute hz: %g, expected a positive rate in steps per second", sh->path, sh->hz);
+        return -1;
+    }
+    return parse_cameras(sh, err, errlen);
+}
+
+// Open every dataset and check dtypes, ranks, N and the shapes they share.
+static int check_datasets(DlShard *sh, char *err, size_t errlen) {
+    for (int s = 0; s < DL_N_SLOTS; s++) sh->ds[s].id = -1;
+    int present[DL_N_SLOTS] = {0};
+    for (int s = 0; s < DL_CAMERA0; s++) {
+        int rc = open_dataset(sh, s, &slot_rules[s], slot_rules[s].path, err, errlen);
+        if (rc < 0) return -1;
+        present[s] = rc;
+    }
+    for (int c = 0; c < sh->n_cameras; c++) {
+        char path[96];
+        snprintf(path, sizeof path, "/camera/%s", sh->camera_names[c]);
+        if (open_dataset(sh, DL_CAMERA0 + c, &camera_rule, path, err, errlen) < 0) return -1;
+        present[DL_CAMERA0 + c] = 1;
+    }
+    DlDataset *ds = sh->ds;
+    hsize_t N = ds[DL_CLIP_ID].dims[0];
+    sh->n = (int64_t)N;
+    // N first, so a short dataset reads as "mismatched N" rather than a shape.
+    for (int s = 0; s < DL_N_SLOTS; s++) {
+        if (!present[s] || s == DL_CLIP_ID || s == DL_VOCAB || s == DL_TOKENS || s == DL_TOPK_IDS || s == DL_TOPK_LOGPROBS) continue;
+        hsize_t want = s == DL_OFFSETS ? N + 1 : N;
+        if (ds[s].dims[0] != want) {
+            snprintf(err, errlen, "%s: %s: %llu %s, but /clip_id has %llu samples; every per-sample dataset needs the same N",
+                     sh->path, ds[s].path, (unsigned long long)ds[s].dims[0], s == DL_OFFSETS ? "offsets (N + 1)" : "samples",
+                     (unsigned long long)N);
+            return -1;
+        }
+    }
+    for (int c = 0; c < sh->n_cameras; c++) {
+        DlDataset *d = &ds[DL_CAMERA0 + c];
+        if (check_size(sh, d, 1, "F", &sh->frames[c], err, errlen) || check_size(sh, d, 2, "H", &sh->height[c], err, errlen) ||
+            check_size(sh, d, 3, "W", &sh->width[c], err, errlen) || check_dim(sh, d, 4, 3, "RGB", camera_rule.shape, err, errlen))
+            return -1;
+    }
+    if (check_size(sh, &ds[DL_HISTORY], 1, "Th", &sh->Th, err, errlen) ||
+        check_dim(sh, &ds[DL_HISTORY], 2, 4, "(x, y, yaw, speed)", slot_rules[DL_HISTORY].shape, err, errlen))
+        return -1;
+    DlDataset *traj = &ds[DL_TRAJECTORY];
+    if (check_size(sh, traj, 1, "K", &sh->K, err, errlen) || check_size(sh, traj, 2, "T", &sh->T, err, errlen) ||
+        check_dim(sh, traj, 3, 3, "(x, y, yaw)", slot_rules[DL_TRAJECTORY].shape, err, errlen))
+        return -1;
+    if (present[DL_FUTURE] && (check_dim(sh, &ds[DL_FUTURE], 1, (hsize_t)sh->T, "T of /teacher/trajectory", slot_rules[DL_FUTURE].shape, err, errlen) ||
+                               check_dim(sh, &ds[DL_FUTURE], 2, 3, "(x, y, yaw)", slot_rules[DL_FUTURE].shape, err, errlen)))
+        return -1;
+    if (present[DL_WEIGHT] && check_dim(sh, &ds[DL_WEIGHT], 1, (hsize_t)sh->K, "K of /teacher/trajectory", slot_rules[DL_WEIGHT].shape, err, errlen))
+        return -1;
+    sh->M = (int64_t)ds[DL_TOKENS].dims[0];
+    if (check_dim(sh, &ds[DL_TOPK_IDS], 0, (hsize_t)sh->M, "M of /teacher/trace/tokens", slot_rules[DL_TOPK_IDS].shape, err, errlen) ||
+        check_size(sh, &ds[DL_TOPK_IDS], 1, "k", &sh->k, err, errlen) ||
+        check_dim(sh, &ds[DL_TOPK_LOGPROBS], 0, (hsize_t)sh->M, "M of /teacher/trace/tokens", slot_rules[DL_TOPK_LOGPROBS].shape, err, errlen) ||
+        check_dim(sh, &ds[DL_TOPK_LOGPROBS], 1, (hsize_t)sh->k, "k of /teacher/trace/topk_ids", slot_rules[DL_TOPK_LOGPROBS].shape, err, errlen))
+        return -1;
+    sh->D = 0;
+    if (present[DL_EMBEDDING] && check_size(sh, &ds[DL_EMBEDDING], 1, "D", &sh->D, err, errlen)) return -1;
+    sh->V = (int64_t)ds[DL_VOCAB].dims[0];
+    if (sh->V < 1) { snprintf(err, errlen, "%s: /vocab: empty; it needs every teacher token piece", sh->path); return -1; }
+    return 0;
+}
+
+// The whole /teacher/trace/offsets; offsets[0] = 0 and offsets[N] = M hold
+// for the shard (the per-sample order is checked when a sample is read).
+static int load_offsets(DlShard *sh, char *err, size_t errlen) {
+    DlDataset *d = &sh->ds[DL_OFFSETS];
+    sh->offsets = malloc(sizeof(int64_t) * (size_t)(sh->n + 1));
+    if (!sh->offsets) { snprintf(err, errlen, "%s: out of memory for %lld offsets", sh->path, (long long)sh->n + 1); return -1; }
+    if (H5Dread(d->id, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, sh->offsets) < 0) {
+        char why[160];
+        dl_hdf5_error_text(why, sizeof why);
+        snprintf(err, errlen, "%s: %s: unreadable (HDF5: %s); the file is damaged", sh->path, d->path, why);
+        return -1;
+    }
+    if (sh->offsets[0] != 0) {
+        snprintf(err, errlen, "%s: %s: offsets[0] = %lld, expected 0", sh->path, d->path, (long long)sh->offsets[0]);
+        return -1;
+    }
+    if (sh->offsets[sh->n] != sh->M) {
+        snprintf(err, errlen, "%s: %s: offsets[N] = %lld, but /teacher/trace/tokens holds M = %lld tokens", sh->path, d->path,
+                 (long long)sh->offsets[sh->n], (long long)sh->M);
+        return -1;
+    }
+    return 0;
+}
+
+static int load_vocab(DlShard *sh, char *err, size_t errlen) {
+    DlDataset *d = &sh->ds[DL_VOCAB];
+    size_t V = (size_t)sh->V;
+    hid_t ftype = H5Dget_type(d->id), mtype = H5Tcopy(H5T_C_S1);
+    H5Tset_cset(mtype, H5Tget_cset(ftype));
+    int rc = -1;
+    sh->vocab = calloc(V, sizeof(char *));
+    if (!sh->vocab) goto done;
+    if (H5Tis_variable_str(ftype) > 0) {
+        H5Tset_size(mtype, H5T_VARIABLE);
+        char **raw = calloc(V, sizeof(char *));
+        if (raw && H5Dread(d->id, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) >= 0) {
+            rc = 0;
+            for (size_t i = 0; i < V; i++) {
+                sh->vocab[i] = strdup(raw[i] ? raw[i] : "");
+                if (raw[i]) H5free_memory(raw[i]);
+                if (!sh->vocab[i]) rc = -1;
+            }
+        }
+        free(raw);
+    } else {
+        size_t size = H5Tget_size(ftype);
+        H5T_str_t pad = H5Tget_strpad(ftype);
+        H5Tset_size(mtype, size);
+        H5Tset_strpad(mtype, pad);
+        char *raw = malloc(V * size + 1);
+        if (raw && H5Dread(d->id, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) >= 0) {
+            rc = 0;
+            for (size_t i = 0; i < V; i++) {
+                const char *p = raw + i * size;
+                size_t len = strnlen(p, size);
+                if (pad == H5T_STR_SPACEPAD) while (len && p[len - 1] == ' ') len--;
+                sh->vocab[i] = strndup(p, len);
+                if (!sh->vocab[i]) rc = -1;
+            }
+        }
+        free(raw);
+    }
+done:
+    H5Tclose(mtype);
+    H5Tclose(ftype);
+    if (rc < 0) {
+        char why[160];
+        dl_hdf5_error_text(why, sizeof why);
+        snprintf(err, errlen, "%s: /vocab: unreadable (HDF5: %s)", sh->path, why);
+        return -1;
+    }
+    sh->bos = sh->eos = -1;
+    double f;
+    char *s = NULL;
+    if (read_attr(d->id, "/vocab ", "bos", ATTR_INT, &sh->bos, &f, &s, sh->path, err, errlen) < 0) return -1;
+    if (read_attr(d->id, "/vocab ", "eos", ATTR_INT, &sh->eos, &f, &s, sh->path, err, errlen) < 0) return -1;
+    return 0;
+}
+
+static int read_temperature(DlShard *sh, char *err, size_t errlen) {
+    double t = 1.0;
+    int64_t i;
+    char *s = NULL;
+    if (read_attr(sh->ds[DL_TOPK_LOGPROBS].id, "/teacher/trace/topk_logprobs ", "temperature", ATTR_FLOAT, &i, &t, &s,
+                  sh->path, err, errlen) < 0)
+        return -1;
+    if (!isfinite(t) || t <= 0) {
+        snprintf(err, errlen, "%s: /teacher/trace/topk_logprobs attribute temperature: %g, expected a positive number", sh->path, t);
+        return -1;
+    }
+    sh->temperature = (float)t;
+    return 0;
+}
+
+static int open_locked(DlShard *sh, const char *path, char *err, size_t errlen) {
+    sh->path = strdup(path);
+    if (!sh->path) { snprintf(err, errlen, "%s: out of memory", path); return -1; }
+    if (access(path, R_OK) != 0) {
+        snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
+        return -1;
+    }
+    sh->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (sh->file < 0) {
+        char why[160];
+        dl_hdf5_error_text(why, sizeof why);
+        snprintf(err, errlen, "%s: not a readable HDF5 file (HDF5: %s); the file is truncated or damaged, copy or export it again",
+                 path, why);
+        return -1;
+    }
+    if (read_root_attributes(sh, err, errlen) || check_datasets(sh, err, errlen) || load_offsets(sh, err, errlen) ||
+        load_vocab(sh, err, errlen) || read_temperature(sh, err, errlen))
+        return -1;
+    return 0;
+}
+
+int dl_shard_open(DlShard *sh, const char *path, char *err, size_t errlen) {
+    memset(sh, 0, sizeof *sh);
+    sh->file = -1;
+    for (int s = 0; s < DL_N_SLOTS; s++) sh->ds[s].id = -1;
+    err[0] = 0;
+    if (dl_zstd_register() < 0) { snprintf(err, errlen, "%s: cannot register the zstd filter with HDF5", path); return -1; }
+    dl_hdf5_lock();
+    int rc = open_locked(sh, path, err, errlen);
+    dl_hdf5_unlock();
+    if (rc < 0) {
+        char *keep = sh->path;   // close frees everything but the name, for the caller's messages
+        sh->path = NULL;
+        dl_shard_close(sh);
+        sh->path = keep;
+    }
+    return rc;
+}
+
+void dl_shard_drop_vocab(DlShard *sh) {
+    if (!sh->vocab) return;
+    for (int64_t i = 0; i < sh->V; i++) free(sh->vocab[i]);
+    free(sh->vocab);
+    sh->vocab = NULL;
+}
+
+void dl_shard_close(DlShard *sh) {
+    dl_hdf5_lock();
+    for (int s = 0; s < DL_N_SLOTS; s++)
+        if (sh->ds[s].id >= 0) { H5Dclose(sh->ds[s].id); sh->ds[s].id = -1; }
+    if (sh->file >= 0) { H5Fclose(sh->file); sh->file = -1; }
+    dl_hdf5_unlock();
+    dl_shard_drop_vocab(sh);
+    for (int c = 0; c < sh->n_cameras; c++) free(sh->camera_names[c]);
+    sh->n_cameras = 0;
+    free(sh->offsets);
+    free(sh->fleet);
+    free(sh->teacher);
+    free(sh->cameras);
+    free(sh->path);
+    sh->offsets = NULL;
+    sh->fleet = sh->teacher = sh->cameras = sh->path = NULL;
+}
+
+// ---- agreement between shards -------------------------------------------------
+
+static int differ(const DlShard *a, const DlShard *b, const char *what, long long va, long long vb, char *err, size_t errlen) {
+    if (va == vb) return 0;
+    snprintf(err, errlen, "%s: %s %lld differs from %s's %lld; all shards of one dataset must agree", b->path, what, vb, a->path, va);
+    return -1;
+}
+
+int dl_shard_agree(const DlShard *a, const DlShard *b, char *err, size_t errlen) {
+    if (fabs(a->hz - b->hz) > 1e-9 * fabs(a->hz)) {
+        snprintf(err, errlen, "%s: hz %g differs from %s's %g; all shards of one dataset must agree", b->path, b->hz, a->path, a->hz);
+        return -1;
+    }
+    int same_cameras = a->n_cameras == b->n_cameras;
+    for (int c = 0; c < a->n_cameras && same_cameras; c++) same_cameras = !strcmp(a->camera_names[c], b->camera_names[c]);
+    if (!same_cameras) {
+        snprintf(err, errlen, "%s: cameras '%s' differ from %s's '%s'; all shards of one dataset must agree", b->path, b->cameras,
+                 a->path, a->cameras);
+        return -1;
+    }
+    for (int c = 0; c < a->n_cameras; c++) {
+        char what[96];
+        snprintf(what, sizeof what, "/camera/%s frames F", a->camera_names[c]);
+        if (differ(a, b, what, a->frames[c], b->frames[c], err, errlen)) return -1;
+        snprintf(what, sizeof what, "/camera/%s height H", a->camera_names[c]);
+        if (differ(a, b, what, a->height[c], b->height[c], err, errlen)) return -1;
+        snprintf(what, sizeof what, "/camera/%s width W", a->camera_names[c]);
+        if (differ(a, b, what, a->width[c], b->width[c], err, errlen)) return -1;
+    }
+    if (differ(a, b, "/ego/history steps Th", a->Th, b->Th, err, errlen) ||
+        differ(a, b, "/teacher/trajectory samples K", a->K, b->K, err, errlen) ||
+        differ(a, b, "/teacher/trajectory steps T", a->T, b->T, err, errlen) ||
+        differ(a, b, "/teacher/trace/topk_ids width k", a->k, b->k, err, errlen))
+        return -1;
+    if (a->D && b->D && differ(a, b, "/teacher/embedding width D", a->D, b->D, err, errlen)) return -1;
+    if (differ(a, b, "/vocab size V", a->V, b->V, err, errlen)) return -1;
+    if (!a->vocab || !b->vocab) return 0;
+    for (int64_t i = 0; i < a->V; i++)
+        if (strcmp(a->vocab[i], b->vocab[i])) {
+            snprintf(err, errlen, "%s: /vocab piece %lld '%.40s' differs from %s's '%.40s'; all shards of one dataset must share the vocab",
+                     b->path, (long long)i, b->vocab[i], a->path, a->vocab[i]);
+            return -1;
+        }
+    return 0;
+}
+
+// ---- sets ----------------------------------------------------------------------
+
+DlSet *dl_set_open(char *const *patterns, int n_patterns, char *err, size_t errlen) {
+    char **paths = NULL;
+    int n = 0;
+    if (dl_glob(patterns, n_patterns, &paths, &n, err, errlen)) return NULL;
+    DlSet *set = calloc(1, sizeof *set);
+    if (set) {
+        set->shards = calloc((size_t)n, sizeof(DlShard));
+        set->first = calloc((size_t)n + 1, sizeof(int64_t));
+    }
+    if (!set || !set->shards || !set->first) {
+        snprintf(err, errlen, "out of memory opening %d shards", n);
+        dl_free_paths(paths, n);
+        dl_set_close(set);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        DlShard *sh = &set->shards[i];
+        int rc = dl_shard_open(sh, paths[i], err, errlen);
+        set->n_shards = i + 1;
+        if (rc == 0 && i > 0) {
+            rc = dl_shard_agree(&set->shards[0], sh, err, errlen);
+            dl_shard_drop_vocab(sh);
+        }
+        if (rc) { dl_free_paths(paths, n); dl_set_close(set); return NULL; }
+        set->first[i + 1] = set->first[i] + sh->n;
+    }
+    set->n_samples = set->first[n];
+    dl_free_paths(paths, n);
+    return set;
+}
+
+void dl_set_close(DlSet *set) {
+    if (!set) return;
+    for (int i = 0; i < set->n_shards; i++) dl_shard_close(&set->shards[i]);
+    free(set->shards);
+    free(set->first);
+    free(set);
+}
+
+void dl_set_locate(const DlSet *set, int64_t g, int *shard, int64_t *index) {
+    int lo = 0, hi = set->n_shards - 1;   // the last shard whose first sample is <= g
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (set->first[mid] <= g) lo = mid;
+        else hi = mid - 1;
+    }
+    *shard = lo;
+    *index = g - set->first[lo];
+}
