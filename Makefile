@@ -47,7 +47,7 @@ else
 endif
 
 # ---- flags -----------------------------------------------------------------
-PKGS := hdf5 yaml-0.1 libzstd ompi openblas
+PKGS := hdf5 yaml-0.1 libzstd zlib ompi openblas
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
