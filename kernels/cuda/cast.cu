@@ -37,9 +37,9 @@ __global__ void accumulate_kernel(float *dx, const float *dy, size_t n) {
 extern "C" void cast_forward_cuda(Tensor *out) {
     const Tensor *src = out->src[0];
     size_t n = out->numel;
-    if (src->dtype == out->dtype) {   // a copy
-        CUDA_CHECK(cudaMemcpyAsync(out->data, src->data, n * dtype_size(out->dtype), cudaMemcpyDeviceToDevice,
-                                   cuda_compute_stream()));
+    if (src->dtype == out->dtype) {   // a copy (tensor.h's dtype_size has C linkage only; the two sizes are known)
+        size_t elem = out->dtype == DT_BF16 ? sizeof(__nv_bfloat16) : sizeof(float);
+        CUDA_CHECK(cudaMemcpyAsync(out->data, src->data, n * elem, cudaMemcpyDeviceToDevice, cuda_compute_stream()));
         return;
     }
     if (out->dtype == DT_BF16)

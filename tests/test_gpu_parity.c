@@ -1,0 +1,622 @@
+// test_gpu_parity.c: every op's CUDA kernels against its CPU twin.
+//
+// For each case the same small graph is recorded on DEV_CPU and on DEV_CUDA,
+// fed the same fresh random inputs (seeded by test_seed), run forward and
+// backward from the same random upstream gradient, and the output and every
+// input gradient are compared with the op's tolerance (see "Tolerances").
+// A last test runs a whole tiny transformer step (layernorm, linear,
+// masked attention, gelu, residuals, cross-entropy and smooth-L1 losses) and
+// compares the loss and every parameter gradient, and checks that two CUDA
+// runs give the same bits (no atomics anywhere).
+//
+// Without a CUDA device every test is skipped, with the runtime's reason,
+// so the suite reports "skipped", never "passed". DISTIL_PARITY_CPU_ONLY=1
+// runs the CPU on both sides instead: it checks this harness (every graph
+// records, plans and runs) on a machine without a GPU, and then every
+// comparison must hold exactly.
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include "autograd/graph.h"     // defines: Graph, graph_*, tensor_*_host*
+#include "autograd/ops.h"       // defines: op_*
+#include "autograd/rng.h"       // defines: Rng, rng_*
+#include "kernels/backend.h"    // defines: backend_cuda_device_count, backend_from_host
+#ifdef DISTIL_CUDA
+#include "kernels/cuda/cuda_ops.h"   // defines: cuda_allow_tf32
+#endif
+#include "tests/test.h"
+
+#define MAX_IN 6
+
+static uint64_t suite_seed;
+static Rng rng;
+static int cpu_only;            // DISTIL_PARITY_CPU_ONLY: both sides on the CPU
+static char skip_reason[256];   // SKIP keeps the pointer, so it must outlive the test
+
+// The device compared against the CPU.
+static Device other_device(void) { return cpu_only ? DEV_CPU : DEV_CUDA; }
+
+static int no_gpu(void) {
+    if (cpu_only || backend_cuda_device_count() > 0) return 0;
+    snprintf(skip_reason, sizeof skip_reason, "no CUDA device: %s", backend_cuda_unavailable_reason());
+    return 1;
+}
+#define NEED_GPU() do { if (no_gpu()) SKIP(skip_reason); } while (0)
+
+// ---- Tolerances ------------------------------------------------------------
+// A value passes when |cpu - cuda| <= rtol * max(|cpu|, |cuda|) + atol * S,
+// S the largest |cpu| of that tensor. The atol term is relative to the
+// tensor's scale because rounding errors scale with the terms that were
+// combined, not with a result that cancelled to near zero.
+typedef struct { double rtol, atol; } Tol;
+
+// Data movement (concat, slice, transpose, embedding, cast, patchify) and
+// single IEEE operations (a + b, a * b, s * a, a gradient added once onto
+// zero), and sums carried in the same order on both sides (cumsum's double
+// scan, embedding's id-ordered scatter): both devices round identically.
+static const Tol EXACT = { 0, 0 };
+// Elementwise math: CUDA's expf/sinf/cosf/tanhf are within 2 ulp (~2.4e-7),
+// glibc's within 1, and nvcc contracts a * b + c into one FMA (one rounding
+// instead of two). 1e-6 is ~8 ulp; the atol covers 1 + tanh(u) and friends
+// cancelling towards 0 (gelu of a very negative x).
+static const Tol ULP = { 1e-6, 1e-6 };
+// Reductions of <= ~64 terms summed in another order (a fixed tree of fp32
+// partials on the GPU, serial or double sums on the CPU): the typical error
+// is ~ sqrt(n) ulp of the terms' scale, ~1e-6 here; 1e-5 leaves a 10x margin.
+// Softmax, layernorm, attention and the losses all reduce rows this way.
+static const Tol REDUCE = { 1e-5, 1e-5 };
+// Matrix products: cuBLAS and OpenBLAS sum the K <= 64 products in
+// different orders (blocked, FMA'd): the same argument as REDUCE. TF32 is
+// off (cuda_set_allow_tf32 defaults to 0); with it on, 1e-3 would be needed.
+static const Tol GEMM = { 1e-5, 1e-5 };
+// A whole transformer step: ~15 ops deep, and layernorm and softmax
+// backward amplify earlier rounding by rstd (up to ~3 here) and by the
+// cancellation in y * (dy - sum(dy * y)). Each op's own error is ~1e-6;
+// compounded and amplified, 1e-4 is a 10x margin over what is expected.
+static const Tol STEP = { 1e-4, 1e-4 };
+
+// Checks got against ref under tol; names the worst element.
+static void check_close(const char *test, const char *what, const float *ref, const float *got, size_t n, Tol tol) {
+    double scale = 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(ref[i])) scale = fmax(scale, fabs((double)ref[i]));
+    double worst = 0;
+    size_t wi = 0;
+    for (size_t i = 0; i < n; i++) {
+        double a = ref[i], b = got[i], ratio;
+        if (isnan(a) || isnan(b)) ratio = (isnan(a) && isnan(b)) ? 0 : INFINITY;
+        else if (a == b) ratio = 0;                         // equal infinities too
+        else {
+            double bound = tol.rtol * fmax(fabs(a), fabs(b)) + tol.atol * scale;
+            ratio = bound > 0 ? fabs(a - b) / bound : INFINITY;
+        }
+        if (ratio > worst) { worst = ratio; wi = i; }
+    }
+    CHECK(worst <= 1.0, "%s: %s[%zu]: cpu %.9g, cuda %.9g (%.3g x the tolerance rtol %.0e atol %.0e x %.3g)",
+          test, what, wi, (double)ref[wi], (double)got[wi], worst, tol.rtol, tol.atol, scale);
+}
+
+// ---- One graph, run on both devices -----------------------------------------
+typedef struct {
+    const char *name;
+    DType dtype;                    // DT_F32, DT_I32 or DT_U8
+    int ndim;
+    int shape[TENSOR_MAX_DIMS];
+    int grad;                       // 1: a parameter whose gradient is compared (f32)
+    float scale, offset;            // f32: offset + scale * N(0, 1) (scale 0 means 1)
+    int lo, hi;                     // i32: uniform in [lo, hi)
+    const float *values;            // f32: these values instead (NAN allowed)
+} ParityInput;
+
+typedef Tensor *(*ParityBuild)(Graph *g, Tensor **in, const void *ctx);
+
+typedef struct {
+    size_t out_numel;
+    float *out;                     // (out_numel)
+    float *grad[MAX_IN];            // (numel of input k) for the inputs with grad
+} ParityRun;
+
+static size_t spec_numel(const ParityInput *s) { return shape_numel(s->ndim, s->shape); }
+
+static void *gen_input(const ParityInput *s) {
+    size_t n = spec_numel(s);
+    if (s->dtype == DT_F32) {
+        float *v = malloc(n * sizeof *v);
+        float sc = s->scale ? s->scale : 1.0f;
+        for (size_t i = 0; i < n; i++) v[i] = s->values ? s->values[i] : s->offset + sc * rng_normal(&rng);
+        return v;
+    }
+    if (s->dtype == DT_I32) {
+        int32_t *v = malloc(n * sizeof *v);
+        for (size_t i = 0; i < n; i++) v[i] = s->lo + (int32_t)rng_below(&rng, (uint64_t)(s->hi - s->lo));
+        return v;
+    }
+    uint8_t *v = malloc(n);
+    for (size_t i = 0; i < n; i++) v[i] = (uint8_t)rng_below(&rng, 256);
+    return v;
+}
+
+static void load_input(Tensor *t, const void *host) {
+    if (t->dtype == DT_F32 || t->dtype == DT_BF16) tensor_from_host_f32(t, host);
+    else backend_from_host(t->device, t->data, host, t->numel * dtype_size(t->dtype));
+}
+
+// Records the graph on dev, loads the inputs, runs forward and backward
+// seeded with *seed (drawn on the first call, when *seed is NULL).
+static ParityRun run_graph(Device dev, const ParityInput *spec, int n, void *const *host,
+                           ParityBuild build, const void *ctx, float **seed) {
+    ParityRun r;
+    memset(&r, 0, sizeof r);
+    Graph *g = graph_new(dev);
+    Tensor *in[MAX_IN];
+    for (int k = 0; k < n; k++)
+        in[k] = spec[k].grad ? graph_param(g, spec[k].name, spec[k].ndim, spec[k].shape, INIT_ZEROS, 0, 0)
+                             : graph_input(g, spec[k].name, spec[k].dtype, spec[k].ndim, spec[k].shape);
+    Tensor *out = build(g, in, ctx);
+    if (graph_plan(g)) { fprintf(stderr, "test_gpu_parity: graph_plan failed on %s\n", dev == DEV_CUDA ? "CUDA" : "CPU"); exit(1); }
+    for (int k = 0; k < n; k++) load_input(in[k], host[k]);
+    graph_forward(g);
+    r.out_numel = out->numel;
+    r.out = malloc(out->numel * sizeof *r.out);
+    tensor_to_host_f32(out, r.out);
+    if (!*seed) {
+        *seed = malloc(out->numel * sizeof **seed);
+        for (size_t i = 0; i < out->numel; i++) (*seed)[i] = rng_normal(&rng);
+    }
+    graph_zero_grad(g);
+    graph_backward_seeded(g, out, *seed);
+    for (int k = 0; k < n; k++) {
+        if (!spec[k].grad) continue;
+        r.grad[k] = malloc(in[k]->numel * sizeof *r.grad[k]);
+        tensor_grad_to_host(in[k], r.grad[k]);
+    }
+    graph_free(g);
+    return r;
+}
+
+static void free_run(ParityRun *r) {
+    free(r->out);
+    for (int k = 0; k < MAX_IN; k++) free(r->grad[k]);
+}
+
+// The whole comparison for one case.
+static void parity(const char *test, const ParityInput *spec, int n, ParityBuild build, const void *ctx,
+                   Tol out_tol, Tol grad_tol) {
+    void *host[MAX_IN];
+    for (int k = 0; k < n; k++) host[k] = gen_input(&spec[k]);
+    float *seed = NULL;
+    ParityRun cpu = run_graph(DEV_CPU, spec, n, host, build, ctx, &seed);
+    ParityRun gpu = run_graph(other_device(), spec, n, host, build, ctx, &seed);
+    check_close(test, "out", cpu.out, gpu.out, cpu.out_numel, out_tol);
+    for (int k = 0; k < n; k++)
+        if (spec[k].grad) {
+            char what[80];
+            snprintf(what, sizeof what, "d%s", spec[k].name);
+            check_close(test, what, cpu.grad[k], gpu.grad[k], spec_numel(&spec[k]), grad_tol);
+        }
+    free_run(&cpu);
+    free_run(&gpu);
+    free(seed);
+    for (int k = 0; k < n; k++) free(host[k]);
+}
+
+// ---- Builders -----------------------------------------------------------------
+static Tensor *build_matmul(Graph *g, Tensor **in, const void *ctx) { return op_matmul(g, in[0], in[1]); }
+static Tensor *build_matmul_self(Graph *g, Tensor **in, const void *ctx) { return op_matmul(g, in[0], in[0]); }
+static Tensor *build_linear(Graph *g, Tensor **in, const void *ctx) { return op_linear(g, in[0], in[1], ctx ? in[2] : NULL); }
+static Tensor *build_add(Graph *g, Tensor **in, const void *ctx) { return op_add(g, in[0], in[1]); }
+static Tensor *build_add_self(Graph *g, Tensor **in, const void *ctx) { return op_add(g, in[0], in[0]); }
+static Tensor *build_mul(Graph *g, Tensor **in, const void *ctx) { return op_mul(g, in[0], in[1]); }
+static Tensor *build_mul_self(Graph *g, Tensor **in, const void *ctx) { return op_mul(g, in[0], in[0]); }
+static Tensor *build_scale(Graph *g, Tensor **in, const void *ctx) { return op_scale(g, in[0], -1.7f); }
+static Tensor *build_layernorm(Graph *g, Tensor **in, const void *ctx) { return op_layernorm(g, in[0], in[1], in[2], 1e-5f); }
+static Tensor *build_gelu(Graph *g, Tensor **in, const void *ctx) { return op_gelu(g, in[0]); }
+static Tensor *build_softmax(Graph *g, Tensor **in, const void *ctx) { return op_softmax(g, in[0]); }
+static Tensor *build_attention(Graph *g, Tensor **in, const void *ctx) {
+    return op_attention(g, in[0], ctx ? in[1] : NULL, 3);
+}
+static Tensor *build_embedding(Graph *g, Tensor **in, const void *ctx) { return op_embedding(g, in[0], in[1]); }
+static Tensor *build_concat(Graph *g, Tensor **in, const void *ctx) { return op_concat(g, in, 3, 1); }
+static Tensor *build_concat_self(Graph *g, Tensor **in, const void *ctx) {
+    return op_concat(g, (Tensor *[]){ in[0], in[0] }, 2, -1);
+}
+static Tensor *build_slice(Graph *g, Tensor **in, const void *ctx) { return op_slice(g, in[0], 1, 2, 5); }
+static Tensor *build_transpose(Graph *g, Tensor **in, const void *ctx) {
+    const int *axes = ctx;
+    return op_transpose(g, in[0], axes[0], axes[1]);
+}
+static Tensor *build_sum(Graph *g, Tensor **in, const void *ctx) { return op_sum(g, in[0], *(const int *)ctx); }
+static Tensor *build_mean(Graph *g, Tensor **in, const void *ctx) { return op_mean(g, in[0], *(const int *)ctx); }
+static Tensor *build_patchify(Graph *g, Tensor **in, const void *ctx) {
+    const float mean[3] = { 0.485f, 0.456f, 0.406f }, std[3] = { 0.229f, 0.224f, 0.225f };
+    return op_patchify(g, in[0], 4, mean, std);
+}
+static Tensor *build_sin(Graph *g, Tensor **in, const void *ctx) { return op_sin(g, in[0]); }
+static Tensor *build_cos(Graph *g, Tensor **in, const void *ctx) { return op_cos(g, in[0]); }
+static Tensor *build_cumsum(Graph *g, Tensor **in, const void *ctx) { return op_cumsum(g, in[0], *(const int *)ctx); }
+static Tensor *build_cross_entropy(Graph *g, Tensor **in, const void *ctx) {
+    return op_cross_entropy(g, in[0], in[1], *(const int *)ctx);
+}
+static Tensor *build_smooth_l1(Graph *g, Tensor **in, const void *ctx) {
+    return op_smooth_l1(g, in[0], in[1], ctx ? in[2] : NULL, ctx ? 0.5f : 1.0f);
+}
+static Tensor *build_mse(Graph *g, Tensor **in, const void *ctx) { return op_mse(g, in[0], in[1], ctx ? in[2] : NULL); }
+// f32 -> bf16 -> f32: both directions, and the gradient through both.
+static Tensor *build_cast(Graph *g, Tensor **in, const void *ctx) {
+    return op_cast(g, op_cast(g, in[0], DT_BF16), DT_F32);
+}
+
+// ---- Per-op tests -----------------------------------------------------------
+static void test_matmul(void) {
+    NEED_GPU();
+    ParityInput plain[] = { { "a", DT_F32, 2, { 6, 8 }, 1 }, { "b", DT_F32, 2, { 8, 5 }, 1 } };
+    parity("matmul [M,K]@[K,N]", plain, 2, build_matmul, NULL, GEMM, GEMM);
+    ParityInput shared[] = { { "a", DT_F32, 3, { 3, 6, 8 }, 1 }, { "b", DT_F32, 2, { 8, 5 }, 1 } };
+    parity("matmul [B,M,K]@[K,N]", shared, 2, build_matmul, NULL, GEMM, GEMM);
+    ParityInput batched[] = { { "a", DT_F32, 3, { 3, 6, 8 }, 1 }, { "b", DT_F32, 3, { 3, 8, 5 }, 1 } };
+    parity("matmul [B,M,K]@[B,K,N]", batched, 2, build_matmul, NULL, GEMM, GEMM);
+    // a @ a: both products accumulate into one gradient.
+    ParityInput self[] = { { "a", DT_F32, 2, { 7, 7 }, 1 } };
+    parity("matmul a@a", self, 1, build_matmul_self, NULL, GEMM, GEMM);
+}
+
+static void test_linear(void) {
+    NEED_GPU();
+    ParityInput spec[] = {
+        { "x", DT_F32, 3, { 2, 5, 16 }, 1 },
+        { "w", DT_F32, 2, { 12, 16 }, 1 },
+        { "b", DT_F32, 1, { 12 }, 1 },
+    };
+    parity("linear with bias", spec, 3, build_linear, (void *)1, GEMM, GEMM);
+    parity("linear without bias", spec, 2, build_linear, NULL, GEMM, GEMM);
+}
+
+static void test_add(void) {
+    NEED_GPU();
+    ParityInput same[] = { { "a", DT_F32, 3, { 3, 5, 4 }, 1 }, { "b", DT_F32, 3, { 3, 5, 4 }, 1 } };
+    parity("add same shape", same, 2, build_add, NULL, EXACT, EXACT);
+    // db sums dy over the broadcast rows: a reduction.
+    ParityInput bcast[] = { { "a", DT_F32, 3, { 3, 5, 4 }, 1 }, { "b", DT_F32, 2, { 5, 4 }, 1 } };
+    parity("add broadcast [5,4]", bcast, 2, build_add, NULL, EXACT, REDUCE);
+    ParityInput bcast1[] = { { "a", DT_F32, 3, { 3, 5, 40 }, 1 }, { "b", DT_F32, 1, { 40 }, 1 } };
+    parity("add broadcast [40]", bcast1, 2, build_add, NULL, EXACT, REDUCE);
+    ParityInput self[] = { { "a", DT_F32, 2, { 4, 6 }, 1 } };
+    parity("add a+a", self, 1, build_add_self, NULL, EXACT, EXACT);
+}
+
+static void test_mul(void) {
+    NEED_GPU();
+    ParityInput same[] = { { "a", DT_F32, 3, { 3, 5, 4 }, 1 }, { "b", DT_F32, 3, { 3, 5, 4 }, 1 } };
+    parity("mul same shape", same, 2, build_mul, NULL, EXACT, EXACT);
+    ParityInput bcast[] = { { "a", DT_F32, 3, { 3, 5, 40 }, 1 }, { "b", DT_F32, 1, { 40 }, 1 } };
+    parity("mul broadcast [40]", bcast, 2, build_mul, NULL, EXACT, REDUCE);
+    // a * a: da = dy * a + dy * a, two roundings on both sides, but an FMA
+    // may fuse the second: ULP.
+    ParityInput self[] = { { "a", DT_F32, 2, { 4, 6 }, 1 } };
+    parity("mul a*a", self, 1, build_mul_self, NULL, EXACT, ULP);
+}
+
+static void test_scale(void) {
+    NEED_GPU();
+    ParityInput spec[] = { { "a", DT_F32, 3, { 3, 5, 4 }, 1 } };
+    parity("scale", spec, 1, build_scale, NULL, EXACT, EXACT);
+}
+
+static void test_layernorm(void) {
+    NEED_GPU();
+    // An offset mean and a non-unit std, so the centring matters.
+    ParityInput spec[] = {
+        { "x", DT_F32, 3, { 3, 5, 48 }, 1, 1.5f, 2.0f },
+        { "gamma", DT_F32, 1, { 48 }, 1, 0.2f, 1.0f },
+        { "beta", DT_F32, 1, { 48 }, 1, 0.2f },
+    };
+    parity("layernorm", spec, 3, build_layernorm, NULL, REDUCE, REDUCE);
+}
+
+static void test_gelu(void) {
+    NEED_GPU();
+    ParityInput spec[] = { { "x", DT_F32, 2, { 7, 33 }, 1, 2.5f } };
+    parity("gelu", spec, 1, build_gelu, NULL, ULP, ULP);
+}
+
+static void test_softmax(void) {
+    NEED_GPU();
+    ParityInput spec[] = { { "x", DT_F32, 3, { 4, 6, 37 }, 1, 3.0f } };
+    parity("softmax", spec, 1, build_softmax, NULL, REDUCE, REDUCE);
+}
+
+static void test_attention(void) {
+    NEED_GPU();
+    enum { B = 2, T = 7, C = 12 };   // 3 heads of 4 channels
+    // Batch 0 keeps every key; batch 1 masks keys 0, 1 and 4, so its
+    // queries 0 and 1 have no allowed key and must output zeros.
+    static const float mask[B * T] = { 1, 1, 1, 1, 1, 1, 1,
+                                       0, 0, 1, 1, 0, 1, 1 };
+    ParityInput spec[] = {
+        { "qkv", DT_F32, 3, { B, T, 3 * C }, 1 },
+        { "key_mask", DT_F32, 2, { B, T }, 0, 0, 0, 0, 0, mask },
+    };
+    parity("attention causal", spec, 1, build_attention, NULL, REDUCE, REDUCE);
+    parity("attention masked", spec, 2, build_attention, (void *)1, REDUCE, REDUCE);
+}
+
+static void test_embedding(void) {
+    NEED_GPU();
+    // Ids in [-1, V]: -1 and V are out of range (zero rows, no gradient);
+    // repeats make the scatter-add sum several rows per table row.
+    ParityInput spec[] = {
+        { "ids", DT_I32, 2, { 3, 9 }, 0, 0, 0, -1, 8 },
+        { "table", DT_F32, 2, { 7, 5 }, 1 },
+    };
+    parity("embedding", spec, 2, build_embedding, NULL, EXACT, EXACT);
+}
+
+static void test_concat(void) {
+    NEED_GPU();
+    ParityInput spec[] = {
+        { "x0", DT_F32, 3, { 2, 3, 4 }, 1 },
+        { "x1", DT_F32, 3, { 2, 1, 4 }, 1 },
+        { "x2", DT_F32, 3, { 2, 5, 4 }, 1 },
+    };
+    parity("concat axis 1", spec, 3, build_concat, NULL, EXACT, EXACT);
+    // concat(x, x): two gradient updates of one tensor.
+    ParityInput self[] = { { "x", DT_F32, 2, { 3, 4 }, 1 } };
+    parity("concat x,x", self, 1, build_concat_self, NULL, EXACT, EXACT);
+}
+
+static void test_slice(void) {
+    NEED_GPU();
+    ParityInput spec[] = { { "x", DT_F32, 3, { 4, 9, 3 }, 1 } };
+    parity("slice", spec, 1, build_slice, NULL, EXACT, EXACT);
+}
+
+static void test_transpose(void) {
+    NEED_GPU();
+    ParityInput spec[] = { { "x", DT_F32, 4, { 2, 3, 4, 5 }, 1 } };
+    static const int axes[][2] = { { 1, 3 }, { 0, 2 }, { 2, -1 }, { 1, 1 } };
+    for (int i = 0; i < 4; i++) parity("transpose", spec, 1, build_transpose, axes[i], EXACT, EXACT);
+}
+
+static void test_sum_mean(void) {
+    NEED_GPU();
+    ParityInput spec[] = { { "x", DT_F32, 3, { 3, 50, 4 }, 1 } };
+    static const int axes[] = { 0, 1, 2, -1, OP_ALL };
+    // The backward broadcasts dy (times 1/n for the mean) onto zero: one
+    // rounding on both sides.
+    for (int i = 0; i < 5; i++) {
+        parity("sum", spec, 1, build_sum, &axes[i], REDUCE, EXACT);
+        parity("mean", spec, 1, build_mean, &axes[i], REDUCE, EXACT);
+    }
+}
+
+static void test_patchify(void) {
+    NEED_GPU();
+    ParityInput spec[] = { { "img", DT_U8, 4, { 2, 8, 12, 3 } } };
+    parity("patchify", spec, 1, build_patchify, NULL, EXACT, EXACT);
+}
+
+static void test_sin_cos(void) {
+    NEED_GPU();
+    ParityInput spec[] = { { "x", DT_F32, 2, { 5, 31 }, 1, 3.0f } };
+    parity("sin", spec, 1, build_sin, NULL, ULP, ULP);
+    parity("cos", spec, 1, build_cos, NULL, ULP, ULP);
+}
+
+static void test_cumsum(void) {
+    NEED_GPU();
+    ParityInput spec[] = { { "x", DT_F32, 3, { 3, 7, 4 }, 1 } };
+    static const int axes[] = { 0, 1, -1 };
+    for (int i = 0; i < 3; i++) parity("cumsum", spec, 1, build_cumsum, &axes[i], EXACT, EXACT);
+}
+
+static void test_cross_entropy(void) {
+    NEED_GPU();
+    // Targets in [-1, V]: -1 is ignore_index, V is out of range (ignored too).
+    ParityInput spec[] = {
+        { "logits", DT_F32, 3, { 3, 5, 11 }, 1, 2.0f },
+        { "targets", DT_I32, 2, { 3, 5 }, 0, 0, 0, -1, 12 },
+    };
+    static const int ignore_minus1 = -1, ignore_3 = 3, ignore_all = -1;
+    parity("cross_entropy ignore -1", spec, 2, build_cross_entropy, &ignore_minus1, REDUCE, REDUCE);
+    parity("cross_entropy ignore 3", spec, 2, build_cross_entropy, &ignore_3, REDUCE, REDUCE);
+    // Every target ignored: the loss is 0 and no gradient flows.
+    ParityInput none[] = {
+        { "logits", DT_F32, 2, { 4, 6 }, 1 },
+        { "targets", DT_I32, 1, { 4 }, 0, 0, 0, -1, 0 },
+    };
+    parity("cross_entropy all ignored", none, 2, build_cross_entropy, &ignore_all, EXACT, EXACT);
+}
+
+static void test_regression(void) {
+    NEED_GPU();
+    enum { B = 4, T = 6 };
+    // Mask [B, T] over pred [B, T, 3]: zeros drop whole waypoints.
+    static float mask[B * T];
+    for (int i = 0; i < B * T; i++) mask[i] = (i % 5 == 2) ? 0.0f : 0.5f + 0.25f * (float)(i % 3);
+    // A NaN target where the mask is 0 must not reach the loss or any grad.
+    static float target[B * T * 3];
+    for (int i = 0; i < B * T * 3; i++) target[i] = (float)sin(1.3 * i);
+    target[2 * 3 + 1] = NAN;   // waypoint 2: mask 0
+    ParityInput spec[] = {
+        { "pred", DT_F32, 3, { B, T, 3 }, 1 },
+        { "target", DT_F32, 3, { B, T, 3 }, 1, 0, 0, 0, 0, target },
+        { "mask", DT_F32, 2, { B, T }, 0, 0, 0, 0, 0, mask },
+    };
+    parity("smooth_l1 masked", spec, 3, build_smooth_l1, (void *)1, REDUCE, REDUCE);
+    parity("mse masked", spec, 3, build_mse, (void *)1, REDUCE, REDUCE);
+    ParityInput plain[] = { { "pred", DT_F32, 2, { 40, 3 }, 1 }, { "target", DT_F32, 2, { 40, 3 }, 1 } };
+    parity("smooth_l1", plain, 2, build_smooth_l1, NULL, REDUCE, REDUCE);
+    parity("mse", plain, 2, build_mse, NULL, REDUCE, REDUCE);
+    // An all-zero mask: the loss is 0 and no gradient flows.
+    static const float zeros[B * T];
+    ParityInput masked_out[] = {
+        { "pred", DT_F32, 3, { B, T, 3 }, 1 },
+        { "target", DT_F32, 3, { B, T, 3 }, 1 },
+        { "mask", DT_F32, 2, { B, T }, 0, 0, 0, 0, 0, zeros },
+    };
+    parity("mse all masked", masked_out, 3, build_mse, (void *)1, EXACT, EXACT);
+}
+
+static void test_cast(void) {
+    NEED_GPU();
+    ParityInput spec[] = { { "x", DT_F32, 2, { 9, 13 }, 1, 100.0f } };
+    parity("cast random", spec, 1, build_cast, NULL, EXACT, EXACT);
+    // Rounding ties (to even), the overflow to inf, signed zero, a subnormal,
+    // infinities and NaN: the bf16 bits must match tensor.h's f32_to_bf16.
+    static const float special[12] = { 0.0f, -0.0f, 1.0f, 1.00390625f, 1.01171875f, -2.5f,
+                                       3.3961776e38f, 1e-40f, INFINITY, -INFINITY, NAN, 65504.0f };
+    ParityInput fixed[] = { { "x", DT_F32, 1, { 12 }, 1, 0, 0, 0, 0, special } };
+    parity("cast special values", fixed, 1, build_cast, NULL, EXACT, EXACT);
+}
+
+// ---- A whole transformer step --------------------------------------------------
+enum { BLK_B = 2, BLK_T = 8, BLK_C = 16, BLK_H = 4, BLK_V = 10 };
+
+typedef struct {
+    Tensor *x, *key_mask, *targets, *waypoints, *loss;
+} BlockGraph;
+
+// A pre-norm block over x [B, T, C] with a key mask, then two heads: token
+// logits [B, T, V] with cross-entropy, and waypoints [B, T, 3] with a
+// masked smooth-L1; loss = ce + 0.5 * smooth_l1.
+static BlockGraph build_block(Graph *g) {
+    BlockGraph m;
+    int C = BLK_C;
+#define P(name, nd, ...) graph_param(g, name, nd, (int[]){ __VA_ARGS__ }, INIT_ZEROS, 0, 0)
+    m.x = P("x", 3, BLK_B, BLK_T, C);
+    m.key_mask = graph_input(g, "key_mask", DT_F32, 2, (int[]){ BLK_B, BLK_T });
+    m.targets = graph_input(g, "targets", DT_I32, 2, (int[]){ BLK_B, BLK_T });
+    m.waypoints = graph_input(g, "waypoints", DT_F32, 3, (int[]){ BLK_B, BLK_T, 3 });
+    Tensor *ln1_g = P("ln1.g", 1, C), *ln1_b = P("ln1.b", 1, C);
+    Tensor *qkv_w = P("qkv.w", 2, 3 * C, C), *qkv_b = P("qkv.b", 1, 3 * C);
+    Tensor *proj_w = P("proj.w", 2, C, C), *proj_b = P("proj.b", 1, C);
+    Tensor *ln2_g = P("ln2.g", 1, C), *ln2_b = P("ln2.b", 1, C);
+    Tensor *fc_w = P("fc.w", 2, 4 * C, C), *fc_b = P("fc.b", 1, 4 * C);
+    Tensor *out_w = P("out.w", 2, C, 4 * C), *out_b = P("out.b", 1, C);
+    Tensor *lnf_g = P("lnf.g", 1, C), *lnf_b = P("lnf.b", 1, C);
+    Tensor *head_w = P("head.w", 2, BLK_V, C);
+    Tensor *wp_w = P("wp.w", 2, 3, C), *wp_b = P("wp.b", 1, 3);
+#undef P
+    Tensor *h = op_layernorm(g, m.x, ln1_g, ln1_b, 1e-5f);
+    h = op_attention(g, op_linear(g, h, qkv_w, qkv_b), m.key_mask, BLK_H);   // (B, T, C)
+    Tensor *x = op_residual(g, m.x, op_linear(g, h, proj_w, proj_b));
+    h = op_gelu(g, op_linear(g, op_layernorm(g, x, ln2_g, ln2_b, 1e-5f), fc_w, fc_b));   // (B, T, 4C)
+    x = op_residual(g, x, op_linear(g, h, out_w, out_b));
+    x = op_layernorm(g, x, lnf_g, lnf_b, 1e-5f);
+    Tensor *ce = op_cross_entropy(g, op_linear(g, x, head_w, NULL), m.targets, -1);
+    Tensor *wp = op_smooth_l1(g, op_linear(g, x, wp_w, wp_b), m.waypoints, m.key_mask, 1.0f);
+    m.loss = op_add(g, ce, op_scale(g, wp, 0.5f));
+    return m;
+}
+
+typedef struct {
+    float loss;
+    int n_params;
+    size_t numel[32];
+    float *grad[32];
+} BlockRun;
+
+// Parameter i's values come from a stream derived from (seed, i), so both
+// devices get the same ones without storing them: gains near 1, the rest
+// small normals scaled like an initialisation (1/sqrt(fan_in)).
+static void fill_param(Tensor *p, int i, uint64_t seed) {
+    Rng r;
+    rng_derive(&r, seed, 1, (uint64_t)i);
+    size_t n = p->numel;
+    float *v = malloc(n * sizeof *v);
+    int gain = strstr(p->name, ".g") != NULL;
+    float sc = p->ndim == 2 ? 1.0f / sqrtf((float)p->shape[1]) : 0.1f;
+    if (strcmp(p->name, "x") == 0) sc = 1.0f;
+    for (size_t j = 0; j < n; j++) v[j] = (gain ? 1.0f : 0.0f) + sc * rng_normal(&r);
+    tensor_from_host_f32(p, v);
+    free(v);
+}
+
+static BlockRun run_block(Device dev, uint64_t seed) {
+    BlockRun res;
+    memset(&res, 0, sizeof res);
+    Graph *g = graph_new(dev);
+    BlockGraph m = build_block(g);
+    if (graph_plan(g)) { fprintf(stderr, "test_gpu_parity: block graph_plan failed\n"); exit(1); }
+    for (int i = 0; i < g->n_params; i++) fill_param(g->params[i], i, seed);
+    Rng r;
+    rng_derive(&r, seed, 2, 0);
+    float mask[BLK_B * BLK_T], wp[BLK_B * BLK_T * 3];
+    int32_t targets[BLK_B * BLK_T];
+    for (int i = 0; i < BLK_B * BLK_T; i++) {
+        mask[i] = (i == BLK_T + 1 || i == BLK_T + 4) ? 0.0f : 1.0f;   // batch 1 drops keys 1 and 4
+        targets[i] = (int32_t)rng_below(&r, BLK_V + 1) - 1;           // -1 (ignored) .. V-1
+    }
+    for (int i = 0; i < BLK_B * BLK_T * 3; i++) wp[i] = rng_normal(&r);
+    tensor_from_host_f32(m.key_mask, mask);
+    tensor_from_host_f32(m.waypoints, wp);
+    backend_from_host(dev, m.targets->data, targets, sizeof targets);
+    graph_forward(g);
+    graph_zero_grad(g);
+    graph_backward(g, m.loss);
+    tensor_to_host_f32(m.loss, &res.loss);
+    res.n_params = g->n_params;
+    for (int i = 0; i < g->n_params; i++) {
+        res.numel[i] = g->params[i]->numel;
+        res.grad[i] = malloc(res.numel[i] * sizeof(float));
+        tensor_grad_to_host(g->params[i], res.grad[i]);
+    }
+    graph_free(g);
+    return res;
+}
+
+static void test_transformer_step(void) {
+    NEED_GPU();
+#ifdef DISTIL_CUDA
+    CHECK(cuda_allow_tf32() == 0, "TF32 must be off by default (the tolerances assume fp32 products)");
+#endif
+    uint64_t seed = rng_u64(&rng);
+    BlockRun cpu = run_block(DEV_CPU, seed);
+    BlockRun gpu = run_block(other_device(), seed);
+    BlockRun again = run_block(other_device(), seed);
+    // Names for the messages, in creation order (build_block).
+    static const char *names[] = { "x", "ln1.g", "ln1.b", "qkv.w", "qkv.b", "proj.w", "proj.b", "ln2.g", "ln2.b",
+                                   "fc.w", "fc.b", "out.w", "out.b", "lnf.g", "lnf.b", "head.w", "wp.w", "wp.b" };
+    REQUIRE(cpu.n_params == (int)(sizeof names / sizeof *names), "build_block has %d parameters", cpu.n_params);
+    check_close("transformer step", "loss", &cpu.loss, &gpu.loss, 1, STEP);
+    for (int i = 0; i < cpu.n_params; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "d%s", names[i]);
+        check_close("transformer step", what, cpu.grad[i], gpu.grad[i], cpu.numel[i], STEP);
+        // Run to run, the device must repeat itself bit for bit.
+        CHECK(memcmp(gpu.grad[i], again.grad[i], cpu.numel[i] * sizeof(float)) == 0,
+              "transformer step: d%s differs between two identical runs (a nondeterministic kernel)", names[i]);
+    }
+    CHECK(memcmp(&gpu.loss, &again.loss, sizeof(float)) == 0, "transformer step: the loss differs between two identical runs");
+    for (int i = 0; i < cpu.n_params; i++) { free(cpu.grad[i]); free(gpu.grad[i]); free(again.grad[i]); }
+}
+
+int main(void) {
+    const char *env = getenv("DISTIL_PARITY_CPU_ONLY");
+    cpu_only = env && strcmp(env, "0") != 0;
+    suite_seed = test_seed("test_gpu_parity");
+    rng_seed(&rng, suite_seed);
+    if (cpu_only) printf("test_gpu_parity: DISTIL_PARITY_CPU_ONLY: the CPU on both sides (a harness check)\n");
+    RUN(test_matmul);
+    RUN(test_linear);
+    RUN(test_add);
+    RUN(test_mul);
+    RUN(test_scale);
+    RUN(test_layernorm);
+    RUN(test_gelu);
+    RUN(test_softmax);
+    RUN(test_attention);
+    RUN(test_embedding);
+    RUN(test_concat);
+    RUN(test_slice);
+    RUN(test_transpose);
+    RUN(test_sum_mean);
+    RUN(test_patchify);
+    RUN(test_sin_cos);
+    RUN(test_cumsum);
+    RUN(test_cross_entropy);
+    RUN(test_regression);
+    RUN(test_cast);
+    RUN(test_transformer_step);
+    return test_summary();
+}
