@@ -413,6 +413,70 @@ static void test_attention_forward(void) {
     check_attention(B, T, 32, 4, mask);
 }
 
+// ---- threaded reductions ----------------------------------------------------
+
+// Broadcast and affine gradients sum over rows; at this size the kernels take
+// their OpenMP path (>= 16384 elements), where each thread owns a block of
+// the summed elements. Compared with double sums, each entry normalised by
+// the sum of the absolute values of its terms: fp32 recursive summation of
+// n terms is off by at most (n - 1) u of that (u = 2^-24), and each term
+// carries a few u of its own (xhat from fp32 mean and rstd), so 2 n u is a
+// rigorous margin that does not depend on cancellation.
+enum { BIG_ROWS = 256, BIG_C = 130 };
+
+static double sum_err(const float *got, const double *ref, const double *abs_sum, int n) {
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        double e = fabs(got[i] - ref[i]) / fmax(abs_sum[i], 1e-30);
+        if (!(e <= worst)) worst = e;
+    }
+    return worst;
+}
+
+static void test_threaded_reductions(void) {
+    const double bound = 2.0 * BIG_ROWS * ldexp(1.0, -24);
+    Graph *g = graph_new(DEV_CPU);
+    Tensor *x = graph_param(g, "x", 2, (int[]){ BIG_ROWS, BIG_C }, INIT_ZEROS, 0, 0);
+    Tensor *b = graph_param(g, "b", 1, (int[]){ BIG_C }, INIT_ZEROS, 0, 0);
+    Tensor *gm = graph_param(g, "gamma", 1, (int[]){ BIG_C }, INIT_ZEROS, 0, 0);
+    Tensor *bt = graph_param(g, "beta", 1, (int[]){ BIG_C }, INIT_ZEROS, 0, 0);
+    // Three outputs from one graph: add and mul share b; seeding one at a
+    // time keeps each gradient separate.
+    Tensor *outs[3] = { op_add(g, x, b), op_mul(g, x, b), op_layernorm(g, x, gm, bt, 1e-5f) };
+    REQUIRE(graph_plan(g) == 0, "plan");
+    fill_normal(x); fill_normal(b); fill_normal(gm); fill_normal(bt);
+    graph_forward(g);
+    size_t n = (size_t)BIG_ROWS * BIG_C;
+    float *seed = malloc(n * sizeof *seed);
+    const float *xv = x->data, *mean = outs[2]->saved, *rstd = outs[2]->saved + BIG_ROWS;
+    double ref[BIG_C], abs_sum[BIG_C], ref_b[BIG_C], abs_b[BIG_C];
+    const char *what[3] = { "add db", "mul db", "layernorm dgamma" };
+    for (int o = 0; o < 3; o++) {
+        for (size_t i = 0; i < n; i++) seed[i] = rng_normal(&rng);
+        graph_zero_grad(g);
+        graph_backward_seeded(g, outs[o], seed);
+        for (int c = 0; c < BIG_C; c++) {
+            ref[c] = abs_sum[c] = ref_b[c] = abs_b[c] = 0;
+            for (int r = 0; r < BIG_ROWS; r++) {
+                double dy = seed[r * BIG_C + c], xv_rc = xv[r * BIG_C + c];
+                double term = o == 0 ? dy : o == 1 ? dy * xv_rc : dy * (xv_rc - mean[r]) * rstd[r];
+                ref[c] += term;
+                abs_sum[c] += fabs(term);
+                ref_b[c] += dy;
+                abs_b[c] += fabs(dy);
+            }
+        }
+        double e = sum_err(o < 2 ? b->grad : gm->grad, ref, abs_sum, BIG_C);
+        CHECK(e <= bound, "%s: err %.3g > %.3g of the absolute sum", what[o], e, bound);
+        if (o == 2) {
+            e = sum_err(bt->grad, ref_b, abs_b, BIG_C);
+            CHECK(e <= bound, "layernorm dbeta: err %.3g > %.3g of the absolute sum", e, bound);
+        }
+    }
+    free(seed);
+    graph_free(g);
+}
+
 // ---- cast -----------------------------------------------------------------
 
 static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
@@ -545,6 +609,7 @@ int main(void) {
     RUN(test_layernorm_forward);
     RUN(test_softmax_forward);
     RUN(test_attention_forward);
+    RUN(test_threaded_reductions);
     RUN(test_cast_rounding);
     RUN(test_cast_round_trip);
     RUN(test_cast_grad);
