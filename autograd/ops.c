@@ -295,7 +295,7 @@ static const char *shape_distill_kl(Tensor *out) {
     if ((tail != 0 && tail != 1) || (t2 != 0 && t2 != 1)) SHAPE_FAIL("tail and t2 are 0 or 1");
     if (!(t_logged > 0) || !(t > 0)) SHAPE_FAIL("temperatures must be > 0 (t_logged %g, t %g)", t_logged, t);
     if (mode == DISTILL_JSD && !(beta >= 0 && beta <= 1)) SHAPE_FAIL("JSD beta %g outside [0, 1]", beta);
-    out->saved_numel = 3 * rows + 1;
+    out->saved_numel = 5 * rows + 1;   // 2R doubles, R floats, the count
     return shape_scalar(out);
 }
 
@@ -324,7 +324,7 @@ static const char *shape_cosine_loss(Tensor *out) {
         if ((e = need_f32(mask, "mask"))) return e;
         if (mask->ndim != 1 || mask->shape[0] != a->shape[0]) SHAPE_FAIL("mask must be [%d]", a->shape[0]);
     }
-    out->saved_numel = 3 * (size_t)a->shape[0] + 1;
+    out->saved_numel = (size_t)a->shape[0] + 1;
     return shape_scalar(out);
 }
 

@@ -176,8 +176,9 @@ enum { DISTILL_FORWARD_KL = 0, DISTILL_REVERSE_KL = 1, DISTILL_JSD = 2 };
 //   adds 0 but still counts.
 // -> [1]: the mean over counted rows (0 if none). Gradient into logits only.
 // iattr = { mode, tail, t2 }, fattr = { t_logged, t, beta }.
-// saved (3R + 1): logsumexp of logits/T per row, the student's tail mass per
-// row, each row's loss (before T^2 and the mean), then the counted rows.
+// saved (5R + 1 floats): per row the logsumexp of logits/T and then the
+// student's tail mass, as doubles (4R floats); per row its loss (before T^2
+// and the mean); then the number of counted rows.
 Tensor *op_distill_kl(Graph *g, Tensor *logits, Tensor *topk_ids, Tensor *topk_logprobs, Tensor *mask,
                       const DistillKLConfig *cfg);
 
@@ -202,7 +203,8 @@ Tensor *op_traj_loss(Graph *g, Tensor *pred, Tensor *targets, Tensor *weights, i
 // Feature loss: a [B, D], b [B, D], mask f32 [B] (1 counts a row, 0 ignores
 // it) or NULL. cos_b = a_b . b_b / max(|a_b| |b_b|, 1e-8).
 // -> [1]: the mean of 1 - cos_b over counted rows (0 if none). Gradients
-// into a and b. saved (3B + 1): a.b, |a|, |b| per row, then the count.
+// into a and b. saved (B + 1): 1 - cos per row (0 if not counted), then the
+// count.
 Tensor *op_cosine_loss(Graph *g, Tensor *a, Tensor *b, Tensor *mask);
 
 const char *op_name(int op);
