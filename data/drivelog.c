@@ -88,7 +88,7 @@ static DlKind type_kind(hid_t t) {
     }
 }
 
-static void type_name(hid_t t, char *buf, size_t len) {
+void dl_type_name(hid_t t, char *buf, size_t len) {
     size_t bits = H5Tget_size(t) * 8;
     const char *order = H5Tget_order(t) == H5T_ORDER_BE && bits > 8 ? "big-endian " : "";
     switch (H5Tget_class(t)) {
@@ -157,7 +157,7 @@ static int read_attr(hid_t obj, const char *where, const char *name, AttrType wa
     hssize_t npoints = H5Sget_simple_extent_npoints(sp);
     int rc = 1;
     char tname[64];
-    type_name(t, tname, sizeof tname);
+    dl_type_name(t, tname, sizeof tname);
     if (npoints != 1) {
         snprintf(err, errlen, "%s: %sattribute %s: holds %lld values, expected one", path, where, name, (long long)npoints);
         rc = -1;
@@ -232,7 +232,7 @@ static int filter_readable(int id) {
     return id == H5Z_FILTER_DEFLATE || id == H5Z_FILTER_SHUFFLE || id == DL_ZSTD_FILTER_ID;
 }
 
-static void filter_name(int id, char *buf, size_t len) {
+void dl_filter_name(int id, char *buf, size_t len) {
     switch (id) {
     case H5Z_FILTER_DEFLATE: snprintf(buf, len, "deflate"); break;
     case H5Z_FILTER_SHUFFLE: snprintf(buf, len, "shuffle"); break;
@@ -270,7 +270,7 @@ static int read_layout(DlDataset *d, hid_t type, const char *path, char *err, si
         all_readable = 0;
         if (H5Zfilter_avail(f->id) <= 0) {
             char fname[32];
-            filter_name(f->id, fname, sizeof fname);
+            dl_filter_name(f->id, fname, sizeof fname);
             snprintf(err, errlen, "%s: %s: compressed with HDF5 %s (id %d), which distil cannot read; rewrite the shard with zstd, deflate or no compression",
                      path, d->path, fname, f->id);
             rc = -1;
@@ -307,8 +307,10 @@ static int open_dataset(DlShard *sh, int slot, const SlotRule *rule, const char 
         snprintf(err, errlen, "%s: %s: missing; every drive-log v1 shard needs it", sh->path, dpath);
         return -1;
     }
-    H5O_info_t oi;
-    if (H5Oget_info_by_name(sh->file, dpath, &oi, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_DATASET) {
+    hid_t obj = H5Oopen(sh->file, dpath, H5P_DEFAULT);   // H5Oopen + H5Iget_type: the same calls in HDF5 1.10 and 1.14
+    H5I_type_t obj_type = obj >= 0 ? H5Iget_type(obj) : H5I_BADID;
+    if (obj >= 0) H5Oclose(obj);
+    if (obj_type != H5I_DATASET) {
         snprintf(err, errlen, "%s: %s: not a dataset; expected %s %s", sh->path, dpath, dl_kind_name(rule->kind), rule->shape);
         return -1;
     }
@@ -325,7 +327,7 @@ static int open_dataset(DlShard *sh, int slot, const SlotRule *rule, const char 
     d->type_size = H5Tget_size(type);
     d->rank = H5Sget_simple_extent_ndims(space);
     char tname[64];
-    type_name(type, tname, sizeof tname);
+    dl_type_name(type, tname, sizeof tname);
     if (d->kind != rule->kind && (!rule->alt_kind || d->kind != rule->alt_kind)) {
         snprintf(err, errlen, "%s: %s: dtype %s, expected %s%s%s", sh->path, dpath, tname,
                  rule->alt_kind ? dl_kind_name(rule->alt_kind) : "", rule->alt_kind ? " or " : "", dl_kind_name(rule->kind));

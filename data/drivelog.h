@@ -155,6 +155,10 @@ int dl_read_text(const DlShard *sh, int64_t n, char *buf, size_t buflen, char *e
 // "error" / "skip" -> DL_ON_BAD_*; -1 for anything else.
 int dl_parse_on_bad_sample(const char *s);
 const char *dl_kind_name(DlKind kind);
+// "float32", "big-endian int64", "string", ... for an HDF5 type.
+void dl_type_name(hid_t type, char *buf, size_t len);
+// "zstd", "deflate", "shuffle", "lz4", ... for an HDF5 filter id.
+void dl_filter_name(int id, char *buf, size_t len);
 
 // The process-wide HDF5 lock (see the top of this file).
 void dl_hdf5_lock(void);
