@@ -32,7 +32,8 @@ static void usage(FILE *f) {
         "\n"
         "Writes a synthetic fleet: DIR/train/shard-00000.h5 .. (N shards of M samples) and\n"
         "DIR/eval/shard-00000.h5 .. (E shards of ME samples), drive-log v1, zstd chunks.\n"
-        "Defaults: N 8, M 512, S 0, preset demo, E max(1, N/4), ME max(1, M/2), L 3.\n"
+        "Defaults: N 8, M 512, S 0, preset demo, E max(1, N/4), ME max(1, M/2), L 3\n"
+        "(--zstd-level 0 stores the chunks uncompressed).\n"
         "The same arguments give the same datasets, whatever the thread count.\n",
         synth_preset_names());
 }
@@ -73,7 +74,7 @@ static int parse_args(int argc, char **argv, SynthArgs *a) {
         else if (!strcmp(opt, "--samples-per-shard")) rc = parse_count(opt, val, 1, 100000000, &a->samples);
         else if (!strcmp(opt, "--eval-shards")) rc = parse_count(opt, val, 0, 1000000, &a->eval_shards);
         else if (!strcmp(opt, "--eval-samples-per-shard")) rc = parse_count(opt, val, 1, 100000000, &a->eval_samples);
-        else if (!strcmp(opt, "--zstd-level")) rc = parse_count(opt, val, 1, 19, &a->level);
+        else if (!strcmp(opt, "--zstd-level")) rc = parse_count(opt, val, 0, 19, &a->level);
         else if (!strcmp(opt, "--seed")) {
             char *end;
             errno = 0;

@@ -8,7 +8,10 @@
 #include "data/synth_trace.h"    // defines: synth_vocab_*, SYNTH_TOKEN_BOS/EOS, SYNTH_TEMPERATURE
 #include "data/zstd_filter.h"    // defines: dl_zstd_register, DL_ZSTD_FILTER_ID
 
-#define ROWS_PER_CHUNK 4096      // rows per chunk of the 1-D datasets and the trace
+// Rows per chunk of the 1-D datasets and the trace datasets: a reader that
+// wants one sample's trace (about 10 rows) decodes one such chunk (8 KB of
+// top-k log-probs), not the whole shard's.
+#define ROWS_PER_CHUNK 256
 
 struct SynthShard {
     char *path;
@@ -28,7 +31,7 @@ static void set_err(char *err, size_t errlen, const char *path, const char *what
 }
 
 // Dataset creation properties: no timestamps (reproducible bytes), chunked
-// with zstd when chunk != NULL, contiguous otherwise.
+// when chunk != NULL (zstd at `level`, or no filter at level 0), contiguous otherwise.
 static hid_t make_dcpl(int rank, const hsize_t *chunk, int level) {
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     if (dcpl < 0) return -1;
@@ -36,7 +39,7 @@ static hid_t make_dcpl(int rank, const hsize_t *chunk, int level) {
     if (chunk) {
         unsigned cd = (unsigned)level;
         if (H5Pset_chunk(dcpl, rank, chunk) < 0 ||
-            H5Pset_filter(dcpl, DL_ZSTD_FILTER_ID, H5Z_FLAG_OPTIONAL, 1, &cd) < 0 ||
+            (level > 0 && H5Pset_filter(dcpl, DL_ZSTD_FILTER_ID, H5Z_FLAG_OPTIONAL, 1, &cd) < 0) ||
             H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0) { H5Pclose(dcpl); return -1; }
     }
     return dcpl;
@@ -184,8 +187,24 @@ SynthShard *synth_shard_create(const char *path, const SynthPreset *p, int n, co
 int synth_shard_n_datasets(const SynthShard *sh) { return sh->n_datasets; }
 size_t synth_shard_sample_bytes(const SynthShard *sh, int d) { return sh->sample_bytes[d]; }
 
+// Level 0: the chunks go in as they are.
+static int write_plain_samples(SynthShard *sh, int first, int count, const void *const *src,
+                               char *err, size_t errlen) {
+    for (int d = 0; d < sh->n_datasets; d++)
+        for (int i = 0; i < count; i++) {
+            hsize_t offset[6] = { (hsize_t)(first + i) };
+            const unsigned char *chunk = (const unsigned char *)src[d] + (size_t)i * sh->sample_bytes[d];
+            if (H5Dwrite_chunk(sh->dset[d], H5P_DEFAULT, 0, offset, sh->sample_bytes[d], chunk) < 0) {
+                set_err(err, errlen, sh->path, "cannot write a chunk; is the disk full?");
+                return -1;
+            }
+        }
+    return 0;
+}
+
 int synth_shard_write_samples(SynthShard *sh, int first, int count, const void *const *src,
                               char *err, size_t errlen) {
+    if (sh->level == 0) return write_plain_samples(sh, first, count, src, err, errlen);
     // One scratch slot per (dataset, sample), each big enough for zstd's worst case.
     size_t slot_off[SYNTH_DS_MAX + 1], need = 0;
     for (int d = 0; d < sh->n_datasets; d++) {

@@ -6,8 +6,8 @@
 // chunks (H5Dwrite_chunk), so HDF5, which is single-threaded, only copies
 // bytes. The datasets carry filter 32015 (zstd, level as its one cd_value),
 // so any reader decodes them like hdf5plugin.Zstd's. The small datasets (ids,
-// times, command, the trace) go through the same filter at the end; strings
-// are variable-length UTF-8. Object timestamps are off, so the same data gives
+// times, command, the trace) go through the same filter at the end, in chunks
+// of 256 rows; strings are variable-length UTF-8, contiguous. Object timestamps are off, so the same data gives
 // the same bytes.
 #pragma once
 #include <stddef.h>
@@ -34,7 +34,8 @@ typedef struct SynthShardTail {
     const char *const *text;            // (N) UTF-8
 } SynthShardTail;
 
-// Create the file and every per-sample dataset for n samples.
+// Create the file and every per-sample dataset for n samples. level: the
+// zstd level, or 0 for uncompressed chunks.
 SynthShard *synth_shard_create(const char *path, const SynthPreset *p, int n, const char *fleet,
                                int level, char *err, size_t errlen);
 // Number of per-sample datasets (SYNTH_DS_CAMERA0 + cameras) and the bytes
