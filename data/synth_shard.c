@@ -238,12 +238,21 @@ int synth_shard_write_samples(SynthShard *sh, int first, int count, const void *
         ZSTD_freeCCtx(cctx);
     }
     if (failed) { free(packed); set_err(err, errlen, sh->path, "zstd compression failed"); return -1; }
-    // HDF5 takes the chunks one by one on this thread.
+    // HDF5 takes the chunks one by one on this thread. A chunk zstd cannot
+    // shrink (a few floats of noise) is stored as it is, with bit 0 of its
+    // filter mask set: HDF5's own way of saying an optional filter was skipped.
     for (int j = 0; j < n_jobs; j++) {
         int d = j / count, i = j % count;
         hsize_t offset[6] = { (hsize_t)(first + i) };   // the other coordinates are 0
-        const unsigned char *chunk = sh->scratch + slot_off[d] + (size_t)i * ZSTD_compressBound(sh->sample_bytes[d]);
-        if (H5Dwrite_chunk(sh->dset[d], H5P_DEFAULT, 0, offset, packed[j], chunk) < 0) {
+        const void *chunk = sh->scratch + slot_off[d] + (size_t)i * ZSTD_compressBound(sh->sample_bytes[d]);
+        size_t size = packed[j];
+        uint32_t mask = 0;
+        if (size >= sh->sample_bytes[d]) {
+            chunk = (const unsigned char *)src[d] + (size_t)i * sh->sample_bytes[d];
+            size = sh->sample_bytes[d];
+            mask = 1;
+        }
+        if (H5Dwrite_chunk(sh->dset[d], H5P_DEFAULT, mask, offset, size, chunk) < 0) {
             free(packed);
             set_err(err, errlen, sh->path, "cannot write a chunk; is the disk full?");
             return -1;

@@ -4,7 +4,8 @@
 // weights, embedding) are chunked one sample per chunk. Their chunks are
 // compressed with zstd by worker threads (OpenMP) and handed to HDF5 as raw
 // chunks (H5Dwrite_chunk), so HDF5, which is single-threaded, only copies
-// bytes. The datasets carry filter 32015 (zstd, level as its one cd_value),
+// bytes (a chunk zstd cannot shrink is stored raw, flagged in its filter
+// mask as HDF5 does for a skipped optional filter). The datasets carry filter 32015 (zstd, level as its one cd_value),
 // so any reader decodes them like hdf5plugin.Zstd's. The small datasets (ids,
 // times, command, the trace) go through the same filter at the end, in chunks
 // of 256 rows; strings are variable-length UTF-8, contiguous. Object timestamps are off, so the same data gives
