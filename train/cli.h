@@ -4,5 +4,6 @@
 
 #define DISTIL_VERSION "0.1.0"
 
+int cmd_train(int argc, char **argv);     // train/train.c
 int cmd_logs(int argc, char **argv);      // data/logs_cli.c
 int cmd_recipe(int argc, char **argv);    // train/recipe_cli.c

@@ -11,6 +11,7 @@ typedef struct {
 } Command;
 
 static const Command commands[] = {
+    { "train", cmd_train, "train a student from a recipe" },
     { "logs", cmd_logs, "drive logs: synth, inspect, validate, stats" },
     { "recipe", cmd_recipe, "recipes: check and print a resolved recipe, key docs" },
 };

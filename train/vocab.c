@@ -12,8 +12,9 @@ static char *xstrdup(const char *s) {
     return d;
 }
 
-// Mark every teacher id used by the training traces and top-k lists.
-static int scan_used_ids(const DlSet *set, uint8_t *used, char *err, size_t errlen) {
+// Mark every teacher id used by the training traces and top-k lists, and
+// count how often each appears as a trace token.
+static int scan_used_ids(const DlSet *set, uint8_t *used, int64_t *count, char *err, size_t errlen) {
     const DlShard *first = &set->shards[0];
     int k = first->k;
     int32_t *tokens = malloc(SCAN_MAX_TOKENS * sizeof *tokens);
@@ -30,7 +31,7 @@ static int scan_used_ids(const DlSet *set, uint8_t *used, char *err, size_t errl
             // ids are simply not counted here.
             if (dl_read_sample(sh, rd, n, &dst, &info, err, errlen) != DL_OK) continue;
             for (int i = 0; i < info.n_tokens; i++) {
-                if (tokens[i] >= 0 && tokens[i] < sh->V) used[tokens[i]] = 1;
+                if (tokens[i] >= 0 && tokens[i] < sh->V) { used[tokens[i]] = 1; count[tokens[i]]++; }
                 for (int j = 0; j < k; j++) {
                     int32_t id = topk[(size_t)i * k + j];
                     if (id >= 0 && id < sh->V) used[id] = 1;
@@ -54,13 +55,18 @@ int vocab_build(Vocab *v, const DlSet *train, VocabMode mode, char *err, size_t 
     v->teacher_size = V;
     v->to_student = malloc(V * sizeof *v->to_student);
     uint8_t *used = calloc(V, 1);
-    if (!v->to_student || !used) { free(used); snprintf(err, errlen, "out of memory building the vocabulary"); return -1; }
-    if (mode == VOCAB_MODE_TEACHER) {
-        memset(used, 1, V);
-    } else if (scan_used_ids(train, used, err, errlen)) {
-        free(used);
+    int64_t *count = calloc(V, sizeof *count);
+    if (!v->to_student || !used || !count) {
+        free(used); free(count);
+        snprintf(err, errlen, "out of memory building the vocabulary");
         return -1;
     }
+    if (scan_used_ids(train, used, count, err, errlen)) { free(used); free(count); return -1; }
+    if (mode == VOCAB_MODE_TEACHER) memset(used, 1, V);
+    int majority_teacher = 0;
+    for (int i = 1; i < V; i++)
+        if (count[i] > count[majority_teacher]) majority_teacher = i;
+    free(count);
     int size = mode == VOCAB_MODE_FROM_LOGS ? 1 : 0;   // <unk> first
     for (int i = 0; i < V; i++) size += used[i];
     v->size = size;
@@ -81,6 +87,7 @@ int vocab_build(Vocab *v, const DlSet *train, VocabMode mode, char *err, size_t 
         v->pieces[next++] = xstrdup(first->vocab && first->vocab[i] ? first->vocab[i] : "");
     }
     free(used);
+    v->majority = v->to_student[majority_teacher] >= 0 ? v->to_student[majority_teacher] : 0;
     return 0;
 }
 

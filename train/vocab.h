@@ -20,9 +20,11 @@ typedef struct Vocab {
     int32_t *to_teacher;    // (size) teacher id, or -1 for <unk>
     char **pieces;          // (size) the token text; "<unk>" for the unknown id
     int unk;                // student id of <unk>, -1 in teacher mode
+    int majority;           // student id of the most frequent trace token in the training shards
 } Vocab;
 
-// Build from the (opened) training set. Returns 0, or -1 with err set.
+// Build from the (opened) training set, scanning its traces (not its
+// cameras). Returns 0, or -1 with err set.
 int vocab_build(Vocab *v, const DlSet *train, VocabMode mode, char *err, size_t errlen);
 void vocab_free(Vocab *v);
 

@@ -1,0 +1,135 @@
+// evaluate.c: the eval pass (see evaluate.h).
+#include "train/evaluate.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int fit_ego_only(EgoOnly *e, const Recipe *r, const Setup *s, long max_samples) {
+    const int T = s->mc.horizon, Th = s->mc.hist;
+    if (ego_only_init(e, Th, T)) { fprintf(stderr, "distil: error: out of memory\n"); return 2; }
+    LoaderOptions opt = loader_defaults();
+    opt.batch_size = 64;
+    opt.max_trace_tokens = 1;
+    opt.seed = (uint64_t)r->seed + 1;
+    opt.workers = r->data.loader_threads;
+    opt.on_bad_sample = DL_ON_BAD_SKIP;    // the training run reports bad samples itself
+    char err[1024];
+    Loader *ld = loader_open(r->data.train.items, r->data.train.n, &opt, err, sizeof err);
+    if (!ld) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
+    long batches = loader_batches_per_epoch(ld), want = (max_samples + opt.batch_size - 1) / opt.batch_size;
+    if (want < batches) batches = want;
+    float *target = malloc((size_t)T * 3 * sizeof *target);
+    for (long i = 0; i < batches; i++) {
+        const Batch *b = loader_next(ld);
+        if (!b) { fprintf(stderr, "distil: error: %s\n", loader_error(ld)); loader_close(ld); free(target); return 2; }
+        for (int j = 0; j < b->B; j++) {
+            if (!b->valid[j]) continue;
+            // The teacher's mean plan over the first T steps.
+            for (int q = 0; q < T * 3; q++) {
+                double acc = 0;
+                for (int c = 0; c < b->K; c++) acc += (double)b->weight[(size_t)j * b->K + c] * b->trajectory[(((size_t)j * b->K + c) * b->T) * 3 + q];
+                target[q] = (float)acc;
+            }
+            ego_only_add(e, b->history + (size_t)j * b->Th * 4, b->command[j], target);
+        }
+    }
+    free(target);
+    loader_close(ld);
+    // A light ridge (1e-3 of the mean feature energy) only guards against
+    // collinear history features; the fit is otherwise least squares.
+    if (ego_only_fit(e, 1e-3)) { fprintf(stderr, "distil: error: the ego-only baseline could not be fitted\n"); return 2; }
+    return 0;
+}
+
+int evaluate(Graph *g, Student *st, Objective *obj, const Setup *s, const Recipe *r, const Vocab *v,
+             const EgoOnly *ego, Loader *ld, long max_batches, EvalResult *out) {
+    memset(out, 0, sizeof *out);
+    const int T = s->mc.horizon, L = s->mc.max_trace, V = s->mc.vocab, k = s->k;
+    long batches = loader_batches_per_epoch(ld);
+    if (max_batches > 0 && max_batches < batches) batches = max_batches;
+    // Always the same samples: the eval loader restarts at its first batch.
+    loader_seek(ld, (LoaderPosition){ 0, 0 });
+    float *pred = malloc((size_t)T * 3 * sizeof *pred), *tmean = malloc((size_t)T * 3 * sizeof *tmean);
+    float *teacher = malloc((size_t)s->K * T * 3 * sizeof *teacher);
+    for (long bi = 0; bi < batches; bi++) {
+        const Batch *b = loader_next(ld);
+        if (!b) { fprintf(stderr, "distil: error: %s\n", loader_error(ld)); free(pred); free(tmean); free(teacher); return 2; }
+        batch_to_inputs(b, s, r, v, st, obj);
+        graph_forward(g);
+        const float *traj = st->traj->data;            // (B, T, 3)
+        const float *logits = st->lm_logits->data;     // (B, L, V)
+        for (int i = 0; i < b->B; i++) {
+            if (!b->valid[i]) continue;
+            out->samples++;
+            // The first T steps of the teacher's plans and the logged future.
+            for (int c = 0; c < s->K; c++)
+                memcpy(teacher + (size_t)c * T * 3, b->trajectory + ((size_t)i * b->K + c) * b->T * 3, (size_t)T * 3 * sizeof(float));
+            const float *w = b->weight + (size_t)i * b->K;
+            const float *gt = b->has_future[i] ? b->future + (size_t)i * b->T * 3 : NULL;
+            const float *hist = b->history + (size_t)i * b->Th * 4;
+            traj_metrics_add(&out->student, traj + (size_t)i * T * 3, gt, teacher, w, s->K, T, s->mc.hz);
+            teacher_mean_traj(teacher, w, s->K, T, tmean);
+            traj_metrics_add(&out->teacher, tmean, gt, teacher, w, s->K, T, s->mc.hz);
+            baseline_constant_velocity(hist, b->Th, T, s->mc.hz, pred);
+            traj_metrics_add(&out->constant_velocity, pred, gt, teacher, w, s->K, T, s->mc.hz);
+            ego_only_predict(ego, hist, b->command[i], pred);
+            traj_metrics_add(&out->ego_only, pred, gt, teacher, w, s->K, T, s->mc.hz);
+            for (int t = 0; t < L; t++) {
+                size_t at = (size_t)i * L + t;
+                int target = ((int32_t *)obj->ce_targets->data)[at];
+                if (target < 0) continue;
+                trace_metrics_add(&out->trace, logits + at * V, V, target, (int32_t *)obj->topk_ids->data + at * k,
+                                  (float *)obj->topk_logprobs->data + at * k, k, s->t_logged, v->majority);
+            }
+        }
+    }
+    free(pred); free(tmean); free(teacher);
+    return 0;
+}
+
+static double ratio(double a, double b) { return b > 0 ? a / b : NAN; }
+
+static void json_num(FILE *f, double x) {
+    if (isfinite(x)) fprintf(f, "%.6g", x);
+    else fputs("null", f);
+}
+
+void eval_write_json(const EvalResult *e, FILE *f) {
+    fputs("{\"student\": ", f);
+    traj_metrics_json(&e->student, f, 1);
+    fputs(", \"teacher_consistency\": ", f);
+    traj_metrics_json(&e->teacher, f, 0);
+    fputs(", \"baselines\": {\"constant_velocity\": ", f);
+    traj_metrics_json(&e->constant_velocity, f, 0);
+    fputs(", \"ego_only\": ", f);
+    traj_metrics_json(&e->ego_only, f, 0);
+    fputs("}, \"trace\": {\"token_acc\": ", f);
+    json_num(f, ratio(e->trace.correct, e->trace.positions));
+    fputs(", \"kl\": ", f);
+    json_num(f, ratio(e->trace.kl_sum, e->trace.positions));
+    fputs(", \"majority_acc\": ", f);
+    json_num(f, ratio(e->trace.majority_correct, e->trace.positions));
+    fprintf(f, ", \"positions\": %.0f}, \"samples\": %ld}", e->trace.positions, e->samples);
+}
+
+void eval_print_table(const EvalResult *e, FILE *f) {
+    struct { const char *name; const TrajMetrics *m; } rows[] = {
+        { "student", &e->student },
+        { "baseline: constant velocity", &e->constant_velocity },
+        { "baseline: ego history only", &e->ego_only },
+        { "teacher mean (consistency)", &e->teacher },
+    };
+    fprintf(f, "eval on %ld samples (metres)\n", e->samples);
+    fprintf(f, "  %-30s %8s %8s %8s %8s %8s %8s %8s\n", "", "ade_tch", "ade_1s", "ade_3s", "fde_tch", "ade_gt", "fde_gt", "minADE");
+    for (int i = 0; i < 4; i++) {
+        const TrajMetrics *m = rows[i].m;
+        fprintf(f, "  %-30s %8.3f %8.3f %8.3f %8.3f %8.3f %8.3f", rows[i].name, traj_metric(m, "ade_teacher"),
+                traj_metric(m, "ade_teacher_1s"), traj_metric(m, "ade_teacher_3s"), traj_metric(m, "fde_teacher"),
+                traj_metric(m, "ade_gt"), traj_metric(m, "fde_gt"));
+        if (i == 0) fprintf(f, " %8.3f", traj_metric(m, "min_ade_teacher"));
+        fputc('\n', f);
+    }
+    fprintf(f, "  trace: token_acc %.3f (majority %.3f), KL to the teacher %.4f nats over %.0f positions\n",
+            ratio(e->trace.correct, e->trace.positions), ratio(e->trace.majority_correct, e->trace.positions),
+            ratio(e->trace.kl_sum, e->trace.positions), e->trace.positions);
+}

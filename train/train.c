@@ -1,0 +1,307 @@
+// train.c: `distil train RECIPE [--out RUN_DIR] [--max-steps N] [--set k=v ...]`.
+//
+// One step: micro-batches (batch_size / micro_batch of them) each run
+// forward and backward on the recorded graph, their gradients accumulate,
+// then the global norm is checked (a non-finite loss or norm skips the step
+// without touching a weight), clipped, and AdamW updates.
+#include <errno.h>
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "autograd/optim.h"    // defines: AdamW, lr_schedule, grad_global_norm
+#include "autograd/rng.h"      // defines: Rng
+#include "train/cli.h"
+#include "train/evaluate.h"    // defines: evaluate, fit_ego_only, EvalResult
+#include "train/trainer.h"     // defines: Setup, Objective, objective_build, batch_to_inputs
+
+#define EGO_ONLY_FIT_SAMPLES 4096
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int mkdir_p(const char *path) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return (mkdir(buf, 0777) && errno != EEXIST) ? -1 : 0;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: distil train RECIPE [--out RUN_DIR] [--max-steps N] [--set section.key=value ...]\n"
+               "  Trains the student the recipe describes; writes RUN_DIR (default runs/<recipe name>):\n"
+               "  recipe.resolved.yaml, metrics.jsonl, vocab.json, eval.json. See docs/cli.md.\n");
+}
+
+typedef struct TrainArgs {
+    const char *recipe, *out;
+    long max_steps;
+    char *sets[64];
+    int n_sets;
+} TrainArgs;
+
+static int parse_args(int argc, char **argv, TrainArgs *a) {
+    memset(a, 0, sizeof *a);
+    a->max_steps = -1;
+    for (int i = 0; i < argc; i++) {
+        const char *value;
+        int set = recipe_arg_set(argc, argv, &i, &value);
+        if (set < 0) return 2;
+        if (set) {
+            if (a->n_sets == 64) { fprintf(stderr, "distil: error: more than 64 --set\n"); return 2; }
+            a->sets[a->n_sets++] = (char *)value;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            exit(0);
+        } else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
+            a->out = argv[++i];
+        } else if (!strcmp(argv[i], "--max-steps") && i + 1 < argc) {
+            char *end;
+            a->max_steps = strtol(argv[++i], &end, 10);
+            if (*end || a->max_steps < 0) { fprintf(stderr, "distil: error: --max-steps: expected a step count, got '%s'\n", argv[i]); return 2; }
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "distil: error: train: unknown option '%s'; see distil train --help\n", argv[i]);
+            return 2;
+        } else if (!a->recipe) {
+            a->recipe = argv[i];
+        } else {
+            fprintf(stderr, "distil: error: train: one recipe only, got '%s' too\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!a->recipe) { usage(stderr); return 2; }
+    return 0;
+}
+
+// Freeze every parameter whose name matches one of the recipe's patterns.
+static int apply_freeze(Graph *g, const Recipe *r) {
+    int frozen = 0;
+    for (int i = 0; i < g->n_params; i++)
+        for (int p = 0; p < r->train.freeze.n; p++)
+            if (fnmatch(r->train.freeze.items[p], g->params[i]->name, 0) == 0) {
+                graph_freeze(g->params[i]);
+                frozen++;
+                break;
+            }
+    return frozen;
+}
+
+typedef struct StepStats {
+    double loss, kl, ce, traj, feature;
+    int micro;
+} StepStats;
+
+static void add_component(double *acc, const Tensor *t) {
+    if (t) *acc += *(const float *)t->data;
+}
+
+static void write_step_json(FILE *f, long step, const StepStats *st, float lr, double norm, double sps, int skipped) {
+    double m = st->micro ? st->micro : 1;
+    fprintf(f, "{\"step\": %ld, \"loss\": %.6g, \"token_kl\": %.6g, \"ce\": %.6g, \"traj\": %.6g, \"feature\": %.6g, "
+               "\"lr\": %.6g, \"grad_norm\": %.6g, \"samples_per_s\": %.1f, \"skipped\": %d}\n",
+            step, st->loss / m, st->kl / m, st->ce / m, st->traj / m, st->feature / m, lr, isfinite(norm) ? norm : -1.0, sps, skipped);
+}
+
+static void progress(int tty, long step, long total, const StepStats *st, float lr, double sps, double eta_s) {
+    double m = st->micro ? st->micro : 1;
+    if (tty) {
+        fprintf(stderr, "\rstep %ld/%ld  loss %.4f  lr %.2e  %.0f samples/s  ETA %dm%02ds   ", step, total, st->loss / m, lr,
+                sps, (int)(eta_s / 60), (int)fmod(eta_s, 60));
+        fflush(stderr);
+    } else {
+        printf("step %ld/%ld loss %.4f (kl %.4f ce %.4f traj %.4f) lr %.2e %.0f samples/s\n", step, total, st->loss / m,
+               st->kl / m, st->ce / m, st->traj / m, lr, sps);
+        fflush(stdout);
+    }
+}
+
+int cmd_train(int argc, char **argv) {
+    TrainArgs a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc;
+    Recipe r;
+    if ((rc = recipe_load(&r, a.recipe, a.sets, a.n_sets))) return rc;
+    if (r.train.device == DEVICE_CUDA) {
+        fprintf(stderr, "distil: error: %s: train.device: cuda training is not available in this build yet "
+                "(the CUDA backend is unverified); use device: cpu or auto\n", a.recipe);
+        recipe_free(&r);
+        return 2;
+    }
+    char run_dir[1024], path[1200], err[1024];
+    if (a.out) snprintf(run_dir, sizeof run_dir, "%s", a.out);
+    else snprintf(run_dir, sizeof run_dir, "runs/%s", r.name);
+    if (mkdir_p(run_dir)) { fprintf(stderr, "distil: error: %s: cannot create the run directory: %s\n", run_dir, strerror(errno)); return 2; }
+
+    // Data: the training loader, the vocabulary, the model shapes.
+    const int world = 1;
+    int accum = r.train.batch_size / (r.train.micro_batch * world);
+    LoaderOptions lo = loader_defaults();
+    lo.batch_size = r.train.micro_batch;
+    lo.max_trace_tokens = r.data.max_trace_tokens;
+    lo.seed = (uint64_t)r.seed;
+    lo.workers = r.data.loader_threads;
+    lo.prefetch = r.data.prefetch;
+    lo.on_bad_sample = r.data.on_bad_sample == BAD_SAMPLE_SKIP ? DL_ON_BAD_SKIP : DL_ON_BAD_ERROR;
+    Loader *train_ld = loader_open(r.data.train.items, r.data.train.n, &lo, err, sizeof err);
+    if (!train_ld) { fprintf(stderr, "distil: error: %s\n", err); recipe_free(&r); return 2; }
+    if (loader_batches_per_epoch(train_ld) < 1) {
+        fprintf(stderr, "distil: error: %s: data.train holds fewer samples than one micro-batch (%d)\n", a.recipe, r.train.micro_batch);
+        return 2;
+    }
+    Vocab vocab;
+    if (vocab_build(&vocab, loader_set(train_ld), r.model.vocab == VOCAB_FROM_LOGS ? VOCAB_MODE_FROM_LOGS : VOCAB_MODE_TEACHER, err, sizeof err)) {
+        fprintf(stderr, "distil: error: %s\n", err);
+        return 2;
+    }
+    Setup setup;
+    if ((rc = setup_from_shards(&setup, &r, loader_set(train_ld), vocab.size))) return rc;
+
+    // The graph, recorded once.
+    Graph *g = graph_new(DEV_CPU);
+    Student st;
+    Objective obj;
+    objective_build(g, &st, &obj, &setup, &r, r.train.micro_batch);
+    int frozen = apply_freeze(g, &r);
+    if (graph_plan(g)) return 1;
+    student_fill_constants(&st);
+    Rng rng;
+    rng_seed(&rng, (uint64_t)r.seed);
+    graph_init_params(g, &rng);
+    AdamW opt;
+    if (adamw_init(&opt, g, (AdamWConfig){ (float)r.train.beta1, (float)r.train.beta2, (float)r.train.eps, (float)r.train.weight_decay }))
+        return 1;
+
+    // Eval data and the ego-only baseline.
+    Loader *eval_ld = NULL;
+    EgoOnly ego;
+    memset(&ego, 0, sizeof ego);
+    if (r.data.eval.n) {
+        LoaderOptions eo = lo;
+        eo.seed = (uint64_t)r.seed + 7;
+        eval_ld = loader_open(r.data.eval.items, r.data.eval.n, &eo, err, sizeof err);
+        if (!eval_ld) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
+        const DlSet *es = loader_set(eval_ld), *ts = loader_set(train_ld);
+        if (dl_shard_agree(&ts->shards[0], &es->shards[0], err, sizeof err)) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
+        if ((rc = fit_ego_only(&ego, &r, &setup, EGO_ONLY_FIT_SAMPLES))) return rc;
+    }
+
+    // The run directory.
+    snprintf(path, sizeof path, "%s/recipe.resolved.yaml", run_dir);
+    FILE *f = fopen(path, "w");
+    if (!f) { fprintf(stderr, "distil: error: %s: %s\n", path, strerror(errno)); return 2; }
+    recipe_print_resolved(&r, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/vocab.json", run_dir);
+    if (vocab_write_json(&vocab, path)) { fprintf(stderr, "distil: error: %s: cannot write\n", path); return 2; }
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+    FILE *metrics = fopen(path, "w");
+    if (!metrics) { fprintf(stderr, "distil: error: %s: %s\n", path, strerror(errno)); return 2; }
+
+    long total = r.train.steps, last = a.max_steps >= 0 && a.max_steps < total ? a.max_steps : total;
+    int tty = isatty(STDERR_FILENO);
+    printf("distil train: %s: %zu parameters (%d frozen tensors), %d tokens per sample, vocab %d, micro-batch %d x %d accumulation, %ld steps\n",
+           r.name, graph_param_numel(g), frozen, st.seq_len, vocab.size, r.train.micro_batch, accum, last);
+    fflush(stdout);
+
+    long bad_in_a_row = 0, bad_total = 0;
+    double t_start = now_s(), t_window = t_start;
+    long samples_window = 0;
+    for (long step = 0; step < last; step++) {
+        float lr = lr_schedule(step, r.train.warmup_steps, total, (float)r.train.lr, (float)r.train.min_lr);
+        StepStats ss = { 0 };
+        graph_zero_grad(g);
+        int finite = 1;
+        for (int m = 0; m < accum; m++) {
+            const Batch *b = loader_next(train_ld);
+            if (!b) { fprintf(stderr, "%sdistil: error: %s\n", tty ? "\n" : "", loader_error(train_ld)); return 2; }
+            batch_to_inputs(b, &setup, &r, &vocab, &st, &obj);
+            graph_forward(g);
+            float loss = *(float *)obj.total->data;
+            if (!isfinite(loss)) { finite = 0; break; }
+            graph_backward(g, obj.total);
+            ss.micro++;
+            ss.loss += loss;
+            add_component(&ss.kl, obj.kl);
+            add_component(&ss.ce, obj.ce);
+            add_component(&ss.traj, obj.traj);
+            add_component(&ss.feature, obj.feature);
+            samples_window += b->B;
+        }
+        // Gradients are sums over micro-batches of per-micro-batch means.
+        double norm = finite ? grad_global_norm(g) / accum : NAN;
+        if (!finite || !isfinite(norm)) {
+            bad_total++;
+            if (++bad_in_a_row > r.train.max_bad_steps) {
+                fprintf(stderr, "%sdistil: error: %s: %ld non-finite steps in a row (step %ld); the weights were not "
+                        "updated by any of them; lower train.lr, check the shards with distil logs validate\n",
+                        tty ? "\n" : "", a.recipe, bad_in_a_row, step);
+                return 2;
+            }
+            fprintf(metrics, "{\"step\": %ld, \"skipped\": 1, \"reason\": \"non-finite %s\"}\n", step, finite ? "gradient" : "loss");
+            continue;
+        }
+        bad_in_a_row = 0;
+        adamw_step(&opt, g, lr, grad_clip_scale(norm, (float)r.train.grad_clip) / accum);
+
+        double t = now_s(), sps = samples_window / fmax(t - t_window, 1e-9);
+        write_step_json(metrics, step, &ss, lr, norm, sps, 0);
+        if ((step + 1) % r.train.log_every == 0 || step + 1 == last) {
+            progress(tty, step + 1, last, &ss, lr, sps, (t - t_start) / (step + 1) * (last - step - 1));
+            t_window = t;
+            samples_window = 0;
+        }
+        int eval_now = eval_ld && r.train.eval_every > 0 && (step + 1) % r.train.eval_every == 0 && step + 1 < last;
+        if (eval_now) {
+            EvalResult er;
+            long batches = (r.train.eval_samples + r.train.micro_batch - 1) / r.train.micro_batch;
+            if ((rc = evaluate(g, &st, &obj, &setup, &r, &vocab, &ego, eval_ld, batches, &er))) return rc;
+            fprintf(metrics, "{\"step\": %ld, \"eval\": ", step + 1);
+            eval_write_json(&er, metrics);
+            fputs("}\n", metrics);
+            if (!tty) printf("eval at step %ld: ade_teacher %.3f m (constant velocity %.3f, ego-only %.3f), token_acc %.3f\n",
+                             step + 1, traj_metric(&er.student, "ade_teacher"), traj_metric(&er.constant_velocity, "ade_teacher"),
+                             traj_metric(&er.ego_only, "ade_teacher"), er.trace.positions ? er.trace.correct / er.trace.positions : 0);
+        }
+        fflush(metrics);
+    }
+    if (tty) fputc('\n', stderr);
+    printf("trained %ld steps in %.1f s (%ld skipped as non-finite, %ld bad samples skipped, %ld traces truncated)\n",
+           last, now_s() - t_start, bad_total, (long)loader_bad_samples(train_ld), (long)loader_truncated_traces(train_ld));
+
+    if (eval_ld) {
+        EvalResult er;
+        if ((rc = evaluate(g, &st, &obj, &setup, &r, &vocab, &ego, eval_ld, 0, &er))) return rc;
+        fprintf(metrics, "{\"step\": %ld, \"eval\": ", last);
+        eval_write_json(&er, metrics);
+        fputs("}\n", metrics);
+        snprintf(path, sizeof path, "%s/eval.json", run_dir);
+        FILE *ej = fopen(path, "w");
+        if (!ej) { fprintf(stderr, "distil: error: %s: %s\n", path, strerror(errno)); return 2; }
+        eval_write_json(&er, ej);
+        fputc('\n', ej);
+        fclose(ej);
+        eval_print_table(&er, stdout);
+        loader_close(eval_ld);
+        ego_only_free(&ego);
+    }
+    fclose(metrics);
+    printf("run directory: %s\n", run_dir);
+    adamw_free(&opt);
+    graph_free(g);
+    vocab_free(&vocab);
+    loader_close(train_ld);
+    recipe_free(&r);
+    return 0;
+}
