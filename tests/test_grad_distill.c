@@ -4,11 +4,13 @@
 // checked on hand-computable cases; masked rows and samples; and forward
 // values and gradients against PyTorch from the committed fixture
 // tests/fixtures/losses.bin (scripts/gen_loss_fixtures.py, which documents
-// the format; CI needs no torch). Run from the repo root;
+// the format; CI needs no torch), on the CPU and, when a GPU is present, on
+// the CUDA twins (twice, for the same bits). Run from the repo root;
 // DISTIL_TEST_VERBOSE=1 prints each fixture case's worst error.
 #include <float.h>
 #include <stdint.h>
 #include <string.h>
+#include "kernels/backend.h"   // defines: backend_from_host, backend_cuda_device_count
 #include "tests/gradcheck.h"
 
 static Rng rng;
@@ -596,8 +598,11 @@ static double fx_worst(const float *got, const uint8_t *want_bytes, size_t n, si
 
 static int verbose;   // DISTIL_TEST_VERBOSE=1: each case's worst error
 
-static void fx_run_case(const FxCase *c) {
-    Graph *g = graph_new(DEV_CPU);
+// Runs case c on a graph of `dev`, checks the loss and the gradients
+// against torch, and leaves them (loss, then each gradient in input order)
+// in result[0..cap); returns how many floats it wrote.
+static size_t fx_run_case(const FxCase *c, Device dev, float *result, size_t cap) {
+    Graph *g = graph_new(dev);
     Tensor *x[FX_MAX_TENSORS];
     const FxTensor *xf[FX_MAX_TENSORS];
     int n = 0;
@@ -613,14 +618,16 @@ static void fx_run_case(const FxCase *c) {
     if (!out || !want || !dout || want->numel != 1 || graph_plan(g)) {
         CHECK(0, "%s: cannot build op %s from %d inputs (fixture and test disagree)", c->name, c->op, n);
         graph_free(g);
-        return;
+        return 0;
     }
-    for (int k = 0; k < n; k++) memcpy(x[k]->data, xf[k]->data, xf[k]->numel * dtype_size(xf[k]->dtype));
+    // Raw bytes in (f32 and i32 alike), through the backend on any device.
+    for (int k = 0; k < n; k++) backend_from_host(dev, x[k]->data, xf[k]->data, xf[k]->numel * dtype_size(xf[k]->dtype));
     graph_forward(g);
-    size_t at = 0;
-    double err = fx_worst(f32(out), want->data, 1, &at);
+    size_t at = 0, used = 1;
+    tensor_to_host_f32(out, result);
+    double err = fx_worst(result, want->data, 1, &at);
     if (verbose) printf("    %-32s loss err %.3g\n", c->name, err);
-    CHECK(err <= FX_BOUND, "%s: loss %.9g, torch %.9g (err %.3g)", c->name, f32(out)[0], ((const float *)(const void *)want->data)[0], err);
+    CHECK(err <= FX_BOUND, "%s: loss %.9g, torch %.9g (err %.3g)", c->name, result[0], ((const float *)(const void *)want->data)[0], err);
     float seed;
     memcpy(&seed, dout->data, 4);
     graph_zero_grad(g);
@@ -628,40 +635,92 @@ static void fx_run_case(const FxCase *c) {
     for (int k = 0; k < n; k++) {
         if (xf[k]->role != 'p') continue;
         const FxTensor *wg = fx_find(c, 'g', xf[k]->name);
-        if (!wg || wg->numel != x[k]->numel) { CHECK(0, "%s: no expected gradient for %s", c->name, xf[k]->name); continue; }
-        err = fx_worst(x[k]->grad, wg->data, wg->numel, &at);
+        if (!wg || wg->numel != x[k]->numel || used + wg->numel > cap) {
+            CHECK(0, "%s: no expected gradient for %s, or too large", c->name, xf[k]->name);
+            continue;
+        }
+        float *got = result + used;
+        tensor_grad_to_host(x[k], got);
+        used += wg->numel;
+        err = fx_worst(got, wg->data, wg->numel, &at);
         if (verbose) printf("    %-32s d%s err %.3g\n", c->name, xf[k]->name, err);
         float w;
         memcpy(&w, wg->data + 4 * at, 4);
-        CHECK(err <= FX_BOUND, "%s: d%s[%zu] %.9g, torch %.9g (err %.3g)", c->name, xf[k]->name, at, x[k]->grad[at], w, err);
+        CHECK(err <= FX_BOUND, "%s: d%s[%zu] %.9g, torch %.9g (err %.3g)", c->name, xf[k]->name, at, got[at], w, err);
     }
     graph_free(g);
+    return used;
 }
 
-static void test_against_torch(void) {
-    FILE *f = fopen(FIXTURE_PATH, "rb");
-    REQUIRE(f, "cannot open %s (run from the repo root)", FIXTURE_PATH);
+typedef struct {
+    uint8_t *bytes;            // the whole file; the cases point into it
+    FxCase *cases;
+    int n_cases;
+} Fixture;
+
+static Fixture fixture;        // loaded once by main
+
+// Returns 0, or -1 after printing what is wrong with the file and where.
+static int fixture_load(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { fprintf(stderr, "test_grad_distill: error: cannot open %s (run from the repo root)\n", path); return -1; }
     fseek(f, 0, SEEK_END);
     long len = ftell(f);
     fseek(f, 0, SEEK_SET);
-    uint8_t *bytes = malloc(len > 0 ? (size_t)len : 1);
-    size_t got = fread(bytes, 1, len > 0 ? (size_t)len : 0, f);
+    fixture.bytes = malloc(len > 0 ? (size_t)len : 1);
+    size_t got = fread(fixture.bytes, 1, len > 0 ? (size_t)len : 0, f);
     fclose(f);
-    Reader r = { bytes, got, 0, 0 };
+    Reader r = { fixture.bytes, got, 0, 0 };
     const uint8_t *magic = rd_bytes(&r, 8);
-    int ok = got == (size_t)len && magic && memcmp(magic, "DSTLOPS1", 8) == 0;
-    CHECK(ok, "%s: bad magic or short read; regenerate with scripts/gen_loss_fixtures.py", FIXTURE_PATH);
-    int n_cases = ok ? (int)rd_uint(&r, 4) : 0, per_op[3] = { 0, 0, 0 };
-    static const char *ops[3] = { "distill_kl", "traj_loss", "cosine_loss" };
-    for (int i = 0; ok && i < n_cases; i++) {
-        FxCase c;
-        if (rd_case(&r, &c)) { CHECK(0, "%s: case %d malformed near byte %zu", FIXTURE_PATH, i, r.at); break; }
-        for (int o = 0; o < 3; o++) per_op[o] += strcmp(c.op, ops[o]) == 0;
-        fx_run_case(&c);
+    if (got != (size_t)len || !magic || memcmp(magic, "DSTLOPS1", 8)) {
+        fprintf(stderr, "test_grad_distill: error: %s: bad magic or short read; regenerate with scripts/gen_loss_fixtures.py\n", path);
+        return -1;
     }
-    CHECK(!ok || r.at == r.len, "%s: %zu trailing bytes", FIXTURE_PATH, r.len - r.at);
+    int n = (int)rd_uint(&r, 4);
+    fixture.cases = calloc(n > 0 ? (size_t)n : 1, sizeof *fixture.cases);
+    for (fixture.n_cases = 0; fixture.n_cases < n; fixture.n_cases++)
+        if (rd_case(&r, &fixture.cases[fixture.n_cases])) {
+            fprintf(stderr, "test_grad_distill: error: %s: case %d malformed near byte %zu\n", path, fixture.n_cases, r.at);
+            return -1;
+        }
+    if (r.at != r.len) { fprintf(stderr, "test_grad_distill: error: %s: %zu trailing bytes\n", path, r.len - r.at); return -1; }
+    return 0;
+}
+
+#define FX_RESULT_CAP 4096   // floats: the loss and the gradients of the largest case
+
+static void test_against_torch(void) {
+    REQUIRE(fixture.n_cases > 0, "no fixture (%s)", FIXTURE_PATH);
+    static const char *ops[3] = { "distill_kl", "traj_loss", "cosine_loss" };
+    int per_op[3] = { 0, 0, 0 };
+    float *result = malloc(FX_RESULT_CAP * sizeof *result);
+    for (int i = 0; i < fixture.n_cases; i++) {
+        for (int o = 0; o < 3; o++) per_op[o] += strcmp(fixture.cases[i].op, ops[o]) == 0;
+        fx_run_case(&fixture.cases[i], DEV_CPU, result, FX_RESULT_CAP);
+    }
     for (int o = 0; o < 3; o++) CHECK(per_op[o] > 0, "%s has no case for %s", FIXTURE_PATH, ops[o]);
-    free(bytes);
+    free(result);
+}
+
+// The CUDA twins against the same torch values and bound (their arithmetic
+// is the CPU's, in double; only the order of the double sums over the vocab
+// or D differs), and run twice for the same bits (no atomics). Skipped
+// without a GPU.
+static void test_cuda_against_torch(void) {
+    static char reason[200];
+    if (backend_cuda_device_count() == 0) {
+        snprintf(reason, sizeof reason, "no CUDA device (%s)", backend_cuda_unavailable_reason());
+        SKIP(reason);
+    }
+    REQUIRE(fixture.n_cases > 0, "no fixture (%s)", FIXTURE_PATH);
+    float *first = malloc(FX_RESULT_CAP * sizeof *first), *again = malloc(FX_RESULT_CAP * sizeof *again);
+    for (int i = 0; i < fixture.n_cases; i++) {
+        size_t n = fx_run_case(&fixture.cases[i], DEV_CUDA, first, FX_RESULT_CAP);
+        size_t m = fx_run_case(&fixture.cases[i], DEV_CUDA, again, FX_RESULT_CAP);
+        CHECK(n == m && memcmp(first, again, n * sizeof *first) == 0, "%s: two CUDA runs differ", fixture.cases[i].name);
+    }
+    free(first);
+    free(again);
 }
 
 int main(void) {
@@ -678,6 +737,10 @@ int main(void) {
     RUN(test_traj_loss_by_hand);
     RUN(test_cosine_loss_gradcheck);
     RUN(test_cosine_loss_by_hand);
+    if (fixture_load(FIXTURE_PATH)) fixture.n_cases = 0;
     RUN(test_against_torch);
+    RUN(test_cuda_against_torch);
+    free(fixture.cases);
+    free(fixture.bytes);
     return test_summary();
 }
