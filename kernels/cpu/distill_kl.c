@@ -99,7 +99,7 @@ static double clamped_log(double x) { return log(x > DISTILL_P_MIN ? x : DISTILL
 
 // The teacher side of a row: valid entries, their sorted order, and q.
 static void distill_teacher(DistillRow *row, const int *ids, const float *lp, const DistillDims *d) {
-    double s[DISTILL_KL_MAX_K + 1];          // (n_out) log-weights at T
+    double *s = row->q;                      // (n_out) the log-weights at T, then q in place
     double mass_all = 0, mass_invalid = 0;
     row->n = 0;
     for (int j = 0; j < d->k; j++) {
@@ -118,7 +118,7 @@ static void distill_teacher(DistillRow *row, const int *ids, const float *lp, co
     for (int o = 0; o < row->n_out; o++) smax = fmax(smax, s[o]);
     if (smax == -INFINITY) { row->n_out = 0; return; }   // no outcome, or a teacher without mass
     double z = 0;
-    for (int o = 0; o < row->n_out; o++) z += row->q[o] = exp(s[o] - smax);
+    for (int o = 0; o < row->n_out; o++) z += row->q[o] = exp(s[o] - smax);   // s is q: read, then written
     for (int o = 0; o < row->n_out; o++) row->q[o] /= z;
     // Insertion sort: k is small, and equal ids keep their top-k order.
     for (int j = 0; j < row->n; j++) {
