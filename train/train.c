@@ -98,11 +98,6 @@ static int apply_freeze(Graph *g, const Recipe *r) {
     return frozen;
 }
 
-typedef struct StepStats {
-    double loss, kl, ce, traj, feature;
-    int micro;
-} StepStats;
-
 static void add_component(double *acc, const Tensor *t) {
     if (t) *acc += *(const float *)t->data;
 }
@@ -127,6 +122,118 @@ static void progress(int tty, long step, long total, const StepStats *st, float 
     }
 }
 
+int train_state_open(TrainState *ts, Recipe *r) {
+    memset(ts, 0, sizeof *ts);
+    ts->r = r;
+    char err[1024];
+    int rc;
+    const int world = 1;
+    ts->accum = r->train.batch_size / (r->train.micro_batch * world);
+    LoaderOptions lo = loader_defaults();
+    lo.batch_size = r->train.micro_batch;
+    lo.max_trace_tokens = r->data.max_trace_tokens;
+    lo.seed = (uint64_t)r->seed;
+    lo.workers = r->data.loader_threads;
+    lo.prefetch = r->data.prefetch;
+    lo.on_bad_sample = r->data.on_bad_sample == BAD_SAMPLE_SKIP ? DL_ON_BAD_SKIP : DL_ON_BAD_ERROR;
+    ts->train_ld = loader_open(r->data.train.items, r->data.train.n, &lo, err, sizeof err);
+    if (!ts->train_ld) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
+    if (loader_batches_per_epoch(ts->train_ld) < 1) {
+        char where[512];
+        fprintf(stderr, "distil: error: %s: data.train holds fewer samples than one micro-batch (%d)\n",
+                recipe_where(r, "data.train", where, sizeof where), r->train.micro_batch);
+        return 2;
+    }
+    VocabMode vm = r->model.vocab == VOCAB_FROM_LOGS ? VOCAB_MODE_FROM_LOGS : VOCAB_MODE_TEACHER;
+    if (vocab_build(&ts->vocab, loader_set(ts->train_ld), vm, err, sizeof err)) {
+        fprintf(stderr, "distil: error: %s\n", err);
+        return 2;
+    }
+    if ((rc = setup_from_shards(&ts->setup, r, loader_set(ts->train_ld), ts->vocab.size))) return rc;
+    if (r->data.eval.n) {
+        LoaderOptions eo = lo;
+        eo.seed = (uint64_t)r->seed + 7;
+        ts->eval_ld = loader_open(r->data.eval.items, r->data.eval.n, &eo, err, sizeof err);
+        if (!ts->eval_ld) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
+        const DlSet *es = loader_set(ts->eval_ld), *trs = loader_set(ts->train_ld);
+        if (dl_shard_agree(&trs->shards[0], &es->shards[0], err, sizeof err)) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
+    }
+
+    // The graph, recorded once, then the weights and the optimizer.
+    ts->g = graph_new(DEV_CPU);
+    objective_build(ts->g, &ts->st, &ts->obj, &ts->setup, r, r->train.micro_batch);
+    ts->frozen = apply_freeze(ts->g, r);
+    if (graph_plan(ts->g)) return 2;
+    student_fill_constants(&ts->st);
+    Rng rng;
+    rng_seed(&rng, (uint64_t)r->seed);
+    graph_init_params(ts->g, &rng);
+    AdamWConfig oc = { (float)r->train.beta1, (float)r->train.beta2, (float)r->train.eps, (float)r->train.weight_decay };
+    if (adamw_init(&ts->opt, ts->g, oc)) return 2;
+    return 0;
+}
+
+void train_state_close(TrainState *ts) {
+    if (ts->opt.m) adamw_free(&ts->opt);
+    if (ts->g) graph_free(ts->g);
+    if (ts->vocab.size) vocab_free(&ts->vocab);
+    if (ts->eval_ld) loader_close(ts->eval_ld);
+    if (ts->train_ld) loader_close(ts->train_ld);
+    memset(ts, 0, sizeof *ts);
+}
+
+int train_step(TrainState *ts, long step, StepStats *ss) {
+    const Recipe *r = ts->r;
+    memset(ss, 0, sizeof *ss);
+    ss->lr = lr_schedule(step, r->train.warmup_steps, r->train.steps, (float)r->train.lr, (float)r->train.min_lr);
+    graph_zero_grad(ts->g);
+    int finite = 1;
+    for (int m = 0; m < ts->accum; m++) {
+        const Batch *b = loader_next(ts->train_ld);
+        if (!b) { fprintf(stderr, "distil: error: %s\n", loader_error(ts->train_ld)); return STEP_ERROR; }
+        batch_to_inputs(b, &ts->setup, r, &ts->vocab, &ts->st, &ts->obj);
+        if (ts->after_inputs) ts->after_inputs(ts->hook_ctx, ts);
+        graph_forward(ts->g);
+        float loss = *(float *)ts->obj.total->data;
+        ss->samples += b->B;
+        // The rest of a step's batches are still consumed, so the data order
+        // does not depend on whether a step was skipped.
+        if (!finite || !isfinite(loss)) { finite = 0; continue; }
+        graph_backward(ts->g, ts->obj.total);
+        ss->micro++;
+        ss->loss += loss;
+        add_component(&ss->kl, ts->obj.kl);
+        add_component(&ss->ce, ts->obj.ce);
+        add_component(&ss->traj, ts->obj.traj);
+        add_component(&ss->feature, ts->obj.feature);
+    }
+    // Gradients are sums over micro-batches of per-micro-batch means.
+    ss->grad_norm = finite ? grad_global_norm(ts->g) / ts->accum : NAN;
+    if (!finite || !isfinite(ss->grad_norm)) {
+        ts->bad_total++;
+        if (++ts->bad_in_a_row > r->train.max_bad_steps) {
+            fprintf(stderr, "distil: error: %s: %ld non-finite steps in a row (at step %ld); none of them updated the "
+                    "weights; lower train.lr or check the shards with distil logs validate\n",
+                    r->path ? r->path : "recipe", ts->bad_in_a_row, step);
+            return STEP_ERROR;
+        }
+        return STEP_SKIPPED;
+    }
+    ts->bad_in_a_row = 0;
+    adamw_step(&ts->opt, ts->g, ss->lr, grad_clip_scale(ss->grad_norm, (float)r->train.grad_clip) / ts->accum);
+    return STEP_OK;
+}
+
+static int write_eval(TrainState *ts, const EgoOnly *ego, long batches, long step, FILE *metrics, EvalResult *er) {
+    int rc = evaluate(ts->g, &ts->st, &ts->obj, &ts->setup, ts->r, &ts->vocab, ego, ts->eval_ld, batches, er);
+    if (rc) return rc;
+    fprintf(metrics, "{\"step\": %ld, \"eval\": ", step);
+    eval_write_json(er, metrics);
+    fputs("}\n", metrics);
+    fflush(metrics);
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     TrainArgs a;
     int rc = parse_args(argc, argv, &a);
@@ -134,142 +241,63 @@ int cmd_train(int argc, char **argv) {
     Recipe r;
     if ((rc = recipe_load(&r, a.recipe, a.sets, a.n_sets))) return rc;
     if (r.train.device == DEVICE_CUDA) {
+        char where[512];
         fprintf(stderr, "distil: error: %s: train.device: cuda training is not available in this build yet "
-                "(the CUDA backend is unverified); use device: cpu or auto\n", a.recipe);
+                "(the CUDA backend is unverified); use cpu or auto\n", recipe_where(&r, "train.device", where, sizeof where));
         recipe_free(&r);
         return 2;
     }
-    char run_dir[1024], path[1200], err[1024];
+    char run_dir[1024], path[1200];
     if (a.out) snprintf(run_dir, sizeof run_dir, "%s", a.out);
     else snprintf(run_dir, sizeof run_dir, "runs/%s", r.name);
     if (mkdir_p(run_dir)) { fprintf(stderr, "distil: error: %s: cannot create the run directory: %s\n", run_dir, strerror(errno)); return 2; }
 
-    // Data: the training loader, the vocabulary, the model shapes.
-    const int world = 1;
-    int accum = r.train.batch_size / (r.train.micro_batch * world);
-    LoaderOptions lo = loader_defaults();
-    lo.batch_size = r.train.micro_batch;
-    lo.max_trace_tokens = r.data.max_trace_tokens;
-    lo.seed = (uint64_t)r.seed;
-    lo.workers = r.data.loader_threads;
-    lo.prefetch = r.data.prefetch;
-    lo.on_bad_sample = r.data.on_bad_sample == BAD_SAMPLE_SKIP ? DL_ON_BAD_SKIP : DL_ON_BAD_ERROR;
-    Loader *train_ld = loader_open(r.data.train.items, r.data.train.n, &lo, err, sizeof err);
-    if (!train_ld) { fprintf(stderr, "distil: error: %s\n", err); recipe_free(&r); return 2; }
-    if (loader_batches_per_epoch(train_ld) < 1) {
-        fprintf(stderr, "distil: error: %s: data.train holds fewer samples than one micro-batch (%d)\n", a.recipe, r.train.micro_batch);
-        return 2;
-    }
-    Vocab vocab;
-    if (vocab_build(&vocab, loader_set(train_ld), r.model.vocab == VOCAB_FROM_LOGS ? VOCAB_MODE_FROM_LOGS : VOCAB_MODE_TEACHER, err, sizeof err)) {
-        fprintf(stderr, "distil: error: %s\n", err);
-        return 2;
-    }
-    Setup setup;
-    if ((rc = setup_from_shards(&setup, &r, loader_set(train_ld), vocab.size))) return rc;
-
-    // The graph, recorded once.
-    Graph *g = graph_new(DEV_CPU);
-    Student st;
-    Objective obj;
-    objective_build(g, &st, &obj, &setup, &r, r.train.micro_batch);
-    int frozen = apply_freeze(g, &r);
-    if (graph_plan(g)) return 1;
-    student_fill_constants(&st);
-    Rng rng;
-    rng_seed(&rng, (uint64_t)r.seed);
-    graph_init_params(g, &rng);
-    AdamW opt;
-    if (adamw_init(&opt, g, (AdamWConfig){ (float)r.train.beta1, (float)r.train.beta2, (float)r.train.eps, (float)r.train.weight_decay }))
-        return 1;
-
-    // Eval data and the ego-only baseline.
-    Loader *eval_ld = NULL;
+    TrainState ts;
+    if ((rc = train_state_open(&ts, &r))) { train_state_close(&ts); recipe_free(&r); return rc; }
     EgoOnly ego;
     memset(&ego, 0, sizeof ego);
-    if (r.data.eval.n) {
-        LoaderOptions eo = lo;
-        eo.seed = (uint64_t)r.seed + 7;
-        eval_ld = loader_open(r.data.eval.items, r.data.eval.n, &eo, err, sizeof err);
-        if (!eval_ld) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
-        const DlSet *es = loader_set(eval_ld), *ts = loader_set(train_ld);
-        if (dl_shard_agree(&ts->shards[0], &es->shards[0], err, sizeof err)) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
-        if ((rc = fit_ego_only(&ego, &r, &setup, EGO_ONLY_FIT_SAMPLES))) return rc;
-    }
+    if (ts.eval_ld && (rc = fit_ego_only(&ego, &r, &ts.setup, EGO_ONLY_FIT_SAMPLES))) return rc;
 
-    // The run directory.
     snprintf(path, sizeof path, "%s/recipe.resolved.yaml", run_dir);
     FILE *f = fopen(path, "w");
     if (!f) { fprintf(stderr, "distil: error: %s: %s\n", path, strerror(errno)); return 2; }
     recipe_print_resolved(&r, f);
     fclose(f);
     snprintf(path, sizeof path, "%s/vocab.json", run_dir);
-    if (vocab_write_json(&vocab, path)) { fprintf(stderr, "distil: error: %s: cannot write\n", path); return 2; }
+    if (vocab_write_json(&ts.vocab, path)) { fprintf(stderr, "distil: error: %s: cannot write\n", path); return 2; }
     snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
     FILE *metrics = fopen(path, "w");
     if (!metrics) { fprintf(stderr, "distil: error: %s: %s\n", path, strerror(errno)); return 2; }
 
     long total = r.train.steps, last = a.max_steps >= 0 && a.max_steps < total ? a.max_steps : total;
     int tty = isatty(STDERR_FILENO);
-    printf("distil train: %s: %zu parameters (%d frozen tensors), %d tokens per sample, vocab %d, micro-batch %d x %d accumulation, %ld steps\n",
-           r.name, graph_param_numel(g), frozen, st.seq_len, vocab.size, r.train.micro_batch, accum, last);
+    printf("distil train: %s: %zu parameters (%d frozen tensors), %d tokens per sample, vocab %d, "
+           "micro-batch %d x %d accumulation, %ld of %ld steps\n",
+           r.name, graph_param_numel(ts.g), ts.frozen, ts.st.seq_len, ts.vocab.size, r.train.micro_batch, ts.accum, last, total);
     fflush(stdout);
 
-    long bad_in_a_row = 0, bad_total = 0;
     double t_start = now_s(), t_window = t_start;
     long samples_window = 0;
     for (long step = 0; step < last; step++) {
-        float lr = lr_schedule(step, r.train.warmup_steps, total, (float)r.train.lr, (float)r.train.min_lr);
-        StepStats ss = { 0 };
-        graph_zero_grad(g);
-        int finite = 1;
-        for (int m = 0; m < accum; m++) {
-            const Batch *b = loader_next(train_ld);
-            if (!b) { fprintf(stderr, "%sdistil: error: %s\n", tty ? "\n" : "", loader_error(train_ld)); return 2; }
-            batch_to_inputs(b, &setup, &r, &vocab, &st, &obj);
-            graph_forward(g);
-            float loss = *(float *)obj.total->data;
-            if (!isfinite(loss)) { finite = 0; break; }
-            graph_backward(g, obj.total);
-            ss.micro++;
-            ss.loss += loss;
-            add_component(&ss.kl, obj.kl);
-            add_component(&ss.ce, obj.ce);
-            add_component(&ss.traj, obj.traj);
-            add_component(&ss.feature, obj.feature);
-            samples_window += b->B;
-        }
-        // Gradients are sums over micro-batches of per-micro-batch means.
-        double norm = finite ? grad_global_norm(g) / accum : NAN;
-        if (!finite || !isfinite(norm)) {
-            bad_total++;
-            if (++bad_in_a_row > r.train.max_bad_steps) {
-                fprintf(stderr, "%sdistil: error: %s: %ld non-finite steps in a row (step %ld); the weights were not "
-                        "updated by any of them; lower train.lr, check the shards with distil logs validate\n",
-                        tty ? "\n" : "", a.recipe, bad_in_a_row, step);
-                return 2;
-            }
-            fprintf(metrics, "{\"step\": %ld, \"skipped\": 1, \"reason\": \"non-finite %s\"}\n", step, finite ? "gradient" : "loss");
+        StepStats ss;
+        int st = train_step(&ts, step, &ss);
+        if (st == STEP_ERROR) { if (tty) fputc('\n', stderr); return 2; }
+        samples_window += ss.samples;
+        if (st == STEP_SKIPPED) {
+            fprintf(metrics, "{\"step\": %ld, \"skipped\": 1, \"reason\": \"non-finite loss or gradient\"}\n", step);
             continue;
         }
-        bad_in_a_row = 0;
-        adamw_step(&opt, g, lr, grad_clip_scale(norm, (float)r.train.grad_clip) / accum);
-
         double t = now_s(), sps = samples_window / fmax(t - t_window, 1e-9);
-        write_step_json(metrics, step, &ss, lr, norm, sps, 0);
+        write_step_json(metrics, step, &ss, ss.lr, ss.grad_norm, sps, 0);
         if ((step + 1) % r.train.log_every == 0 || step + 1 == last) {
-            progress(tty, step + 1, last, &ss, lr, sps, (t - t_start) / (step + 1) * (last - step - 1));
+            progress(tty, step + 1, last, &ss, ss.lr, sps, (t - t_start) / (step + 1) * (last - step - 1));
             t_window = t;
             samples_window = 0;
         }
-        int eval_now = eval_ld && r.train.eval_every > 0 && (step + 1) % r.train.eval_every == 0 && step + 1 < last;
-        if (eval_now) {
+        if (ts.eval_ld && r.train.eval_every > 0 && (step + 1) % r.train.eval_every == 0 && step + 1 < last) {
             EvalResult er;
             long batches = (r.train.eval_samples + r.train.micro_batch - 1) / r.train.micro_batch;
-            if ((rc = evaluate(g, &st, &obj, &setup, &r, &vocab, &ego, eval_ld, batches, &er))) return rc;
-            fprintf(metrics, "{\"step\": %ld, \"eval\": ", step + 1);
-            eval_write_json(&er, metrics);
-            fputs("}\n", metrics);
+            if ((rc = write_eval(&ts, &ego, batches, step + 1, metrics, &er))) return rc;
             if (!tty) printf("eval at step %ld: ade_teacher %.3f m (constant velocity %.3f, ego-only %.3f), token_acc %.3f\n",
                              step + 1, traj_metric(&er.student, "ade_teacher"), traj_metric(&er.constant_velocity, "ade_teacher"),
                              traj_metric(&er.ego_only, "ade_teacher"), er.trace.positions ? er.trace.correct / er.trace.positions : 0);
@@ -278,14 +306,11 @@ int cmd_train(int argc, char **argv) {
     }
     if (tty) fputc('\n', stderr);
     printf("trained %ld steps in %.1f s (%ld skipped as non-finite, %ld bad samples skipped, %ld traces truncated)\n",
-           last, now_s() - t_start, bad_total, (long)loader_bad_samples(train_ld), (long)loader_truncated_traces(train_ld));
+           last, now_s() - t_start, ts.bad_total, (long)loader_bad_samples(ts.train_ld), (long)loader_truncated_traces(ts.train_ld));
 
-    if (eval_ld) {
+    if (ts.eval_ld) {
         EvalResult er;
-        if ((rc = evaluate(g, &st, &obj, &setup, &r, &vocab, &ego, eval_ld, 0, &er))) return rc;
-        fprintf(metrics, "{\"step\": %ld, \"eval\": ", last);
-        eval_write_json(&er, metrics);
-        fputs("}\n", metrics);
+        if ((rc = write_eval(&ts, &ego, 0, last, metrics, &er))) return rc;
         snprintf(path, sizeof path, "%s/eval.json", run_dir);
         FILE *ej = fopen(path, "w");
         if (!ej) { fprintf(stderr, "distil: error: %s: %s\n", path, strerror(errno)); return 2; }
@@ -293,15 +318,11 @@ int cmd_train(int argc, char **argv) {
         fputc('\n', ej);
         fclose(ej);
         eval_print_table(&er, stdout);
-        loader_close(eval_ld);
         ego_only_free(&ego);
     }
     fclose(metrics);
     printf("run directory: %s\n", run_dir);
-    adamw_free(&opt);
-    graph_free(g);
-    vocab_free(&vocab);
-    loader_close(train_ld);
+    train_state_close(&ts);
     recipe_free(&r);
     return 0;
 }

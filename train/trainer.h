@@ -4,6 +4,7 @@
 #pragma once
 #include <stdint.h>
 #include "autograd/graph.h"   // defines: Graph, Tensor
+#include "autograd/optim.h"   // defines: AdamW
 #include "data/loader.h"      // defines: Batch, Loader
 #include "train/model.h"      // defines: Student, ModelConfig
 #include "train/recipe.h"     // defines: Recipe
@@ -43,6 +44,48 @@ void objective_build(Graph *g, Student *st, Objective *obj, const Setup *s, cons
 // Write one batch into the graph's inputs (CPU graphs: directly into the
 // arena). Returns the number of valid samples.
 int batch_to_inputs(const Batch *b, const Setup *s, const Recipe *r, const Vocab *v, Student *st, Objective *obj);
+
+// A training run in memory: what one step needs.
+typedef struct TrainState TrainState;
+typedef void (*InputsHook)(void *ctx, TrainState *ts);
+
+struct TrainState {
+    Recipe *r;
+    Loader *train_ld, *eval_ld;
+    Vocab vocab;
+    Setup setup;
+    Graph *g;
+    Student st;
+    Objective obj;
+    AdamW opt;
+    int accum;                 // micro-batches per step
+    int frozen;                // parameters frozen by train.freeze
+    long bad_in_a_row, bad_total;
+    // Called after each micro-batch's inputs are written, before forward
+    // (tests inject faults here). NULL normally.
+    InputsHook after_inputs;
+    void *hook_ctx;
+};
+
+// Per-step figures (sums over the step's micro-batches).
+typedef struct StepStats {
+    double loss, kl, ce, traj, feature;
+    int micro;
+    long samples;
+    float lr;
+    double grad_norm;
+} StepStats;
+
+enum { STEP_OK = 0, STEP_SKIPPED = 1, STEP_ERROR = 2 };
+
+// Open the data, build the vocabulary, record and plan the graph, initialise
+// the weights and the optimizer. Returns 0 or 2 (error printed).
+int train_state_open(TrainState *ts, Recipe *r);
+void train_state_close(TrainState *ts);
+// One optimizer step at schedule position `step`. STEP_SKIPPED: a
+// non-finite loss or gradient; no weight and no optimizer state changed.
+// STEP_ERROR: a data error or too many bad steps in a row (printed).
+int train_step(TrainState *ts, long step, StepStats *out);
 
 // `distil train`.
 int cmd_train(int argc, char **argv);
