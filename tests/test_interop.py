@@ -276,6 +276,23 @@ def test_each_shard_of_a_set_is_read_from_its_own_file(tmp):
         f"no line names pair-bad.h5, tokens and sample {n - 1}: {out.strip()}"
 
 
+def test_the_documented_h5py_example_writes_a_valid_shard(tmp):
+    """docs/drive-log-format.md's first python block, run as it is."""
+    doc = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "drive-log-format.md")).read()
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    assert blocks, "no python block in docs/drive-log-format.md"
+    script, shard = os.path.join(tmp, "write_shard.py"), os.path.join(tmp, "doc-example.h5")
+    with open(script, "w") as f:
+        f.write(blocks[0])
+    r = subprocess.run([sys.executable, script, shard], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, f"the example failed: {r.stderr.strip()}"
+    with h5py.File(shard, "r") as f:
+        assert filter_ids(f["/ego/history"]) == [ZSTD_ID]
+        assert read_dataset(f["/teacher/trace/tokens"]).tolist()[:7] == [1, 4, 5, 6, 7, 8, 2]
+    r = validate(shard)
+    assert r.returncode == 0, f"validate rejected the documented example: {(r.stdout + r.stderr).strip()}"
+
+
 # ---- (b) distil writes, h5py reads ----------------------------------------------
 
 # path: (dtype kinds allowed, shape as a function of the sizes)
