@@ -47,16 +47,30 @@ else
 endif
 
 # ---- flags -----------------------------------------------------------------
-PKGS := hdf5 yaml-0.1 libzstd zlib ompi openblas
+CC := gcc
+PKGS := hdf5 yaml-0.1 libzstd zlib ompi
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-CC := gcc
+# OpenBLAS: the OpenMP build when installed (scripts/deps.sh installs it), so
+# its threads are the kernels' own OpenMP pool. The pthread build next to
+# OpenMP loops keeps two pools spinning against each other on the same cores.
+# The rpath picks it over the libopenblas.so.0 the alternatives system points at.
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+OPENBLAS_OMP := /usr/lib/$(MULTIARCH)/openblas-openmp
+ifneq ($(wildcard $(OPENBLAS_OMP)/libopenblas.so),)
+  BLAS_CFLAGS := -I/usr/include/$(MULTIARCH)/openblas-openmp
+  BLAS_LIBS := -L$(OPENBLAS_OMP) -lopenblas -Wl,-rpath,$(OPENBLAS_OMP)
+else
+  BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+  BLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null)
+endif
+
 # -I. so includes read "autograd/graph.h"; -fopenmp for the CPU kernels'
 # parallel loops; _GNU_SOURCE for clock_gettime, pthread affinity, strdup.
 CFLAGS := -std=c11 -O3 -g -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -fopenmp \
-          -D_GNU_SOURCE -I. $(PKG_CFLAGS) $(ARCH)
-LDLIBS := $(PKG_LIBS) -lm -lpthread
+          -D_GNU_SOURCE -I. $(PKG_CFLAGS) $(BLAS_CFLAGS) $(ARCH)
+LDLIBS := $(PKG_LIBS) $(BLAS_LIBS) -lm -lpthread
 
 ifeq ($(SAN),1)
   CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

@@ -9,7 +9,8 @@ packages=(
   libzstd-dev                  # the in-process zstd filter (HDF5 filter 32015)
   libyaml-dev                  # recipes
   libopenmpi-dev openmpi-bin   # multi-process launch and CPU all-reduce
-  libopenblas-dev              # CPU matrix products
+  libopenblas-dev libopenblas-openmp-dev   # CPU matrix products (the OpenMP build is linked)
+  zlib1g-dev                   # deflate chunks, decoded by the loader's workers
   python3 python3-numpy python3-h5py python3-zstandard   # interop tests, fixtures
 )
 
