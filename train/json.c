@@ -107,18 +107,18 @@ static size_t utf8_seq(const unsigned char *s, size_t avail) {
     return n;
 }
 
-// A \uXXXX escape at p->pos (the backslash), a surrogate pair included.
-// Writes UTF-8 to dst; returns the bytes written or 0 on error.
-static size_t parse_u_escape(Parser *p, char *dst) {
+// A \uXXXX escape at p->pos (the backslash), a surrogate pair included,
+// in a string whose closing quote is at `end`. Writes UTF-8 to dst; returns
+// the bytes written or 0 on error.
+static size_t parse_u_escape(Parser *p, size_t end, char *dst) {
     size_t at = p->pos;
     unsigned cp, lo;
-    if (p->len - p->pos < 6) { fail_end(p, "in a \\u escape"); return 0; }
-    if (hex4(p->s + p->pos + 2, &cp)) { fail(p, at, "bad \\u escape (4 hex digits expected)"); return 0; }
+    if (end - p->pos < 6 || hex4(p->s + p->pos + 2, &cp)) { fail(p, at, "bad \\u escape (4 hex digits expected)"); return 0; }
     p->pos += 6;
     if (cp == 0) { fail(p, at, "\\u0000 (NUL) is not supported in strings"); return 0; }
     if (cp >= 0xdc00 && cp <= 0xdfff) { fail(p, at, "lone low surrogate \\u%04x", cp); return 0; }
     if (cp >= 0xd800 && cp <= 0xdbff) {
-        if (p->len - p->pos < 6 || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u' ||
+        if (end - p->pos < 6 || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u' ||
             hex4(p->s + p->pos + 2, &lo) || lo < 0xdc00 || lo > 0xdfff) {
             fail(p, at, "high surrogate \\u%04x not followed by a low surrogate", cp);
             return 0;
@@ -155,7 +155,7 @@ static int parse_string(Parser *p, char **out, size_t *out_len) {
         char e = p->s[p->pos + 1];   // in bounds: end is a quote after it
         const char *simple = strchr("\"\\/bfnrt", e);
         if (e == 'u') {
-            size_t k = parse_u_escape(p, buf + n);
+            size_t k = parse_u_escape(p, end, buf + n);
             if (!k) goto bad;
             n += k;
             continue;
@@ -187,7 +187,7 @@ static int parse_number(Parser *p, Json *v) {
     size_t start = p->pos, i = p->pos;
     int integral = 1;
     if (i < p->len && p->s[i] == '-') i++;
-    if (i >= p->len) { fail_end(p, "in a number"); return -1; }
+    if (i >= p->len) { fail(p, i, "unexpected end of input in a number (truncated?)"); return -1; }
     if (p->s[i] == '0') {
         i++;
         if (i < p->len && is_digit(p->s[i])) { fail(p, start, "number with a leading zero"); return -1; }
