@@ -50,8 +50,13 @@ void dl_reader_free(DlReader *rd) {
     free(rd);
 }
 
+// A damaged file can claim any size; nothing one sample needs comes near this,
+// and asking malloc for more would abort under the sanitizers.
+#define MAX_BUFFER_BYTES (1ull << 34)
+
 static int grow(void **buf, size_t *cap, size_t need) {
     if (need <= *cap) return 0;
+    if (need > MAX_BUFFER_BYTES) return -1;
     size_t want = need < 4096 ? 4096 : need + need / 4;
     void *p = realloc(*buf, want);
     if (!p) return -1;
@@ -66,6 +71,7 @@ void *dl_reader_scratch(DlReader *rd, size_t bytes) {
 
 int dl_reader_trace_room(DlReader *rd, size_t n_tokens, size_t n_topk,
                          int32_t **tokens, int32_t **topk_ids, float **topk_logprobs) {
+    if (n_tokens > MAX_BUFFER_BYTES / 4 || n_topk > MAX_BUFFER_BYTES / 4) return -1;
     size_t tok_bytes = rd->tokens_cap * sizeof(int32_t), topk_bytes = rd->topk_cap * sizeof(int32_t);
     size_t lp_bytes = rd->topk_cap * sizeof(float);
     if (grow((void **)&rd->tokens, &tok_bytes, (n_tokens ? n_tokens : 1) * sizeof(int32_t))) return -1;

@@ -5,6 +5,7 @@
 #include <glob.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -442,6 +443,19 @@ static int check_datasets(DlShard *sh, char *err, size_t errlen) {
         present[DL_CAMERA0 + c] = 1;
     }
     DlDataset *ds = sh->ds;
+    // Sizes no real shard reaches: a damaged header must not turn into a huge allocation.
+    for (int s = 0; s < DL_N_SLOTS; s++) {
+        if (!present[s]) continue;
+        double row = (double)ds[s].type_size;
+        for (int i = 1; i < ds[s].rank; i++) row *= (double)ds[s].dims[i];
+        if (ds[s].dims[0] > (1ull << 36) || row > (double)(1ull << 31)) {
+            char shape[96];
+            shape_text(&ds[s], shape, sizeof shape);
+            snprintf(err, errlen, "%s: %s: shape %s is beyond what distil reads (2^36 rows, 2 GiB a row); the file is damaged",
+                     sh->path, ds[s].path, shape);
+            return -1;
+        }
+    }
     hsize_t N = ds[DL_CLIP_ID].dims[0];
     sh->n = (int64_t)N;
     // N first, so a short dataset reads as "mismatched N" rather than a shape.
@@ -483,6 +497,7 @@ static int check_datasets(DlShard *sh, char *err, size_t errlen) {
     if (present[DL_EMBEDDING] && check_size(sh, &ds[DL_EMBEDDING], 1, "D", &sh->D, err, errlen)) return -1;
     sh->V = (int64_t)ds[DL_VOCAB].dims[0];
     if (sh->V < 1) { snprintf(err, errlen, "%s: /vocab: empty; it needs every teacher token piece", sh->path); return -1; }
+    if (sh->V > INT32_MAX) { snprintf(err, errlen, "%s: /vocab: %lld pieces, more than int32 token ids can name", sh->path, (long long)sh->V); return -1; }
     return 0;
 }
 
@@ -533,6 +548,7 @@ static int load_vocab(DlShard *sh, char *err, size_t errlen) {
     } else {
         size_t size = H5Tget_size(ftype);
         H5T_str_t pad = H5Tget_strpad(ftype);
+        if ((double)V * (double)size > (double)(1ull << 34)) goto done;
         H5Tset_size(mtype, size);
         H5Tset_strpad(mtype, pad);
         char *raw = malloc(V * size + 1);

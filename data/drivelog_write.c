@@ -40,11 +40,13 @@ int64_t dlw_trace_offset(const DlWriteSpec *s, int64_t n) {
     return off;
 }
 
-// A smooth image (what compresses like a camera frame) plus 3 bits of noise.
+// A smooth image with noise on a quarter of the pixels: zstd level 3 packs it
+// about 1.8x at 224x400, about what it does with camera frames.
 uint8_t dlw_pixel(const DlWriteSpec *s, int64_t n, int cam, int f, int y, int x, int ch) {
     uint64_t key = ((((uint64_t)n * 16 + (uint64_t)cam) * 8 + (uint64_t)f) * 4096 + (uint64_t)y) * 4096 + (uint64_t)x;
-    uint64_t noise = mix(key * 3 + (uint64_t)ch) & 7;
-    return (uint8_t)(x / 2 + y + ch * 60 + (int)n * 13 + cam * 40 + f * 5 + s->shard_id * 7 + (int)noise);
+    uint64_t h = mix(key * 3 + (uint64_t)ch);
+    int noise = (h >> 8) % 4 == 0 ? (int)(h & 7) : 0;
+    return (uint8_t)(x / 4 + (y / 4) * 2 + ch * 60 + (int)n * 13 + cam * 40 + f * 5 + s->shard_id * 7 + noise);
 }
 
 // Quarter steps in [-12, 12]: exact in float16 as in float32.

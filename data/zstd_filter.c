@@ -6,6 +6,10 @@
 #include <hdf5.h>
 #include <zstd.h>
 
+// No HDF5 chunk exceeds 4 GiB; a frame header claiming more is damaged, and
+// trusting it would ask malloc for up to 2^64 bytes.
+#define MAX_CHUNK_BYTES (1ull << 32)
+
 // Decompress a frame whose size is not in its header, growing the buffer.
 static size_t decompress_streaming(const void *src, size_t n, void **out) {
     size_t cap = n * 4 + 4096, len = 0;
@@ -21,6 +25,7 @@ static size_t decompress_streaming(const void *src, size_t n, void **out) {
         len = ob.pos;
         if (r == 0 && in.pos == in.size) break;
         if (len == cap) {
+            if (cap * 2 > MAX_CHUNK_BYTES) goto fail;
             char *bigger = H5resize_memory(dst, cap * 2);
             if (!bigger) goto fail;
             dst = bigger;
@@ -44,7 +49,7 @@ static size_t zstd_filter(unsigned flags, size_t cd_nelmts, const unsigned cd_va
     size_t out_len;
     if (flags & H5Z_FLAG_REVERSE) {
         unsigned long long size = ZSTD_getFrameContentSize(*buf, nbytes);
-        if (size == ZSTD_CONTENTSIZE_ERROR) return 0;
+        if (size == ZSTD_CONTENTSIZE_ERROR || (size != ZSTD_CONTENTSIZE_UNKNOWN && size > MAX_CHUNK_BYTES)) return 0;
         if (size == ZSTD_CONTENTSIZE_UNKNOWN) {
             out_len = decompress_streaming(*buf, nbytes, &out);
             if (!out) return 0;

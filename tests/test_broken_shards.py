@@ -174,6 +174,20 @@ def check_per_sample(name, path, dataset, sample, words=()):
     report(name, problems)
 
 
+def check_corrupt_chunk_of_three(name, path, dataset, first):
+    """A damaged chunk of three samples: three bad samples, the first named."""
+    problems = []
+    rc, out, err = run("validate", path)
+    lines = error_lines(err)
+    need = [os.path.basename(path), dataset, "at sample %d" % first, "does not decode"]
+    if crashed(rc, err) or rc != 2 or len(lines) != 3 or not all(w in lines[0] for w in need):
+        problems.append("validate: exit %d, lines %s; expected exit 2 and three lines, the first with %s" % (rc, lines, need))
+    rc, out, err = run("load", path, "--batch-size", "4", "--on-bad-sample", "skip")
+    if crashed(rc, err) or rc != 0 or "3 bad samples skipped" not in out:
+        problems.append("load --on-bad-sample skip: exit %d, stdout %r, stderr %r" % (rc, out.strip(), err.strip()))
+    report(name, problems)
+
+
 def check_valid(name, paths):
     problems = []
     rc, out, err = run("validate", *paths)
@@ -226,6 +240,18 @@ def corpus(d):
         del a[k]
     write_shard(p("valid_minimal.h5"), a, layout="contiguous", temperature=None)
     check_valid("valid contiguous, no optional datasets", [p("valid_minimal.h5")])
+
+    path = p("valid_unwritten_chunk.h5")
+    write_shard(path)
+    with h5py.File(path, "a") as f:   # a chunk never written reads as the fill value (zeros): still valid
+        del f["/camera/left"]
+        ds = f.create_dataset("/camera/left", shape=(N, F, H, W, 3), dtype=np.uint8, chunks=(1, F, H, W, 3),
+                              compression=ZSTD, compression_opts=(3,), allow_unknown_filter=True)
+        cctx = zstandard.ZstdCompressor(level=3)
+        for n in range(N):
+            if n != 3:
+                ds.id.write_direct_chunk((n, 0, 0, 0, 0), cctx.compress(np.full((1, F, H, W, 3), n, np.uint8).tobytes()))
+    check_valid("valid with a chunk never written", [path])
 
     # ---- structural faults: the whole shard ---------------------------------------
     with open(p("valid.h5"), "rb") as f:
@@ -355,6 +381,29 @@ def corpus(d):
         f.seek(info.byte_offset)
         f.write(b"\xde\xad\xbe\xef" * 2)   # the zstd frame's magic number and header
     check_per_sample("corrupted zstd chunk", path, "/camera/left", 6, ["does not decode", "zstd"])
+
+    path = p("short_zstd_frame.h5")
+    write_shard(path)
+    with h5py.File(path, "a") as f:
+        frame = zstandard.ZstdCompressor(level=3).compress(base_arrays()["/teacher/trajectory"][3].tobytes())
+        f["/teacher/trajectory"].id.write_direct_chunk((3, 0, 0, 0), frame[: len(frame) // 2], filter_mask=0)
+    check_per_sample("zstd frame cut short", path, "/teacher/trajectory", 3, ["does not decode"])
+
+    path = p("corrupt_gzip.h5")
+    write_shard(path, layout="gzip")
+    with h5py.File(path, "r") as f:
+        info = f["/ego/history"].id.get_chunk_info_by_coord((3, 0, 0))   # chunks of 3 samples: 3, 4 and 5
+    with open(path, "r+b") as f:
+        f.seek(info.byte_offset)
+        f.write(b"\xff" * 6)   # the zlib header
+    check_corrupt_chunk_of_three("corrupted deflate chunk", path, "/ego/history", 3)
+
+    path = p("absurd_shape.h5")
+    write_shard(path)
+    with h5py.File(path, "a") as f:   # declared, never written: a damaged header must not become a huge allocation
+        del f["/teacher/embedding"]
+        f.create_dataset("/teacher/embedding", shape=(N, 1 << 30), dtype=np.float32, chunks=(1, 1 << 16))
+    check_structural("absurd declared shape", [path], ["/teacher/embedding", "beyond what distil reads"])
 
 
 if __name__ == "__main__":
