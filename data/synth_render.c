@@ -129,10 +129,14 @@ static void scene_objects(const SynthScene *sc, float t, ObjectList *list) {
         Rgb lamp = LAMP_COLORS[sc->light];
         add_object(list, sc, s, pole_l, 0.12f, 0.12f, 0.0f, 5.2f, POLE, OBJ_BOX);
         add_object(list, sc, s, 0.5f * (pole_l + 0.4f), 0.08f, 0.5f * (0.4f - pole_l), 5.9f, 6.1f, POLE, OBJ_BOX);
-        Object *o = add_object(list, sc, s, pole_l, 0.2f, 0.25f, 3.8f, 4.6f, lamp, OBJ_BOX);
-        if (o) { o->emissive = 1; o->min_rows = 2; o->min_cols = 3; }
-        o = add_object(list, sc, s, 0.0f, 0.2f, 0.25f, 5.0f, 5.8f, lamp, OBJ_BOX);
-        if (o) { o->emissive = 1; o->min_rows = 2; o->min_cols = 3; }
+        const float head_l[2] = { pole_l, 0.0f }, head_z[2] = { 3.8f, 5.0f };
+        for (int h = 0; h < 2; h++) {
+            // A dark housing a little larger than the lamp; at low resolution
+            // the lamp's minimum size covers it.
+            add_object(list, sc, s, head_l[h], 0.25f, 0.35f, head_z[h] - 0.1f, head_z[h] + 0.9f, HOUSING, OBJ_BOX);
+            Object *o = add_object(list, sc, s, head_l[h], 0.2f, 0.25f, head_z[h], head_z[h] + 0.8f, lamp, OBJ_BOX);
+            if (o) { o->emissive = 1; o->min_rows = 2; o->min_cols = 3; }
+        }
     }
 }
 

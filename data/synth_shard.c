@@ -169,7 +169,11 @@ SynthShard *synth_shard_create(const char *path, const SynthPreset *p, int n, co
     // one lookup per chunk instead of a B-tree walk.
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_LATEST);
-    sh->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    // The root group is made with the file; without this it records the time.
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    H5Pset_obj_track_times(fcpl, 0);
+    sh->file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
+    H5Pclose(fcpl);
     H5Pclose(fapl);
     if (!sh->path || sh->file < 0) {
         set_err(err, errlen, path, "cannot create the file; check that the folder is writable");

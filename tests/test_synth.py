@@ -142,6 +142,7 @@ def test_same_seed_same_bytes_whatever_the_threads(tmp):
     a, b = os.path.join(tmp, "det-a"), os.path.join(tmp, "det-b")
     args = ("--shards", "2", "--samples-per-shard", "64", "--seed", "5", "--eval-shards", "1")
     synth(a, *args)
+    time.sleep(1.1)   # a second later, so that a stored timestamp would show
     synth(b, *args, env=dict(os.environ, OMP_NUM_THREADS="1"))
     differ = same_datasets(os.path.join(a, "train"), os.path.join(b, "train"))
     assert differ is None, f"same seed, different {differ}"
