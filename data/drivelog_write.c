@@ -323,7 +323,10 @@ static int write_file(hid_t file, const DlWriteSpec *s) {
 int dlw_write(const char *path, const DlWriteSpec *s, char *err, size_t errlen) {
     if (dl_zstd_register() < 0) { snprintf(err, errlen, "%s: cannot register the zstd filter", path); return -1; }
     dl_hdf5_lock();
-    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (s->userblock) H5Pset_userblock(fcpl, (hsize_t)s->userblock);
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    H5Pclose(fcpl);
     int rc = file < 0 ? -1 : write_file(file, s);
     if (file >= 0 && H5Fclose(file) < 0) rc = -1;
     dl_hdf5_unlock();

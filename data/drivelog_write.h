@@ -23,6 +23,7 @@ typedef struct DlWriteSpec {
     int fixed_strings;          // fixed-length strings for attributes, vocab and text
     int with_future, with_command, with_weight, with_text;
     int vocab_salt;             // != 0: the pieces differ (for mismatch tests)
+    int userblock;              // bytes of user block before the HDF5 data (0, or a power of 2 >= 512)
     double hz;                  // 0: 10
     float temperature;          // 0: no attribute
 } DlWriteSpec;

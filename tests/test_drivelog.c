@@ -134,6 +134,13 @@ static void test_round_trip_float16_split_chunks_fixed_strings(void) {
     round_trip("f16.h5", s, 1);
 }
 
+// A user block before the HDF5 data (HDF5 counts chunk addresses from its end).
+static void test_round_trip_user_block(void) {
+    DlWriteSpec s = dlw_defaults();
+    s.userblock = 1024;
+    round_trip("userblock.h5", s, 1);
+}
+
 // The raw chunk path and HDF5's own H5Dread (through the in-process zstd
 // filter) must give the same bytes.
 static void test_raw_path_matches_hdf5(void) {
@@ -144,6 +151,7 @@ static void test_raw_path_matches_hdf5(void) {
     DlShard a, b;
     char err[DL_ERR_LEN];
     REQUIRE(dl_shard_open(&a, path, err, sizeof err) == 0 && dl_shard_open(&b, path, err, sizeof err) == 0, "%s", err);
+    REQUIRE(a.ds[DL_CAMERA0].raw_ok && a.ds[DL_TOPK_LOGPROBS].raw_ok, "raw chunk path not taken");
     for (int i = 0; i < DL_N_SLOTS; i++) b.ds[i].raw_ok = 0;
     DlReader *rd = dl_reader_new();
     int same = 0;
@@ -573,6 +581,7 @@ int main(void) {
     RUN(test_round_trip_contiguous);
     RUN(test_round_trip_deflate_shuffle_multi_sample_chunks);
     RUN(test_round_trip_float16_split_chunks_fixed_strings);
+    RUN(test_round_trip_user_block);
     RUN(test_raw_path_matches_hdf5);
     RUN(test_bad_samples);
     RUN(test_bad_shards);
