@@ -45,9 +45,13 @@ static float speckle(float gx, float gy) {
     return (float)(h & 0xffu) / 127.5f - 1.0f;
 }
 
+// Round to the nearest 8-bit value (inline: this runs three times per pixel).
+static inline uint8_t to_u8(float v) { return v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)(v + 0.5f); }
+
 static void put(uint8_t *px, Rgb c, float scale) {
-    float v[3] = { c.r * scale, c.g * scale, c.b * scale };
-    for (int i = 0; i < 3; i++) px[i] = (uint8_t)lroundf(fminf(fmaxf(v[i], 0.0f), 255.0f));
+    px[0] = to_u8(c.r * scale);
+    px[1] = to_u8(c.g * scale);
+    px[2] = to_u8(c.b * scale);
 }
 
 // ---- ground ------------------------------------------------------------------
