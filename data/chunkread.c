@@ -11,7 +11,7 @@
 // The last decoded chunk of each dataset slot: neighbouring rows (validate,
 // stats, traces that share a chunk) then decode each chunk once.
 typedef struct ChunkCache {
-    const DlShard *sh;
+    uint64_t serial;            // the shard's (DlShard.serial), 0 when empty
     hsize_t offset[DL_MAX_RANK];
     int valid;
     void *buf;
@@ -295,7 +295,7 @@ static int read_one_chunk(DlReader *rd, const DlShard *sh, int slot, const hsize
     int whole_rows = d->kind != DL_F16 && offset[0] >= (hsize_t)a && offset[0] + d->chunk[0] <= (hsize_t)b;
     for (int i = 1; i < d->rank && whole_rows; i++) whole_rows = offset[i] == 0 && d->chunk[i] == d->dims[i];
     ChunkCache *cc = &rd->cache[slot];
-    int cached = cc->valid && cc->sh == sh && !memcmp(cc->offset, offset, sizeof(hsize_t) * (size_t)d->rank);
+    int cached = cc->valid && cc->serial == sh->serial && !memcmp(cc->offset, offset, sizeof(hsize_t) * (size_t)d->rank);
     if (!cached || whole_rows) {
         uint32_t mask = 0;
         int64_t stored = fetch_raw(rd, d, offset, &mask, why, whylen);
@@ -308,7 +308,7 @@ static int read_one_chunk(DlReader *rd, const DlShard *sh, int slot, const hsize
         cc->valid = 0;
         if (grow(&cc->buf, &cc->cap, d->chunk_bytes)) { snprintf(why, whylen, "out of memory"); return -1; }
         if (decode_chunk(rd, d, mask, rd->raw, (size_t)stored, cc->buf, d->chunk_bytes, why, whylen)) return -1;
-        cc->sh = sh;
+        cc->serial = sh->serial;
         memcpy(cc->offset, offset, sizeof(hsize_t) * (size_t)d->rank);
         cc->valid = 1;
     }

@@ -5,6 +5,7 @@
 #include <glob.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,9 @@
 
 // Recursive: opening a shard holds it and calls helpers that take it again.
 static pthread_mutex_t hdf5_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+// Shard identities for the readers' chunk caches: a DlShard struct is often
+// reused (a stack variable reopened on the next file), so its address is not one.
+static atomic_uint_fast64_t next_serial = 1;
 
 void dl_hdf5_lock(void) {
     pthread_mutex_lock(&hdf5_lock);
@@ -619,6 +623,7 @@ static int open_locked(DlShard *sh, const char *path, char *err, size_t errlen) 
 
 int dl_shard_open(DlShard *sh, const char *path, char *err, size_t errlen) {
     memset(sh, 0, sizeof *sh);
+    sh->serial = atomic_fetch_add(&next_serial, 1);
     sh->file = -1;
     for (int s = 0; s < DL_N_SLOTS; s++) sh->ds[s].id = -1;
     err[0] = 0;

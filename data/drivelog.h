@@ -67,6 +67,7 @@ typedef struct DlDataset {
 
 typedef struct DlShard {
     char *path;
+    uint64_t serial;                    // unique to this open in the process: keys the readers' chunk caches
     hid_t file;
     int64_t n;                          // N, samples
     // root attributes

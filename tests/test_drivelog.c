@@ -173,6 +173,29 @@ static void test_raw_path_matches_hdf5(void) {
     dl_shard_close(&b);
 }
 
+// One reader, one DlShard variable reopened on another file: the reader's
+// chunk cache must not hand back the first file's chunk.
+static void test_reader_cache_follows_the_shard(void) {
+    DlWriteSpec a = dlw_defaults(), b = dlw_defaults();
+    a.chunk_samples = b.chunk_samples = 4;   // chunks of several samples go through the cache
+    a.n = 4;
+    b.shard_id = 5;
+    const char *pa = tmp_path("cache_a.h5"), *pb = tmp_path("cache_b.h5");
+    REQUIRE(write_shard(pa, &a) == 0 && write_shard(pb, &b) == 0, "write");
+    DlReader *rd = dl_reader_new();
+    DlShard sh;
+    char err[DL_ERR_LEN];
+    REQUIRE(dl_shard_open(&sh, pa, err, sizeof err) == 0, "%s", err);
+    CHECK(sample_matches(&sh, rd, &a, 1, 64), "first file");
+    dl_shard_close(&sh);
+    REQUIRE(dl_shard_open(&sh, pb, err, sizeof err) == 0, "%s", err);
+    int good = 0;
+    for (int64_t n = 0; n < b.n; n++) good += sample_matches(&sh, rd, &b, n, 64);
+    CHECK(good == b.n, "%d of %lld samples of the second file intact", good, (long long)b.n);
+    dl_shard_close(&sh);
+    dl_reader_free(rd);
+}
+
 // ---- the rules --------------------------------------------------------------------
 
 // Overwrite one element of a dataset (coordinates in its own rank).
@@ -583,6 +606,7 @@ int main(void) {
     RUN(test_round_trip_float16_split_chunks_fixed_strings);
     RUN(test_round_trip_user_block);
     RUN(test_raw_path_matches_hdf5);
+    RUN(test_reader_cache_follows_the_shard);
     RUN(test_bad_samples);
     RUN(test_bad_shards);
     RUN(test_shards_must_agree);
