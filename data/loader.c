@@ -7,7 +7,9 @@
 // dropped (a different tail each epoch), so every rank runs the same number of
 // steps. Batch g of the run (g = epoch * batches_per_epoch + step) is thus a
 // pure function of (seed, g, r, R): resuming at a saved (epoch, step) yields
-// exactly the batches an uninterrupted run would have.
+// exactly the batches an uninterrupted run would have. For evaluation the
+// order can be the identity (shuffle 0) and the tail kept: positions past S
+// become padding slots, invalid like a skipped sample.
 //
 // Prefetch. A ring of `prefetch` batch buffers, each one contiguous allocation
 // (from the alloc hook, so the CUDA backend can pin them). The work is a stream
@@ -48,7 +50,7 @@ typedef struct Slot {
     void *mem;                  // the batch's one allocation
     int64_t g;                  // global batch index held, -1 before the first
     int done;                   // samples finished
-    int n_bad, n_truncated;
+    int n_bad, n_truncated, n_padding;
     int err_b;                  // first bad sample's slot under error, -1 if none
     char err[DL_ERR_LEN];
 } Slot;
@@ -93,15 +95,17 @@ LoaderOptions loader_defaults(void) {
     o.workers = 2;
     o.prefetch = 4;
     o.on_bad_sample = DL_ON_BAD_ERROR;
+    o.shuffle = 1;
     return o;
 }
 
 // ---- order --------------------------------------------------------------------
 
-static void draw_permutation(uint64_t seed, int64_t epoch, int64_t S, int64_t *order) {
+static void draw_permutation(uint64_t seed, int shuffle, int64_t epoch, int64_t S, int64_t *order) {
     Rng rng;
     rng_derive(&rng, seed, (uint64_t)epoch, ORDER_STREAM);
     for (int64_t i = 0; i < S; i++) order[i] = i;
+    if (!shuffle) return;
     for (int64_t i = S - 1; i > 0; i--) {   // Fisher-Yates
         int64_t j = (int64_t)rng_below(&rng, (uint64_t)i + 1);
         int64_t t = order[i];
@@ -118,7 +122,7 @@ static const int64_t *epoch_order(Loader *ld, int64_t epoch) {
     Perm *victim = &ld->perms[0];
     for (int i = 1; i < N_PERMS; i++)
         if (ld->perms[i].epoch < victim->epoch) victim = &ld->perms[i];
-    draw_permutation(ld->opt.seed, epoch, ld->S, victim->order);
+    draw_permutation(ld->opt.seed, ld->opt.shuffle, epoch, ld->S, victim->order);
     victim->epoch = epoch;
     return victim->order;
 }
@@ -129,10 +133,12 @@ static int64_t permutation_position(const Loader *ld, int64_t step, int b) {
 }
 
 int64_t loader_sample_at(const Loader *ld, int64_t epoch, int64_t step, int b) {
+    int64_t p = permutation_position(ld, step, b);
+    if (p >= ld->S) return -1;
     int64_t *order = malloc(sizeof(int64_t) * (size_t)ld->S);
     if (!order) return -1;
-    draw_permutation(ld->opt.seed, epoch, ld->S, order);
-    int64_t g = order[permutation_position(ld, step, b)];
+    draw_permutation(ld->opt.seed, ld->opt.shuffle, epoch, ld->S, order);
+    int64_t g = order[p];
     free(order);
     return g;
 }
@@ -265,19 +271,27 @@ static void *worker_main(void *arg) {
         Slot *slot = &ld->ring[g % P];
         if (b == 0) {   // the batch's first task: the slot is free (g - P was released)
             slot->g = g;
-            slot->done = slot->n_bad = slot->n_truncated = 0;
+            slot->done = slot->n_bad = slot->n_truncated = slot->n_padding = 0;
             slot->err_b = -1;
             slot->batch.epoch = g / ld->batches_per_epoch;
             slot->batch.step = g % ld->batches_per_epoch;
         }
-        int64_t sample = epoch_order(ld, g / ld->batches_per_epoch)[permutation_position(ld, g % ld->batches_per_epoch, b)];
+        int64_t p = permutation_position(ld, g % ld->batches_per_epoch, b);
+        int64_t sample = p < ld->S ? epoch_order(ld, g / ld->batches_per_epoch)[p] : -1;
         pthread_mutex_unlock(&ld->mu);
 
-        int truncated = 0;
-        int rc = fill_sample(ld, w->reader, &slot->batch, b, sample, &truncated, err, sizeof err);
+        int truncated = 0, rc = DL_OK;
+        if (sample >= 0) {
+            rc = fill_sample(ld, w->reader, &slot->batch, b, sample, &truncated, err, sizeof err);
+        } else {   // past the end of the epoch (keep_tail)
+            clear_sample(ld, &slot->batch, b);
+            slot->batch.shard[b] = -1;
+            slot->batch.index[b] = -1;
+        }
 
         pthread_mutex_lock(&ld->mu);
         slot->n_truncated += truncated;
+        slot->n_padding += sample < 0;
         if (rc != DL_OK) {
             slot->n_bad++;
             if (slot->err_b < 0 || b < slot->err_b) {   // the first in batch order, whichever worker finished first
@@ -343,7 +357,8 @@ static int take_shapes(Loader *ld, char *err, size_t errlen) {
     ld->D = 0;
     for (int i = 0; i < ld->set->n_shards && !ld->D; i++) ld->D = ld->set->shards[i].D;
     ld->S = ld->set->n_samples;
-    ld->batches_per_epoch = ld->S / ld->opt.world / ld->opt.batch_size;
+    int64_t R = ld->opt.world, B = ld->opt.batch_size;
+    ld->batches_per_epoch = ld->opt.keep_tail ? ((ld->S + R - 1) / R + B - 1) / B : ld->S / R / B;
     if (ld->batches_per_epoch < 1) {
         snprintf(err, errlen, "%s%s: %lld samples in %d shards make no whole batch of %d per rank for %d ranks; use more data or a smaller batch",
                  s0->path, ld->set->n_shards > 1 ? " ..." : "", (long long)ld->S, ld->set->n_shards, ld->opt.batch_size, ld->opt.world);
@@ -441,6 +456,7 @@ const Batch *loader_next(Loader *ld) {
     }
     ld->holding = 1;
     slot->batch.n_bad = slot->n_bad;
+    slot->batch.n_padding = slot->n_padding;
     slot->batch.n_truncated = slot->n_truncated;
     ld->bad_total += slot->n_bad;
     ld->truncated_total += slot->n_truncated;

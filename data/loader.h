@@ -23,6 +23,11 @@ typedef struct LoaderOptions {
     int workers;                // threads reading and decoding (>= 1)
     int prefetch;               // batch buffers in the ring, the consumer's included (>= 2)
     int on_bad_sample;          // DL_ON_BAD_ERROR or DL_ON_BAD_SKIP
+    // Evaluation: shuffle 0 reads samples in shard order; keep_tail 1 keeps
+    // the tail, padding the last batches with invalid samples, so that across
+    // the ranks every sample is read exactly once per epoch.
+    int shuffle;                // 1: a fresh permutation each epoch (training)
+    int keep_tail;              // 0: drop what does not fill whole batches on every rank
     // Batch buffers come from here (the CUDA backend passes cudaHostAlloc for
     // pinned memory); NULL: 64-byte aligned malloc.
     void *(*alloc)(size_t bytes, void *ctx);
@@ -30,7 +35,8 @@ typedef struct LoaderOptions {
     void *alloc_ctx;
 } LoaderOptions;
 
-// Defaults: B 8, L 64, rank 0 of 1, seed 0, 2 workers, prefetch 4, error.
+// Defaults: B 8, L 64, rank 0 of 1, seed 0, 2 workers, prefetch 4, error,
+// shuffled, tail dropped.
 LoaderOptions loader_defaults(void);
 
 // One batch; every array is a view into one contiguous buffer. b indexes the
@@ -61,6 +67,7 @@ typedef struct Batch {
     int64_t *clip_id, *t0_us;   // (B)
     int64_t epoch, step;        // this batch's position
     int n_bad;                  // bad samples skipped in this batch
+    int n_padding;              // slots past the end of the epoch (keep_tail), invalid too
     int n_truncated;            // traces cut to L in this batch
 } Batch;
 
@@ -88,10 +95,11 @@ int loader_seek(Loader *ld, LoaderPosition pos);
 
 // Batches each rank gets per epoch: floor(floor(S / R) / B) for S samples.
 // The tail of each epoch's permutation is dropped so every rank runs the
-// same number of steps; as the permutation changes each epoch, so does the tail.
+// same number of steps; as the permutation changes each epoch, so does the
+// tail. With keep_tail: ceil(ceil(S / R) / B), the last ones padded.
 int64_t loader_batches_per_epoch(const Loader *ld);
 // The global sample (see dl_set_locate) at slot b of batch (epoch, step) for
-// this rank: what that batch holds, without reading it.
+// this rank: what that batch holds, without reading it; -1 for padding.
 int64_t loader_sample_at(const Loader *ld, int64_t epoch, int64_t step, int b);
 
 const DlSet *loader_set(const Loader *ld);

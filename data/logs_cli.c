@@ -25,6 +25,7 @@ static void usage(FILE *f) {
         "                   counts, trace lengths, trajectory ranges, a speed histogram\n"
         "  load GLOB... [--batch-size B] [--max-trace-tokens L] [--workers N] [--prefetch P]\n"
         "               [--seed S] [--rank R --world W] [--epochs E] [--on-bad-sample error|skip]\n"
+        "               [--no-shuffle] [--keep-tail]\n"
         "                   run the training loader over the shards and report its rate,\n"
         "                   the bad samples skipped and the traces truncated\n"
         "\n"

@@ -16,7 +16,8 @@ static double now_s(void) {
 
 static const char *usage_text =
     "usage: distil logs load GLOB... [--batch-size B] [--max-trace-tokens L] [--workers N] [--prefetch P]\n"
-    "                                [--seed S] [--rank R --world W] [--epochs E] [--on-bad-sample error|skip]\n";
+    "                                [--seed S] [--rank R --world W] [--epochs E] [--on-bad-sample error|skip]\n"
+    "                                [--no-shuffle] [--keep-tail]\n";
 
 int logs_load_main(int argc, char **argv) {
     LoaderOptions o = loader_defaults();
@@ -33,6 +34,8 @@ int logs_load_main(int argc, char **argv) {
         const char *val;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage_text, stdout); free(patterns); return 0; }
         if (argv[i][0] != '-' || !argv[i][1]) { patterns[n_patterns++] = argv[i]; continue; }
+        if (!strcmp(argv[i], "--no-shuffle")) { o.shuffle = 0; continue; }
+        if (!strcmp(argv[i], "--keep-tail")) { o.keep_tail = 1; continue; }
         int f = 0, n_flags = (int)(sizeof int_flags / sizeof int_flags[0]);
         while (f < n_flags && strcmp(argv[i], int_flags[f].flag)) f++;
         if (f == n_flags && strcmp(argv[i], "--on-bad-sample")) {
@@ -67,10 +70,10 @@ int logs_load_main(int argc, char **argv) {
     Loader *ld = loader_open(patterns, n_patterns, &o, err, sizeof err);
     free(patterns);
     if (!ld) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
-    int64_t batches = epochs * loader_batches_per_epoch(ld), done = 0;
+    int64_t batches = epochs * loader_batches_per_epoch(ld), done = 0, padding = 0;
     double t0 = now_s();
-    for (; done < batches; done++)
-        if (!loader_next(ld)) {
+    for (const Batch *b; done < batches; done++, padding += b->n_padding)
+        if (!(b = loader_next(ld))) {
             fprintf(stderr, "distil: error: %s\n", loader_error(ld));
             loader_close(ld);
             return 2;
@@ -83,8 +86,8 @@ int logs_load_main(int argc, char **argv) {
            (long long)loader_batches_per_epoch(ld), o.batch_size);
     printf("load: %.0f samples in %.3f s: %.1f samples/s, %.1f MB/s of batches (%d worker%s, prefetch %d)\n", samples, dt,
            samples / (dt > 0 ? dt : 1e-9), mb / (dt > 0 ? dt : 1e-9), o.workers, o.workers == 1 ? "" : "s", o.prefetch);
-    printf("load: %lld bad sample%s skipped, %lld trace%s truncated to %d tokens\n", (long long)loader_bad_samples(ld),
-           loader_bad_samples(ld) == 1 ? "" : "s", (long long)loader_truncated_traces(ld),
+    printf("load: %lld bad sample%s skipped, %lld padding slot%s, %lld trace%s truncated to %d tokens\n", (long long)loader_bad_samples(ld),
+           loader_bad_samples(ld) == 1 ? "" : "s", (long long)padding, padding == 1 ? "" : "s", (long long)loader_truncated_traces(ld),
            loader_truncated_traces(ld) == 1 ? "" : "s", o.max_trace_tokens);
     loader_close(ld);
     return 0;

@@ -437,6 +437,37 @@ static void test_rank_split(void) {
     }
 }
 
+// Evaluation: shard order, tail kept: over the ranks, every sample once, in
+// order, the rest padding.
+static void test_eval_order_keeps_the_tail(void) {
+    int R = 3, B = 4, seen[28] = { 0 }, in_order = 1, padding = 0, valid_flags = 1;
+    for (int r = 0; r < R; r++) {
+        LoaderOptions o = loader_defaults();
+        o.batch_size = B; o.rank = r; o.world = R; o.shuffle = 0; o.keep_tail = 1;
+        Loader *ld = open_set(o);
+        REQUIRE(ld, "open");
+        CHECK(loader_batches_per_epoch(ld) == 3, "ceil(ceil(28 / 3) / 4) = 3 batches, got %lld", (long long)loader_batches_per_epoch(ld));
+        int64_t expect = r;
+        for (int64_t st = 0; st < loader_batches_per_epoch(ld); st++) {
+            const Batch *b = loader_next(ld);
+            REQUIRE(b, "batch");
+            padding += b->n_padding;
+            for (int i = 0; i < B; i++) {
+                if (b->shard[i] < 0) { valid_flags &= !b->valid[i] && b->weight[i * 3] == 0; continue; }
+                int64_t g = global_id(b, i);
+                seen[g]++;
+                in_order &= g == expect && b->valid[i];
+                expect += R;
+            }
+        }
+        CHECK(loader_bad_samples(ld) == 0, "padding counted as bad");
+        loader_close(ld);
+    }
+    int once = 1;
+    for (int i = 0; i < 28; i++) once &= seen[i] == 1;
+    CHECK(once && in_order && valid_flags && padding == 3 * 3 * 4 - 28, "once %d, in order %d, padding %d", once, in_order, padding);
+}
+
 // One loader through 2.5 epochs; another stopped after 9 batches, its
 // position saved, closed; a third resumed from it: the same batches follow.
 static void test_resume_gives_the_same_batches(void) {
@@ -612,6 +643,7 @@ int main(void) {
     RUN(test_shards_must_agree);
     write_set();
     RUN(test_rank_split);
+    RUN(test_eval_order_keeps_the_tail);
     RUN(test_resume_gives_the_same_batches);
     RUN(test_one_and_two_workers_give_identical_batches);
     RUN(test_batch_fields);
