@@ -56,12 +56,13 @@ static int parse_count(const char *opt, const char *value, int lo, int hi, int *
     return 0;
 }
 
+// 0: go on; 2: a bad argument (reported); -1: --help was printed.
 static int parse_args(int argc, char **argv, SynthArgs *a) {
     *a = (SynthArgs){ .shards = 8, .samples = 512, .eval_shards = -1, .eval_samples = -1, .level = 3,
                       .preset = synth_preset_find("demo") };
     for (int i = 0; i < argc; i++) {
         const char *opt = argv[i];
-        if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) { usage(stdout); return 1; }
+        if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) { usage(stdout); return -1; }
         if (i + 1 >= argc) {
             fprintf(stderr, "distil: error: logs synth: %s: %s; see 'distil logs synth --help'\n", opt,
                     strncmp(opt, "--", 2) ? "unexpected argument" : "missing its value");
@@ -171,6 +172,7 @@ typedef struct Batch {
     unsigned char *data[SYNTH_DS_MAX];   // dataset d: (cap, sample_bytes[d])
 } Batch;
 
+// One shard of `n` samples at `path`; 0, or 2 after printing the error.
 static int write_shard(const SynthArgs *a, const char *path, int split, int shard, int n, Batch *batch,
                        size_t *bytes_out) {
     const SynthPreset *p = a->preset;
@@ -179,13 +181,13 @@ static int write_shard(const SynthArgs *a, const char *path, int split, int shar
     ShardMeta meta;
     if (meta_alloc(&meta, p, n) < 0) {
         fprintf(stderr, "distil: error: logs synth: %s: out of memory; use fewer --samples-per-shard\n", path);
-        return 1;
+        return 2;
     }
     SynthShard *sh = synth_shard_create(path, p, n, fleet, a->level, err, sizeof err);
     if (!sh) {
         fprintf(stderr, "distil: error: logs synth: %s\n", err);
         meta_free(&meta);
-        return 1;
+        return 2;
     }
     for (int first = 0; first < n; first += batch->cap) {
         int count = n - first < batch->cap ? n - first : batch->cap;
@@ -212,7 +214,7 @@ static int write_shard(const SynthArgs *a, const char *path, int split, int shar
             fprintf(stderr, "distil: error: logs synth: %s\n", err);
             synth_shard_abort(sh);
             meta_free(&meta);
-            return 1;
+            return 2;
         }
     }
     meta_pack(&meta, p, n);
@@ -223,7 +225,7 @@ static int write_shard(const SynthArgs *a, const char *path, int split, int shar
     };
     int rc = synth_shard_finish(sh, &tail, err, sizeof err);
     meta_free(&meta);
-    if (rc < 0) { fprintf(stderr, "distil: error: logs synth: %s\n", err); return 1; }
+    if (rc < 0) { fprintf(stderr, "distil: error: logs synth: %s\n", err); return 2; }
     struct stat st;
     if (stat(path, &st) == 0) *bytes_out += (size_t)st.st_size;
     return 0;
@@ -272,7 +274,7 @@ static int write_split(const SynthArgs *a, int split, int shards, int samples, B
     if (shards > 0 && make_dirs(dir) < 0) {
         fprintf(stderr, "distil: error: logs synth: %s: cannot create the folder (%s); check the path and permissions\n",
                 dir, strerror(errno));
-        return 1;
+        return 2;
     }
     for (int s = 0; s < shards; s++) {
         snprintf(path, sizeof path, "%s/shard-%05d.h5", dir, s);
@@ -285,12 +287,12 @@ static int write_split(const SynthArgs *a, int split, int shards, int samples, B
 int logs_synth_main(int argc, char **argv) {
     SynthArgs a;
     int rc = parse_args(argc, argv, &a);
-    if (rc) return rc == 1 ? 0 : rc;
+    if (rc) return rc < 0 ? 0 : rc;   // -1: --help was printed
     Batch batch;
     int most = a.samples > a.eval_samples ? a.samples : a.eval_samples;
     if (batch_alloc(&batch, a.preset, most) < 0) {
         fprintf(stderr, "distil: error: logs synth: out of memory for a batch of samples\n");
-        return 1;
+        return 2;
     }
     // HDF5's own error stack would print pages per failure; we print one line.
     H5E_auto2_t old_func;

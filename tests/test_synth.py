@@ -204,6 +204,11 @@ def test_bad_arguments_give_one_line_and_exit_2(tmp):
         assert len(lines) == 1 and lines[0].startswith("distil: error: "), f"{extra}: {r.stderr!r}"
     r = distil("logs", "synth", "--shards", "1")
     assert r.returncode == 2 and "--out" in r.stderr, f"missing --out: {r.stderr!r}"
+    blocker = os.path.join(tmp, "a-file")
+    open(blocker, "w").close()
+    r = distil("logs", "synth", "--out", os.path.join(blocker, "fleet"), "--shards", "1", "--samples-per-shard", "2")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "a-file" in lines[0], f"unwritable --out: {r.stderr!r}"
 
 
 def test_synth_shards_pass_validate(tmp):
