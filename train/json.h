@@ -8,7 +8,9 @@
 // "last one wins"), and the \u0000 escape is refused so that every string
 // is a plain NUL-terminated C string. Depth, size and node limits bound the
 // work and memory any input can cost, and a parse of arbitrary bytes either
-// returns a tree or one line "byte N: what is wrong".
+// returns a tree or one line "byte N: what is wrong". Numbers are read and
+// written with strtod/printf, so the process must keep the C locale (distil
+// never calls setlocale).
 #pragma once
 #include <stddef.h>
 #include <stdint.h>

@@ -105,7 +105,7 @@ typedef struct WriteOrder { const StTensor *t; StDtype dtype; } WriteOrder;
 
 static int by_rank_then_name(const void *a, const void *b) {
     const WriteOrder *x = a, *y = b;
-    if (x->dtype != y->dtype && dtypes[x->dtype].rank != dtypes[y->dtype].rank)
+    if (dtypes[x->dtype].rank != dtypes[y->dtype].rank)
         return dtypes[y->dtype].rank - dtypes[x->dtype].rank;
     return strcmp(x->t->name, y->t->name);
 }
@@ -278,7 +278,8 @@ int st_write(const char *path, const StTensor *tensors, int n, const StMeta *met
     snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
     FILE *fp = fopen(tmp, "wb");
     if (!fp) { snprintf(err, errlen, "%s: cannot create %s: %s", path, tmp, strerror(errno)); goto done; }
-    int werr = write_file(fp, header, header_len, order, n) ? errno : 0;
+    errno = 0;
+    int werr = write_file(fp, header, header_len, order, n) ? (errno ? errno : EIO) : 0;
     if (fclose(fp) && !werr) werr = errno ? errno : EIO;
     if (werr) {
         snprintf(err, errlen, "%s: writing %s failed: %s (disk full?)", path, tmp, strerror(werr));
