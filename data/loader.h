@@ -83,7 +83,7 @@ typedef struct Loader Loader;
 Loader *loader_open(char *const *patterns, int n_patterns, const LoaderOptions *opt, char *err, size_t errlen);
 void loader_close(Loader *ld);
 
-// The next batch, valid until the next call. NULL when a bad sample meets
+// The next batch, valid until the next loader_next or loader_seek. NULL when a bad sample meets
 // on_bad_sample: error (loader_error says which; every later call is NULL too).
 const Batch *loader_next(Loader *ld);
 const char *loader_error(const Loader *ld);
