@@ -65,3 +65,12 @@ void student_fill_constants(Student *s);
 // NULL when cfg is consistent, else what is wrong.
 const char *model_config_check(const ModelConfig *cfg);
 size_t student_param_count(const ModelConfig *cfg);
+
+// The architecture as JSON (config.json's "model" object; also stored in
+// checkpoints): every ModelConfig field plus the fixed input/output scales.
+// The string is malloc'ed.
+char *model_config_to_json(const ModelConfig *cfg);
+// Parse what model_config_to_json wrote. Returns 0, or -1 with err set.
+int model_config_from_json(const char *text, ModelConfig *cfg, char *err, size_t errlen);
+// NULL when a and b build the same parameters, else what differs (static).
+const char *model_config_diff(const ModelConfig *a, const ModelConfig *b);
