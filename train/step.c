@@ -59,8 +59,11 @@ int train_state_open(TrainState *ts, Recipe *r) {
     }
     if ((rc = setup_from_shards(&ts->setup, r, loader_set(ts->train_ld), ts->vocab.size))) return rc;
     if (r->data.eval.n) {
+        // Evaluation reads every sample once, in shard order; the last
+        // batch is padded with invalid slots, which every metric skips.
         LoaderOptions eo = lo;
-        eo.seed = (uint64_t)r->seed + 7;
+        eo.shuffle = 0;
+        eo.keep_tail = 1;
         ts->eval_ld = loader_open(r->data.eval.items, r->data.eval.n, &eo, err, sizeof err);
         if (!ts->eval_ld) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
         const DlSet *es = loader_set(ts->eval_ld), *trs = loader_set(ts->train_ld);
