@@ -1,0 +1,212 @@
+// test_model.c: the student's structure: its config round-trips through
+// JSON, its attention is causal and honours the key mask, the trajectory
+// head depends on the cameras, the unicycle head integrates as docs/model.md
+// says, and end-to-end gradients match finite differences.
+#include <string.h>
+#include "autograd/graph.h"
+#include "autograd/ops.h"
+#include "autograd/rng.h"
+#include "tests/test.h"
+#include "train/model.h"
+
+static Rng rng;
+
+static ModelConfig tiny_config(TrajRepr repr) {
+    ModelConfig c = {
+        .dim = 16, .layers = 2, .heads = 2, .mlp_ratio = 2, .patch = 4,
+        .n_cams = 2, .frames = 2, .img_h = 8, .img_w = 8, .hist = 3, .horizon = 5, .hz = 10.0f,
+        .traj_repr = repr, .vocab = 11, .max_trace = 6, .feat_dim = 4,
+        .img_mean = { 0.5f, 0.5f, 0.5f }, .img_std = { 0.25f, 0.25f, 0.25f },
+    };
+    return c;
+}
+
+// Fill every input with random but valid values; key_mask all ones.
+static void fill_inputs(Student *s) {
+    uint8_t *px = s->cameras->data;
+    for (size_t i = 0; i < s->cameras->numel; i++) px[i] = (uint8_t)rng_below(&rng, 256);
+    float *ego = s->ego->data;
+    for (size_t i = 0; i < s->ego->numel; i++) ego[i] = rng_normal(&rng);
+    for (int b = 0; b < s->B; b++) ((int *)s->command->data)[b] = (int)rng_below(&rng, 4);
+    for (size_t i = 0; i < s->trace->numel; i++) ((int *)s->trace->data)[i] = (int)rng_below(&rng, s->cfg.vocab);
+    for (size_t i = 0; i < s->key_mask->numel; i++) ((float *)s->key_mask->data)[i] = 1.0f;
+    if (s->v0)
+        for (size_t i = 0; i < s->v0->numel; i++) ((float *)s->v0->data)[i] = 5.0f;
+}
+
+static Graph *build(Student *s, ModelConfig c, int B) {
+    Graph *g = graph_new(DEV_CPU);
+    *s = student_build(g, &c, B);
+    if (graph_plan(g)) exit(1);
+    student_fill_constants(s);
+    graph_init_params(g, &rng);
+    // Larger weights than the init, so every path visibly moves the outputs.
+    for (int i = 0; i < g->n_params; i++) {
+        float *p = g->params[i]->data;
+        for (size_t j = 0; j < g->params[i]->numel; j++) p[j] += 0.2f * rng_normal(&rng);
+    }
+    fill_inputs(s);
+    return g;
+}
+
+static void test_config_json_round_trip(void) {
+    ModelConfig a = tiny_config(TRAJ_ACCEL_CURVATURE), b;
+    char *text = model_config_to_json(&a), err[256];
+    REQUIRE(text, "to_json");
+    int rc = model_config_from_json(text, &b, err, sizeof err);
+    CHECK(rc == 0, "from_json: %s", err);
+    CHECK(model_config_diff(&a, &b) == NULL, "round trip differs: %s", model_config_diff(&a, &b));
+    CHECK(b.hz == a.hz && b.img_std[2] == a.img_std[2], "floats");
+    b.dim = 32;
+    const char *diff = model_config_diff(&a, &b);
+    CHECK(diff && strstr(diff, "model.dim"), "diff should name model.dim: %s", diff ? diff : "(none)");
+    CHECK(model_config_from_json("{\"dim\": 4}", &b, err, sizeof err) != 0, "an incomplete config must fail");
+    free(text);
+}
+
+static int logits_equal(const float *a, const float *b, int from, int to, int B, int L, int V) {
+    for (int i = 0; i < B; i++)
+        for (int t = from; t < to; t++)
+            if (memcmp(a + ((size_t)i * L + t) * V, b + ((size_t)i * L + t) * V, V * sizeof(float))) return 0;
+    return 1;
+}
+
+// LM position i predicts trace token i from tokens < i. Changing token j
+// leaves positions 0..j exactly as they were (causal) and changes position
+// j+1; a masked-out trace position's
+// token changes nothing the action token sees.
+static void test_causal_and_mask(void) {
+    Student s;
+    Graph *g = build(&s, tiny_config(TRAJ_XYYAW), 2);
+    int L = s.cfg.max_trace, V = s.cfg.vocab, B = 2;
+    graph_forward(g);
+    size_t n = s.lm_logits->numel;
+    float *before = malloc(n * sizeof(float)), *traj = malloc(s.traj->numel * sizeof(float));
+    memcpy(before, s.lm_logits->data, n * sizeof(float));
+    memcpy(traj, s.traj->data, s.traj->numel * sizeof(float));
+    int j = 3;
+    int *tok = s.trace->data;
+    tok[j] = (tok[j] + 1) % V;
+    tok[L + j] = (tok[L + j] + 1) % V;
+    graph_forward(g);
+    CHECK(logits_equal(before, s.lm_logits->data, 0, j + 1, B, L, V), "positions up to %d changed", j);
+    CHECK(!logits_equal(before, s.lm_logits->data, j + 1, j + 2, B, L, V), "position %d did not change", j + 1);
+    // Mask out the last two trace positions: their tokens no longer matter.
+    for (int b = 0; b < B; b++)
+        for (int t = L - 2; t < L; t++) ((float *)s.key_mask->data)[b * s.seq_len + s.n_img_tokens + 2 + t] = 0.0f;
+    graph_forward(g);
+    memcpy(traj, s.traj->data, s.traj->numel * sizeof(float));
+    tok[L - 1] = (tok[L - 1] + 3) % V;
+    graph_forward(g);
+    CHECK(memcmp(traj, s.traj->data, s.traj->numel * sizeof(float)) == 0, "a masked trace token moved the trajectory");
+    free(before);
+    free(traj);
+    graph_free(g);
+}
+
+// The trajectory reads the cameras: one changed pixel of the second
+// camera's newest frame moves it.
+static void test_traj_sees_cameras(void) {
+    Student s;
+    Graph *g = build(&s, tiny_config(TRAJ_XYYAW), 1);
+    graph_forward(g);
+    float before[5 * 3];
+    memcpy(before, s.traj->data, sizeof before);
+    uint8_t *px = s.cameras->data;
+    size_t frame = 8 * 8 * 3;
+    px[3 * frame + 10] ^= 0x80;   // camera 1, frame 1 (cams*frames order)
+    graph_forward(g);
+    CHECK(memcmp(before, s.traj->data, sizeof before) != 0, "trajectory ignores the cameras");
+    graph_free(g);
+}
+
+// accel_curvature: with the head's weights zero and its bias (a_u, k_u), the
+// output is the unicycle of docs/model.md with a = 3 a_u, k = 0.1 k_u.
+static void test_unicycle_head(void) {
+    Student s;
+    Graph *g = build(&s, tiny_config(TRAJ_ACCEL_CURVATURE), 1);
+    Tensor *w = graph_find_param(g, "traj_head.weight"), *b = graph_find_param(g, "traj_head.bias");
+    REQUIRE(w && b, "traj head params");
+    memset(w->data, 0, w->numel * sizeof(float));
+    float *bias = b->data;
+    int T = s.cfg.horizon;
+    for (int t = 0; t < T; t++) { bias[2 * t] = 0.5f; bias[2 * t + 1] = 0.2f + 0.1f * t; }
+    graph_forward(g);
+    double dt = 0.1, v = 5.0, yaw = 0, x = 0, y = 0, worst = 0;
+    const float *out = s.traj->data;
+    for (int t = 0; t < T; t++) {
+        double a = 3.0 * 0.5, k = 0.1 * (0.2 + 0.1 * t);
+        v += dt * a;
+        yaw += dt * v * k;
+        x += dt * v * cos(yaw);
+        y += dt * v * sin(yaw);
+        worst = fmax(worst, fabs(out[t * 3] - x) + fabs(out[t * 3 + 1] - y) + fabs(out[t * 3 + 2] - yaw));
+    }
+    // fp32 cumulative sums of O(1) terms over 5 steps: ~1e-6.
+    CHECK(worst < 1e-5, "unicycle differs by %g", worst);
+    graph_free(g);
+}
+
+// d(sum R * outputs)/d(param) against central differences, for a few
+// elements of several parameters through the whole student (both heads).
+static void test_end_to_end_gradient(void) {
+    Student s;
+    ModelConfig c = tiny_config(TRAJ_ACCEL_CURVATURE);
+    Graph *g = graph_new(DEV_CPU);
+    s = student_build(g, &c, 1);
+    Tensor *lm_sum = op_sum(g, op_mul(g, s.lm_logits, graph_input(g, "r1", DT_F32, 3, s.lm_logits->shape)), OP_ALL);
+    Tensor *tr_sum = op_sum(g, op_mul(g, s.traj, graph_input(g, "r2", DT_F32, 3, s.traj->shape)), OP_ALL);
+    Tensor *loss = op_add(g, lm_sum, tr_sum);
+    REQUIRE(graph_plan(g) == 0, "plan");
+    student_fill_constants(&s);
+    graph_init_params(g, &rng);
+    for (int i = 0; i < g->n_params; i++) {
+        float *p = g->params[i]->data;
+        for (size_t j = 0; j < g->params[i]->numel; j++) p[j] += 0.1f * rng_normal(&rng);
+    }
+    fill_inputs(&s);
+    for (int i = 0; i < g->n_nodes; i++) {
+        Tensor *t = g->nodes[i];
+        if (!strcmp(t->name, "r1") || !strcmp(t->name, "r2"))
+            for (size_t j = 0; j < t->numel; j++) ((float *)t->data)[j] = rng_normal(&rng);
+    }
+    graph_forward(g);
+    graph_zero_grad(g);
+    graph_backward(g, loss);
+    const char *names[] = { "patch_embed.weight", "cam_emb", "blocks.0.attn.qkv.weight", "blocks.1.mlp.fc.bias",
+                            "tok_emb", "traj_head.weight", "ln_f.weight", "ego_embed.weight" };
+    double worst = 0;
+    for (size_t n = 0; n < sizeof names / sizeof names[0]; n++) {
+        Tensor *p = graph_find_param(g, names[n]);
+        REQUIRE(p, "param %s", names[n]);
+        for (int probe = 0; probe < 4; probe++) {
+            size_t i = (size_t)rng_below(&rng, p->numel);
+            float *x = p->data, saved = x[i];
+            // eps 1e-2 on O(0.1) weights; the whole network in fp32: the
+            // truncation error is O(eps^2) and the rounding ~1e-6 |L| / eps.
+            x[i] = saved + 1e-2f;
+            graph_forward(g);
+            double lp = *(float *)loss->data;
+            x[i] = saved - 1e-2f;
+            graph_forward(g);
+            double lm = *(float *)loss->data;
+            x[i] = saved;
+            double numeric = (lp - lm) / 2e-2, analytic = p->grad[i];
+            double err = test_rel_err(analytic, numeric, 5e-2);
+            if (err > worst) worst = err;
+            CHECK(err < 3e-2, "%s[%zu]: analytic %g numeric %g", names[n], i, analytic, numeric);
+        }
+    }
+    printf("  worst relative error %.3g\n", worst);
+    graph_free(g);
+}
+
+int main(void) {
+    rng_seed(&rng, test_seed("test_model"));
+    RUN(test_config_json_round_trip);
+    RUN(test_causal_and_mask);
+    RUN(test_traj_sees_cameras);
+    RUN(test_unicycle_head);
+    RUN(test_end_to_end_gradient);
+    return test_summary();
+}
