@@ -10,7 +10,8 @@
 #   make deps         install the Debian packages distil needs (or print the command)
 #
 # Options: CUDA=auto|0|1 (auto: build the CUDA backend when nvcc is found),
-# SAN=1, ARCH=-march=native (off by default so a binary runs on any x86-64).
+# SAN=1, ARCH=-march=native (off by default so a binary runs on any x86-64),
+# V=1 (print every command line).
 
 CUDA ?= auto
 SAN ?= 0
@@ -114,23 +115,30 @@ ifneq ($(SAN),1)
 	@ln -sf $(BUILD)/distil distil
 endif
 
+# Quiet rules ("CC file"); V=1 prints the full command lines.
+Q := $(if $(filter 1,$(V)),,@)
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@$(if $(Q),echo "  CC     $<")
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+	@$(if $(Q),echo "  NVCC   $<")
+	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libdistil.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/distil: $(BUILD)/train/main.o $(BUILD)/libdistil.a
-	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	@$(if $(Q),echo "  LINK   $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libdistil.a
-	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	@$(if $(Q),echo "  LINK   $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/train/main.d $(TEST_SRC:%.c=$(BUILD)/%.d) $(BENCH_SRC:%.c=$(BUILD)/%.d)
 
