@@ -79,6 +79,7 @@ int train_state_open(TrainState *ts, Recipe *r) {
     Rng rng;
     rng_seed(&rng, (uint64_t)r->seed);
     graph_init_params(ts->g, &rng);
+    rng_derive(&ts->rng, (uint64_t)r->seed, 1, 0);
     AdamWConfig oc = { (float)r->train.beta1, (float)r->train.beta2, (float)r->train.eps, (float)r->train.weight_decay };
     if (adamw_init(&ts->opt, ts->g, oc)) return 2;
     return 0;

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include "autograd/graph.h"   // defines: Graph, Tensor
 #include "autograd/optim.h"   // defines: AdamW
+#include "autograd/rng.h"     // defines: Rng
 #include "data/loader.h"      // defines: Batch, Loader
 #include "train/model.h"      // defines: Student, ModelConfig
 #include "train/recipe.h"     // defines: Recipe
@@ -61,6 +62,9 @@ struct TrainState {
     int accum;                 // micro-batches per step
     int frozen;                // parameters frozen by train.freeze
     long bad_in_a_row, bad_total;
+    // The training stream (dropout, augmentation): nothing draws from it
+    // yet, but checkpoints carry it so that what will resumes exactly.
+    Rng rng;
     // Called after each micro-batch's inputs are written, before forward
     // (tests inject faults here). NULL normally.
     InputsHook after_inputs;
