@@ -1,0 +1,3 @@
+// cuda_bf16.h: the simulator's stand-in (see kernels/cuda/sim/cuda_sim.h).
+#pragma once
+#include "kernels/cuda/sim/cuda_sim.h"
