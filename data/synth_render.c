@@ -88,7 +88,10 @@ typedef struct {
     Rgb color;
     int emissive;                // lamps ignore the scene's brightness
     int kind;                    // OBJ_*
-    float depth;                 // camera distance, for drawing order
+    float anchor_x, anchor_y;    // the point whose camera distance orders the drawing;
+                                 // the parts of one traffic light share the pole's, so
+                                 // they draw in the order they were added
+    float depth;                 // camera distance of the anchor
 } Object;
 
 enum { OBJ_BOX, OBJ_CAR, OBJ_PERSON };
@@ -105,7 +108,8 @@ static Object *add_object(ObjectList *list, const SynthScene *sc, float s, float
     float yaw;
     synth_road_pose(&sc->road, s, l, 0.0f, &o->x, &o->y, &yaw);
     *o = (Object){ .x = o->x, .y = o->y, .heading = yaw, .half_len = half_len, .half_wid = half_wid,
-                   .z_lo = z_lo, .z_hi = z_hi, .min_rows = 1, .min_cols = 1, .color = color, .kind = kind };
+                   .z_lo = z_lo, .z_hi = z_hi, .min_rows = 1, .min_cols = 1, .color = color, .kind = kind,
+                   .anchor_x = o->x, .anchor_y = o->y };
     return o;
 }
 
@@ -131,6 +135,7 @@ static void scene_objects(const SynthScene *sc, float t, ObjectList *list) {
         // A pole at the right kerb, an arm over the road, a head on each.
         float s = sc->line_s + 1.0f, pole_l = ROAD_RIGHT - 0.8f;
         Rgb lamp = LAMP_COLORS[sc->light];
+        int first = list->n;
         add_object(list, sc, s, pole_l, 0.12f, 0.12f, 0.0f, 5.2f, POLE, OBJ_BOX);
         add_object(list, sc, s, 0.5f * (pole_l + 0.4f), 0.08f, 0.5f * (0.4f - pole_l), 5.9f, 6.1f, POLE, OBJ_BOX);
         const float head_l[2] = { pole_l, 0.0f }, head_z[2] = { 3.8f, 5.0f };
@@ -139,7 +144,11 @@ static void scene_objects(const SynthScene *sc, float t, ObjectList *list) {
             // the lamp's minimum size covers it.
             add_object(list, sc, s, head_l[h], 0.25f, 0.35f, head_z[h] - 0.1f, head_z[h] + 0.9f, HOUSING, OBJ_BOX);
             Object *o = add_object(list, sc, s, head_l[h], 0.2f, 0.25f, head_z[h], head_z[h] + 0.8f, lamp, OBJ_BOX);
-            if (o) { o->emissive = 1; o->min_rows = 2; o->min_cols = 3; }
+            if (o) { o->emissive = 1; o->min_rows = 3; o->min_cols = 4; }
+        }
+        for (int i = first + 1; i < list->n; i++) {
+            list->items[i].anchor_x = list->items[first].x;
+            list->items[i].anchor_y = list->items[first].y;
         }
     }
 }
@@ -231,7 +240,7 @@ static void render_frame(const SynthScene *sc, const SynthPreset *p, const Synth
     scene_objects(sc, t, &list);
     for (int i = 0; i < list.n; i++) {
         Object *o = &list.items[i];
-        o->depth = (o->x - vw.ex) * vw.cos_y + (o->y - vw.ey) * vw.sin_y;
+        o->depth = (o->anchor_x - vw.ex) * vw.cos_y + (o->anchor_y - vw.ey) * vw.sin_y;
     }
     sort_objects(&list);
     for (int i = 0; i < list.n; i++) draw_object(&vw, &list.items[i], sc->brightness, img);

@@ -127,6 +127,11 @@ void synth_road_project(const SynthRoad *road, float x, float y, float *s, float
 // firm 4.5 m/s^2, plus room: hazards are placed no nearer than this.
 static float nearest_stoppable(float v0) { return v0 * v0 / (2.0f * 4.5f) + 6.0f; }
 
+// Stop lines and crossings lie at most this far (m) beyond the nearest
+// stoppable distance: close enough to shape the 3 s plan, so that what the
+// cameras show changes what the teacher does.
+#define HAZARD_WINDOW 25.0f
+
 void synth_scene_sample(SynthScene *sc, Rng *rng) {
     memset(sc, 0, sizeof *sc);
     // The ego and its recent past.
@@ -148,13 +153,12 @@ void synth_scene_sample(SynthScene *sc, Rng *rng) {
     if (chance(rng, 0.5f)) {
         float c = rng_uniform(rng);
         sc->light = c < 0.4f ? SYNTH_LIGHT_RED : c < 0.6f ? SYNTH_LIGHT_YELLOW : SYNTH_LIGHT_GREEN;
-        sc->line_s = uniform(rng, near, SYNTH_LIGHT_RANGE - 5.0f);
+        sc->line_s = uniform(rng, near, fminf(near + HAZARD_WINDOW, SYNTH_LIGHT_RANGE - 5.0f));
         sc->command = 2;
     }
     // A zebra crossing, away from the intersection.
     if (chance(rng, 0.3f)) {
-        float lo = near, hi = 50.0f;
-        sc->cross_s = uniform(rng, lo, hi);
+        sc->cross_s = uniform(rng, near, fminf(near + HAZARD_WINDOW, 50.0f));
         if (!sc->light || fabsf(sc->cross_s - sc->line_s) > 16.0f) {
             sc->crossing = 1;
             sc->n_peds = chance(rng, 0.6f) ? 1 + (int)rng_below(rng, SYNTH_MAX_PEDS) : 0;
@@ -168,9 +172,9 @@ void synth_scene_sample(SynthScene *sc, Rng *rng) {
     // A lead vehicle in the ego lane.
     if (chance(rng, 0.5f)) {
         sc->lead = 1;
-        float gap = uniform(rng, 6.0f, 50.0f);   // bumper to bumper, m
+        float gap = uniform(rng, 6.0f, 40.0f);   // bumper to bumper, m
         sc->lead_s = SYNTH_EGO_HALF_LENGTH + gap + 0.5f * SYNTH_CAR_LENGTH;
-        sc->lead_v = uniform(rng, fmaxf(0.0f, sc->v0 - 6.0f), sc->v0 + 2.0f);
+        sc->lead_v = uniform(rng, fmaxf(0.0f, sc->v0 - 8.0f), sc->v0 + 1.0f);
         sc->lead_l = 0.2f * rng_normal(rng);
         sc->lead_color = (int)rng_below(rng, 4);
     }
