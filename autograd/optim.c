@@ -8,9 +8,10 @@
 #include "kernels/cuda/optim_cuda.h"   // defines: adamw_update_cuda, grad_sumsq_partials_cuda
 #endif
 
-int adamw_init(AdamW *opt, const Graph *g, AdamWConfig cfg) {
+int adamw_init_range(AdamW *opt, const Graph *g, AdamWConfig cfg, size_t lo, size_t hi) {
     opt->cfg = cfg;
-    opt->n = g->grad_numel;
+    opt->lo = lo;
+    opt->n = hi - lo;
     opt->step = 0;
     opt->device = g->device;
     opt->m = backend_alloc(g->device, (opt->n ? opt->n : 1) * sizeof(float));
@@ -20,6 +21,10 @@ int adamw_init(AdamW *opt, const Graph *g, AdamWConfig cfg) {
         return -1;
     }
     return 0;
+}
+
+int adamw_init(AdamW *opt, const Graph *g, AdamWConfig cfg) {
+    return adamw_init_range(opt, g, cfg, 0, g->grad_numel);
 }
 
 void adamw_free(AdamW *opt) {
@@ -53,27 +58,29 @@ void adamw_update_range(AdamW *opt, Graph *g, float lr, float grad_scale, size_t
         float decay = t->decay ? opt->cfg.weight_decay : 0.0f;
 #ifdef DISTIL_CUDA
         if (opt->device == DEV_CUDA) {
-            adamw_update_cuda(p, g->grad_mem + a, opt->m + a, opt->v + a, b - a, opt->cfg.beta1, opt->cfg.beta2,
-                              opt->cfg.eps, lr, grad_scale, decay, bc1, bc2);
+            adamw_update_cuda(p, g->grad_mem + a, opt->m + (a - opt->lo), opt->v + (a - opt->lo), b - a,
+                              opt->cfg.beta1, opt->cfg.beta2, opt->cfg.eps, lr, grad_scale, decay, bc1, bc2);
             continue;
         }
 #endif
-        adamw_run_cpu(p, g->grad_mem + a, opt->m + a, opt->v + a, b - a, &opt->cfg, lr, grad_scale, decay, bc1, bc2);
+        adamw_run_cpu(p, g->grad_mem + a, opt->m + (a - opt->lo), opt->v + (a - opt->lo), b - a, &opt->cfg, lr,
+                      grad_scale, decay, bc1, bc2);
     }
 }
 
 void adamw_step(AdamW *opt, Graph *g, float lr, float grad_scale) {
     opt->step++;
-    adamw_update_range(opt, g, lr, grad_scale, 0, opt->n);
+    adamw_update_range(opt, g, lr, grad_scale, opt->lo, opt->lo + opt->n);
 }
 
-double grad_global_norm(const Graph *g) {
+double grad_sumsq_range(const Graph *g, size_t lo, size_t hi) {
     // One partial sum per REDUCE_CHUNK floats, added in order: the result
     // does not depend on the thread count or the scheduling.
-    size_t n = g->grad_numel, chunks = (n + REDUCE_CHUNK - 1) / REDUCE_CHUNK;
+    size_t n = hi > lo ? hi - lo : 0, chunks = (n + REDUCE_CHUNK - 1) / REDUCE_CHUNK;
+    const float *x = g->grad_mem + lo;
 #ifdef DISTIL_CUDA
     if (g->device == DEV_CUDA) {
-        grad_sumsq_partials_cuda(g->grad_mem, n, g->reduce_dev);
+        grad_sumsq_partials_cuda(x, n, g->reduce_dev);
         backend_to_host(DEV_CUDA, g->reduce_host, g->reduce_dev, chunks * sizeof(double));
     } else
 #endif
@@ -82,13 +89,17 @@ double grad_global_norm(const Graph *g) {
         for (size_t c = 0; c < chunks; c++) {
             size_t a = c * REDUCE_CHUNK, b = a + REDUCE_CHUNK < n ? a + REDUCE_CHUNK : n;
             double s = 0;
-            for (size_t i = a; i < b; i++) s += (double)g->grad_mem[i] * g->grad_mem[i];
+            for (size_t i = a; i < b; i++) s += (double)x[i] * x[i];
             g->reduce_host[c] = s;
         }
     }
     double total = 0;
     for (size_t c = 0; c < chunks; c++) total += g->reduce_host[c];
-    return sqrt(total);
+    return total;
+}
+
+double grad_global_norm(const Graph *g) {
+    return sqrt(grad_sumsq_range(g, 0, g->grad_numel));
 }
 
 float grad_clip_scale(double norm, float max_norm) {

@@ -16,15 +16,20 @@ typedef struct AdamWConfig {
 
 typedef struct AdamW {
     AdamWConfig cfg;
-    float *m, *v;             // (grad_numel), the gradient buffer's layout
+    float *m, *v;             // (n): flat gradient indices [lo, lo + n), the gradient buffer's layout
     size_t n;
+    size_t lo;                // 0 unless the state is a ZeRO-1 shard (adamw_init_range)
     long step;                // updates taken (for bias correction)
     Device device;
 } AdamW;
 
 int adamw_init(AdamW *opt, const Graph *g, AdamWConfig cfg);
+// The state for flat gradient indices [lo, hi) only: a ZeRO-1 rank's shard.
+// adamw_update_range may then only be given ranges inside [lo, hi).
+int adamw_init_range(AdamW *opt, const Graph *g, AdamWConfig cfg, size_t lo, size_t hi);
 void adamw_free(AdamW *opt);
-// One update of every parameter with a gradient: step += 1, then
+// One update of every parameter with a gradient (of the range the state
+// holds): step += 1, then
 // p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p) with g = grad * grad_scale.
 void adamw_step(AdamW *opt, Graph *g, float lr, float grad_scale);
 // The same restricted to flat gradient indices [lo, hi); the caller
@@ -33,6 +38,10 @@ void adamw_update_range(AdamW *opt, Graph *g, float lr, float grad_scale, size_t
 
 // L2 norm of the whole flat gradient buffer (accumulated in double).
 double grad_global_norm(const Graph *g);
+// Sum of squares of flat gradient indices [lo, hi), in REDUCE_CHUNK pieces
+// counted from lo and added in order: grad_global_norm(g) is exactly
+// sqrt(grad_sumsq_range(g, 0, grad_numel)).
+double grad_sumsq_range(const Graph *g, size_t lo, size_t hi);
 // The factor that brings the norm down to max_norm (1 when already below,
 // or when max_norm <= 0, meaning no clipping).
 float grad_clip_scale(double norm, float max_norm);

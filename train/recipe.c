@@ -168,8 +168,8 @@ static const RecipeKey keys[] = {
     INT_KEY("train", "log_every", "10", 1, INT_MAX, train.log_every,
       "Write a line to metrics.jsonl (and the progress line) every this many steps."),
 
-    INT_KEY("dist", "bucket_mb", "25", 1, 4096, dist.bucket_mb,
-      "Size of the gradient all-reduce buckets, MiB."),
+    NUM_KEY("dist", "bucket_mb", "25", 0, 4096, RK_MIN_OPEN, dist.bucket_mb,
+      "Size of the gradient all-reduce buckets, MiB of fp32 gradients (fractions allowed: 0.0001 is 26 floats)."),
     ENUM_KEY("dist", "grad_dtype", "fp32", precision_names, dist.grad_dtype,
       "Type of the gradients on the wire; they are accumulated in fp32 either way."),
     INT_KEY("dist", "zero", "0", 0, 1, dist.zero,

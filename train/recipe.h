@@ -73,7 +73,7 @@ typedef struct RecipeTrain {
 } RecipeTrain;
 
 typedef struct RecipeDist {
-    int bucket_mb;
+    double bucket_mb;                     // MiB of fp32 gradients per all-reduce bucket
     RecipePrecision grad_dtype;
     int zero;                             // 0 or 1: shard optimizer state
     int timeout_s;

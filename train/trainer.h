@@ -9,6 +9,7 @@
 #include "data/loader.h"      // defines: Batch, Loader
 #include "train/model.h"      // defines: Student, ModelConfig
 #include "train/recipe.h"     // defines: Recipe
+#include "train/dist.h"       // defines: GradSync
 #include "train/vocab.h"      // defines: Vocab
 
 // The distillation objective's inputs and its components.
@@ -62,6 +63,10 @@ struct TrainState {
     int accum;                 // micro-batches per step
     int frozen;                // parameters frozen by train.freeze
     long bad_in_a_row, bad_total;
+    // The gradient all-reduce across the ranks (train/dist.h); NULL in a
+    // process started without mpirun/srun. Under ZeRO-1, opt holds only
+    // this rank's shard of the moments: [opt.lo, opt.lo + opt.n).
+    GradSync *sync;
     // The training stream (dropout, augmentation): nothing draws from it
     // yet, but checkpoints carry it so that what will resumes exactly.
     Rng rng;
@@ -90,6 +95,13 @@ void train_state_close(TrainState *ts);
 // non-finite loss or gradient; no weight and no optimizer state changed.
 // STEP_ERROR: a data error or too many bad steps in a row (printed).
 int train_step(TrainState *ts, long step, StepStats *out);
+
+// The evaluation pass (evaluate.h's evaluate) split across the ranks, its
+// sums reduced: every rank gets the metrics of every sample. max_batches:
+// micro-batches of the whole evaluation (<= 0: one epoch).
+struct EgoOnly;
+struct EvalResult;
+int train_evaluate(TrainState *ts, const struct EgoOnly *ego, long max_batches, struct EvalResult *out);
 
 // `distil train`.
 int cmd_train(int argc, char **argv);
