@@ -41,5 +41,11 @@ static inline int32_t vocab_topk(const Vocab *v, int32_t teacher_id) {
     return v->to_student[teacher_id];
 }
 
-// {"mode": ..., "teacher_size": ..., "size": ..., "pieces": [...], "teacher_ids": [...]}
+// {"mode": ..., "teacher_size": ..., "size": ..., "unk": ..., "majority": ...,
+//  "pieces": [...], "teacher_ids": [...]}
 int vocab_write_json(const Vocab *v, const char *path);
+// Read what vocab_write_json wrote (a checkpoint's or an export's vocab.json)
+// and rebuild the teacher-to-student map. A file without "majority" (older
+// runs) gets majority -1: the caller picks one. Returns 0, or -1 with err
+// saying what is wrong (the caller names the file).
+int vocab_read_json(Vocab *v, const char *path, char *err, size_t errlen);
