@@ -13,7 +13,9 @@
 // so the suite reports "skipped", never "passed". DISTIL_PARITY_CPU_ONLY=1
 // runs the CPU on both sides instead: it checks this harness (every graph
 // records, plans and runs) on a machine without a GPU, and then every
-// comparison must hold exactly.
+// comparison must hold exactly. kernels/cuda/sim/run.sh goes further: it
+// builds the CUDA kernels against a CPU simulator of the runtime and cuBLAS
+// and runs this suite on them.
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -578,10 +580,15 @@ static void test_transformer_step(void) {
     static const char *names[] = { "x", "ln1.g", "ln1.b", "qkv.w", "qkv.b", "proj.w", "proj.b", "ln2.g", "ln2.b",
                                    "fc.w", "fc.b", "out.w", "out.b", "lnf.g", "lnf.b", "head.w", "wp.w", "wp.b" };
     REQUIRE(cpu.n_params == (int)(sizeof names / sizeof *names), "build_block has %d parameters", cpu.n_params);
+    // A step whose loss or gradients vanish would compare zeros with zeros.
+    CHECK(isfinite(cpu.loss) && cpu.loss > 0.1f, "transformer step: cpu loss %g (expected ~log V + smooth-L1)", (double)cpu.loss);
     check_close("transformer step", "loss", &cpu.loss, &gpu.loss, 1, STEP);
     for (int i = 0; i < cpu.n_params; i++) {
         char what[64];
         snprintf(what, sizeof what, "d%s", names[i]);
+        size_t nonzero = 0;
+        for (size_t j = 0; j < cpu.numel[i]; j++) nonzero += cpu.grad[i][j] != 0.0f;
+        CHECK(nonzero > 0, "transformer step: %s: the cpu gradient is all zeros", what);
         check_close("transformer step", what, cpu.grad[i], gpu.grad[i], cpu.numel[i], STEP);
         // Run to run, the device must repeat itself bit for bit.
         CHECK(memcmp(gpu.grad[i], again.grad[i], cpu.numel[i] * sizeof(float)) == 0,
