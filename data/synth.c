@@ -169,8 +169,12 @@ static void meta_pack(ShardMeta *m, const SynthPreset *p, int n) {
 // Buffers for one batch of samples, laid out as the shard's datasets want them.
 typedef struct Batch {
     int cap;
-    unsigned char *data[SYNTH_DS_MAX];   // dataset d: (cap, sample_bytes[d])
+    size_t bytes[SYNTH_DS_MAX];          // one sample of dataset d
+    unsigned char *data[SYNTH_DS_MAX];   // dataset d: (cap, bytes[d])
 } Batch;
+
+// Where sample i of the batch goes in dataset d.
+static void *batch_at(const Batch *b, int d, int i) { return b->data[d] + (size_t)i * b->bytes[d]; }
 
 // One shard of `n` samples at `path`; 0, or 2 after printing the error.
 static int write_shard(const SynthArgs *a, const char *path, int split, int shard, int n, Batch *batch,
@@ -196,18 +200,15 @@ static int write_shard(const SynthArgs *a, const char *path, int split, int shar
             int idx = first + i;
             size_t slot = (size_t)idx * p->max_trace;
             SynthSampleOut out = {
-                .history = (float *)(batch->data[SYNTH_DS_HISTORY] + (size_t)i * synth_shard_sample_bytes(sh, SYNTH_DS_HISTORY)),
-                .future = (float *)(batch->data[SYNTH_DS_FUTURE] + (size_t)i * synth_shard_sample_bytes(sh, SYNTH_DS_FUTURE)),
-                .trajectory = (float *)(batch->data[SYNTH_DS_TRAJECTORY] + (size_t)i * synth_shard_sample_bytes(sh, SYNTH_DS_TRAJECTORY)),
-                .weight = (float *)(batch->data[SYNTH_DS_WEIGHT] + (size_t)i * synth_shard_sample_bytes(sh, SYNTH_DS_WEIGHT)),
-                .embedding = (float *)(batch->data[SYNTH_DS_EMBEDDING] + (size_t)i * synth_shard_sample_bytes(sh, SYNTH_DS_EMBEDDING)),
+                .history = batch_at(batch, SYNTH_DS_HISTORY, i), .future = batch_at(batch, SYNTH_DS_FUTURE, i),
+                .trajectory = batch_at(batch, SYNTH_DS_TRAJECTORY, i), .weight = batch_at(batch, SYNTH_DS_WEIGHT, i),
+                .embedding = batch_at(batch, SYNTH_DS_EMBEDDING, i),
                 .clip_id = &meta.clip_id[idx], .t0_us = &meta.t0_us[idx], .command = &meta.command[idx],
                 .tokens = meta.tokens + slot, .topk_ids = meta.topk_ids + slot * p->topk,
                 .topk_logprobs = meta.topk_logprobs + slot * p->topk, .n_tokens = &meta.n_tokens[idx],
                 .text = meta.text + (size_t)idx * TEXT_CAP, .text_cap = TEXT_CAP,
             };
-            for (int c = 0; c < p->n_cameras; c++)
-                out.camera[c] = batch->data[SYNTH_DS_CAMERA0 + c] + (size_t)i * synth_shard_sample_bytes(sh, SYNTH_DS_CAMERA0 + c);
+            for (int c = 0; c < p->n_cameras; c++) out.camera[c] = batch_at(batch, SYNTH_DS_CAMERA0 + c, i);
             synth_sample(p, a->seed, split, shard, idx, n, &out);
         }
         if (synth_shard_write_samples(sh, first, count, (const void *const *)batch->data, err, sizeof err) < 0) {
@@ -237,25 +238,16 @@ static void batch_free(Batch *b) {
 
 // Size the batch so that its raw samples stay near BATCH_BYTES.
 static int batch_alloc(Batch *b, const SynthPreset *p, int max_samples) {
-    size_t per_sample[SYNTH_DS_MAX] = {
-        [SYNTH_DS_HISTORY] = (size_t)p->history * 4 * sizeof(float),
-        [SYNTH_DS_FUTURE] = (size_t)p->horizon * 3 * sizeof(float),
-        [SYNTH_DS_TRAJECTORY] = (size_t)p->samples_k * p->horizon * 3 * sizeof(float),
-        [SYNTH_DS_WEIGHT] = (size_t)p->samples_k * sizeof(float),
-        [SYNTH_DS_EMBEDDING] = (size_t)p->embed_dim * sizeof(float),
-    };
+    memset(b, 0, sizeof *b);
     size_t total = 0;
-    for (int c = 0; c < p->n_cameras; c++)
-        per_sample[SYNTH_DS_CAMERA0 + c] = (size_t)p->frames * p->height * p->width * 3;
-    for (int d = 0; d < SYNTH_DS_MAX; d++) total += per_sample[d];
+    for (int d = 0; d < synth_sample_datasets(p); d++) total += b->bytes[d] = synth_sample_bytes(p, d);
     size_t cap = BATCH_BYTES / total;
     if (cap < 8) cap = 8;
     if (cap > 1024) cap = 1024;
     if (cap > (size_t)max_samples) cap = (size_t)max_samples;
-    memset(b, 0, sizeof *b);
     b->cap = (int)cap;
-    for (int d = 0; d < SYNTH_DS_CAMERA0 + p->n_cameras; d++) {
-        b->data[d] = malloc(cap * per_sample[d]);
+    for (int d = 0; d < synth_sample_datasets(p); d++) {
+        b->data[d] = malloc(cap * b->bytes[d]);
         if (!b->data[d]) { batch_free(b); return -1; }
     }
     return 0;

@@ -142,7 +142,7 @@ static int create_sample_datasets(SynthShard *sh) {
         snprintf(name, sizeof name, "/camera/%s", p->camera_names[c]);
         if (add_sample_dataset(sh, SYNTH_DS_CAMERA0 + c, name, H5T_STD_U8LE, 1, 4, cam) < 0) return -1;
     }
-    sh->n_datasets = SYNTH_DS_CAMERA0 + p->n_cameras;
+    sh->n_datasets = synth_sample_datasets(p);
     return 0;
 }
 
@@ -188,8 +188,18 @@ SynthShard *synth_shard_create(const char *path, const SynthPreset *p, int n, co
     return sh;
 }
 
-int synth_shard_n_datasets(const SynthShard *sh) { return sh->n_datasets; }
-size_t synth_shard_sample_bytes(const SynthShard *sh, int d) { return sh->sample_bytes[d]; }
+int synth_sample_datasets(const SynthPreset *p) { return SYNTH_DS_CAMERA0 + p->n_cameras; }
+
+size_t synth_sample_bytes(const SynthPreset *p, int d) {
+    switch (d) {
+    case SYNTH_DS_HISTORY:    return (size_t)p->history * 4 * sizeof(float);
+    case SYNTH_DS_FUTURE:     return (size_t)p->horizon * 3 * sizeof(float);
+    case SYNTH_DS_TRAJECTORY: return (size_t)p->samples_k * p->horizon * 3 * sizeof(float);
+    case SYNTH_DS_WEIGHT:     return (size_t)p->samples_k * sizeof(float);
+    case SYNTH_DS_EMBEDDING:  return (size_t)p->embed_dim * sizeof(float);
+    }
+    return d < synth_sample_datasets(p) ? (size_t)p->frames * p->height * p->width * 3 : 0;
+}
 
 // Level 0: the chunks go in as they are.
 static int write_plain_samples(SynthShard *sh, int first, int count, const void *const *src,

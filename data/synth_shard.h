@@ -39,10 +39,10 @@ typedef struct SynthShardTail {
 // zstd level, or 0 for uncompressed chunks.
 SynthShard *synth_shard_create(const char *path, const SynthPreset *p, int n, const char *fleet,
                                int level, char *err, size_t errlen);
-// Number of per-sample datasets (SYNTH_DS_CAMERA0 + cameras) and the bytes
-// one sample of dataset d holds.
-int synth_shard_n_datasets(const SynthShard *sh);
-size_t synth_shard_sample_bytes(const SynthShard *sh, int d);
+// Number of per-sample datasets of a preset (SYNTH_DS_CAMERA0 + cameras) and
+// the bytes one sample of dataset d holds.
+int synth_sample_datasets(const SynthPreset *p);
+size_t synth_sample_bytes(const SynthPreset *p, int d);
 // Write samples [first, first + count): src[d] points at count consecutive
 // samples of dataset d. Returns 0, or -1 with err set.
 int synth_shard_write_samples(SynthShard *sh, int first, int count, const void *const *src,
