@@ -231,7 +231,10 @@ int checkpoint_save(const TrainState *ts, const char *run_dir, long step, int ke
     pathf(final, "%s/%s", ckdir, name);
     remove_tree(tmp);
     if (mkdir(tmp, 0777)) { snprintf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno)); return -1; }
-    if (write_files(ts, tmp, step, err, errlen) || publish(tmp, final, ckdir, err, errlen)) {
+    // ZeRO-1: the shards every rank staged join the directory before it is published (train/dist.h).
+    int zero = ts->sync && ts->r->dist.zero;
+    if (write_files(ts, tmp, step, err, errlen) || (zero && dist_zero_adopt(run_dir, step, tmp, err, errlen)) ||
+        publish(tmp, final, ckdir, err, errlen)) {
         remove_tree(tmp);
         return -1;
     }
@@ -402,8 +405,9 @@ static int check_compatible(const CkptState *s, const TrainState *ts, char *err,
                  s->micro_batch, ts->r->train.micro_batch);
         return -1;
     }
-    if (s->world != 1) {
-        snprintf(err, errlen, "the checkpoint was written by %d processes and this run has 1", s->world);
+    if (s->world != dist_world()->world) {
+        snprintf(err, errlen, "the checkpoint was written by %d processes and this run has %d (the loader position "
+                 "counts each rank's batches)", s->world, dist_world()->world);
         return -1;
     }
     return check_params(s, ts->g, err, errlen);
@@ -419,7 +423,15 @@ int checkpoint_load(TrainState *ts, const char *dir, long *step, int *threads, c
         rc = 1;
         goto done;
     }
-    if (ts->opt.device != DEV_CPU || ts->opt.n != s.grad_numel) {
+    // ZeRO-1: each rank's moments are in its own shard file (train/dist_ckpt.c).
+    int zero = ts->sync && ts->r->dist.zero;
+    if (zero != dist_zero_in_checkpoint(dir)) {
+        snprintf(err, errlen, "%s: incompatible with this recipe: written with dist.zero: %d, and this run has %d",
+                 dir, !zero, zero);
+        rc = 1;
+        goto done;
+    }
+    if (!zero && (ts->opt.device != DEV_CPU || ts->opt.n != s.grad_numel)) {
         snprintf(err, errlen, "%s: the optimizer state cannot be restored on this device yet", dir);
         goto done;
     }
@@ -433,8 +445,12 @@ int checkpoint_load(TrainState *ts, const char *dir, long *step, int *threads, c
     pathf(path, "%s/model.safetensors", dir);
     if (st_load_graph_params(path, ts->g, NULL, 0, 1, NULL, err, errlen)) goto done;
     if (loader_seek(ts->train_ld, s.loader)) { snprintf(err, errlen, "%s: cannot restart the loader", dir); goto done; }
-    memcpy(ts->opt.m, s.m, s.grad_numel * sizeof(float));
-    memcpy(ts->opt.v, s.v, s.grad_numel * sizeof(float));
+    if (zero) {
+        if (dist_zero_load(&ts->opt, ts->g, dir, err, errlen)) goto done;
+    } else {
+        memcpy(ts->opt.m, s.m, s.grad_numel * sizeof(float));
+        memcpy(ts->opt.v, s.v, s.grad_numel * sizeof(float));
+    }
     ts->opt.step = s.adam_step;
     ts->bad_in_a_row = s.bad_in_a_row;
     ts->bad_total = s.bad_total;

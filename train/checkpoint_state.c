@@ -95,7 +95,7 @@ static void encode_payload(Bytes *b, const TrainState *ts, long step, const Ckpt
     put_u64(b, (uint64_t)pos.epoch);
     put_u64(b, (uint64_t)pos.step);
     put_u32(b, (uint32_t)ts->r->train.micro_batch);
-    put_u32(b, 1);   // world: one process (multi-process runs store theirs)
+    put_u32(b, (uint32_t)dist_world()->world);   // ranks: the loader position counts each one's batches
     put_u32(b, (uint32_t)omp_get_max_threads());
     put_u64(b, (uint64_t)ts->r->seed);
     for (int i = 0; i < 4; i++) put_u64(b, ts->rng.s[i]);
@@ -121,8 +121,15 @@ static void encode_payload(Bytes *b, const TrainState *ts, long step, const Ckpt
     }
     put_u64(b, (uint64_t)g->grad_numel);
     // The moments live on the graph's device; host copies only on the CPU for now.
-    put_f32s(b, ts->opt.m, ts->opt.n);
-    put_f32s(b, ts->opt.v, ts->opt.n);
+    if (ts->opt.lo == 0 && ts->opt.n == g->grad_numel) {
+        put_f32s(b, ts->opt.m, ts->opt.n);
+        put_f32s(b, ts->opt.v, ts->opt.n);
+    } else {   // ZeRO-1: zeros here; each rank's shard is in its own file (train/dist_ckpt.c)
+        float *zero = calloc(g->grad_numel ? g->grad_numel : 1, sizeof(float));
+        put_f32s(b, zero, g->grad_numel);
+        put_f32s(b, zero, g->grad_numel);
+        free(zero);
+    }
 }
 
 static int write_all(const char *path, const uint8_t *a, size_t na, const uint8_t *c, size_t nc, char *err, size_t errlen) {

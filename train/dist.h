@@ -114,3 +114,26 @@ double grad_sync_sumsq(GradSync *s);
 // all-gathers the parameters. opt must hold grad_sync_shard's range.
 int grad_sync_update(GradSync *s, AdamW *opt, float lr, float grad_scale);
 const GradSyncStats *grad_sync_stats(const GradSync *s);
+
+// ---- ZeRO-1 checkpoints (train/dist_ckpt.c) -------------------------------------
+//
+// Under ZeRO-1 no rank holds all of AdamW's moments, so each rank writes its
+// own shard (opt->m, opt->v for [opt->lo, opt->lo + opt->n), the AdamW step,
+// a CRC-32) to zero1-rank-R-of-W.bin inside the checkpoint directory; rank 0
+// writes everything else (train/checkpoint.c). The order keeps a checkpoint
+// whole at any instant of a crash: every rank stages its shard in
+// RUN_DIR/checkpoints/.zero1-step_N/ (fsync'ed), all ranks meet at a barrier,
+// then rank 0 moves the shards into its temporary directory before that is
+// renamed into place. A run resumes from them at the same world size.
+
+// Every rank: write this rank's shard for checkpoint `step` to the staging
+// directory, then wait for every rank to have done so. 0, or -1 with err.
+int dist_zero_stage(const AdamW *opt, const Graph *g, const char *run_dir, long step, char *err, size_t errlen);
+// Rank 0, inside the checkpoint's temporary directory `tmp` before it is
+// published: move every rank's staged shard into it. 0, or -1 with err.
+int dist_zero_adopt(const char *run_dir, long step, const char *tmp, char *err, size_t errlen);
+// Every rank: read this rank's shard from checkpoint `dir` into opt (same
+// world size, same shard). 0, or -1 with err saying what differs.
+int dist_zero_load(AdamW *opt, const Graph *g, const char *dir, char *err, size_t errlen);
+// Whether checkpoint `dir` holds ZeRO-1 shards (it was written with dist.zero: 1).
+int dist_zero_in_checkpoint(const char *dir);

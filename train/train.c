@@ -139,7 +139,14 @@ static int periodic_eval(TrainState *ts, const EgoOnly *ego, long done, long las
 }
 
 static int save_checkpoint(const TrainState *ts, const char *run_dir, long done, FILE *metrics) {
-    if (!dist_is_root()) return 0;   // rank 0 writes checkpoints (docs/distributed.md)
+    // ZeRO-1: every rank stages its optimizer shard first; rank 0 writes the
+    // rest of the checkpoint (docs/distributed.md).
+    char zerr[2048];
+    if (ts->sync && ts->r->dist.zero && dist_zero_stage(&ts->opt, ts->g, run_dir, done, zerr, sizeof zerr)) {
+        fprintf(stderr, "distil: error: rank %d: %s; free disk space, then resume with --resume\n", dist_world()->rank, zerr);
+        return 2;
+    }
+    if (!dist_is_root()) return 0;
     // The metrics lines so far reach the disk before the checkpoint that
     // a resume would keep them for.
     if (fflush(metrics) || fsync(fileno(metrics))) {
