@@ -199,9 +199,10 @@ static StepDir *list_steps(const char *ckdir, int *n) {
     return v;
 }
 
-// Remove what killed saves left (.tmp-*, .trash-*), and all but the newest
-// `keep` step directories (keep 0: all kept).
-static void prune(const char *ckdir, int keep) {
+// Remove what killed saves left (.tmp-*, .trash-*), the step directories
+// past `step` (an earlier run's, which this one replaces), and all but the
+// newest `keep` (keep 0: all kept).
+static void prune(const char *ckdir, long step, int keep) {
     DIR *d = opendir(ckdir);
     if (d) {
         char path[CKPT_PATH];
@@ -212,10 +213,10 @@ static void prune(const char *ckdir, int keep) {
         }
         closedir(d);
     }
-    if (keep <= 0) return;
     int n;
     StepDir *v = list_steps(ckdir, &n);
-    for (int i = 0; i < n - keep; i++) discard(ckdir, v[i].name);
+    while (n > 0 && v[n - 1].step > step) discard(ckdir, v[--n].name);
+    for (int i = 0; keep > 0 && i < n - keep; i++) discard(ckdir, v[i].name);
     free(v);
 }
 
@@ -239,7 +240,7 @@ int checkpoint_save(const TrainState *ts, const char *run_dir, long step, int ke
         return -1;
     }
     if (point_latest(ckdir, name, err, errlen)) return -1;
-    prune(ckdir, keep);
+    prune(ckdir, step, keep);
     return 0;
 }
 
@@ -283,8 +284,7 @@ int checkpoint_resolve(const char *arg, const char *run_dir, char *out, size_t o
 }
 
 // model.safetensors' metadata: the format, its version, the step and the
-// model config. A wrong version is reported before any checksum, so that a
-// checkpoint of another distil is named as such.
+// model config.
 static int check_weights_meta(const char *path, ModelConfig *mc, long *meta_step, char *err, size_t errlen) {
     StFile *f = st_open(path, err, errlen);
     if (!f) return -1;
@@ -334,18 +334,22 @@ static int check_sums(const char *dir, const CkptState *s, char *err, size_t err
     return 0;
 }
 
+// The order of the checks: state.bin first, whose header says which format
+// version wrote the checkpoint (another version is named as such, not as
+// damage); then the other files' sizes and checksums against it; then the
+// weights' own metadata.
 int checkpoint_open(const char *dir, CkptState *s, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     if (!is_dir(dir)) { snprintf(err, errlen, "%s: no such checkpoint directory", dir); return -1; }
     char path[CKPT_PATH];
-    ModelConfig mc;
-    long meta_step = -1;
-    pathf(path, "%s/model.safetensors", dir);
-    if (check_weights_meta(path, &mc, &meta_step, err, errlen)) return -1;
     pathf(path, "%s/state.bin", dir);
     if (ckpt_state_read(path, s, err, errlen)) return -1;
-    s->model_config = mc;
-    if (check_sums(dir, s, err, errlen)) { ckpt_state_free(s); return -1; }
+    long meta_step = -1;
+    pathf(path, "%s/model.safetensors", dir);
+    if (check_sums(dir, s, err, errlen) || check_weights_meta(path, &s->model_config, &meta_step, err, errlen)) {
+        ckpt_state_free(s);
+        return -1;
+    }
     if (meta_step != s->step) {
         snprintf(err, errlen, "%s: state.bin is at step %lld but model.safetensors at step %ld: files of two checkpoints",
                  dir, (long long)s->step, meta_step);
@@ -365,13 +369,13 @@ static int check_vocab(const CkptState *s, const Vocab *v, char *err, size_t err
     }
     if (s->vocab_size != v->size || s->vocab_teacher_size != v->teacher_size) {
         snprintf(err, errlen, "the vocabulary has %d tokens (of a teacher vocabulary of %d) in the checkpoint and %d (of %d) "
-                 "here: other training shards?", s->vocab_size, s->vocab_teacher_size, v->size, v->teacher_size);
+                 "here (other training shards)", s->vocab_size, s->vocab_teacher_size, v->size, v->teacher_size);
         return -1;
     }
     for (int i = 0; i < v->size; i++)
         if (s->to_teacher[i] != v->to_teacher[i]) {
-            snprintf(err, errlen, "the vocabulary maps student token %d to teacher token %d in the checkpoint and %d here: "
-                     "other training shards?", i, s->to_teacher[i], v->to_teacher[i]);
+            snprintf(err, errlen, "the vocabulary maps student token %d to teacher token %d in the checkpoint and %d here "
+                     "(other training shards)", i, s->to_teacher[i], v->to_teacher[i]);
             return -1;
         }
     return 0;
@@ -379,7 +383,7 @@ static int check_vocab(const CkptState *s, const Vocab *v, char *err, size_t err
 
 static int check_params(const CkptState *s, const Graph *g, char *err, size_t errlen) {
     if (s->n_params != g->n_grad_params || s->grad_numel != g->grad_numel) {
-        snprintf(err, errlen, "%d trainable parameters (%llu floats) in the checkpoint and %d (%zu) here: train.freeze changed?",
+        snprintf(err, errlen, "%d trainable parameters (%llu floats) in the checkpoint and %d (%zu) here (train.freeze differs)",
                  s->n_params, (unsigned long long)s->grad_numel, g->n_grad_params, g->grad_numel);
         return -1;
     }
@@ -387,8 +391,8 @@ static int check_params(const CkptState *s, const Graph *g, char *err, size_t er
         const Tensor *t = g->grad_order[i];
         const CkptParam *p = &s->params[i];
         if (strcmp(p->name, t->name) || p->offset != (uint64_t)(t->grad - g->grad_mem) || p->numel != (uint64_t)t->numel) {
-            snprintf(err, errlen, "trainable parameter %d is %s (%llu floats) in the checkpoint and %s (%zu) here: "
-                     "train.freeze changed?", i, p->name, (unsigned long long)p->numel, t->name, t->numel);
+            snprintf(err, errlen, "trainable parameter %d is %s (%llu floats) in the checkpoint and %s (%zu) here "
+                     "(train.freeze differs)", i, p->name, (unsigned long long)p->numel, t->name, t->numel);
             return -1;
         }
     }
@@ -436,7 +440,7 @@ int checkpoint_load(TrainState *ts, const char *dir, long *step, int *threads, c
         goto done;
     }
     if (s.loader.epoch < 0 || s.loader.step < 0 || s.loader.step >= loader_batches_per_epoch(ts->train_ld)) {
-        snprintf(err, errlen, "%s: loader position (epoch %lld, batch %lld) is outside an epoch of %lld batches: other shards?",
+        snprintf(err, errlen, "%s: loader position (epoch %lld, batch %lld) is outside an epoch of %lld batches (other training shards)",
                  dir, (long long)s.loader.epoch, (long long)s.loader.step, (long long)loader_batches_per_epoch(ts->train_ld));
         rc = 1;
         goto done;

@@ -173,8 +173,9 @@ static int resume_run(TrainState *ts, const char *ckpt, const char *run_dir, lon
         return 2;
     }
     if (rc) {
-        fprintf(stderr, "distil: error: %s; resume from an earlier checkpoint (--resume %s/checkpoints/step_N) "
-                "or train afresh without --resume\n", err, run_dir);
+        const char *slash = strrchr(ckpt, '/');
+        fprintf(stderr, "distil: error: %s; resume from another checkpoint (--resume %.*s/step_N) "
+                "or train afresh without --resume\n", err, slash ? (int)(slash - ckpt) : 1, slash ? ckpt : ".");
         return 2;
     }
     if (*start > last) {

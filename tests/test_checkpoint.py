@@ -1,0 +1,462 @@
+#!/usr/bin/env python3
+"""test_checkpoint.py: checkpoints and resume, end to end through `distil train`.
+
+- An interrupted run resumed (after a clean --max-steps stop, and after a real
+  kill -9) ends byte-identical to an uninterrupted one: model.safetensors,
+  state.bin, eval.json, and metrics.jsonl but for its wall-clock field.
+- kill -9 at random instants, 20 times in a row, with a checkpoint every step:
+  `latest` always names a complete checkpoint that a resume loads and trains on.
+- keep_checkpoints prunes to the newest N (0 keeps all), and leaves no
+  temporary directories behind.
+- state.bin is laid out as docs/checkpoints.md says (read here by an
+  independent parser).
+- Every bad checkpoint (truncated, flipped bytes, another format version,
+  missing files, another recipe) is exit status 2 and one error line.
+
+Run from the repository root with DISTIL=<distil binary>; prints
+"TESTS p passed, f failed, s skipped" last.
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+
+DISTIL = os.path.abspath(os.environ.get("DISTIL", "build/cpu/distil"))
+# Bit-exact resume holds for a fixed OpenMP thread count (OpenBLAS's sums
+# depend on it), so every run here uses the same one.
+ENV = dict(os.environ, OMP_NUM_THREADS="2")
+# Sanitizer builds run several times slower.
+SLOW = 3.0 if "/san" in DISTIL else 1.0
+
+passed = failed = skipped = 0
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def run_test(fn):
+    global passed, failed
+    t0 = time.time()
+    try:
+        fn()
+        passed += 1
+        print(f"ok   {fn.__name__} ({time.time() - t0:.1f} s)", flush=True)
+    except Failure as e:
+        failed += 1
+        print(f"FAIL {fn.__name__}: {e}", flush=True)
+
+
+# ---- the fleet, the recipe, running distil -------------------------------------
+
+TMP = tempfile.mkdtemp(prefix="distil_test_checkpoint_")
+
+RECIPE = """name: tiny
+seed: 3
+data:
+  train: ["{tmp}/fleet/train/*.h5"]
+  eval: ["{tmp}/fleet/eval/*.h5"]
+  history_frames: 2
+  max_trace_tokens: 16
+  loader_threads: 1
+model:
+  dim: 32
+  layers: 1
+  heads: 2
+  mlp_ratio: 2
+  patch: 8
+  horizon: 30
+  vocab: from_logs
+train:
+  steps: 20
+  micro_batch: 4
+  batch_size: 8
+  lr: 3.0e-3
+  warmup_steps: 2
+  eval_every: 2
+  eval_samples: 8
+  checkpoint_every: 4
+  keep_checkpoints: 3
+  log_every: 100
+"""
+
+
+def setup():
+    subprocess.run([DISTIL, "logs", "synth", "--out", f"{TMP}/fleet", "--preset", "demo", "--shards", "2",
+                    "--samples-per-shard", "64", "--seed", "5", "--eval-shards", "1",
+                    "--eval-samples-per-shard", "16"], check=True, stdout=subprocess.DEVNULL, env=ENV)
+    with open(f"{TMP}/tiny.yaml", "w") as f:
+        f.write(RECIPE.format(tmp=TMP))
+
+
+def train(out, *args, expect=0):
+    """Run distil train on the tiny recipe into run directory `out`."""
+    cmd = [DISTIL, "train", f"{TMP}/tiny.yaml", "--out", out, *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120 * SLOW)
+    if expect is not None and p.returncode != expect:
+        raise Failure(f"{' '.join(cmd[1:])}: exit {p.returncode}, expected {expect}; stderr: {p.stderr.strip()[-600:]}")
+    return p
+
+
+def read(path, mode="rb"):
+    with open(path, mode) as f:
+        return f.read()
+
+
+def metrics_without_clock(run):
+    """metrics.jsonl's objects without the wall-clock field."""
+    lines = []
+    for line in read(f"{run}/metrics.jsonl", "r").splitlines():
+        obj = json.loads(line)
+        obj.pop("samples_per_s", None)
+        lines.append(obj)
+    return lines
+
+
+def latest(run):
+    return os.path.join(run, "checkpoints", os.readlink(f"{run}/checkpoints/latest"))
+
+
+def assert_same_run(a, b):
+    for name in ("model.safetensors", "state.bin", "vocab.json"):
+        check(read(f"{latest(a)}/{name}") == read(f"{latest(b)}/{name}"),
+              f"{name} differs between {latest(a)} and {latest(b)}")
+    check(os.path.basename(latest(a)) == os.path.basename(latest(b)), "latest names different steps")
+    ma, mb = metrics_without_clock(a), metrics_without_clock(b)
+    check(len(ma) == len(mb), f"metrics.jsonl: {len(ma)} lines straight, {len(mb)} resumed")
+    for i, (x, y) in enumerate(zip(ma, mb)):
+        check(x == y, f"metrics.jsonl line {i + 1} differs: {x} vs {y}")
+    check(read(f"{a}/eval.json") == read(f"{b}/eval.json"), "eval.json differs")
+
+
+# ---- state.bin, as docs/checkpoints.md specifies it --------------------------------
+
+# The first 44 bytes: magic, version, payload bytes, compressed bytes, payload
+# CRC, two reserved words; then the CRC of those 44 bytes.
+HEADER = struct.Struct("<9s3xIQQIII")
+
+
+class Reader:
+    def __init__(self, b):
+        self.b, self.at = b, 0
+
+    def take(self, fmt):
+        v = struct.unpack_from("<" + fmt, self.b, self.at)
+        self.at += struct.calcsize("<" + fmt)
+        return v if len(v) > 1 else v[0]
+
+
+def parse_state(path):
+    import zstandard
+    raw = read(path)
+    magic, version, n, nc, pcrc, _, _ = HEADER.unpack_from(raw, 0)
+    (hcrc,) = struct.unpack_from("<I", raw, 44)
+    check(magic == b"DSTLSTATE" and version == 1, f"{path}: magic {magic!r} version {version}")
+    check(hcrc == zlib.crc32(raw[:44]), "header CRC")
+    check(len(raw) == 48 + nc, "file size vs header")
+    payload = zstandard.ZstdDecompressor().decompress(raw[48:])
+    check(len(payload) == n and zlib.crc32(payload) == pcrc, "payload size or CRC")
+    r = Reader(payload)
+    s = {}
+    for k in ("step", "adam_step", "bad_in_a_row", "bad_total", "loader_epoch", "loader_step"):
+        s[k] = r.take("q")
+    s["micro_batch"], s["world"], s["threads"] = r.take("III")
+    s["seed"] = r.take("Q")
+    s["rng"] = r.take("QQQQ")
+    s["rng_has_spare"], s["rng_spare"] = r.take("I"), r.take("f")
+    s["vocab_mode"], s["vocab_teacher_size"], s["vocab_size"] = r.take("III")
+    s["to_teacher"] = list(struct.unpack_from(f"<{s['vocab_size']}i", payload, r.at))
+    r.at += 4 * s["vocab_size"]
+    s["files"] = [r.take("QI") for _ in range(2)]
+    s["params"] = []
+    for _ in range(r.take("I")):
+        length = r.take("I")
+        name = payload[r.at:r.at + length].decode()
+        r.at += length
+        s["params"].append((name, *r.take("QQ")))
+    s["grad_numel"] = r.take("Q")
+    s["moments_at"] = r.at
+    r.at += 8 * s["grad_numel"]
+    check(r.at == len(payload), f"payload: {len(payload) - r.at} bytes unparsed")
+    return s, payload
+
+
+def write_state(path, payload, version=1):
+    """A state.bin for payload, with valid checksums, as distil writes one."""
+    import zstandard
+    frame = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True).compress(payload)
+    head = HEADER.pack(b"DSTLSTATE", version, len(payload), len(frame), zlib.crc32(payload), 0, 0)
+    with open(path, "wb") as f:
+        f.write(head + struct.pack("<I", zlib.crc32(head)) + frame)
+
+
+def set_file_sum(payload, index, data):
+    """payload with file `index`'s recorded size and CRC set to those of data."""
+    s = Reader(payload)
+    s.at = 8 * 6 + 4 * 3 + 8 + 32 + 8
+    vocab_size = struct.unpack_from("<III", payload, s.at)[2]
+    at = s.at + 12 + 4 * vocab_size + 12 * index
+    return payload[:at] + struct.pack("<QI", len(data), zlib.crc32(data)) + payload[at + 12:]
+
+
+# ---- the tests --------------------------------------------------------------------
+
+STRAIGHT = f"{TMP}/straight"
+
+
+def test_resume_after_clean_stop_is_exact():
+    """8 steps straight == 4 steps (--max-steps), resume, 4 more. The resumed
+    step (4) is also an eval step, whose line the resume rewrites."""
+    train(STRAIGHT, "--max-steps", "8")
+    run = f"{TMP}/clean"
+    train(run, "--max-steps", "4")
+    check(os.readlink(f"{run}/checkpoints/latest") == "step_0000004", "latest after 4 steps")
+    p = train(run, "--max-steps", "8", "--resume")
+    check("resuming from" in p.stdout and "at step 4" in p.stdout, f"no resume line: {p.stdout[:300]}")
+    assert_same_run(STRAIGHT, run)
+
+
+def test_resume_after_kill_is_exact():
+    """The same, but the first run is killed (SIGKILL) just after its step-4
+    checkpoint, mid-run: its metrics lines after step 4 are dropped."""
+    for attempt in range(3):
+        run = f"{TMP}/killed{attempt}"
+        cmd = [DISTIL, "train", f"{TMP}/tiny.yaml", "--out", run, "--max-steps", "8"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+        deadline = time.time() + 60 * SLOW
+        while proc.poll() is None and time.time() < deadline:
+            if os.path.islink(f"{run}/checkpoints/latest"):
+                break
+            time.sleep(0.002)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if proc.returncode == -signal.SIGKILL and os.readlink(f"{run}/checkpoints/latest") == "step_0000004":
+            break
+    else:
+        raise Failure("could not kill the run between its step-4 checkpoint and its end in 3 tries")
+    train(run, "--max-steps", "8", "--resume")
+    assert_same_run(STRAIGHT, run)
+
+
+def complete_checkpoint(path):
+    names = sorted(os.listdir(path))
+    check(names == ["model.safetensors", "state.bin", "vocab.json"], f"{path} holds {names}")
+    parse_state(f"{path}/state.bin")
+
+
+def test_kill9_at_random_instants():
+    """20 times: a run (a checkpoint every step) killed after a random delay;
+    then `latest` names a complete checkpoint, and a resume for one more
+    step from it succeeds and moves `latest` on."""
+    seed = int(os.environ.get("DISTIL_TEST_SEED", time.time()))
+    print(f"  kill -9 delays: seed {seed} (replay with DISTIL_TEST_SEED={seed})", flush=True)
+    rng = random.Random(seed)
+    run = f"{TMP}/kill9"
+    sets = ["--set", "train.checkpoint_every=1", "--set", "train.keep_checkpoints=2", "--set", "data.eval=[]",
+            "--set", "train.steps=100000", "--set", "train.micro_batch=4", "--set", "train.batch_size=4"]
+    train(run, *sets, "--max-steps", "1")
+    advanced = partial = 0
+    last_step = 1
+    for i in range(20):
+        cmd = [DISTIL, "train", f"{TMP}/tiny.yaml", "--out", run, *sets, "--resume"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+        time.sleep(rng.uniform(0.0, 0.8) * SLOW)
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate()
+        check(proc.returncode in (-signal.SIGKILL, 0) or not err, f"kill {i}: the run failed before the kill: {err[-400:]}")
+        target = os.readlink(f"{run}/checkpoints/latest")
+        check(target.startswith("step_") and target[5:].isdigit(), f"kill {i}: latest -> {target}")
+        complete_checkpoint(f"{run}/checkpoints/{target}")
+        step = int(target[5:])
+        leftovers = [n for n in os.listdir(f"{run}/checkpoints") if n.startswith(".")]
+        partial += bool(leftovers)
+        advanced += step > last_step
+        last_step = step
+        p = train(run, *sets, "--resume", "--max-steps", str(step + 1))
+        check(f"at step {step}" in p.stdout, f"kill {i}: did not resume at step {step}: {p.stdout[:200]}")
+        check(os.readlink(f"{run}/checkpoints/latest") == f"step_{step + 1:07d}", f"kill {i}: latest did not advance")
+        left = [n for n in os.listdir(f"{run}/checkpoints") if n.startswith(".")]
+        check(not left, f"kill {i}: temporary entries left after a clean save: {left}")
+        steps = [json.loads(l)["step"] for l in read(f"{run}/metrics.jsonl", "r").splitlines()]
+        check(steps == list(range(step + 1)), f"kill {i}: metrics.jsonl steps {steps[-5:]}, expected 0..{step}")
+        last_step = step + 1
+    print(f"  {advanced} of 20 killed runs had checkpointed new steps; {partial} were killed mid-save "
+          "(a .tmp or .trash directory left)", flush=True)
+    check(advanced >= 5, "fewer than 5 of the kills came after training had started: the delays are too short here")
+
+
+def test_keep_checkpoints():
+    run = f"{TMP}/keep"
+    train(run, "--max-steps", "5", "--set", "train.checkpoint_every=1", "--set", "train.keep_checkpoints=2",
+          "--set", "data.eval=[]")
+    names = sorted(os.listdir(f"{run}/checkpoints"))
+    check(names == ["latest", "step_0000004", "step_0000005"], f"keep 2: {names}")
+    check(os.readlink(f"{run}/checkpoints/latest") == "step_0000005", "latest")
+    run = f"{TMP}/keepall"
+    train(run, "--max-steps", "3", "--set", "train.checkpoint_every=1", "--set", "train.keep_checkpoints=0",
+          "--set", "data.eval=[]")
+    names = sorted(os.listdir(f"{run}/checkpoints"))
+    check(names == ["latest", "step_0000001", "step_0000002", "step_0000003"], f"keep 0: {names}")
+    # Leftovers of killed saves go at the next save; a fresh run into the
+    # directory replaces the earlier run's checkpoints (here: step 3).
+    os.mkdir(f"{run}/checkpoints/.tmp-step_0000009-1")
+    train(run, "--max-steps", "2", "--set", "train.checkpoint_every=1", "--set", "train.keep_checkpoints=0",
+          "--set", "data.eval=[]")
+    names = sorted(os.listdir(f"{run}/checkpoints"))
+    check(names == ["latest", "step_0000001", "step_0000002"], f"after a fresh run: {names}")
+
+
+def test_state_layout():
+    """state.bin decodes as documented, and agrees with the run."""
+    s, _ = parse_state(f"{latest(STRAIGHT)}/state.bin")
+    check(s["step"] == 8 and s["adam_step"] == 8, f"step {s['step']}, AdamW step {s['adam_step']}")
+    check(s["micro_batch"] == 4 and s["world"] == 1 and s["threads"] == 2 and s["seed"] == 3, f"{s}")
+    # 8 steps of 2 micro-batches: 16 batches of 4 from 128 samples (32 per epoch).
+    check((s["loader_epoch"], s["loader_step"]) == (0, 16), f"loader at {s['loader_epoch']}, {s['loader_step']}")
+    vocab = json.loads(read(f"{latest(STRAIGHT)}/vocab.json"))
+    check(s["to_teacher"] == vocab["teacher_ids"], "the vocabulary map differs from vocab.json")
+    for (size, crc), name in zip(s["files"], ("model.safetensors", "vocab.json")):
+        data = read(f"{latest(STRAIGHT)}/{name}")
+        check(size == len(data) and crc == zlib.crc32(data), f"{name}: recorded size or CRC")
+    check(s["params"][0][1] == 0 and sum(p[2] for p in s["params"]) == s["grad_numel"], "parameter table")
+
+
+def error_case(ckpt, expect, *sets):
+    """--resume ckpt must fail with exit 2 and one line containing every string in expect."""
+    p = train(f"{TMP}/errrun", "--resume", ckpt, "--max-steps", "12", *sets, expect=None)
+    lines = p.stderr.splitlines()
+    check(p.returncode == 2, f"{ckpt}: exit {p.returncode}, expected 2; stderr: {p.stderr[-300:]}")
+    check(len(lines) == 1 and lines[0].startswith("distil: error: "), f"{ckpt}: stderr is not one error line: {lines}")
+    for e in expect:
+        check(e in lines[0], f"{ckpt}: '{e}' not in: {lines[0]}")
+    print("    " + lines[0].replace(TMP, "$TMP"), flush=True)
+    return lines[0]
+
+
+def damaged(name, edit):
+    """A copy of the straight run's last checkpoint, edited by edit(dir)."""
+    d = f"{TMP}/bad/{name}"
+    shutil.copytree(latest(STRAIGHT), d)
+    edit(d)
+    return d
+
+
+def truncate(path, keep):
+    data = read(path)
+    with open(path, "wb") as f:
+        f.write(data[:keep(len(data))])
+
+
+def flip(path, at):
+    data = bytearray(read(path))
+    data[at(len(data))] ^= 0x10
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+
+
+def safetensors_with_meta(path, key, value):
+    """The file with one metadata value replaced (header re-padded to 8 bytes)."""
+    raw = read(path)
+    (n,) = struct.unpack_from("<Q", raw)
+    header = json.loads(raw[8:8 + n])
+    header["__metadata__"][key] = value
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + raw[8 + n:]
+
+
+def test_bad_checkpoints():
+    ok = latest(STRAIGHT)
+    error_case(damaged("trunc_state", lambda d: truncate(f"{d}/state.bin", lambda n: n - 100)),
+               ["state.bin", "truncated"])
+    error_case(damaged("trunc_state_header", lambda d: truncate(f"{d}/state.bin", lambda n: 20)),
+               ["state.bin", "truncated"])
+    error_case(damaged("flip_state", lambda d: flip(f"{d}/state.bin", lambda n: n // 2)), ["state.bin", "corrupt"])
+    error_case(damaged("flip_state_header", lambda d: flip(f"{d}/state.bin", lambda n: 20)), ["state.bin", "corrupt"])
+    error_case(damaged("flip_weights", lambda d: flip(f"{d}/model.safetensors", lambda n: n - 50)),
+               ["model.safetensors", "checksum mismatch"])
+    error_case(damaged("trunc_weights", lambda d: truncate(f"{d}/model.safetensors", lambda n: n - 4)),
+               ["model.safetensors", "truncated"])
+    error_case(damaged("no_state", lambda d: os.unlink(f"{d}/state.bin")), ["state.bin", "No such file"])
+    error_case(damaged("no_vocab", lambda d: os.unlink(f"{d}/vocab.json")), ["vocab.json", "No such file"])
+
+    # A checkpoint of format version 2 (a later distil): named as such.
+    def version2(d):
+        _, payload = parse_state(f"{d}/state.bin")
+        weights = safetensors_with_meta(f"{d}/model.safetensors", "format_version", "2")
+        with open(f"{d}/model.safetensors", "wb") as f:
+            f.write(weights)
+        write_state(f"{d}/state.bin", set_file_sum(payload, 0, weights), version=2)
+    error_case(damaged("version2", version2), ["state.bin", "format version 2", "reads version 1"])
+
+    # Weights whose own metadata says version 2, with consistent checksums.
+    def weights_version2(d):
+        _, payload = parse_state(f"{d}/state.bin")
+        weights = safetensors_with_meta(f"{d}/model.safetensors", "format_version", "2")
+        with open(f"{d}/model.safetensors", "wb") as f:
+            f.write(weights)
+        write_state(f"{d}/state.bin", set_file_sum(payload, 0, weights))
+    error_case(damaged("weights_version2", weights_version2), ["model.safetensors", "format_version \"2\""])
+
+    # A rewritten (valid) state.bin with another vocabulary map.
+    def other_map(d):
+        s, payload = parse_state(f"{d}/state.bin")
+        at = 8 * 6 + 4 * 3 + 8 + 32 + 8 + 12 + 4 * 3
+        payload = payload[:at] + struct.pack("<i", s["to_teacher"][3] + 1) + payload[at + 4:]
+        write_state(f"{d}/state.bin", payload)
+    error_case(damaged("other_map", other_map), ["incompatible", "maps student token 3"])
+
+    error_case(ok, ["incompatible", "model.dim is 32 in the checkpoint and 48 here"], "--set", "model.dim=48")
+    error_case(ok, ["incompatible", "model.vocab is from_logs in the checkpoint and teacher here"], "--set", "model.vocab=teacher")
+    error_case(ok, ["incompatible", "train.micro_batch is 4"], "--set", "train.micro_batch=2")
+    error_case(ok, ["incompatible", "trainable parameters"], "--set", "train.freeze=[\"ln_f.*\"]")
+    error_case(ok, ["past the 6 steps"], "--max-steps", "6")
+    error_case(f"{TMP}/bad/nowhere", ["nowhere", "not a directory"])
+    fresh = f"{TMP}/fresh"
+    os.makedirs(fresh)
+    p = train(fresh, "--resume", expect=2)
+    check(len(p.stderr.splitlines()) == 1 and "no checkpoint to resume from" in p.stderr, p.stderr)
+    # The good checkpoint still loads after all that (the errors changed nothing).
+    train(f"{TMP}/errrun", "--resume", ok, "--max-steps", "9")
+
+
+def main():
+    global skipped
+    if not os.access(DISTIL, os.X_OK):
+        print(f"skip all: no distil binary at {DISTIL}")
+        skipped += 1
+    else:
+        try:
+            import zstandard  # noqa: F401
+        except ImportError:
+            print("skip all: the Python zstandard module is missing (apt-get install python3-zstandard)")
+            skipped += 1
+            print(f"TESTS {passed} passed, {failed} failed, {skipped} skipped")
+            return 0
+        setup()
+        run_test(test_resume_after_clean_stop_is_exact)
+        run_test(test_resume_after_kill_is_exact)
+        run_test(test_state_layout)
+        run_test(test_keep_checkpoints)
+        run_test(test_bad_checkpoints)
+        run_test(test_kill9_at_random_instants)
+    shutil.rmtree(TMP, ignore_errors=True)
+    print(f"TESTS {passed} passed, {failed} failed, {skipped} skipped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
