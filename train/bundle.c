@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "train/checkpoint.h" // defines: checkpoint_open (the checksums of state.bin)
 #include "train/json.h"       // defines: json_parse, json_get_*
 
 #define CONFIG_JSON_MAX_BYTES (16u << 20)
@@ -168,6 +169,15 @@ int bundle_open(Bundle *b, const char *dir) {
     if (!is_file(weights)) {
         if (is_file(config)) return fail("%s: missing from the export; %s", weights, "re-run distil export to rewrite the bundle");
         return fail("%s: missing: %s is neither a checkpoint nor an export; give RUN_DIR/checkpoints/step_N or an export", weights, dir);
+    }
+    // A checkpoint written by `distil train` records its files' sizes and
+    // checksums in state.bin: a truncated or flipped file is caught here.
+    char state[1200];
+    snprintf(state, sizeof state, "%s/state.bin", dir);
+    if (is_file(state)) {
+        CkptState cs;
+        if (checkpoint_open(dir, &cs, err, sizeof err)) return fail("%s; %s", err, "use another checkpoint");
+        ckpt_state_free(&cs);
     }
     b->weights = st_open(weights, err, sizeof err);
     if (!b->weights) return fail("%s; %s", err, "the file is damaged: use another checkpoint, or re-export");
