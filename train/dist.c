@@ -11,10 +11,12 @@
 //
 // Who is unresponsive. A stalled collective cannot tell who is missing, so
 // every rank sends rank 0 a small note each time it begins a wait ("I reached
-// wait number n"): the arrival board. Rank 0's watchdog, which fires first,
-// names the ranks whose latest note is older than its own wait. The others
-// fire a grace period later; if rank 0 were answering it would have ended
-// the job by then, so they name rank 0.
+// wait number n"), and again every second while it waits: the arrival
+// board. Rank 0's watchdog, which fires first, names the ranks whose latest
+// note is older than its own wait (they never arrived) or that have gone
+// silent in it (arrived, then stopped: a rank's own MPI calls move its part
+// of a collective along). The others fire a grace period later; if rank 0
+// were answering it would have ended the job by then, so they name rank 0.
 #include "train/dist.h"
 #include <errno.h>
 #include <pthread.h>
@@ -36,6 +38,10 @@
 // dropped (the board is a diagnosis, not a protocol).
 #define DIST_NOTE_SLOTS 16
 #define DIST_TAG_ARRIVAL 7
+// A waiting rank repeats its note this often; rank 0 counts one unheard for
+// DIST_SILENT_S as stopped.
+#define DIST_HEARTBEAT_S 1.0
+#define DIST_SILENT_S 3.0
 
 static double now_s(void) {
     struct timespec ts;
@@ -57,11 +63,13 @@ static struct {
     double timeout_s;
     int waiting;                 // the main thread is blocked on a collective
     double since;                // ... since then (now_s)
+    double last_note;            // when this rank last sent its arrival note
     char what[96];               // ... named so
     long seq;                    // waits begun: the same count on every rank
     // The arrival board. Rank 0: board[r] is the latest wait rank r began,
     // with one receive posted per peer. Others: notes in flight.
     long *board, *note_in;
+    double *heard;               // rank 0: when each rank's latest note came (now_s)
     MPI_Request *note_in_req;
     long note_out[DIST_NOTE_SLOTS];
     MPI_Request note_out_req[DIST_NOTE_SLOTS];
@@ -76,12 +84,15 @@ static int launched_by_env(void) {
 
 // ---- the watchdog ------------------------------------------------------------
 
-// "1" or "1, 3": the ranks whose latest arrival note is older than wait seq.
+// "1" or "1, 3": the ranks whose latest arrival note is older than wait
+// seq, or that have sent none for DIST_SILENT_S.
 static void missing_ranks(char *buf, size_t n, long seq) {
     size_t at = 0;
+    double now = now_s();
     buf[0] = 0;
     for (int r = 1; r < world.d.world && at + 16 < n; r++)
-        if (world.board[r] < seq) at += (size_t)snprintf(buf + at, n - at, "%s%d", at ? ", " : "", r);
+        if (world.board[r] < seq || now - world.heard[r] > DIST_SILENT_S)
+            at += (size_t)snprintf(buf + at, n - at, "%s%d", at ? ", " : "", r);
 }
 
 static void stall_message(char *msg, size_t n, double waited) {
@@ -149,6 +160,7 @@ static void watchdog_stop(void) {
 static void board_start(void) {
     int R = world.d.world;
     world.board = calloc((size_t)R, sizeof *world.board);
+    world.heard = calloc((size_t)R, sizeof *world.heard);
     for (int i = 0; i < DIST_NOTE_SLOTS; i++) world.note_out_req[i] = MPI_REQUEST_NULL;
     if (world.d.rank != 0) return;
     world.note_in = calloc((size_t)R, sizeof *world.note_in);
@@ -174,8 +186,12 @@ static void board_poll(void) {
             MPI_Testsome(R, world.note_in_req, &count, idx, MPI_STATUSES_IGNORE);
             if (count == MPI_UNDEFINED || count == 0) return;
         }
+        double now = now_s();
         pthread_mutex_lock(&world.mu);
-        for (int k = 0; k < count; k++) world.board[idx[k]] = world.note_in[idx[k]];
+        for (int k = 0; k < count; k++) {
+            world.board[idx[k]] = world.note_in[idx[k]];
+            world.heard[idx[k]] = now;
+        }
         pthread_mutex_unlock(&world.mu);
         for (int k = 0; k < count; k++)
             MPI_Irecv(&world.note_in[idx[k]], 1, MPI_LONG, idx[k], DIST_TAG_ARRIVAL, world.board_comm, &world.note_in_req[idx[k]]);
@@ -205,8 +221,9 @@ static void board_stop(void) {
             MPI_Wait(&world.note_in_req[r], MPI_STATUS_IGNORE);
         }
     }
-    free(world.board); free(world.note_in); free(world.note_in_req);
+    free(world.board); free(world.heard); free(world.note_in); free(world.note_in_req);
     world.board = world.note_in = NULL;
+    world.heard = NULL;
     world.note_in_req = NULL;
 }
 
@@ -283,7 +300,16 @@ void dist_wait_begin(const char *what) {
     world.since = now_s();
     snprintf(world.what, sizeof world.what, "%s", what);
     pthread_mutex_unlock(&world.mu);
+    world.last_note = world.since;
     if (world.d.rank != 0) board_note(seq);
+}
+
+void dist_wait_poll(void) {
+    if (!world.d.launched) return;
+    board_poll();
+    if (world.d.rank == 0 || now_s() - world.last_note < DIST_HEARTBEAT_S) return;
+    board_note(world.seq);
+    world.last_note = now_s();
 }
 
 void dist_wait_end(void) {
@@ -302,7 +328,7 @@ int dist_waitall(int n, MPI_Request *reqs, const char *what) {
         int done = 0;
         MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE);
         if (done) break;
-        board_poll();
+        if ((polls & 15) == 0) dist_wait_poll();
         if (polls < 64) continue;
         if (polls < 1024) { sched_yield(); continue; }
         struct timespec nap = { 0, 20 * 1000 };

@@ -59,6 +59,9 @@ int dist_barrier(const char *what);
 // (NCCL on a stream, a blocking MPI call), for the watchdog. Pairs.
 void dist_wait_begin(const char *what);
 void dist_wait_end(void);
+// Call now and then while waiting in such a loop: it keeps the arrival
+// board current (this rank's heartbeat to rank 0; rank 0 reads the others').
+void dist_wait_poll(void);
 
 // 64-bit FNV-1a of bytes: the fingerprint ranks compare (weights, recipes).
 uint64_t dist_fnv1a(const void *data, size_t bytes, uint64_t h);

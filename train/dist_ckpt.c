@@ -86,7 +86,7 @@ static int write_shard(const char *path, const AdamW *opt, const Graph *g, char 
     uint32_t crc = crc_of(0, h, sizeof h);
     crc = crc_of(crc, m, opt->n * sizeof(float));
     crc = crc_of(crc, v, opt->n * sizeof(float));
-    char tmp[1200];
+    char tmp[1300];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
     int bad = !f;

@@ -295,6 +295,7 @@ static int wait_gpu(GradSync *s, const char *what) {
     dist_wait_begin(what);
     int st;
     while ((st = nccl_query(s->nccl, err, sizeof err)) == 0) {
+        dist_wait_poll();
         struct timespec nap = { 0, 20 * 1000 };
         nanosleep(&nap, NULL);
     }
