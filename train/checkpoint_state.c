@@ -30,16 +30,21 @@ typedef struct Bytes {
     int oom;
 } Bytes;
 
+// Room for n more bytes; 0, or -1 (and b->oom) when memory runs out.
+static int reserve(Bytes *b, size_t n) {
+    if (b->oom) return -1;
+    if (b->n + n <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->n + n) cap *= 2;
+    uint8_t *p = realloc(b->p, cap);
+    if (!p) { b->oom = 1; return -1; }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
 static void put(Bytes *b, const void *src, size_t n) {
-    if (b->oom) return;
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->n + n) cap *= 2;
-        uint8_t *p = realloc(b->p, cap);
-        if (!p) { b->oom = 1; return; }
-        b->p = p;
-        b->cap = cap;
-    }
+    if (reserve(b, n)) return;
     memcpy(b->p + b->n, src, n);
     b->n += n;
 }
@@ -62,8 +67,16 @@ static void put_f32(Bytes *b, float x) {
     put_u32(b, u);
 }
 
+// n floats (the moments: most of the payload), reserved once.
 static void put_f32s(Bytes *b, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) put_f32(b, x[i]);
+    if (reserve(b, 4 * n)) return;
+    uint8_t *dst = b->p + b->n;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        for (int k = 0; k < 4; k++) dst[4 * i + k] = (uint8_t)(u >> (8 * k));
+    }
+    b->n += 4 * n;
 }
 
 static void put_le64_at(uint8_t *dst, uint64_t x) {
