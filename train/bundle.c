@@ -290,12 +290,22 @@ int inference_open(Inference *m, const Bundle *b, const DlSet *set, int B) {
     recipe_for(&m->r, b);
     free(m->r.path);
     m->r.path = xstrdup(b->dir);
+    const DlShard *first = &set->shards[0];
+    for (int c = 0; c < b->n_cameras; c++) {
+        int found = 0;
+        for (int j = 0; j < first->n_cameras; j++) found |= !strcmp(b->camera_names[c], first->camera_names[j]);
+        if (!found) {
+            fprintf(stderr, "distil: error: %s: no camera '%s' (it has '%s'); the model needs shards with its cameras, which %s/%s "
+                    "lists\n", first->path, b->camera_names[c], first->cameras, b->dir, b->is_export ? "config.json" : "model.safetensors");
+            return 2;
+        }
+    }
     int rc = setup_from_shards(&m->s, &m->r, set, b->vocab.size);
     if (rc) return rc;
     ModelConfig want = b->mc;
     want.feat_dim = 0;
     const char *diff = model_config_diff(&want, &m->s.mc);
-    const DlShard *sh = &set->shards[0];
+    const DlShard *sh = first;
     if (diff) {
         fprintf(stderr, "distil: error: %s: the shards do not fit the model: %s (shards); evaluate on shards like the "
                 "training ones\n", sh->path, diff);

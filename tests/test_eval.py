@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""test_eval.py: `distil eval` on a real run's checkpoint and on its export.
+
+A tiny student is trained by `distil train` (checkpoints every 10 steps and
+at the end), then:
+  - eval of the final checkpoint gives eval.json's keys, and the same numbers
+    as the run's own final eval for every row but the ego-only baseline
+    (fitted on the training shards there, on the evaluated ones here);
+  - an export (fp32) evaluates to exactly the checkpoint's table;
+  - --dump writes one row per eval sample, in shard order, with the
+    documented datasets; its predictions give the table's student ADE;
+  - every bad input is one `distil: error:` line and exit status 2: no
+    --logs, a glob that matches nothing, a bad --batch, a run directory
+    given as the model, a checkpoint with a flipped byte, shards of another
+    camera rig.
+Prints `TESTS p passed, f failed, s skipped`.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import traceback
+
+import h5py
+import numpy as np
+
+DISTIL = os.path.abspath(os.environ.get("DISTIL", "build/cpu/distil"))
+BUILD = os.path.abspath(os.environ.get("DISTIL_BUILD", "build/cpu"))
+HELPER = os.path.join(BUILD, "tests", "test_export")
+
+RECIPE = """name: evaltest
+seed: 7
+data:
+  train: ["shards/train/*.h5"]
+  eval: ["shards/eval/*.h5"]
+  history_frames: 2
+  max_trace_tokens: 16
+  loader_threads: 1
+model:
+  dim: 32
+  layers: 1
+  heads: 2
+  mlp_ratio: 2
+  patch: 8
+  horizon: 30
+  vocab: from_logs
+train:
+  steps: 20
+  micro_batch: 8
+  batch_size: 8
+  lr: 3.0e-3
+  warmup_steps: 0
+  eval_every: 10
+  eval_samples: 16
+  checkpoint_every: 10
+  log_every: 10
+"""
+
+
+def run(*args, check=True, cwd=None):
+    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} exited {r.returncode}: {r.stderr.strip()}")
+    return r
+
+
+def one_error_line(r, *words):
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2, f"exit {r.returncode}: {r.stderr}"
+    assert len(lines) == 1 and lines[0].startswith("distil: error: "), r.stderr
+    for w in words:
+        assert w in lines[0], f"{w!r} not in: {lines[0]}"
+
+
+def prepare(tmp):
+    run(DISTIL, "logs", "synth", "--out", "shards", "--shards", "1", "--samples-per-shard", "64", "--preset", "demo",
+        "--eval-shards", "2", "--eval-samples-per-shard", "13", "--seed", "9", "--zstd-level", "0", cwd=tmp)
+    open(f"{tmp}/recipe.yaml", "w").write(RECIPE)
+    run(DISTIL, "train", "recipe.yaml", "--out", "run", cwd=tmp)
+    run(DISTIL, "export", "run/checkpoints/latest", "--out", "exported", cwd=tmp)
+
+
+def close(a, b, what):
+    if a is None or b is None:
+        assert a is None and b is None, (what, a, b)
+        return
+    assert abs(a - b) <= 1e-4 * max(1.0, abs(b)), (what, a, b)
+
+
+def test_checkpoint_matches_the_runs_final_eval(tmp):
+    r = run(DISTIL, "eval", "run/checkpoints/latest", "--logs", "shards/eval/*.h5", "--json", "ckpt.json", "--batch", "8", cwd=tmp)
+    assert "ego-only baseline is fitted on these samples" in r.stdout and "student" in r.stdout, r.stdout
+    got, want = json.load(open(f"{tmp}/ckpt.json")), json.load(open(f"{tmp}/run/eval.json"))
+
+    def keys(d, prefix=""):
+        return {prefix + k for k in d} | {x for k, v in d.items() if isinstance(v, dict) for x in keys(v, prefix + k + ".")}
+    assert keys(got) == keys(want), keys(got) ^ keys(want)
+    assert got["samples"] == want["samples"] == 26
+    for row in ("student", "teacher_consistency"):
+        for k in want[row]:
+            close(got[row][k], want[row][k], f"{row}.{k}")
+    for k in want["baselines"]["constant_velocity"]:
+        close(got["baselines"]["constant_velocity"][k], want["baselines"]["constant_velocity"][k], k)
+    for k in ("token_acc", "kl", "majority_acc", "positions"):
+        close(got["trace"][k], want["trace"][k], f"trace.{k}")
+
+
+def test_export_evaluates_like_its_checkpoint(tmp):
+    run(DISTIL, "eval", "run/checkpoints/latest", "--logs", "shards/eval/*.h5", "--json", "a.json", cwd=tmp)
+    r = run(DISTIL, "eval", "exported", "--logs", "shards/eval/*.h5", "--json", "b.json", cwd=tmp)
+    assert "(export, step 20)" in r.stdout, r.stdout
+    assert open(f"{tmp}/a.json").read() == open(f"{tmp}/b.json").read()
+
+
+def test_dump(tmp):
+    run(DISTIL, "eval", "exported", "--logs", "shards/eval/*.h5", "--json", "d.json", "--dump", "dump.h5", "--batch", "5", cwd=tmp)
+    table = json.load(open(f"{tmp}/d.json"))
+    with h5py.File(f"{tmp}/dump.h5", "r") as d:
+        assert d.attrs["format"] in ("distil-eval-dump", b"distil-eval-dump")
+        n = len(d["index"])
+        assert n == 26
+        for name, shape in (("trajectory", (n, 30, 3)), ("teacher_mean", (n, 30, 3)), ("ground_truth", (n, 30, 3)),
+                            ("has_ground_truth", (n,)), ("shard", (n,)), ("clip_id", (n,)), ("t0_us", (n,)),
+                            ("trace_tokens", (n, 16)), ("trace_mask", (n, 16))):
+            assert d[name].shape == shape, (name, d[name].shape)
+        assert "trace_logits" not in d
+        # Shard order: shard 0's samples 0..12, then shard 1's.
+        assert list(d["shard"][:]) == [0] * 13 + [1] * 13 and list(d["index"][:]) == list(range(13)) * 2
+        paths = [p.decode() if isinstance(p, bytes) else p for p in d["shard_paths"][:]]
+        assert [os.path.basename(p) for p in paths] == ["shard-00000.h5", "shard-00001.h5"], paths
+        pred, tmean = d["trajectory"][:], d["teacher_mean"][:]
+        # With one teacher-mean target per sample, ade_teacher of the
+        # teacher's mean plan is the spread; the student's ADE to that mean
+        # is not a table entry, but its ADE to the driver is.
+        gt, has = d["ground_truth"][:], d["has_ground_truth"][:].astype(bool)
+        ade_gt = np.linalg.norm(pred[has, :, :2] - gt[has, :, :2], axis=-1).mean()
+        close(float(ade_gt), table["student"]["ade_gt"], "ade_gt from the dump")
+        with h5py.File(f"{tmp}/{paths[1]}" if not os.path.isabs(paths[1]) else paths[1], "r") as f:
+            assert np.array_equal(d["clip_id"][13:], f["clip_id"][:])
+            want_mean = np.einsum("nk,nktc->ntc", f["teacher/weight"][:] / f["teacher/weight"][:].sum(1, keepdims=True),
+                                  f["teacher/trajectory"][:, :, :30]) if "teacher/weight" in f else f["teacher/trajectory"][:, :, :30].mean(1)
+            assert np.allclose(tmean[13:], want_mean, atol=1e-4)
+
+
+def test_bad_inputs(tmp):
+    one_error_line(run(DISTIL, "eval", "exported", check=False, cwd=tmp), "--logs")
+    one_error_line(run(DISTIL, "eval", "exported", "--logs", "nothing/*.h5", check=False, cwd=tmp), "nothing/*.h5")
+    one_error_line(run(DISTIL, "eval", "exported", "--logs", "shards/eval/*.h5", "--batch", "0", check=False, cwd=tmp), "--batch")
+    one_error_line(run(DISTIL, "eval", "exported", "--logs", "shards/eval/*.h5", "--dump-logits", check=False, cwd=tmp), "--dump")
+    one_error_line(run(DISTIL, "eval", "run", "--logs", "shards/eval/*.h5", check=False, cwd=tmp), "neither a checkpoint nor an export")
+    # Shards of another rig: two cameras of 8x12 pixels.
+    run(HELPER, "--make-shards", f"{tmp}/rig")
+    one_error_line(run(DISTIL, "eval", "exported", "--logs", f"{tmp}/rig/eval/*.h5", check=False, cwd=tmp), "camera")
+    # A flipped byte in a checkpoint's weights: its checksum in state.bin says so.
+    ckpt = os.path.realpath(f"{tmp}/run/checkpoints/latest")
+    run("cp", "-r", ckpt, f"{tmp}/damaged")
+    with open(f"{tmp}/damaged/model.safetensors", "r+b") as f:
+        f.seek(-5, 2)
+        b = f.read(1)
+        f.seek(-5, 2)
+        f.write(bytes([b[0] ^ 0x40]))
+    one_error_line(run(DISTIL, "eval", "damaged", "--logs", "shards/eval/*.h5", check=False, cwd=tmp), "checksum")
+    one_error_line(run(DISTIL, "export", "damaged", "--out", "x", check=False, cwd=tmp), "checksum")
+
+
+def main():
+    passed = failed = 0
+    with tempfile.TemporaryDirectory(prefix="distil_test_eval_") as tmp:
+        try:
+            prepare(tmp)
+        except Exception:
+            traceback.print_exc()
+            print("TESTS 0 passed, 1 failed, 0 skipped")
+            return 1
+        for name, fn in [(k, v) for k, v in globals().items() if k.startswith("test_") and callable(v)]:
+            try:
+                fn(tmp)
+                print(f"ok   {name}")
+                passed += 1
+            except Exception:
+                traceback.print_exc()
+                print(f"FAIL {name}")
+                failed += 1
+            sys.stdout.flush()
+    print(f"TESTS {passed} passed, {failed} failed, 0 skipped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

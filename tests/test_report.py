@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""test_report.py: `distil report RUN_DIR` on a real run, looked at in a browser.
+
+A tiny student is trained by `distil train` (evaluations and checkpoints
+every 10 steps); then:
+  - report.html is one self-contained file: no URL, no external script,
+    style or font; the charts are inline SVG and the camera frames PNG data
+    URIs;
+  - each inline PNG (decoded here by a small decoder that checks every
+    chunk's CRC) is exactly the newest frame of the sample its caption names;
+  - headless Chromium renders it (installed with apt-get when missing and
+    this is root; the check skips, saying why, only when that fails): the
+    screenshot has many colours, in the charts' part and in the samples' part;
+  - without checkpoints, or with --samples 0, the page says why there are
+    no samples; a torn last line of metrics.jsonl is counted, not fatal;
+  - bad input (no run directory, no metrics.jsonl, eval shards that cannot
+    be found from here, a bad --samples) is one error line and exit 2.
+Prints `TESTS p passed, f failed, s skipped`.
+"""
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import traceback
+import zlib
+
+import h5py
+import numpy as np
+
+DISTIL = os.path.abspath(os.environ.get("DISTIL", "build/cpu/distil"))
+
+RECIPE = """name: reporttest
+seed: 5
+data:
+  train: ["shards/train/*.h5"]
+  eval: ["shards/eval/*.h5"]
+  history_frames: 2
+  max_trace_tokens: 16
+  loader_threads: 1
+model:
+  dim: 32
+  layers: 1
+  heads: 2
+  mlp_ratio: 2
+  patch: 8
+  horizon: 30
+  vocab: from_logs
+train:
+  steps: 40
+  micro_batch: 8
+  batch_size: 8
+  lr: 3.0e-3
+  warmup_steps: 0
+  eval_every: 10
+  eval_samples: 16
+  checkpoint_every: 10
+  keep_checkpoints: 2
+  log_every: 10
+"""
+
+
+class Skip(Exception):
+    pass
+
+
+def run(*args, check=True, cwd=None, timeout=300):
+    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} exited {r.returncode}: {r.stderr.strip()}")
+    return r
+
+
+def one_error_line(r, *words):
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2, f"exit {r.returncode}: {r.stderr}"
+    assert len(lines) == 1 and lines[0].startswith("distil: error: "), r.stderr
+    for w in words:
+        assert w in lines[0], f"{w!r} not in: {lines[0]}"
+
+
+# ---- PNG ----------------------------------------------------------------------------------
+
+def png_decode(data):
+    """(width, height, channels, pixels as uint8 array (h, w, c)) of an 8-bit
+    RGB or RGBA PNG, every chunk's CRC checked."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, ihdr, seen_end = 8, b"", None, False
+    while pos < len(data):
+        n, = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        crc, = struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])
+        assert crc == zlib.crc32(kind + body), f"bad CRC in chunk {kind}"
+        pos += 12 + n
+        if kind == b"IHDR":
+            ihdr = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        elif kind == b"IEND":
+            seen_end = True
+    assert ihdr and seen_end, "missing IHDR or IEND"
+    w, h, depth, ctype, _, _, interlace = ihdr
+    assert depth == 8 and ctype in (2, 6) and interlace == 0, ihdr
+    bpp = 3 if ctype == 2 else 4
+    raw, stride = zlib.decompress(idat), w * bpp
+    assert len(raw) == h * (stride + 1), "wrong amount of pixel data"
+    rows = np.frombuffer(raw, np.uint8).reshape(h, stride + 1)
+    filters = rows[:, 0].astype(np.int32)
+    assert filters.max() <= 4, "unknown row filter"
+    data = rows[:, 1:].reshape(h, w, bpp).astype(np.int32)
+    # A pixel's filter refers to its left (a), upper (b) and upper-left (c)
+    # neighbours, already decoded: the image is undone one anti-diagonal
+    # x + y = k at a time, all of a diagonal's pixels at once. out has a
+    # zero row and column in front, so every neighbour exists.
+    out = np.zeros((h + 1, w + 1, bpp), np.int32)
+    for k in range(w + h - 1):
+        y = np.arange(max(0, k - w + 1), min(h - 1, k) + 1)
+        x = k - y
+        a, b, c = out[y + 1, x], out[y, x + 1], out[y, x]
+        pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+        f = filters[y][:, None]
+        pred = np.select([f == 0, f == 1, f == 2, f == 3], [0, a, b, (a + b) // 2], paeth)
+        out[y + 1, x + 1] = (data[y, x] + pred) & 255
+    return w, h, bpp, out[1:, 1:].astype(np.uint8)
+
+
+def colour_stats(pixels):
+    """(distinct colours, share of the most common colour)."""
+    flat = pixels[..., :3].reshape(-1, 3).astype(np.uint32)
+    codes = flat[:, 0] << 16 | flat[:, 1] << 8 | flat[:, 2]
+    _, counts = np.unique(codes, return_counts=True)
+    return len(counts), counts.max() / len(codes)
+
+
+# ---- the run --------------------------------------------------------------------------------
+
+def prepare(tmp):
+    run(DISTIL, "logs", "synth", "--out", "shards", "--shards", "1", "--samples-per-shard", "64", "--preset", "demo",
+        "--eval-shards", "1", "--eval-samples-per-shard", "24", "--seed", "11", "--zstd-level", "0", cwd=tmp)
+    open(f"{tmp}/recipe.yaml", "w").write(RECIPE)
+    run(DISTIL, "train", "recipe.yaml", "--out", "run", cwd=tmp)
+    r = run(DISTIL, "report", "run", cwd=tmp)
+    assert "wrote run/report.html" in r.stdout and "8 samples" in r.stdout, r.stdout
+
+
+def page(tmp, name="run/report.html"):
+    return open(f"{tmp}/{name}", encoding="utf-8").read()
+
+
+def test_self_contained(tmp):
+    html = page(tmp)
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)   # base64 may hold "//"
+    found = re.search(r".{0,40}(https?:|ftp:|//[a-z0-9]).{0,40}", text, re.I)
+    assert not found, found.group(0)
+    for tag in ("<script", "<link", "<iframe", "<object", "<embed", "@import", "url("):
+        assert tag not in html.lower(), tag
+    for attr in re.findall(r'\b(?:src|href|xlink:href)\s*=\s*"([^"]*)"', html):
+        assert attr.startswith("data:image/png;base64,") or attr.startswith("#"), attr[:60]
+    charts = html.count('<svg class="chart"')
+    assert charts >= 9, f"{charts} charts"   # 6 training curves (feature weight 0 is left out) + 4 eval charts
+    assert html.count('<svg class="topdown"') == 8 and html.count("data:image/png;base64,") == 8
+    assert "Final evaluation" in html and "baseline: ego history only" in html
+
+
+def test_frames_are_the_shards(tmp):
+    html = page(tmp)
+    cards = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)">.*?shard (\d+), sample (\d+)', html, re.S)
+    assert len(cards) == 8, len(cards)
+    import base64
+    with h5py.File(f"{tmp}/shards/eval/shard-00000.h5", "r") as f:
+        frames = f["camera/front"]
+        seen = set()
+        for b64, shard, index in cards:
+            w, h, bpp, px = png_decode(base64.b64decode(b64))
+            assert (w, h, bpp) == (64, 32, 3) and shard == "0", (w, h, bpp, shard)
+            assert np.array_equal(px, frames[int(index), -1]), f"sample {index}: the PNG is not the frame at t0"
+            seen.add(int(index))
+        assert len(seen) == 8, f"the samples repeat: {sorted(seen)}"
+
+
+def chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.geteuid() != 0:
+        raise Skip("chromium is not installed and this is not root (apt-get install chromium)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
+    if r.returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600, env=env)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
+    if r.returncode != 0 or not shutil.which("chromium"):
+        raise Skip(f"chromium could not be installed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+    return shutil.which("chromium")
+
+
+def screenshot(browser, html_path, png_path, height):
+    r = subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", f"--screenshot={png_path}",
+                        f"--window-size=1200,{height}", "file://" + html_path], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and os.path.exists(png_path), f"chromium exited {r.returncode}: {r.stderr[-500:]}"
+    return png_decode(open(png_path, "rb").read())[3]
+
+
+def test_browser_renders_it(tmp):
+    browser = chromium()
+    px = screenshot(browser, f"{tmp}/run/report.html", f"{tmp}/top.png", 1600)
+    assert px.shape[:2] == (1600, 1200), px.shape
+    colours, top = colour_stats(px)
+    print(f"  screenshot 1200x1600: {colours} colours, the most common covers {top:.0%}")
+    assert colours > 200 and top < 0.9, (colours, top)
+    # The whole page: its lower part is the samples grid (camera frames, panels).
+    tall = screenshot(browser, f"{tmp}/run/report.html", f"{tmp}/tall.png", 4400)
+    lower = tall[2600:]
+    colours, top = colour_stats(lower)
+    print(f"  samples region: {colours} colours, the most common covers {top:.0%}")
+    assert colours > 200 and top < 0.95, (colours, top)
+    # Green grass, grey road: the camera frames made it onto the screen.
+    green = (lower[..., 1].astype(int) > lower[..., 0].astype(int) + 30) & (lower[..., 1].astype(int) > lower[..., 2].astype(int) + 30)
+    assert green.mean() > 0.01, f"{green.mean():.3%} green pixels"
+
+
+def test_without_checkpoints_or_samples(tmp):
+    run("cp", "-r", f"{tmp}/run", f"{tmp}/bare")
+    shutil.rmtree(f"{tmp}/bare/checkpoints")
+    with open(f"{tmp}/bare/metrics.jsonl", "a") as f:
+        f.write('{"step": 41, "lo')     # a run killed mid-write
+    r = run(DISTIL, "report", "bare", cwd=tmp)
+    assert "0 samples" in r.stdout, r.stdout
+    html = page(tmp, "bare/report.html")
+    assert "No checkpoint to run" in html and "1 unreadable lines" in html
+    run(DISTIL, "report", "run", "--samples", "0", "--out", "nosamples.html", cwd=tmp)
+    assert "Samples turned off" in page(tmp, "nosamples.html")
+
+
+def test_bad_inputs(tmp):
+    one_error_line(run(DISTIL, "report", "nowhere", check=False, cwd=tmp), "nowhere")
+    os.makedirs(f"{tmp}/empty", exist_ok=True)
+    one_error_line(run(DISTIL, "report", "empty", check=False, cwd=tmp), "metrics.jsonl")
+    one_error_line(run(DISTIL, "report", "run", "--samples", "1000", check=False, cwd=tmp), "--samples")
+    # From another directory the recipe's relative eval globs find nothing.
+    one_error_line(run(DISTIL, "report", f"{tmp}/run", check=False, cwd="/"), "--logs")
+    r = run(DISTIL, "report", f"{tmp}/run", "--logs", f"{tmp}/shards/eval/*.h5", "--samples", "2", cwd="/")
+    assert "2 samples" in r.stdout, r.stdout
+
+
+def main():
+    passed = failed = skipped = 0
+    with tempfile.TemporaryDirectory(prefix="distil_test_report_") as tmp:
+        try:
+            prepare(tmp)
+        except Exception:
+            traceback.print_exc()
+            print("TESTS 0 passed, 1 failed, 0 skipped")
+            return 1
+        for name, fn in [(k, v) for k, v in globals().items() if k.startswith("test_") and callable(v)]:
+            try:
+                fn(tmp)
+                print(f"ok   {name}")
+                passed += 1
+            except Skip as e:
+                print(f"skip {name}: {e}")
+                skipped += 1
+            except Exception:
+                traceback.print_exc()
+                print(f"FAIL {name}")
+                failed += 1
+            sys.stdout.flush()
+    print(f"TESTS {passed} passed, {failed} failed, {skipped} skipped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
