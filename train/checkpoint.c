@@ -185,17 +185,18 @@ static StepDir *list_steps(const char *ckdir, int *n) {
     int cap = 0;
     for (struct dirent *e; (e = readdir(d));) {
         long s = step_of_name(e->d_name);
-        if (s < 0 || strlen(e->d_name) >= sizeof v->name) continue;
+        size_t len = strlen(e->d_name);
+        if (s < 0 || len >= sizeof v->name) continue;
         if (*n == cap) {
             StepDir *nv = realloc(v, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *v);
             if (!nv) break;
             v = nv;
         }
         v[*n].step = s;
-        snprintf(v[(*n)++].name, sizeof v->name, "%s", e->d_name);
+        memcpy(v[(*n)++].name, e->d_name, len + 1);
     }
     closedir(d);
-    qsort(v, (size_t)*n, sizeof *v, by_step);
+    if (v) qsort(v, (size_t)*n, sizeof *v, by_step);
     return v;
 }
 
