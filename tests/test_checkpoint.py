@@ -267,13 +267,17 @@ def test_kill9_at_random_instants():
     run = f"{TMP}/kill9"
     sets = ["--set", "train.checkpoint_every=1", "--set", "train.keep_checkpoints=2", "--set", "data.eval=[]",
             "--set", "train.steps=100000", "--set", "train.micro_batch=4", "--set", "train.batch_size=4"]
+    # The delays span about three times what a start-up, a step and a save
+    # take here, so that most kills land while training, some in start-up.
+    t0 = time.time()
     train(run, *sets, "--max-steps", "1")
+    span = 3 * (time.time() - t0)
     advanced = partial = 0
     last_step = 1
     for i in range(20):
         cmd = [DISTIL, "train", f"{TMP}/tiny.yaml", "--out", run, *sets, "--resume"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
-        time.sleep(rng.uniform(0.0, 0.8) * SLOW)
+        time.sleep(rng.uniform(0.0, span))
         proc.send_signal(signal.SIGKILL)
         _, err = proc.communicate()
         check(proc.returncode in (-signal.SIGKILL, 0) or not err, f"kill {i}: the run failed before the kill: {err[-400:]}")
@@ -295,7 +299,7 @@ def test_kill9_at_random_instants():
         last_step = step + 1
     print(f"  {advanced} of 20 killed runs had checkpointed new steps; {partial} were killed mid-save "
           "(a .tmp or .trash directory left)", flush=True)
-    check(advanced >= 5, "fewer than 5 of the kills came after training had started: the delays are too short here")
+    check(advanced >= 3, "fewer than 3 of the kills came after training had started: the delays are too short here")
 
 
 def test_keep_checkpoints():
