@@ -275,7 +275,8 @@ int checkpoint_resolve(const char *arg, const char *run_dir, char *out, size_t o
         pathf(ckdir, "%s/checkpoints", run_dir);
         return resolve_latest(ckdir, out, outlen, err, errlen);
     }
-    if (strlen(arg) > CKPT_PATH / 2) { snprintf(err, errlen, "--resume: the path is over %d bytes", CKPT_PATH / 2); return -1; }
+    size_t limit = outlen < CKPT_PATH / 2 ? outlen - 1 : CKPT_PATH / 2;
+    if (strlen(arg) > limit) { snprintf(err, errlen, "--resume: the path is over %zu bytes; use a shorter one", limit); return -1; }
     if (!is_dir(arg)) { snprintf(err, errlen, "%s: not a directory; --resume takes a checkpoint or a run directory", arg); return -1; }
     pathf(probe, "%s/checkpoints", arg);
     pathf(ckdir, "%s/state.bin", arg);
