@@ -39,7 +39,7 @@ static void poison(void *ctx, TrainState *ts) {
 }
 
 // One configuration: STEPS steps; rank 0 writes OUT.txt and OUT.bin.
-static int worker_config(const char *recipe, char **sets, int n_sets, int nan_test, const char *out) {
+static int worker_config(const char *recipe, char **sets, int n_sets, int nan_test, int thread, const char *out) {
     const Dist *d = dist_world();
     Recipe r;
     if (recipe_load(&r, recipe, sets, n_sets)) return 2;
@@ -48,6 +48,12 @@ static int worker_config(const char *recipe, char **sets, int n_sets, int nan_te
     if (rc) return rc;
     NanHook hook = { 1, 2 * ts.accum, 0 };   // rank 1's first micro-batch of step 2
     if (nan_test) { ts.after_inputs = poison; ts.hook_ctx = &hook; }
+    if (thread && ts.sync) {   // the same buckets, progressed by a thread instead of the hook
+        char err[256];
+        grad_sync_free(ts.sync);
+        GradSyncConfig gc = { r.dist.bucket_mb, r.dist.grad_dtype == PRECISION_BF16, r.dist.zero, 0, 1 };
+        if (!(ts.sync = grad_sync_new(ts.g, &gc, err, sizeof err))) { fprintf(stderr, "test_dist: %s\n", err); return 2; }
+    }
     char path[1100];
     snprintf(path, sizeof path, "%s.txt", out);
     FILE *f = d->rank == 0 ? fopen(path, "w") : NULL;
@@ -74,23 +80,24 @@ static int worker_config(const char *recipe, char **sets, int n_sets, int nan_te
     return 0;
 }
 
-// --worker OUT RECIPE [--config [@nan] SET...]...: configuration i writes OUT.i.*.
+// --worker OUT RECIPE [--config [@nan] [@thread] SET...]...: configuration i writes OUT.i.*.
 static int worker_main(int argc, char **argv) {
     const char *out = argv[2], *recipe = argv[3];
     int config = 0;
     for (int i = 4; i < argc;) {
         if (strcmp(argv[i], "--config")) { fprintf(stderr, "test_dist: bad worker arguments\n"); return 2; }
-        int j = ++i, nan_test = 0;
+        int j = ++i, nan_test = 0, thread = 0;
         while (j < argc && strcmp(argv[j], "--config")) j++;
         char *sets[16];
         int n = 0;
         for (int k = i; k < j && n < 16; k++) {
             if (!strcmp(argv[k], "@nan")) nan_test = 1;
+            else if (!strcmp(argv[k], "@thread")) thread = 1;
             else sets[n++] = argv[k];
         }
         char prefix[1024];
         snprintf(prefix, sizeof prefix, "%s.%d", out, config++);
-        int rc = worker_config(recipe, sets, n, nan_test, prefix);
+        int rc = worker_config(recipe, sets, n, nan_test, thread, prefix);
         if (rc) return rc;
         i = j;
     }
@@ -209,18 +216,21 @@ static const char *const configs2[] = {
     "dist.grad_dtype=bf16",                   // 4: bf16 on the wire
     "dist.zero=1 dist.grad_dtype=bf16 dist.bucket_mb=0.001",   // 5: all of it
     "@nan",                                   // 6: a NaN on rank 1 only
+    "@thread dist.bucket_mb=0.001",           // 7: a progress thread drives MPI during backward
 };
-static const char *const configs4[] = { "", "dist.zero=1", "dist.bucket_mb=0.0001" };
+static const char *const configs4[] = { "", "dist.zero=1", "dist.bucket_mb=0.0001", "@thread dist.zero=1 dist.bucket_mb=0.001" };
+#define N2 (int)(sizeof configs2 / sizeof configs2[0])
+#define N4 (int)(sizeof configs4 / sizeof configs4[0])
 
 static void run_all(void) {
     static int done;
     if (done++) return;
     const char *one[] = { "" };
     if (launch(1, "r1", one, 1) == 0) ref1 = read_run("r1", 0);
-    if (launch(2, "r2", configs2, 7) == 0)
-        for (int i = 0; i < 7; i++) r2[i] = read_run("r2", i);
-    if (launch(4, "r4", configs4, 3) == 0)
-        for (int i = 0; i < 3; i++) r4[i] = read_run("r4", i);
+    if (launch(2, "r2", configs2, N2) == 0)
+        for (int i = 0; i < N2; i++) r2[i] = read_run("r2", i);
+    if (launch(4, "r4", configs4, N4) == 0)
+        for (int i = 0; i < N4; i++) r4[i] = read_run("r4", i);
 }
 
 // mpirun -np 1 goes through the buckets (a one-rank all-reduce) and the
@@ -272,8 +282,8 @@ static void test_same_losses_at_1_2_4_ranks(void) {
 // the all-gather copies every shard from its owner).
 static void test_identical_weights_on_every_rank(void) {
     run_all();
-    for (int i = 0; i < 7; i++) CHECK(r2[i].ok && r2[i].same_on_all_ranks, "R=2 config %d (%s)", i, configs2[i]);
-    for (int i = 0; i < 3; i++) CHECK(r4[i].ok && r4[i].same_on_all_ranks, "R=4 config %d (%s)", i, configs4[i]);
+    for (int i = 0; i < N2; i++) CHECK(r2[i].ok && r2[i].same_on_all_ranks, "R=2 config %d (%s)", i, configs2[i]);
+    for (int i = 0; i < N4; i++) CHECK(r4[i].ok && r4[i].same_on_all_ranks, "R=4 config %d (%s)", i, configs4[i]);
     CHECK(ref1.ok && ref1.same_on_all_ranks, "R=1");
 }
 
@@ -293,15 +303,18 @@ static void test_zero1_equals_zero0(void) {
     CHECK(w < 1e-4 && max_loss_rel(&r4[0], &r4[1]) < 1e-6, "R=4 ZeRO-1 vs ZeRO-0 %.3e", w);
 }
 
-// Bucket size changes only when each piece is sent: at R = 2 the bits are
-// the same from 26-float buckets (with ZeRO-1 and bf16 too) to one 4 GiB
-// bucket; at R = 4 MPI's algorithm (and so its order of addition) may
-// change with the message size, so R = 1's tolerance.
+// Bucket size and who drives MPI's progress (the hook or a thread) change
+// only when each piece is sent: at R = 2 the bits are the same from
+// 26-float buckets to one 4 GiB bucket; at R = 4 MPI's algorithm (and so
+// its order of addition) may change with the message size, so R = 1's
+// tolerance.
 static void test_bucket_sizes_agree(void) {
     run_all();
     REQUIRE(r2[0].ok && r2[2].ok && r2[3].ok, "R=2 runs failed");
     CHECK(bitwise_same(&r2[0], &r2[2]), "R=2 tiny buckets differ: %.3e", max_weight_diff(&r2[0], &r2[2]));
     CHECK(bitwise_same(&r2[0], &r2[3]), "R=2 huge bucket differs: %.3e", max_weight_diff(&r2[0], &r2[3]));
+    CHECK(r2[7].ok && bitwise_same(&r2[0], &r2[7]), "R=2 progress thread differs: %.3e", max_weight_diff(&r2[0], &r2[7]));
+    CHECK(r4[3].ok && max_weight_diff(&r4[0], &r4[3]) < 1e-4, "R=4 progress thread, ZeRO-1 %.3e", max_weight_diff(&r4[0], &r4[3]));
     REQUIRE(r4[0].ok && r4[2].ok, "R=4 runs failed");
     CHECK(max_weight_diff(&r4[0], &r4[2]) < 1e-4, "R=4 tiny buckets %.3e", max_weight_diff(&r4[0], &r4[2]));
 }

@@ -1,8 +1,9 @@
 // dist.c: the world (launch, ranks, exit), the watchdog and the timed waits
 // (see dist.h).
 //
-// Threads. MPI is initialised with MPI_THREAD_FUNNELED: only the main thread
-// communicates. The one exception is the watchdog thread's MPI_Abort when a
+// Threads. MPI is initialised with MPI_THREAD_SERIALIZED: the main thread
+// communicates, except while it has handed MPI to GradSync's progress
+// thread for a backward pass (dist_grads.c). The one exception is the watchdog thread's MPI_Abort when a
 // collective has stalled, i.e. when the main thread is stuck inside MPI
 // anyway; Open MPI and MPICH implement MPI_Abort by asking the launcher to
 // kill the job, which works from any thread. Should it return, the watchdog
@@ -42,6 +43,8 @@
 // DIST_SILENT_S as stopped.
 #define DIST_HEARTBEAT_S 1.0
 #define DIST_SILENT_S 3.0
+// A wait polls flat out (yielding the core between polls) this long, then naps.
+#define DIST_SPIN_S 0.05
 
 static double now_s(void) {
     struct timespec ts;
@@ -54,6 +57,7 @@ static double now_s(void) {
 static struct {
     Dist d;
     int ready;
+    int thread_level;            // what MPI_Init_thread provided
     MPI_Comm comm, board_comm;   // collectives; arrival notes
     // The watchdog.
     pthread_t thread;
@@ -249,8 +253,7 @@ static void world_init(void) {
     world.ready = 1;
     world.comm = world.board_comm = MPI_COMM_NULL;
     if (!launched_by_env()) return;
-    int provided = 0;
-    MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
+    MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &world.thread_level);
     Dist *d = &world.d;
     d->launched = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
@@ -284,6 +287,10 @@ void dist_set_timeout(double seconds) {
     pthread_mutex_lock(&world.mu);
     world.timeout_s = seconds;
     pthread_mutex_unlock(&world.mu);
+}
+
+int dist_mpi_serialized(void) {
+    return dist_world()->launched && world.thread_level >= MPI_THREAD_SERIALIZED;
 }
 
 MPI_Comm dist_comm(void) {
@@ -321,20 +328,21 @@ void dist_wait_end(void) {
 
 int dist_waitall(int n, MPI_Request *reqs, const char *what) {
     dist_wait_begin(what);
-    // Spin briefly (most waits end within microseconds), then yield, then
-    // sleep in short naps: a rank that waits must not take the core from
-    // one still computing.
+    // Poll and yield: each MPI_Testall moves the transfers along (large
+    // messages go in fragments that need the receiver's progress calls),
+    // and sched_yield hands the core to any rank still computing on it.
+    // After DIST_SPIN_S of that the wait is a long one (a peer evaluating, a
+    // stall): nap between polls instead of burning a core.
     for (long polls = 0;; polls++) {
         int done = 0;
         MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE);
         if (done) break;
         if ((polls & 15) == 0) dist_wait_poll();
-        if (polls < 64) continue;
-        if (polls < 1024) { sched_yield(); continue; }
-        struct timespec nap = { 0, 20 * 1000 };
+        if (now_s() - world.since < DIST_SPIN_S) { sched_yield(); continue; }
+        struct timespec nap = { 0, 100 * 1000 };
         nanosleep(&nap, NULL);
     }
-    board_poll();
+    dist_wait_poll();
     dist_wait_end();
     return 0;
 }

@@ -78,6 +78,8 @@ typedef struct GradSyncConfig {
     int wire_bf16;      // 1: buckets travel as bf16 (dist.grad_dtype), summed in fp32
     int zero;           // 1: ZeRO-1 (reduce-scatter, sharded update, all-gather)
     int no_overlap;     // 1: launch every bucket after backward (benchmarks: the baseline)
+    int progress_thread;  // CPU ranks: 1 a progress thread drives MPI during backward, 0 the
+                          // grad_ready hook does (dist_grads.c; needs MPI_THREAD_SERIALIZED)
 } GradSyncConfig;
 
 // Timings summed over the steps since grad_sync_new (seconds).

@@ -10,11 +10,18 @@
 // behind it. Every rank launches bucket 0, 1, 2, ... in that order, which is
 // what MPI's and NCCL's collective matching needs.
 //
-// Progress. MPI_Iallreduce on CPU ranks advances only inside MPI calls, so
-// the hook also tests the oldest bucket in flight each time a gradient
-// completes: the library's progress engine then moves every bucket along
-// (docs/distributed.md measures what that hides). On GPUs NCCL runs on the
-// communication stream and needs no help.
+// Progress. MPI_Iallreduce on CPU ranks advances only inside MPI calls (a
+// large bucket crosses shared memory in fragments, each needing a call on
+// the receiving side). Two ways, measured in docs/distributed.md:
+//   - hook: the grad_ready hook launches the ready buckets and tests the
+//     oldest in flight each time a gradient completes, so progress happens
+//     only as often as parameters complete;
+//   - thread (progress_thread): from grad_sync_arm to grad_sync_finish a
+//     progress thread owns MPI: the hook only publishes how far backward has
+//     got, and the thread launches buckets and polls them, yielding its core
+//     between polls. MPI then runs MPI_THREAD_SERIALIZED, the hand-over at
+//     arm and finish (a mutex) being what serialises it.
+// On GPUs NCCL runs on the communication stream and needs neither.
 //
 // bf16 on the wire. A bucket is rounded to bf16 in a separate buffer and
 // reduced with a user MPI_Op that adds in fp32 and rounds the sum to bf16
@@ -31,6 +38,9 @@
 // After the update, the parameters (one aligned slot each, in creation
 // order) are packed in gradient order into `staging`, all-gathered in place
 // (MPI_Iallgatherv; on GPUs grouped ncclBroadcast) and unpacked.
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,10 +73,20 @@ struct GradSync {
     size_t ready_upto;          // floats of the buffer backward has completed
     double t_first_launch, t_all_done;
     GradSyncStats stats;
+    // The progress thread (cfg.progress_thread): it owns MPI while `owns`.
+    pthread_t thread;
+    int thread_running;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int owns, stop, busy;       // under mu; busy: the thread is inside MPI
+    int woken;                  // buckets the hook has woken the thread for (main thread)
+    atomic_size_t ready_shared; // ready_upto as the hook publishes it
 #ifdef DISTIL_CUDA
     NcclComm *nccl;
 #endif
 };
+
+static void *progress_main(void *arg);
 
 static double now_s(void) {
     struct timespec ts;
@@ -165,6 +185,11 @@ GradSync *grad_sync_new(Graph *g, const GradSyncConfig *cfg, char *err, size_t e
 #else
     if (s->on_gpu) { snprintf(err, errlen, "a GPU graph in a build without CUDA"); grad_sync_free(s); return NULL; }
 #endif
+    if (cfg->progress_thread && !s->on_gpu && s->n_buckets && dist_mpi_serialized()) {
+        pthread_mutex_init(&s->mu, NULL);
+        pthread_cond_init(&s->cv, NULL);
+        if (pthread_create(&s->thread, NULL, progress_main, s) == 0) s->thread_running = 1;
+    }
     s->stats.buckets = s->n_buckets;
     s->stats.wire_bytes = s->n * (cfg->wire_bf16 ? sizeof(uint16_t) : sizeof(float));
     return s;
@@ -172,6 +197,15 @@ GradSync *grad_sync_new(Graph *g, const GradSyncConfig *cfg, char *err, size_t e
 
 void grad_sync_free(GradSync *s) {
     if (!s) return;
+    if (s->thread_running) {
+        pthread_mutex_lock(&s->mu);
+        s->stop = 1;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+    }
     Device dev = s->g->device;
 #ifdef DISTIL_CUDA
     nccl_comm_free(s->nccl);
@@ -246,6 +280,13 @@ static void launch_cpu(GradSync *s, int b) {
     MPI_Ireduce_scatter(buf, recv, counts, type, op, s->comm, &s->reqs[b]);
 }
 
+static void launch(GradSync *s, int b);
+
+// A bucket the thread may launch: behind the published frontier.
+static int bucket_due(GradSync *s) {
+    return s->next < s->n_buckets && bucket_hi(s, s->next) <= atomic_load(&s->ready_shared);
+}
+
 static void launch(GradSync *s, int b) {
     if (s->t_first_launch < 0) s->t_first_launch = now_s();
 #ifdef DISTIL_CUDA
@@ -267,24 +308,77 @@ static void progress(GradSync *s) {
     if (s->next == s->n_buckets && s->t_all_done < 0) s->t_all_done = now_s();
 }
 
+// Launch, in order, every bucket behind the frontier `ready`.
+static void launch_ready(GradSync *s, size_t ready) {
+    while (s->next < s->n_buckets && bucket_hi(s, s->next) <= ready) launch(s, s->next++);
+}
+
 // graph.h's grad_ready hook: `param`'s gradient is final.
 static void on_grad_ready(void *ctx, Tensor *param) {
     GradSync *s = ctx;
     size_t end = (size_t)(param->grad - s->g->grad_mem) + param->numel;
     if (end > s->ready_upto) s->ready_upto = end;
-    while (s->next < s->n_buckets && bucket_hi(s, s->next) <= s->ready_upto) launch(s, s->next++);
+    if (s->thread_running) {   // the progress thread launches; wake it when a bucket is due
+        atomic_store(&s->ready_shared, s->ready_upto);
+        if (s->woken >= s->n_buckets || bucket_hi(s, s->woken) > s->ready_upto) return;
+        while (s->woken < s->n_buckets && bucket_hi(s, s->woken) <= s->ready_upto) s->woken++;
+        pthread_mutex_lock(&s->mu);
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    launch_ready(s, s->ready_upto);
     progress(s);
+}
+
+// The progress thread: while it owns MPI, launch what is ready and poll
+// what is in flight; sleep when there is neither.
+static void *progress_main(void *arg) {
+    GradSync *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->stop && !(s->owns && (s->oldest < s->next || bucket_due(s))))
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stop) break;
+        s->busy = 1;
+        pthread_mutex_unlock(&s->mu);
+        launch_ready(s, atomic_load(&s->ready_shared));
+        progress(s);
+        pthread_mutex_lock(&s->mu);
+        s->busy = 0;
+        pthread_cond_broadcast(&s->cv);   // take_back_mpi may be waiting
+        pthread_mutex_unlock(&s->mu);
+        sched_yield();
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
 }
 
 void grad_sync_arm(GradSync *s) {
     s->next = s->oldest = 0;
     s->ready_upto = 0;
+    atomic_store(&s->ready_shared, 0);
+    s->woken = 0;
     s->t_first_launch = s->t_all_done = -1;
     s->armed = !s->cfg.no_overlap;
-    if (s->armed) {
-        s->g->grad_ready = on_grad_ready;
-        s->g->grad_ready_ctx = s;
+    if (!s->armed) return;
+    s->g->grad_ready = on_grad_ready;
+    s->g->grad_ready_ctx = s;
+    if (s->thread_running) {
+        pthread_mutex_lock(&s->mu);
+        s->owns = 1;
+        pthread_mutex_unlock(&s->mu);
     }
+}
+
+// Take MPI back from the progress thread (it finishes its current poll).
+static void take_back_mpi(GradSync *s) {
+    if (!s->thread_running) return;
+    pthread_mutex_lock(&s->mu);
+    s->owns = 0;
+    while (s->busy) pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
 }
 
 // ---- finishing -------------------------------------------------------------------------
@@ -316,6 +410,7 @@ int grad_sync_finish(GradSync *s) {
     if (s->armed) {
         s->g->grad_ready = NULL;
         s->g->grad_ready_ctx = NULL;
+        take_back_mpi(s);
     } else {   // grad_sync_arm was not called: nothing launched yet
         s->next = s->oldest = 0;
         s->t_first_launch = s->t_all_done = -1;

@@ -14,3 +14,7 @@ MPI_Comm dist_comm(void);
 // polls leaves the cores to ranks still computing when CPU ranks share a
 // node, and rank 0 reads the other ranks' arrival notes meanwhile.
 int dist_waitall(int n, MPI_Request *reqs, const char *what);
+
+// Whether MPI runs MPI_THREAD_SERIALIZED (or better): then another thread
+// may make MPI calls while it alone does, as GradSync's progress thread.
+int dist_mpi_serialized(void);

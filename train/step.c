@@ -132,7 +132,7 @@ int train_state_open(TrainState *ts, Recipe *r) {
     size_t shard_lo = 0, shard_hi = ts->g->grad_numel;
     if (d->launched) {
         if ((rc = ranks_agree(ts))) return rc;
-        GradSyncConfig gc = { r->dist.bucket_mb, r->dist.grad_dtype == PRECISION_BF16, r->dist.zero, 0 };
+        GradSyncConfig gc = { r->dist.bucket_mb, r->dist.grad_dtype == PRECISION_BF16, r->dist.zero, 0, 0 };
         ts->sync = grad_sync_new(ts->g, &gc, err, sizeof err);
         if (!ts->sync) { fprintf(stderr, "distil: error: rank %d: gradient all-reduce: %s\n", d->rank, err); return 2; }
         grad_sync_shard(ts->sync, &shard_lo, &shard_hi);
