@@ -3,8 +3,9 @@
 // missing from an export, a wrong format version, a damaged config.json)
 // refused by the real binary with one line and exit status 2.
 //
-// Helper modes for the script tests (tests/test_export.py, test_eval.sh,
-// test_report.py), which need checkpoints before `distil train` writes them:
+// Helper modes for tests/test_export.py and test_eval.py, which need small
+// checkpoints of chosen shapes quickly (test_eval.py and test_report.py
+// also use `distil train`'s own checkpoints):
 //   test_export --make-checkpoint CKPT_DIR TRAIN_GLOB [--steps N] [section.key=value ...]
 //       trains a tiny student N steps on TRAIN_GLOB and writes CKPT_DIR in the
 //       checkpoint layout (model.safetensors with the distil-checkpoint
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include "data/drivelog_write.h"
 #include "data/synth.h"

@@ -403,7 +403,8 @@ static int gather_samples(const ReportArgs *a, const Recipe *recipe, int has_rec
     int n_paths = 0;
     if (!n_globs) snprintf(note, note_len, "The recipe has no data.eval shards; pass --logs GLOB for samples.");
     else if (dl_glob(globs, n_globs, &paths, &n_paths, err, sizeof err)) {
-        fprintf(stderr, "distil: error: %s; run distil report from the directory training ran in, or pass --logs GLOB\n", err);
+        fprintf(stderr, "distil: error: %s; run distil report from the directory training ran in, pass --logs GLOB, or "
+                "--samples 0\n", err);
         rc = 2;
     } else {
         dl_free_paths(paths, n_paths);
