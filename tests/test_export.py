@@ -260,6 +260,11 @@ def test_bad_flags(tmp):
         r = run(DISTIL, "export", f"{tmp}/demo-ckpt", "--out", f"{tmp}/x", *args, check=False)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("distil: error: ") and what in lines[0], (args, r.stderr)
+    # Exporting onto the checkpoint itself would overwrite its weights.
+    before = open(f"{tmp}/demo-ckpt/model.safetensors", "rb").read()
+    r = run(DISTIL, "export", f"{tmp}/demo-ckpt", "--out", f"{tmp}/demo-ckpt/", check=False)
+    assert r.returncode == 2 and "another directory" in r.stderr, r.stderr
+    assert open(f"{tmp}/demo-ckpt/model.safetensors", "rb").read() == before
 
 
 def main():

@@ -2,6 +2,7 @@
 // a deployment bundle from a checkpoint (docs/export.md): model.safetensors
 // in the chosen dtype, config.json, vocab.json and, with --onnx, model.onnx.
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,12 @@ static int export_bundle(Bundle *b, const ExportArgs *a) {
         return 2;
     }
     if (mkdir_p(a->out)) { fprintf(stderr, "distil: error: %s: cannot create the directory: %s\n", a->out, strerror(errno)); return 2; }
+    // Writing over the source would replace the checkpoint's weights.
+    char src_real[PATH_MAX], out_real[PATH_MAX];
+    if (realpath(b->dir, src_real) && realpath(a->out, out_real) && !strcmp(src_real, out_real)) {
+        fprintf(stderr, "distil: error: %s: --out is the bundle being exported; export to another directory\n", a->out);
+        return 2;
+    }
 
     Graph *g = NULL;
     Student st;
