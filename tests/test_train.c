@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include "data/synth.h"
 #include "tests/test.h"
+#include "train/safetensors.h"
 #include "train/trainer.h"
 
 static char dir[256];
@@ -18,7 +19,7 @@ static int make_shards(void) {
 }
 
 // A tiny student on the demo shards; everything else from the defaults.
-static int load_recipe(Recipe *r, const char *extra_key, const char *extra_value) {
+static int load_recipe_sets(Recipe *r, char **extra, int n_extra) {
     char path[300], train[300], eval[300];
     snprintf(path, sizeof path, "%s/tiny.yaml", dir);
     snprintf(train, sizeof train, "data.train=[\"%s/train/*.h5\"]", dir);
@@ -31,11 +32,18 @@ static int load_recipe(Recipe *r, const char *extra_key, const char *extra_value
           "train:\n  steps: 40\n  micro_batch: 8\n  batch_size: 16\n  lr: 3.0e-3\n  min_lr: 3.0e-3\n  warmup_steps: 0\n"
           "  max_bad_steps: 2\n", f);
     fclose(f);
-    char extra[300];
-    char *sets[3] = { train, eval, extra };
+    char *sets[8] = { train, eval };
     int n = 2;
-    if (extra_key) { snprintf(extra, sizeof extra, "%s=%s", extra_key, extra_value); n = 3; }
+    for (int i = 0; i < n_extra && n < 8; i++) sets[n++] = extra[i];
     return recipe_load(r, path, sets, n);
+}
+
+static int load_recipe(Recipe *r, const char *extra_key, const char *extra_value) {
+    char extra[400];
+    char *sets[1] = { extra };
+    if (!extra_key) return load_recipe_sets(r, NULL, 0);
+    snprintf(extra, sizeof extra, "%s=%s", extra_key, extra_value);
+    return load_recipe_sets(r, sets, 1);
 }
 
 // 40 steps of 16 samples: the total loss (token KL + CE + trajectory)
@@ -158,6 +166,54 @@ static void test_setup_checks_shards(void) {
     recipe_free(&r);
 }
 
+// init_from: a new run starts from a saved student's weights (all of them,
+// bit for bit) and vocabulary; train.freeze keeps the frozen ones fixed
+// through training while the others move.
+static void test_init_from_and_freeze(void) {
+    Recipe r;
+    REQUIRE(load_recipe(&r, NULL, NULL) == 0, "recipe");
+    TrainState ts;
+    int rc = train_state_open(&ts, &r);
+    REQUIRE(rc == 0, "open");
+    StepStats ss;
+    for (long s = 0; s < 3; s++) REQUIRE(train_step(&ts, s, &ss) == STEP_OK, "step");
+    char saved_dir[300], path[400], err[512];
+    snprintf(saved_dir, sizeof saved_dir, "%s/student", dir);
+    snprintf(path, sizeof path, "mkdir -p %s", saved_dir);
+    REQUIRE(system(path) == 0, "mkdir");
+    snprintf(path, sizeof path, "%s/model.safetensors", saved_dir);
+    REQUIRE(st_save_graph_params(path, ts.g, NULL, 0, ST_F32, err, sizeof err) == 0, "save: %s", err);
+    snprintf(path, sizeof path, "%s/vocab.json", saved_dir);
+    REQUIRE(vocab_write_json(&ts.vocab, path) == 0, "vocab");
+
+    Recipe r2;
+    char init[400], freeze[] = "train.freeze=[\"patch_embed.*\", \"blocks.0.ln1.*\"]";
+    snprintf(init, sizeof init, "train.init_from=%s", saved_dir);
+    char *extra[2] = { init, freeze };
+    REQUIRE(load_recipe_sets(&r2, extra, 2) == 0, "recipe 2");
+    TrainState t2;
+    rc = train_state_open(&t2, &r2);
+    REQUIRE(rc == 0, "open with init_from");
+    CHECK(t2.frozen == 4, "%d tensors frozen, expected 4", t2.frozen);
+    CHECK(vocab_token(&t2.vocab, 5) == vocab_token(&ts.vocab, 5) && t2.vocab.size == ts.vocab.size, "vocabulary not inherited");
+    for (int i = 0; i < t2.g->n_params; i++) {
+        Tensor *a = ts.g->params[i], *b = t2.g->params[i];
+        CHECK(memcmp(a->data, b->data, a->numel * sizeof(float)) == 0, "%s not loaded", b->name);
+    }
+    for (long s = 0; s < 2; s++) REQUIRE(train_step(&t2, s, &ss) == STEP_OK, "step");
+    for (int i = 0; i < t2.g->n_params; i++) {
+        Tensor *a = ts.g->params[i], *b = t2.g->params[i];
+        int same = memcmp(a->data, b->data, a->numel * sizeof(float)) == 0;
+        int frozen = !strncmp(b->name, "patch_embed.", 12) || !strncmp(b->name, "blocks.0.ln1.", 13);
+        if (frozen) CHECK(same, "frozen %s moved", b->name);
+        else if (!strcmp(b->name, "ego_embed.weight")) CHECK(!same, "%s did not train", b->name);
+    }
+    train_state_close(&t2);
+    recipe_free(&r2);
+    train_state_close(&ts);
+    recipe_free(&r);
+}
+
 int main(void) {
     test_seed("test_train");
     if (make_shards() != 0) { printf("could not synthesise shards\n"); return 1; }
@@ -166,6 +222,7 @@ int main(void) {
     RUN(test_too_many_bad_steps);
     RUN(test_vocab_remap);
     RUN(test_setup_checks_shards);
+    RUN(test_init_from_and_freeze);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);

@@ -161,8 +161,9 @@ static const RecipeKey keys[] = {
       "A step with a non-finite loss or gradient is skipped (no weight is touched) and counted; "
       "this many in a row stop the run."),
     { "train", "init_from", RK_PATH, "\"\"", 0, 0, 0, NULL, OFF(train.init_from),
-      "Start from the weights of this student (a checkpoint or an exported student), relative to the "
-      "working directory; it must exist. Empty: train from scratch." },
+      "Start from the weights of this student: an export bundle or checkpoint directory (its vocab.json "
+      "is kept as the run's vocabulary) or a .safetensors file, relative to the working directory; it "
+      "must exist. Parameters the file lacks keep their initialisation. Empty: train from scratch." },
     LIST_KEY("train", "freeze", "[]", 0, train.freeze,
       "Glob patterns of parameter names (as in docs/model.md) that are not trained."),
     INT_KEY("train", "log_every", "10", 1, INT_MAX, train.log_every,

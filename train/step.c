@@ -100,8 +100,10 @@ int train_state_open(TrainState *ts, Recipe *r) {
                 recipe_where(r, "data.train", where, sizeof where), r->train.micro_batch, d->world);
         return 2;
     }
+    // A fine-tuned student keeps its vocabulary; a new one gets it from the shards.
     VocabMode vm = r->model.vocab == VOCAB_FROM_LOGS ? VOCAB_MODE_FROM_LOGS : VOCAB_MODE_TEACHER;
-    if (vocab_build(&ts->vocab, loader_set(ts->train_ld), vm, err, sizeof err)) {
+    int inherited = init_from_vocab(r, loader_set(ts->train_ld), &ts->vocab, err, sizeof err);
+    if (inherited < 0 || (!inherited && vocab_build(&ts->vocab, loader_set(ts->train_ld), vm, err, sizeof err))) {
         fprintf(stderr, "distil: error: %s\n", err);
         return 2;
     }
@@ -127,6 +129,7 @@ int train_state_open(TrainState *ts, Recipe *r) {
     Rng rng;
     rng_seed(&rng, (uint64_t)r->seed);
     graph_init_params(ts->g, &rng);
+    if (init_from_weights(r, ts->g, err, sizeof err)) { fprintf(stderr, "distil: error: train.init_from: %s\n", err); return 2; }
     rng_derive(&ts->rng, (uint64_t)r->seed, 1, 0);
     AdamWConfig oc = { (float)r->train.beta1, (float)r->train.beta2, (float)r->train.eps, (float)r->train.weight_decay };
     size_t shard_lo = 0, shard_hi = ts->g->grad_numel;

@@ -103,5 +103,11 @@ struct EgoOnly;
 struct EvalResult;
 int train_evaluate(TrainState *ts, const struct EgoOnly *ego, long max_batches, struct EvalResult *out);
 
+// train.init_from (train/init_from.c). The vocabulary: 1 when one was read
+// from beside the weights, 0 when there is none to read (build it from the
+// shards), -1 on error. The weights: 0 (loaded, or no init_from) or -1.
+int init_from_vocab(const Recipe *r, const DlSet *train, Vocab *v, char *err, size_t errlen);
+int init_from_weights(const Recipe *r, Graph *g, char *err, size_t errlen);
+
 // `distil train`.
 int cmd_train(int argc, char **argv);
