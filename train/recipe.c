@@ -152,9 +152,12 @@ static const RecipeKey keys[] = {
       "Checkpoints kept in the run directory, newest first; 0 keeps them all."),
     ENUM_KEY("train", "precision", "fp32", precision_names, train.precision,
       "Precision of the model's matmuls and activations; the losses are always fp32, and so are the "
-      "master weights and optimizer state."),
+      "master weights and optimizer state. bf16 needs CUDA training, which this version refuses "
+      "until the CUDA backend is verified on a GPU."),
     ENUM_KEY("train", "device", "auto", device_names, train.device,
-      "Where to train: auto picks cuda when a GPU is there, else cpu."),
+      "Where to train. This version trains on the CPU: auto means cpu, and cuda is refused with a "
+      "message until the CUDA backend is verified on a GPU (the kernels are built and tested on a "
+      "simulator)."),
     BOOL_KEY("train", "allow_tf32", "true", train.allow_tf32,
       "Let fp32 matmuls on the GPU use TF32 tensor cores."),
     INT_KEY("train", "max_bad_steps", "5", 1, 1000000, train.max_bad_steps,
