@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "train/fsutil.h"        // defines: fs_fsync
 #include "train/json.h"          // defines: json_parse, json_get_int64
 #include "train/safetensors.h"   // defines: st_save_graph_params, st_open, st_load_graph_params
 
@@ -41,14 +42,6 @@ __attribute__((format(printf, 2, 3))) static void pathf(char *out, const char *f
 
 // ---- small filesystem helpers ------------------------------------------------
 
-static int fsync_path(const char *path, int directory) {
-    int fd = open(path, O_RDONLY | (directory ? O_DIRECTORY : 0));
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    if (rc && errno == EINVAL) rc = 0;   // a filesystem that cannot sync directories has nothing to sync
-    close(fd);
-    return rc;
-}
 
 static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
     return remove(path);
@@ -115,14 +108,14 @@ static int write_files(const TrainState *ts, const char *tmp, long step, char *e
     if (write_weights(ts, path, step, err, errlen)) return -1;
     if (ckpt_file_sum(path, "model.safetensors", &sums[0], err, errlen)) return -1;
     pathf(path, "%s/vocab.json", tmp);
-    if (vocab_write_json(&ts->vocab, path) || fsync_path(path, 0)) {
+    if (vocab_write_json(&ts->vocab, path) || fs_fsync(path, 0)) {
         snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
         return -1;
     }
     if (ckpt_file_sum(path, "vocab.json", &sums[1], err, errlen)) return -1;
     pathf(path, "%s/state.bin", tmp);
     if (ckpt_state_write(path, ts, step, sums, err, errlen)) return -1;
-    if (fsync_path(tmp, 1)) { snprintf(err, errlen, "%s: fsync: %s", tmp, strerror(errno)); return -1; }
+    if (fs_fsync(tmp, 1)) { snprintf(err, errlen, "%s: fsync: %s", tmp, strerror(errno)); return -1; }
     return 0;
 }
 
@@ -140,7 +133,7 @@ static int publish(const char *tmp, const char *final, const char *ckdir, char *
         }
         remove_tree(tmp);   // now the old contents
     }
-    if (fsync_path(ckdir, 1)) { snprintf(err, errlen, "%s: fsync: %s", ckdir, strerror(errno)); return -1; }
+    if (fs_fsync(ckdir, 1)) { snprintf(err, errlen, "%s: fsync: %s", ckdir, strerror(errno)); return -1; }
     return 0;
 }
 
@@ -156,7 +149,7 @@ static int point_latest(const char *ckdir, const char *name, char *err, size_t e
         unlink(tmp);
         return -1;
     }
-    if (fsync_path(ckdir, 1)) { snprintf(err, errlen, "%s: fsync: %s", ckdir, strerror(errno)); return -1; }
+    if (fs_fsync(ckdir, 1)) { snprintf(err, errlen, "%s: fsync: %s", ckdir, strerror(errno)); return -1; }
     return 0;
 }
 
@@ -531,6 +524,6 @@ int metrics_rewind(const char *path, long step, char *err, size_t errlen) {
     char dir[CKPT_PATH];
     const char *slash = strrchr(path, '/');
     pathf(dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
-    fsync_path(dir, 1);
+    fs_fsync(dir, 1);
     return 0;
 }

@@ -20,6 +20,7 @@
 #include <zlib.h>                 // defines: crc32
 #include "kernels/backend.h"      // defines: backend_to_host, backend_from_host
 #include "train/dist.h"
+#include "train/fsutil.h"        // defines: fs_fsync
 
 #define ZERO_MAGIC "DSTLZRO1"
 #define ZERO_VERSION 1u
@@ -38,14 +39,6 @@ static void staging_dir(char *buf, size_t n, const char *run_dir, long step) {
     snprintf(buf, n, "%s/checkpoints/.zero1-step_%07ld", run_dir, step);
 }
 
-static int fsync_path(const char *path, int directory) {
-    int fd = open(path, O_RDONLY | (directory ? O_DIRECTORY : 0));
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    if (rc && errno == EINVAL) rc = 0;   // a filesystem that cannot sync directories
-    close(fd);
-    return rc;
-}
 
 static uint32_t crc_of(uint32_t crc, const void *p, size_t n) {
     const unsigned char *b = p;
@@ -116,7 +109,7 @@ int dist_zero_stage(const AdamW *opt, const Graph *g, const char *run_dir, long 
     shard_name(name, sizeof name, d->rank, d->world);
     snprintf(path, sizeof path, "%s/%s", dir, name);
     int rc = write_shard(path, opt, g, err, errlen);
-    if (!rc && fsync_path(dir, 1)) { snprintf(err, errlen, "%s: fsync: %s", dir, strerror(errno)); rc = -1; }
+    if (!rc && fs_fsync(dir, 1)) { snprintf(err, errlen, "%s: fsync: %s", dir, strerror(errno)); rc = -1; }
     // A rank that failed exits with status 2, which ends the job: the
     // others never wait here forever.
     if (rc) return rc;
@@ -137,7 +130,7 @@ int dist_zero_adopt(const char *run_dir, long step, const char *tmp, char *err, 
             return -1;
         }
     }
-    if (fsync_path(tmp, 1)) { snprintf(err, errlen, "%s: fsync: %s", tmp, strerror(errno)); return -1; }
+    if (fs_fsync(tmp, 1)) { snprintf(err, errlen, "%s: fsync: %s", tmp, strerror(errno)); return -1; }
     rmdir(dir);
     return 0;
 }

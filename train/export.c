@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "train/bundle.h"     // defines: Bundle, bundle_open, bundle_student
 #include "train/cli.h"
+#include "train/fsutil.h"     // defines: fs_mkdir_p
 #include "train/json.h"       // defines: json_write_*
 #include "train/onnx.h"       // defines: onnx_export_student
 
@@ -62,17 +63,6 @@ static int parse_args(int argc, char **argv, ExportArgs *a) {
     return 0;
 }
 
-static int mkdir_p(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return (mkdir(buf, 0777) && errno != EEXIST) ? -1 : 0;
-}
 
 // --cameras A,B,... replaces the bundle's names; the count must match the model.
 static int take_camera_flag(Bundle *b, const char *list) {
@@ -177,7 +167,7 @@ static int export_bundle(Bundle *b, const ExportArgs *a) {
                 "shards are not reachable from here); pass --cameras NAME,... in the shards' order\n", b->dir);
         return 2;
     }
-    if (mkdir_p(a->out)) { fprintf(stderr, "distil: error: %s: cannot create the directory: %s\n", a->out, strerror(errno)); return 2; }
+    if (fs_mkdir_p(a->out)) { fprintf(stderr, "distil: error: %s: cannot create the directory: %s\n", a->out, strerror(errno)); return 2; }
     // Writing over the source would replace the checkpoint's weights.
     char src_real[PATH_MAX], out_real[PATH_MAX];
     if (realpath(b->dir, src_real) && realpath(a->out, out_real) && !strcmp(src_real, out_real)) {

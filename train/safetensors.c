@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "train/fsutil.h"   // defines: fs_fsync_parent
 
 // Tensor bytes go to and from the file with memcpy/fwrite: the format is
 // little-endian, and so is every machine distil targets.
@@ -240,19 +241,6 @@ static int write_file(FILE *fp, const char *header, size_t header_len, const Wri
     return 0;
 }
 
-// The rename is durable only once the directory entry is on disk.
-static int fsync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) return -1;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    free(dir);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    if (rc && errno == EINVAL) rc = 0;   // a filesystem that cannot sync directories has nothing to sync
-    close(fd);
-    return rc;
-}
 
 int st_write(const char *path, const StTensor *tensors, int n, const StMeta *meta, int n_meta,
              StDtype out_dtype, char *err, size_t errlen) {
@@ -291,7 +279,7 @@ int st_write(const char *path, const StTensor *tensors, int n, const StMeta *met
         unlink(tmp);
         goto done;
     }
-    if (fsync_parent_dir(path)) {
+    if (fs_fsync_parent(path)) {
         snprintf(err, errlen, "%s: written, but syncing its directory failed: %s", path, strerror(errno));
         goto done;
     }

@@ -13,6 +13,7 @@
 #include "train/checkpoint.h"  // defines: checkpoint_save, checkpoint_resolve, checkpoint_load, metrics_rewind
 #include "train/cli.h"
 #include "train/evaluate.h"    // defines: evaluate, fit_ego_only, EvalResult
+#include "train/fsutil.h"      // defines: fs_mkdir_p
 #include "train/trainer.h"     // defines: Setup, Objective, objective_build, batch_to_inputs
 
 #define EGO_ONLY_FIT_SAMPLES 4096
@@ -23,17 +24,6 @@ static double now_s(void) {
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
-static int mkdir_p(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return (mkdir(buf, 0777) && errno != EEXIST) ? -1 : 0;
-}
 
 static void usage(FILE *f) {
     fprintf(f, "usage: distil train RECIPE [--out RUN_DIR] [--max-steps N] [--resume [CKPT_DIR]] [--set section.key=value ...]\n"
@@ -221,7 +211,7 @@ int cmd_train(int argc, char **argv) {
     char run_dir[1024], path[1200], ckpt[1200] = "";
     if (a.out) snprintf(run_dir, sizeof run_dir, "%s", a.out);
     else snprintf(run_dir, sizeof run_dir, "runs/%s", r.name);
-    if (mkdir_p(run_dir)) { fprintf(stderr, "distil: error: %s: cannot create the run directory: %s\n", run_dir, strerror(errno)); return 2; }
+    if (fs_mkdir_p(run_dir)) { fprintf(stderr, "distil: error: %s: cannot create the run directory: %s\n", run_dir, strerror(errno)); return 2; }
     if (a.resume) {
         // Found before the data is opened: a run with nothing to resume fails at once.
         char err[2048];
