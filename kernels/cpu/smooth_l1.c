@@ -8,47 +8,21 @@
 // never to the mask. beta = 0 gives the L1 loss (|d| < 0 never holds).
 #include <math.h>
 #include "kernels/cpu/cpu_ops.h"
-
-// Below this many elements a parallel region costs more than it saves.
-#define SMOOTH_L1_PAR_MIN 16384
-
-typedef struct {
-    const float *mask;      // (M) or NULL
-    size_t inner;           // elements per mask value
-} SmoothL1Weights;
-
-static SmoothL1Weights smooth_l1_weights(const Tensor *out) {
-    const Tensor *mask = out->nsrc > 2 ? out->src[2] : NULL;
-    SmoothL1Weights w = { NULL, 1 };
-    if (!mask) return w;
-    w.mask = mask->data;
-    w.inner = out->src[0]->numel / mask->numel;
-    return w;
-}
-
-static float smooth_l1_weight(SmoothL1Weights w, size_t i) { return w.mask ? w.mask[i / w.inner] : 1.0f; }
-
-// sum_i w_i over pred's numel elements, in double.
-static double smooth_l1_weight_total(SmoothL1Weights w, size_t numel) {
-    if (!w.mask) return (double)numel;
-    double s = 0;
-    for (size_t j = 0; j < numel / w.inner; j++) s += w.mask[j];
-    return s * (double)w.inner;
-}
+#include "kernels/cpu/regression.h"   // defines: RegressionWeights, regression_weight*
 
 void smooth_l1_forward_cpu(Tensor *out) {
     const Tensor *pred_t = out->src[0];
     const float *pred = pred_t->data, *target = out->src[1]->data;   // (numel)
     float beta = out->fattr[0];
-    SmoothL1Weights w = smooth_l1_weights(out);
-    double total_w = smooth_l1_weight_total(w, pred_t->numel);
+    RegressionWeights w = regression_weights(out);
+    double total_w = regression_weight_total(w, pred_t->numel);
     float *y = out->data;                                            // (1)
     if (total_w == 0) { y[0] = 0.0f; return; }
     // Serial and in double: regression targets are small (waypoints,
     // speeds), and an ordered sum gives the same loss on any thread count.
     double s = 0;
     for (size_t i = 0; i < pred_t->numel; i++) {
-        float wi = smooth_l1_weight(w, i);
+        float wi = regression_weight(w, i);
         if (wi == 0.0f) continue;
         double d = (double)pred[i] - (double)target[i], ad = fabs(d);
         s += wi * (ad < beta ? 0.5 * d * d / beta : ad - 0.5 * beta);
@@ -62,14 +36,14 @@ void smooth_l1_backward_cpu(Tensor *out) {
     if (!dpred && !dtarget) return;
     const float *pred = pred_t->data, *target = target_t->data;      // (numel)
     float beta = out->fattr[0];
-    SmoothL1Weights w = smooth_l1_weights(out);
-    double total_w = smooth_l1_weight_total(w, pred_t->numel);
+    RegressionWeights w = regression_weights(out);
+    double total_w = regression_weight_total(w, pred_t->numel);
     if (total_w == 0) return;                   // the loss is the constant 0
     float g = (float)(((const float *)out->grad)[0] / total_w);
     ptrdiff_t n = (ptrdiff_t)pred_t->numel;
-    #pragma omp parallel for if (n >= SMOOTH_L1_PAR_MIN)
+    #pragma omp parallel for if (n >= REGRESSION_PAR_MIN)
     for (ptrdiff_t i = 0; i < n; i++) {
-        float wi = smooth_l1_weight(w, (size_t)i);
+        float wi = regression_weight(w, (size_t)i);
         if (wi == 0.0f) continue;
         float d = pred[i] - target[i];
         // l'(d) = d / beta inside the quadratic zone, sign(d) outside it.
