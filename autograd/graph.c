@@ -5,7 +5,7 @@
 #include <string.h>
 #include "autograd/ops.h"       // defines: op_table, OP_*
 #include "autograd/rng.h"       // defines: Rng, rng_normal, rng_uniform
-#include "kernels/backend.h"    // defines: backend_alloc, backend_zero, backend_to_host
+#include "kernels/backend.h"    // defines: backend_alloc, backend_host_alloc, backend_upload, backend_to_host
 
 #define ALIGN_BYTES 64
 
@@ -35,6 +35,7 @@ void graph_free(Graph *g) {
         backend_free(g->device, g->grad_mem);
     }
     backend_free(g->device, g->act_mem);
+    backend_host_free(g->input_host_mem, g->input_host_pinned);
     backend_free(g->device, g->act_grad_mem);
     backend_free(g->device, g->reduce_dev);
     free(g->reduce_host);
@@ -186,6 +187,26 @@ static int plan_params(Graph *g) {
     return 0;
 }
 
+// Where the host writes the inputs: in place on the CPU; on a device, a
+// host mirror of the arena's input prefix, allocated here once.
+static int plan_input_host(Graph *g) {
+    if (g->device != DEV_CPU) {
+        g->input_host_mem = backend_host_alloc(g->device, g->input_bytes, &g->input_host_pinned);
+        if (!g->input_host_mem) { fprintf(stderr, "distil: error: cannot allocate %zu bytes of host input staging\n", g->input_bytes); return -1; }
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        Tensor *t = g->nodes[i];
+        if (t->op != OP_INPUT) continue;
+        t->host = g->input_host_mem ? (char *)g->input_host_mem + ((char *)t->data - (char *)g->act_mem) : t->data;
+    }
+    return 0;
+}
+
+void graph_upload_inputs(Graph *g) {
+    if (g->device == DEV_CPU) return;
+    backend_upload(g->device, g->act_mem, g->input_host_mem, g->input_bytes);
+}
+
 int graph_plan(Graph *g) {
     if (g->planned) return 0;
     find_grad_ready(g);
@@ -208,10 +229,19 @@ int graph_plan(Graph *g) {
         fprintf(stderr, "distil: error: cannot allocate %zu bytes of activations\n", act + act_grad * sizeof(float));
         return -1;
     }
+    // Inputs first, so they form one prefix of the arena that a device
+    // graph uploads from its host mirror with one copy.
     size_t off = 0, goff = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         Tensor *t = g->nodes[i];
-        if (t->op == OP_PARAM) continue;
+        if (t->op != OP_INPUT) continue;
+        t->data = (char *)g->act_mem + off;
+        off += align_up(t->numel * dtype_size(t->dtype));
+    }
+    g->input_bytes = off;
+    for (int i = 0; i < g->n_nodes; i++) {
+        Tensor *t = g->nodes[i];
+        if (t->op == OP_PARAM || t->op == OP_INPUT) continue;
         if (t->view) {
             t->data = t->src[0]->data;
             t->grad = t->src[0]->grad;
@@ -237,6 +267,7 @@ int graph_plan(Graph *g) {
             return -1;
         }
     }
+    if (plan_input_host(g)) return -1;
     g->reduce_len = (g->grad_numel + REDUCE_CHUNK - 1) / REDUCE_CHUNK + 1;
     g->reduce_dev = backend_alloc(g->device, g->reduce_len * sizeof(double));
     g->reduce_host = calloc(g->reduce_len, sizeof(double));

@@ -30,7 +30,13 @@ typedef struct Graph {
     // Arenas, filled by graph_plan().
     void *param_mem;  size_t param_bytes;      // fp32 master weights
     float *grad_mem;  size_t grad_numel;       // parameter grads, contiguous, grad_order layout
-    void *act_mem;    size_t act_bytes;        // inputs, activations, saved state
+    void *act_mem;    size_t act_bytes;        // inputs (first), activations, saved state
+    size_t input_bytes;                        // the inputs' prefix of act_mem
+    // A device graph's host mirror of that prefix, laid out the same, where
+    // the host writes a batch (graph_input_host) before graph_upload_inputs;
+    // pinned when the backend can. NULL on the CPU: inputs are written in place.
+    void *input_host_mem;
+    int input_host_pinned;
     float *act_grad_mem; size_t act_grad_numel;
     // Partial sums for reductions over the gradient buffer (the norm), one
     // per REDUCE_CHUNK floats: on the graph's device, and a host mirror.
@@ -67,6 +73,16 @@ int graph_share_params(Graph *g, Graph *owner);
 int graph_plan(Graph *g);
 // Initialise parameters from their InitKind with rng.
 void graph_init_params(Graph *g, Rng *rng);
+
+// Where the host writes input t: t->data on a CPU graph, its slot of the
+// host mirror on a device graph. Inputs written there reach the device at
+// the next graph_upload_inputs.
+static inline void *graph_input_host(const Tensor *t) { return t->host; }
+// Copy every input's host mirror to the device, ordered after the device
+// work already queued (which may still read the previous inputs) and before
+// any queued after. Returns once the mirror may be written again. A no-op
+// on the CPU.
+void graph_upload_inputs(Graph *g);
 
 void graph_forward(Graph *g);
 // Seeds d(loss)=1 (loss must have one element), zeroes activation grads and

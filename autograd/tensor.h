@@ -26,6 +26,7 @@ struct Tensor {
     Device device;
 
     void *data;                      // into the activation or parameter arena
+    void *host;                      // inputs: where the host writes them (graph_input_host)
     float *grad;                     // fp32, into a gradient arena; NULL when no grad flows
     float *saved;                    // what backward needs (op-specific), into the activation arena
     size_t saved_numel;              // floats

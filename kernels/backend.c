@@ -76,3 +76,35 @@ void backend_sync(Device d) {
 #endif
     (void)d;
 }
+
+void *backend_host_alloc(Device d, size_t bytes, int *pinned) {
+    *pinned = 0;
+    if (bytes == 0) bytes = 64;
+#ifdef DISTIL_CUDA
+    if (d == DEV_CUDA) {
+        void *p = cuda_host_alloc(bytes);
+        if (p) { *pinned = 1; return p; }
+        // Page-locked memory is a limited resource (ulimit -l, containers):
+        // pageable memory still works, through the driver's bounce buffer.
+    }
+#endif
+    return backend_alloc(DEV_CPU, bytes);
+}
+
+void backend_host_free(void *p, int pinned) {
+    if (!p) return;
+#ifdef DISTIL_CUDA
+    if (pinned) { cuda_host_free(p); return; }
+#endif
+    (void)pinned;
+    free(p);
+}
+
+void backend_upload(Device d, void *dst, const void *host_src, size_t bytes) {
+    if (!bytes) return;
+#ifdef DISTIL_CUDA
+    if (d == DEV_CUDA) { cuda_upload(dst, host_src, bytes); return; }
+#endif
+    (void)d;
+    memcpy(dst, host_src, bytes);
+}

@@ -21,6 +21,17 @@ void backend_from_host(Device d, void *dst, const void *host_src, size_t bytes);
 // Wait for queued device work (no-op on the CPU).
 void backend_sync(Device d);
 
+// Zero-filled host memory, 64-byte aligned, for staging transfers to device
+// d: page-locked (*pinned = 1) when d's runtime can give it, so copies from
+// it run at full bus speed without a bounce buffer; else plain (*pinned = 0).
+// NULL on failure. Free with backend_host_free and the same pinned flag.
+void *backend_host_alloc(Device d, size_t bytes, int *pinned);
+void backend_host_free(void *p, int pinned);
+// Host -> device copy of staged inputs: on the copy stream, after the device
+// work already queued, before any queued after; returns once host_src has
+// been read. A plain copy on the CPU.
+void backend_upload(Device d, void *dst, const void *host_src, size_t bytes);
+
 #ifdef DISTIL_CUDA
 // Implemented in kernels/cuda/backend_cuda.cu.
 int cuda_device_count(const char **why);
@@ -30,4 +41,7 @@ void cuda_zero(void *p, size_t bytes);
 void cuda_to_host(void *host_dst, const void *src, size_t bytes);
 void cuda_from_host(void *dst, const void *host_src, size_t bytes);
 void cuda_sync(void);
+void *cuda_host_alloc(size_t bytes);
+void cuda_host_free(void *p);
+void cuda_upload(void *dst, const void *host_src, size_t bytes);
 #endif

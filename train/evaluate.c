@@ -51,13 +51,36 @@ int evaluate(Graph *g, Student *st, Objective *obj, const Setup *s, const Recipe
     loader_seek(ld, (LoaderPosition){ 0, 0 });
     float *pred = malloc((size_t)T * 3 * sizeof *pred), *tmean = malloc((size_t)T * 3 * sizeof *tmean);
     float *teacher = malloc((size_t)s->K * T * 3 * sizeof *teacher);
+    // A device graph's outputs are read from host copies, allocated here
+    // once; a CPU graph's are read in place.
+    float *traj_host = NULL, *logits_host = NULL;
+    if (g->device != DEV_CPU) {
+        traj_host = malloc(st->traj->numel * sizeof *traj_host);
+        logits_host = malloc(st->lm_logits->numel * sizeof *logits_host);
+        if (!traj_host || !logits_host) {
+            fprintf(stderr, "distil: error: out of memory for the evaluation's output copies\n");
+            free(pred); free(tmean); free(teacher); free(traj_host); free(logits_host);
+            return 2;
+        }
+    }
+    const int32_t *ce_targets = graph_input_host(obj->ce_targets), *topk_ids = graph_input_host(obj->topk_ids);
+    const float *topk_logprobs = graph_input_host(obj->topk_logprobs);
     for (long bi = 0; bi < batches; bi++) {
         const Batch *b = loader_next(ld);
-        if (!b) { fprintf(stderr, "distil: error: %s\n", loader_error(ld)); free(pred); free(tmean); free(teacher); return 2; }
+        if (!b) {
+            fprintf(stderr, "distil: error: %s\n", loader_error(ld));
+            free(pred); free(tmean); free(teacher); free(traj_host); free(logits_host);
+            return 2;
+        }
         batch_to_inputs(b, s, r, v, st, obj);
+        graph_upload_inputs(g);
         graph_forward(g);
-        const float *traj = st->traj->data;            // (B, T, 3)
-        const float *logits = st->lm_logits->data;     // (B, L, V)
+        const float *traj = traj_host ? traj_host : st->traj->data;              // (B, T, 3)
+        const float *logits = logits_host ? logits_host : st->lm_logits->data;   // (B, L, V)
+        if (traj_host) {
+            tensor_to_host_f32(st->traj, traj_host);
+            tensor_to_host_f32(st->lm_logits, logits_host);
+        }
         for (int i = 0; i < b->B; i++) {
             if (!b->valid[i]) continue;
             out->samples++;
@@ -76,14 +99,14 @@ int evaluate(Graph *g, Student *st, Objective *obj, const Setup *s, const Recipe
             traj_metrics_add(&out->ego_only, pred, gt, teacher, w, s->K, T, s->mc.hz);
             for (int t = 0; t < L; t++) {
                 size_t at = (size_t)i * L + t;
-                int target = ((int32_t *)obj->ce_targets->data)[at];
+                int target = ce_targets[at];
                 if (target < 0) continue;
-                trace_metrics_add(&out->trace, logits + at * V, V, target, (int32_t *)obj->topk_ids->data + at * k,
-                                  (float *)obj->topk_logprobs->data + at * k, k, s->t_logged, v->majority);
+                trace_metrics_add(&out->trace, logits + at * V, V, target, topk_ids + at * k, topk_logprobs + at * k, k,
+                                  s->t_logged, v->majority);
             }
         }
     }
-    free(pred); free(tmean); free(teacher);
+    free(pred); free(tmean); free(teacher); free(traj_host); free(logits_host);
     return 0;
 }
 

@@ -155,16 +155,19 @@ Student student_build(Graph *g, const ModelConfig *cfg, int B) {
 void student_fill_constants(Student *s) {
     const ModelConfig *c = &s->cfg;
     int P = (c->img_h / c->patch) * (c->img_w / c->patch);
-    int *cam = s->img_cam_idx->data, *frame = s->img_frame_idx->data, *pos = s->img_pos_idx->data;
+    // Written where the host writes inputs (graph_input_host); on a device
+    // graph every graph_upload_inputs carries them along with the batch.
+    int *cam = graph_input_host(s->img_cam_idx), *frame = graph_input_host(s->img_frame_idx);
+    int *pos = graph_input_host(s->img_pos_idx);
     // Token order: camera-major, then frame, then patch (the cameras input order).
     for (int i = 0; i < s->n_img_tokens; i++) {
         cam[i] = i / (c->frames * P);
         frame[i] = (i / P) % c->frames;
         pos[i] = i % P;
     }
-    memset(s->action_idx->data, 0, s->B * sizeof(int));
+    memset(graph_input_host(s->action_idx), 0, s->B * sizeof(int));
     if (s->traj_scale) {
-        float *scale = s->traj_scale->data;
+        float *scale = graph_input_host(s->traj_scale);
         scale[0] = TRAJ_SCALE_X; scale[1] = TRAJ_SCALE_Y; scale[2] = TRAJ_SCALE_YAW;
     }
 }

@@ -19,6 +19,7 @@
 #include <string.h>
 #include "autograd/optim.h"    // defines: AdamW, lr_schedule, grad_global_norm
 #include "autograd/rng.h"      // defines: Rng
+#include "kernels/backend.h"   // defines: backend_to_host
 #include "train/dist.h"        // defines: dist_world, GradSync, dist_allreduce_sum
 #include "train/evaluate.h"    // defines: evaluate, EvalResult
 #include "train/trainer.h"     // defines: TrainState, objective_build, batch_to_inputs
@@ -36,8 +37,15 @@ static int apply_freeze(Graph *g, const Recipe *r) {
     return frozen;
 }
 
+// A [1] loss component, read on the host (one small download on a device).
+static float read_scalar(const Tensor *t) {
+    float x;
+    tensor_to_host_f32(t, &x);
+    return x;
+}
+
 static void add_component(double *acc, const Tensor *t) {
-    if (t) *acc += *(const float *)t->data;
+    if (t) *acc += read_scalar(t);
 }
 
 // train.batch_size is global: micro_batch x accumulation x ranks.
@@ -59,7 +67,13 @@ static int ranks_agree(TrainState *ts) {
     const Dist *d = dist_world();
     uint64_t h = DIST_FNV_SEED;
     h = dist_fnv1a(&ts->g->grad_numel, sizeof ts->g->grad_numel, h);
-    h = dist_fnv1a(ts->g->param_mem, ts->g->param_bytes, h);
+    void *params = ts->g->param_mem;
+    if (ts->g->device != DEV_CPU) {   // hashed from a host copy
+        if (!(params = malloc(ts->g->param_bytes))) { fprintf(stderr, "distil: error: out of memory\n"); return 2; }
+        backend_to_host(ts->g->device, params, ts->g->param_mem, ts->g->param_bytes);
+    }
+    h = dist_fnv1a(params, ts->g->param_bytes, h);
+    if (params != ts->g->param_mem) free(params);
     h = dist_fnv1a(&ts->vocab.size, sizeof ts->vocab.size, h);
     h = dist_fnv1a(ts->vocab.to_teacher, (size_t)ts->vocab.size * sizeof *ts->vocab.to_teacher, h);
     h = dist_fnv1a(&ts->accum, sizeof ts->accum, h);
@@ -74,7 +88,9 @@ static int ranks_agree(TrainState *ts) {
     return 2;
 }
 
-int train_state_open(TrainState *ts, Recipe *r) {
+int train_state_open(TrainState *ts, Recipe *r) { return train_state_open_on(ts, r, DEV_CPU); }
+
+int train_state_open_on(TrainState *ts, Recipe *r, Device device) {
     memset(ts, 0, sizeof *ts);
     ts->r = r;
     char err[1024];
@@ -121,7 +137,7 @@ int train_state_open(TrainState *ts, Recipe *r) {
     }
 
     // The graph, recorded once, then the weights and the optimizer.
-    ts->g = graph_new(DEV_CPU);
+    ts->g = graph_new(device);
     objective_build(ts->g, &ts->st, &ts->obj, &ts->setup, r, r->train.micro_batch);
     ts->frozen = apply_freeze(ts->g, r);
     if (graph_plan(ts->g)) return 2;
@@ -178,8 +194,9 @@ int train_step(TrainState *ts, long step, StepStats *ss) {
         if (!b) { fprintf(stderr, "distil: error: %s\n", loader_error(ts->train_ld)); return STEP_ERROR; }
         batch_to_inputs(b, &ts->setup, r, &ts->vocab, &ts->st, &ts->obj);
         if (ts->after_inputs) ts->after_inputs(ts->hook_ctx, ts);
+        graph_upload_inputs(ts->g);
         graph_forward(ts->g);
-        float loss = *(float *)ts->obj.total->data;
+        float loss = read_scalar(ts->obj.total);
         ss->samples += b->B;
         // The rest of a step's batches are still consumed, so the data order
         // does not depend on whether a step was skipped.

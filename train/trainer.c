@@ -147,11 +147,22 @@ int batch_to_inputs(const Batch *b, const Setup *s, const Recipe *r, const Vocab
     const int B = st->B, L = mc->max_trace, k = s->k, T = mc->horizon, Th = mc->hist;
     const int F = mc->frames, C = mc->n_cams, Kt = obj->traj_weights->shape[1];
     const size_t frame_bytes = (size_t)b->H * b->W * 3;
+    // Where the host writes each input: the arena on a CPU graph, the host
+    // mirror on a device graph (uploaded by graph_upload_inputs).
+    uint8_t *cameras = graph_input_host(st->cameras);
+    float *ego_in = graph_input_host(st->ego), *key_mask_in = graph_input_host(st->key_mask);
+    float *v0 = st->v0 ? graph_input_host(st->v0) : NULL;
+    int32_t *command = graph_input_host(st->command), *trace = graph_input_host(st->trace);
+    int32_t *ce_targets = graph_input_host(obj->ce_targets), *topk_ids = graph_input_host(obj->topk_ids);
+    float *topk_logprobs = graph_input_host(obj->topk_logprobs), *kl_mask = graph_input_host(obj->kl_mask);
+    float *traj_targets = graph_input_host(obj->traj_targets), *traj_weights = graph_input_host(obj->traj_weights);
+    float *feat_target = obj->feat_target ? graph_input_host(obj->feat_target) : NULL;
+    float *feat_mask = obj->feat_mask ? graph_input_host(obj->feat_mask) : NULL;
     int n_valid = 0;
     for (int i = 0; i < B; i++) {
         n_valid += b->valid[i] != 0;
         // Cameras: the recipe's cameras, the newest F frames, oldest first.
-        uint8_t *cams = (uint8_t *)st->cameras->data + (size_t)i * C * F * frame_bytes;
+        uint8_t *cams = cameras + (size_t)i * C * F * frame_bytes;
         for (int c = 0; c < C; c++)
             for (int f = 0; f < F; f++) {
                 int src_f = b->F - F + f;
@@ -159,33 +170,33 @@ int batch_to_inputs(const Batch *b, const Setup *s, const Recipe *r, const Vocab
                 memcpy(cams + ((size_t)c * F + f) * frame_bytes, src, frame_bytes);
             }
         const float *hist = b->history + (size_t)i * Th * 4;
-        float *ego = (float *)st->ego->data + (size_t)i * Th * 4;
+        float *ego = ego_in + (size_t)i * Th * 4;
         for (int j = 0; j < Th * 4; j++) ego[j] = hist[j] * ego_scale[j % 4];
-        ((int32_t *)st->command->data)[i] = b->command[i] >= 0 && b->command[i] < 4 ? b->command[i] : 0;
-        if (st->v0)
-            for (int t = 0; t < T; t++) ((float *)st->v0->data)[(size_t)i * T + t] = hist[(Th - 1) * 4 + 3];
+        command[i] = b->command[i] >= 0 && b->command[i] < 4 ? b->command[i] : 0;
+        if (v0)
+            for (int t = 0; t < T; t++) v0[(size_t)i * T + t] = hist[(Th - 1) * 4 + 3];
 
         // Trace: tokens, the key mask, the CE targets and the teacher's top-k.
-        float *key_mask = (float *)st->key_mask->data + (size_t)i * st->seq_len;
+        float *key_mask = key_mask_in + (size_t)i * st->seq_len;
         for (int j = 0; j < st->seq_len; j++) key_mask[j] = 1.0f;
         for (int t = 0; t < L; t++) {
             size_t at = (size_t)i * L + t;
             int real = t < b->L && b->trace_mask[(size_t)i * b->L + t];
             int32_t tok = real ? vocab_token(v, b->trace_tokens[(size_t)i * b->L + t]) : 0;
-            ((int32_t *)st->trace->data)[at] = tok;
-            ((int32_t *)obj->ce_targets->data)[at] = real ? tok : -1;
-            ((float *)obj->kl_mask->data)[at] = (float)real;
+            trace[at] = tok;
+            ce_targets[at] = real ? tok : -1;
+            kl_mask[at] = (float)real;
             key_mask[st->n_img_tokens + 2 + t] = (float)real;
             for (int j = 0; j < k; j++) {
                 size_t src = ((size_t)i * b->L + t) * b->k + j, dst = at * k + j;
-                ((int32_t *)obj->topk_ids->data)[dst] = real ? vocab_topk(v, b->topk_ids[src]) : -1;
-                ((float *)obj->topk_logprobs->data)[dst] = real ? b->topk_logprobs[src] : 0.0f;
+                topk_ids[dst] = real ? vocab_topk(v, b->topk_ids[src]) : -1;
+                topk_logprobs[dst] = real ? b->topk_logprobs[src] : 0.0f;
             }
         }
 
         // Trajectory targets: the first T steps of the chosen plans.
-        float *tgt = (float *)obj->traj_targets->data + (size_t)i * Kt * T * 3;
-        float *w = (float *)obj->traj_weights->data + (size_t)i * Kt;
+        float *tgt = traj_targets + (size_t)i * Kt * T * 3;
+        float *w = traj_weights + (size_t)i * Kt;
         const float *teacher = b->trajectory + (size_t)i * b->K * b->T * 3;
         const float *tw = b->weight + (size_t)i * b->K;
         switch (r->distill.traj_target) {
@@ -207,10 +218,10 @@ int batch_to_inputs(const Batch *b, const Setup *s, const Recipe *r, const Vocab
                 w[c] = b->valid[i] ? tw[c] : 0.0f;
             }
         }
-        if (obj->feat_target) {
-            memcpy((float *)obj->feat_target->data + (size_t)i * mc->feat_dim, b->embedding + (size_t)i * b->D,
+        if (feat_target) {
+            memcpy(feat_target + (size_t)i * mc->feat_dim, b->embedding + (size_t)i * b->D,
                    (size_t)mc->feat_dim * sizeof(float));
-            ((float *)obj->feat_mask->data)[i] = b->valid[i] && b->has_embedding[i] ? 1.0f : 0.0f;
+            feat_mask[i] = b->valid[i] && b->has_embedding[i] ? 1.0f : 0.0f;
         }
     }
     return n_valid;

@@ -43,8 +43,10 @@ int setup_from_shards(Setup *s, const Recipe *r, const DlSet *set, int vocab_siz
 // Record the student and its objective for micro-batch B.
 void objective_build(Graph *g, Student *st, Objective *obj, const Setup *s, const Recipe *r, int B);
 
-// Write one batch into the graph's inputs (CPU graphs: directly into the
-// arena). Returns the number of valid samples.
+// Write one batch where the host writes the graph's inputs
+// (graph_input_host: the arena itself on a CPU graph, its host mirror on a
+// device graph, which graph_upload_inputs then copies over). Returns the
+// number of valid samples.
 int batch_to_inputs(const Batch *b, const Setup *s, const Recipe *r, const Vocab *v, Student *st, Objective *obj);
 
 // A training run in memory: what one step needs.
@@ -70,8 +72,9 @@ struct TrainState {
     // The training stream (dropout, augmentation): nothing draws from it
     // yet, but checkpoints carry it so that what will resumes exactly.
     Rng rng;
-    // Called after each micro-batch's inputs are written, before forward
-    // (tests inject faults here). NULL normally.
+    // Called after each micro-batch's inputs are written (graph_input_host),
+    // before they are uploaded and forward runs (tests inject faults here).
+    // NULL normally.
     InputsHook after_inputs;
     void *hook_ctx;
 };
@@ -90,6 +93,9 @@ enum { STEP_OK = 0, STEP_SKIPPED = 1, STEP_ERROR = 2 };
 // Open the data, build the vocabulary, record and plan the graph, initialise
 // the weights and the optimizer. Returns 0 or 2 (error printed).
 int train_state_open(TrainState *ts, Recipe *r);
+// The same with the graph, the weights and the optimizer state on `device`
+// (train_state_open: DEV_CPU). Checkpoints still need a CPU TrainState.
+int train_state_open_on(TrainState *ts, Recipe *r, Device device);
 void train_state_close(TrainState *ts);
 // One optimizer step at schedule position `step`. STEP_SKIPPED: a
 // non-finite loss or gradient; no weight and no optimizer state changed.

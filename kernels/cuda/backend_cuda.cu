@@ -4,8 +4,11 @@
 // Zeroing and copies go through the compute stream (context.cuh), in order
 // with the kernels: a copy to the host waits for the kernels queued before
 // it, and a copy from the host lands before the kernels queued after it.
+// Staged inputs (cuda_upload) go through the copy stream instead, ordered
+// against the compute stream by events.
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <cuda_runtime.h>
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK
@@ -54,3 +57,52 @@ extern "C" void cuda_from_host(void *dst, const void *src, size_t bytes) {
 }
 
 extern "C" void cuda_sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
+
+// Page-locked, so the copy engine reads it directly and copies from it can
+// be asynchronous; NULL when the runtime refuses (the caller falls back to
+// pageable memory).
+extern "C" void *cuda_host_alloc(size_t bytes) {
+    void *p = nullptr;
+    if (cudaHostAlloc(&p, bytes, cudaHostAllocDefault) != cudaSuccess) { cudaGetLastError(); return nullptr; }
+    memset(p, 0, bytes);
+    return p;
+}
+
+extern "C" void cuda_host_free(void *p) { CUDA_CHECK(cudaFreeHost(p)); }
+
+namespace {
+
+// The two events that order an upload on the copy stream between the
+// compute stream's work before and after it. Part of the process's one CUDA
+// context, created on first use.
+struct UploadEvents {
+    cudaEvent_t compute_done, copy_done;
+    UploadEvents() {
+        CUDA_CHECK(cudaEventCreateWithFlags(&compute_done, cudaEventDisableTiming));
+        CUDA_CHECK(cudaEventCreateWithFlags(&copy_done, cudaEventDisableTiming));
+    }
+};
+
+UploadEvents &upload_events() {
+    static UploadEvents e;
+    return e;
+}
+
+}  // namespace
+
+// The copy waits for the compute work already queued (the previous batch's
+// backward may still read the inputs it overwrites), and the compute work
+// queued next waits for the copy, all without blocking the host. The host
+// waits only for the copy to have read src, so that the next batch may be
+// written into it; with one mirror that is also when the previous step's
+// compute ends, which the step's loss read has waited for anyway.
+extern "C" void cuda_upload(void *dst, const void *src, size_t bytes) {
+    UploadEvents &e = upload_events();
+    cudaStream_t compute = cuda_compute_stream(), copy = cuda_copy_stream();
+    CUDA_CHECK(cudaEventRecord(e.compute_done, compute));
+    CUDA_CHECK(cudaStreamWaitEvent(copy, e.compute_done, 0));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, copy));
+    CUDA_CHECK(cudaEventRecord(e.copy_done, copy));
+    CUDA_CHECK(cudaStreamWaitEvent(compute, e.copy_done, 0));
+    CUDA_CHECK(cudaEventSynchronize(e.copy_done));
+}

@@ -177,6 +177,28 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int) { *s = (cud
 cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned int) {
+    *p = malloc(bytes ? bytes : 1);
+    if (!*p) return cudaErrorMemoryAllocation;
+    memset(*p, 0xff, bytes);   // garbage, as fresh pinned memory may be
+    return cudaSuccess;
+}
+cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
+
+struct SimEvent { int recorded; };
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int) { *e = new SimEvent{ 0 }; return cudaSuccess; }
+cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+    if (!e) return fail(cudaErrorInvalidValue, "cudaEventRecord: no event");
+    e->recorded = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned int) {
+    return e ? cudaSuccess : fail(cudaErrorInvalidValue, "cudaStreamWaitEvent: no event");
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+    return e ? cudaSuccess : fail(cudaErrorInvalidValue, "cudaEventSynchronize: no event");
+}
 
 // ---- cuBLAS: a reference column-major gemm with cuBLAS's argument checks -----------------
 struct SimCublas { int math; };

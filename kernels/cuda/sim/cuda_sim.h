@@ -58,6 +58,20 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags);
 cudaError_t cudaStreamCreate(cudaStream_t *s);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
 cudaError_t cudaDeviceSynchronize(void);
+// Page-locked host memory: plain host memory here.
+#define cudaHostAllocDefault 0x00
+cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned int flags);
+cudaError_t cudaFreeHost(void *p);
+// Events: launches and copies are synchronous here, so recording, waiting
+// and synchronising only check that the event exists.
+typedef struct SimEvent *cudaEvent_t;
+#define cudaEventDefault 0x00
+#define cudaEventDisableTiming 0x02
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int flags);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flags = 0);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
 
 // ---- device intrinsics -------------------------------------------------------------
 void __syncthreads(void);
