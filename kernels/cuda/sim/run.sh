@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # run.sh: build kernels/cuda/*.cu for the CPU simulator (cuda_sim.h) and run
-# tests/test_gpu_parity against it: the CUDA kernels' logic (indexing,
-# reductions, gradient accumulation, cuBLAS argument order) checked on a
-# machine without a GPU. It says nothing about speed, and real-GPU effects
+# tests/test_gpu_parity and tests/test_gpu_train against it: the CUDA
+# kernels' logic (indexing, reductions, gradient accumulation, cuBLAS
+# argument order) and the trainer's device wiring (inputs staged through the
+# host mirrors, outputs read back, AdamW on the device) checked on a machine
+# without a GPU. Its last line adds up both programs' TESTS lines. It says nothing about speed, and real-GPU effects
 # (warp scheduling, the memory model, FMA contraction, fast-math
 # intrinsics) are not modelled: a real GPU run of test_gpu_parity is still
 # the test that counts.
@@ -16,7 +18,13 @@ OUT=build/cuda-sim-${SAN//,/-}
 mkdir -p "$OUT/src/kernels/cuda" "$OUT/obj"
 FLAGS="-O1 -g -fsanitize=$SAN -fno-omit-frame-pointer -DDISTIL_CUDA -D_GNU_SOURCE"
 CXX="g++ -std=c++20 $FLAGS -I$OUT/src -Ikernels/cuda/sim/include -I. -pthread"
-CC="gcc -std=c11 $FLAGS -fopenmp -I. $(pkg-config --cflags openblas)"
+# The trainer's libraries, found as the Makefile finds them.
+PKGS="hdf5 yaml-0.1 libzstd zlib ompi"
+CC="gcc -std=c11 $FLAGS -fopenmp -I. $(pkg-config --cflags $PKGS openblas)"
+# The trainer (data/, train/) without DISTIL_CUDA: its only CUDA use is
+# NCCL, for all-reduces across ranks, which is not simulated, and these
+# tests run one process.
+TRAIN_CC="${CC/-DDISTIL_CUDA /}"
 
 # The sources, rewritten where C++ cannot read CUDA: kernel<<<cfg>>>(args)
 # becomes sim::Launch(cfg).run(kernel, args) and `extern __shared__ T x[];`
@@ -32,7 +40,7 @@ stale() {  # object, sources...: true when the object is missing or older than a
   local obj=$1 dep; shift
   [ -f "$obj" ] || return 0
   for dep in "$@" kernels/cuda/sim/cuda_sim.h "$OUT"/src/kernels/cuda/*.cuh "$OUT"/src/kernels/cuda/*.h \
-             autograd/*.h kernels/*.h kernels/cpu/*.h tests/*.h; do
+             autograd/*.h kernels/*.h kernels/cpu/*.h data/*.h train/*.h tests/*.h; do
     [ "$dep" -nt "$obj" ] && return 0
   done
   return 1
@@ -49,17 +57,31 @@ for f in "$OUT"/src/kernels/cuda/*.cu; do
 done
 wait
 stale "$OUT/obj/cuda_sim.o" kernels/cuda/sim/cuda_sim.cpp && $CXX -c kernels/cuda/sim/cuda_sim.cpp -o "$OUT/obj/cuda_sim.o"
-for f in autograd/*.c kernels/*.c kernels/cpu/*.c tests/test_gpu_parity.c; do
+pids=()
+for f in autograd/*.c kernels/*.c kernels/cpu/*.c tests/test_gpu_parity.c tests/test_gpu_train.c data/*.c train/*.c; do
+  [ "$f" = train/main.c ] && continue
   obj="$OUT/obj/$(echo "$f" | tr / _).o"
-  if stale "$obj" "$f"; then $CC -c "$f" -o "$obj"; fi
+  cc=$CC
+  case $f in data/*|train/*) cc=$TRAIN_CC ;; esac
+  if stale "$obj" "$f"; then $cc -c "$f" -o "$obj" & pids+=($!); fi
 done
-# An archive, so only what the test reaches is linked.
+for p in "${pids[@]}"; do wait "$p"; done   # each one, so a compile error stops the script
+# An archive, so only what each test reaches is linked.
 rm -f "$OUT/libsim.a"
-ar rcs "$OUT/libsim.a" $(ls "$OUT"/obj/*.o | grep -v tests_test_gpu_parity)
-g++ -fsanitize=$SAN -fopenmp -pthread "$OUT/obj/tests_test_gpu_parity.c.o" "$OUT/libsim.a" \
-    -o "$OUT/test_gpu_parity" $(pkg-config --libs openblas) -lm
+ar rcs "$OUT/libsim.a" $(ls "$OUT"/obj/*.o | grep -v tests_test_gpu_)
+for t in test_gpu_parity test_gpu_train; do
+  g++ -fsanitize=$SAN -fopenmp -pthread "$OUT/obj/tests_$t.c.o" "$OUT/libsim.a" \
+      -o "$OUT/$t" $(pkg-config --libs $PKGS openblas) -lm
+done
 # libgomp's barriers are invisible to ThreadSanitizer, so the CPU kernels'
 # OpenMP loops would drown the report in false races: one thread there.
 [ "$SAN" = thread ] && export OMP_NUM_THREADS=1
-echo "cuda_sim: running $OUT/test_gpu_parity"
-"$OUT/test_gpu_parity"
+passed=0; failed=0; skipped=0; status=0
+for t in test_gpu_parity test_gpu_train; do
+  echo "cuda_sim: running $OUT/$t"
+  "$OUT/$t" | tee "$OUT/$t.log" || status=1
+  read -r _ p _ f _ s _ < <(grep -E '^TESTS [0-9]+ passed' "$OUT/$t.log" | tail -n 1 || echo "TESTS 0 passed, 1 failed, 0 skipped")
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+done
+echo "TESTS $passed passed, $failed failed, $skipped skipped"
+exit $status
