@@ -25,11 +25,8 @@ int fit_ego_only(EgoOnly *e, const Recipe *r, const Setup *s, long max_samples) 
         for (int j = 0; j < b->B; j++) {
             if (!b->valid[j]) continue;
             // The teacher's mean plan over the first T steps.
-            for (int q = 0; q < T * 3; q++) {
-                double acc = 0;
-                for (int c = 0; c < b->K; c++) acc += (double)b->weight[(size_t)j * b->K + c] * b->trajectory[(((size_t)j * b->K + c) * b->T) * 3 + q];
-                target[q] = (float)acc;
-            }
+            teacher_mean_strided(b->trajectory + (size_t)j * b->K * b->T * 3, (size_t)b->T * 3,
+                                 b->weight + (size_t)j * b->K, b->K, T * 3, target);
             ego_only_add(e, b->history + (size_t)j * b->Th * 4, b->command[j], target);
         }
     }

@@ -1,5 +1,6 @@
 // metrics.c: see metrics.h and docs/metrics.md.
 #include "train/metrics.h"
+#include "train/model.h"   // defines: EGO_SCALE_*
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,12 +67,16 @@ void traj_metrics_json(const TrajMetrics *m, FILE *f, int with_min) {
     fputc('}', f);
 }
 
-void teacher_mean_traj(const float *teacher, const float *w, int K, int T, float *out) {
-    for (int i = 0; i < T * 3; i++) {
+void teacher_mean_strided(const float *plans, size_t stride, const float *w, int K, int n, float *out) {
+    for (int i = 0; i < n; i++) {
         double s = 0;
-        for (int k = 0; k < K; k++) s += (double)w[k] * teacher[(size_t)k * T * 3 + i];
+        for (int k = 0; k < K; k++) s += (double)w[k] * plans[(size_t)k * stride + i];
         out[i] = (float)s;
     }
+}
+
+void teacher_mean_traj(const float *teacher, const float *w, int K, int T, float *out) {
+    teacher_mean_strided(teacher, (size_t)T * 3, w, K, T * 3, out);
 }
 
 void baseline_constant_velocity(const float *history, int Th, int T, float hz, float *out) {
@@ -94,7 +99,7 @@ void baseline_constant_velocity(const float *history, int Th, int T, float hz, f
 
 // Features: the history rows scaled to O(1), a one-hot command, a bias.
 static void ego_features(const EgoOnly *e, const float *history, int command, double *x) {
-    static const double scale[4] = { 0.05, 0.2, 2.0, 0.1 };
+    static const float scale[4] = { EGO_SCALE_X, EGO_SCALE_Y, EGO_SCALE_YAW, EGO_SCALE_SPEED };
     for (int i = 0; i < e->Th * 4; i++) x[i] = history[i] * scale[i % 4];
     for (int c = 0; c < 4; c++) x[e->Th * 4 + c] = command == c;
     x[e->Th * 4 + 4] = 1.0;

@@ -25,6 +25,10 @@ double traj_metric(const TrajMetrics *m, const char *name);
 
 // The teacher's weighted mean plan (T, 3).
 void teacher_mean_traj(const float *teacher, const float *w, int K, int T, float *out);
+// The same over the first n floats of K plans that lie `stride` floats
+// apart (a batch's plans hold the shards' horizon, the model may use fewer
+// steps). Accumulated in double.
+void teacher_mean_strided(const float *plans, size_t stride, const float *w, int K, int n, float *out);
 
 // Constant velocity: the last history step's velocity (from the (x, y) of
 // rows Th-2 and Th-1) held for T steps; yaw held at the velocity's heading.

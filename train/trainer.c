@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "autograd/ops.h"   // defines: op_*
+#include "train/metrics.h"  // defines: teacher_mean_strided
 
 static int fail_key(const Recipe *r, const char *key, const char *msg) {
     char where[512];
@@ -205,11 +206,7 @@ int batch_to_inputs(const Batch *b, const Setup *s, const Recipe *r, const Vocab
             w[0] = b->valid[i] && b->has_future[i] ? 1.0f : 0.0f;
             break;
         case TRAJ_TARGET_TEACHER_MEAN:
-            for (int j = 0; j < T * 3; j++) {
-                double acc = 0;
-                for (int c = 0; c < b->K; c++) acc += (double)tw[c] * teacher[(size_t)c * b->T * 3 + j];
-                tgt[j] = (float)acc;
-            }
+            teacher_mean_strided(teacher, (size_t)b->T * 3, tw, b->K, T * 3, tgt);
             w[0] = b->valid[i] ? 1.0f : 0.0f;
             break;
         default:   // every teacher sample, with its weight
