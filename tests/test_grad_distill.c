@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "kernels/backend.h"   // defines: backend_from_host, backend_cuda_device_count
+#include "tests/fixture.h"    // defines: Fixture, fixture_load, fx_find
 #include "tests/gradcheck.h"
 
 static Rng rng;
@@ -473,90 +474,9 @@ static void test_cosine_loss_by_hand(void) {
 }
 
 // ---- against PyTorch: tests/fixtures/losses.bin --------------------------------
-// The format is scripts/gen_op_fixtures.py's, all little-endian:
-//   magic "DSTLOPS1", u32 case count, then per case:
-//     str case name, str op name (op_name())      str = u16 length + bytes
-//     u8 n + i32[n] iattr, u8 n + f32[n] fattr     as the constructor stores them
-//     u8 tensor count, then per tensor:
-//       str name; u8 role ('i' input, 'p' input with gradient, in
-//       constructor order; 'o' expected output; 'u' d(out); 'g' expected
-//       gradient of the 'p' of the same name); u8 dtype (DType); u8 ndim;
-//       u32 shape[ndim]; numel * dtype_size bytes, row-major.
+// The format is scripts/gen_op_fixtures.py's (tests/fixture.h reads it).
 
 #define FIXTURE_PATH "tests/fixtures/losses.bin"
-#define FX_MAX_TENSORS 12
-
-typedef struct {
-    char name[TENSOR_NAME_LEN];
-    char role;
-    DType dtype;
-    int ndim, shape[TENSOR_MAX_DIMS];
-    size_t numel;
-    const uint8_t *data;       // into the file image; possibly unaligned
-} FxTensor;
-
-typedef struct {
-    char name[64], op[32];
-    int iattr[8], n_iattr, n_fattr, n_tensors;
-    float fattr[8];
-    FxTensor t[FX_MAX_TENSORS];
-} FxCase;
-
-typedef struct { const uint8_t *p; size_t len, at; int bad; } Reader;
-
-static const uint8_t *rd_bytes(Reader *r, size_t n) {
-    if (r->bad || n > r->len - r->at) { r->bad = 1; return NULL; }
-    r->at += n;
-    return r->p + r->at - n;
-}
-
-static uint32_t rd_uint(Reader *r, int nbytes) {
-    const uint8_t *q = rd_bytes(r, (size_t)nbytes);
-    uint32_t v = 0;
-    for (int i = nbytes - 1; q && i >= 0; i--) v = v << 8 | q[i];
-    return v;
-}
-
-static void rd_str(Reader *r, char *dst, size_t cap) {
-    size_t n = rd_uint(r, 2);
-    const uint8_t *q = rd_bytes(r, n);
-    if (!q || n >= cap) { r->bad = 1; dst[0] = 0; return; }
-    memcpy(dst, q, n);
-    dst[n] = 0;
-}
-
-static int rd_case(Reader *r, FxCase *c) {
-    rd_str(r, c->name, sizeof c->name);
-    rd_str(r, c->op, sizeof c->op);
-    c->n_iattr = (int)rd_uint(r, 1);
-    if (c->n_iattr > 8) return -1;
-    for (int i = 0; i < c->n_iattr; i++) c->iattr[i] = (int32_t)rd_uint(r, 4);
-    c->n_fattr = (int)rd_uint(r, 1);
-    if (c->n_fattr > 8) return -1;
-    for (int i = 0; i < c->n_fattr; i++) { uint32_t u = rd_uint(r, 4); memcpy(&c->fattr[i], &u, 4); }
-    c->n_tensors = (int)rd_uint(r, 1);
-    if (r->bad || c->n_tensors > FX_MAX_TENSORS) return -1;
-    for (int i = 0; i < c->n_tensors; i++) {
-        FxTensor *t = &c->t[i];
-        rd_str(r, t->name, sizeof t->name);
-        t->role = (char)rd_uint(r, 1);
-        t->dtype = (DType)rd_uint(r, 1);
-        t->ndim = (int)rd_uint(r, 1);
-        if (r->bad || !t->role || !strchr("ipoug", t->role) || t->dtype >= DT_COUNT || t->ndim < 1 || t->ndim > TENSOR_MAX_DIMS) return -1;
-        for (int d = 0; d < t->ndim; d++) t->shape[d] = (int)rd_uint(r, 4);
-        t->numel = shape_numel(t->ndim, t->shape);
-        t->data = rd_bytes(r, t->numel * dtype_size(t->dtype));
-        if (r->bad) return -1;
-    }
-    return 0;
-}
-
-static const FxTensor *fx_find(const FxCase *c, char role, const char *name) {
-    for (int i = 0; i < c->n_tensors; i++)
-        if (c->t[i].role == role && (!name || strcmp(c->t[i].name, name) == 0)) return &c->t[i];
-    return NULL;
-}
-
 static Tensor *fx_build(Graph *g, const FxCase *c, Tensor **x, int n) {
     if (strcmp(c->op, "distill_kl") == 0 && (n == 3 || n == 4) && c->n_iattr == 3 && c->n_fattr == 3) {
         DistillKLConfig cfg = { .mode = c->iattr[0], .tail = c->iattr[1], .t2 = c->iattr[2],
@@ -652,51 +572,18 @@ static size_t fx_run_case(const FxCase *c, Device dev, float *result, size_t cap
     return used;
 }
 
-typedef struct {
-    uint8_t *bytes;            // the whole file; the cases point into it
-    FxCase *cases;
-    int n_cases;
-} Fixture;
-
-static Fixture fixture;        // loaded once by main
-
-// Returns 0, or -1 after printing what is wrong with the file and where.
-static int fixture_load(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { fprintf(stderr, "test_grad_distill: error: cannot open %s (run from the repo root)\n", path); return -1; }
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    fixture.bytes = malloc(len > 0 ? (size_t)len : 1);
-    size_t got = fread(fixture.bytes, 1, len > 0 ? (size_t)len : 0, f);
-    fclose(f);
-    Reader r = { fixture.bytes, got, 0, 0 };
-    const uint8_t *magic = rd_bytes(&r, 8);
-    if (got != (size_t)len || !magic || memcmp(magic, "DSTLOPS1", 8)) {
-        fprintf(stderr, "test_grad_distill: error: %s: bad magic or short read; regenerate with scripts/gen_loss_fixtures.py\n", path);
-        return -1;
-    }
-    int n = (int)rd_uint(&r, 4);
-    fixture.cases = calloc(n > 0 ? (size_t)n : 1, sizeof *fixture.cases);
-    for (fixture.n_cases = 0; fixture.n_cases < n; fixture.n_cases++)
-        if (rd_case(&r, &fixture.cases[fixture.n_cases])) {
-            fprintf(stderr, "test_grad_distill: error: %s: case %d malformed near byte %zu\n", path, fixture.n_cases, r.at);
-            return -1;
-        }
-    if (r.at != r.len) { fprintf(stderr, "test_grad_distill: error: %s: %zu trailing bytes\n", path, r.len - r.at); return -1; }
-    return 0;
-}
+static Fixture *fixture;       // loaded once by main
 
 #define FX_RESULT_CAP 4096   // floats: the loss and the gradients of the largest case
 
 static void test_against_torch(void) {
-    REQUIRE(fixture.n_cases > 0, "no fixture (%s)", FIXTURE_PATH);
+    REQUIRE(fixture && fixture->n_cases > 0, "no fixture (%s)", FIXTURE_PATH);
     static const char *ops[3] = { "distill_kl", "traj_loss", "cosine_loss" };
     int per_op[3] = { 0, 0, 0 };
     float *result = malloc(FX_RESULT_CAP * sizeof *result);
-    for (int i = 0; i < fixture.n_cases; i++) {
-        for (int o = 0; o < 3; o++) per_op[o] += strcmp(fixture.cases[i].op, ops[o]) == 0;
-        fx_run_case(&fixture.cases[i], DEV_CPU, result, FX_RESULT_CAP);
+    for (int i = 0; i < fixture->n_cases; i++) {
+        for (int o = 0; o < 3; o++) per_op[o] += strcmp(fixture->cases[i].op, ops[o]) == 0;
+        fx_run_case(&fixture->cases[i], DEV_CPU, result, FX_RESULT_CAP);
     }
     for (int o = 0; o < 3; o++) CHECK(per_op[o] > 0, "%s has no case for %s", FIXTURE_PATH, ops[o]);
     free(result);
@@ -712,12 +599,12 @@ static void test_cuda_against_torch(void) {
         snprintf(reason, sizeof reason, "no CUDA device (%s)", backend_cuda_unavailable_reason());
         SKIP(reason);
     }
-    REQUIRE(fixture.n_cases > 0, "no fixture (%s)", FIXTURE_PATH);
+    REQUIRE(fixture && fixture->n_cases > 0, "no fixture (%s)", FIXTURE_PATH);
     float *first = malloc(FX_RESULT_CAP * sizeof *first), *again = malloc(FX_RESULT_CAP * sizeof *again);
-    for (int i = 0; i < fixture.n_cases; i++) {
-        size_t n = fx_run_case(&fixture.cases[i], DEV_CUDA, first, FX_RESULT_CAP);
-        size_t m = fx_run_case(&fixture.cases[i], DEV_CUDA, again, FX_RESULT_CAP);
-        CHECK(n == m && memcmp(first, again, n * sizeof *first) == 0, "%s: two CUDA runs differ", fixture.cases[i].name);
+    for (int i = 0; i < fixture->n_cases; i++) {
+        size_t n = fx_run_case(&fixture->cases[i], DEV_CUDA, first, FX_RESULT_CAP);
+        size_t m = fx_run_case(&fixture->cases[i], DEV_CUDA, again, FX_RESULT_CAP);
+        CHECK(n == m && memcmp(first, again, n * sizeof *first) == 0, "%s: two CUDA runs differ", fixture->cases[i].name);
     }
     free(first);
     free(again);
@@ -737,10 +624,9 @@ int main(void) {
     RUN(test_traj_loss_by_hand);
     RUN(test_cosine_loss_gradcheck);
     RUN(test_cosine_loss_by_hand);
-    if (fixture_load(FIXTURE_PATH)) fixture.n_cases = 0;
+    fixture = fixture_load(FIXTURE_PATH, "scripts/gen_loss_fixtures.py");
     RUN(test_against_torch);
     RUN(test_cuda_against_torch);
-    free(fixture.cases);
-    free(fixture.bytes);
+    fixture_free(fixture);
     return test_summary();
 }
