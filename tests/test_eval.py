@@ -17,13 +17,11 @@ Prints `TESTS p passed, f failed, s skipped`.
 """
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import traceback
 
 import h5py
 import numpy as np
+from harness import one_error_line, run, run_suite  # tests/harness.py
 
 DISTIL = os.path.abspath(os.environ.get("DISTIL", "build/cpu/distil"))
 BUILD = os.path.abspath(os.environ.get("DISTIL_BUILD", "build/cpu"))
@@ -56,21 +54,6 @@ train:
   checkpoint_every: 10
   log_every: 10
 """
-
-
-def run(*args, check=True, cwd=None):
-    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300, cwd=cwd)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} exited {r.returncode}: {r.stderr.strip()}")
-    return r
-
-
-def one_error_line(r, *words):
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2, f"exit {r.returncode}: {r.stderr}"
-    assert len(lines) == 1 and lines[0].startswith("distil: error: "), r.stderr
-    for w in words:
-        assert w in lines[0], f"{w!r} not in: {lines[0]}"
 
 
 def prepare(tmp):
@@ -164,28 +147,5 @@ def test_bad_inputs(tmp):
     one_error_line(run(DISTIL, "export", "damaged", "--out", "x", check=False, cwd=tmp), "checksum")
 
 
-def main():
-    passed = failed = 0
-    with tempfile.TemporaryDirectory(prefix="distil_test_eval_") as tmp:
-        try:
-            prepare(tmp)
-        except Exception:
-            traceback.print_exc()
-            print("TESTS 0 passed, 1 failed, 0 skipped")
-            return 1
-        for name, fn in [(k, v) for k, v in globals().items() if k.startswith("test_") and callable(v)]:
-            try:
-                fn(tmp)
-                print(f"ok   {name}")
-                passed += 1
-            except Exception:
-                traceback.print_exc()
-                print(f"FAIL {name}")
-                failed += 1
-            sys.stdout.flush()
-    print(f"TESTS {passed} passed, {failed} failed, 0 skipped")
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_suite("distil_test_eval_", prepare, globals()))

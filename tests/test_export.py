@@ -27,11 +27,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-import traceback
 
 import h5py
 import numpy as np
+from harness import Skip, run, run_suite  # tests/harness.py
 
 DISTIL = os.environ.get("DISTIL", "build/cpu/distil")
 BUILD = os.environ.get("DISTIL_BUILD", "build/cpu")
@@ -41,10 +40,6 @@ TOLERANCE = 1e-4
 # onnx 1.16 is the last that runs with Debian 12's numpy 1.24 (newer ones need ml_dtypes and numpy 2).
 PACKAGES = ["onnxruntime", "onnx==1.16.2", "protobuf", "flatbuffers", "packaging", "sympy", "mpmath", "coloredlogs",
             "humanfriendly", "safetensors"]
-
-
-class Skip(Exception):
-    pass
 
 
 _deps = None
@@ -83,13 +78,6 @@ def deps():
     import safetensors
     _deps = (onnx, onnxruntime, safetensors)
     return _deps
-
-
-def run(*args, check=True):
-    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} exited {r.returncode}: {r.stderr.strip()}")
-    return r
 
 
 # ---- the two students -------------------------------------------------------------------
@@ -267,32 +255,5 @@ def test_bad_flags(tmp):
     assert open(f"{tmp}/demo-ckpt/model.safetensors", "rb").read() == before
 
 
-def main():
-    passed = failed = skipped = 0
-    with tempfile.TemporaryDirectory(prefix="distil_test_export_") as tmp:
-        try:
-            prepare(tmp)
-        except Exception:
-            traceback.print_exc()
-            print("TESTS 0 passed, 1 failed, 0 skipped")
-            return 1
-        tests = [(k, v) for k, v in globals().items() if k.startswith("test_") and callable(v)]
-        for name, fn in tests:
-            try:
-                fn(tmp)
-                print(f"ok   {name}")
-                passed += 1
-            except Skip as e:
-                print(f"skip {name}: {e}")
-                skipped += 1
-            except Exception:
-                traceback.print_exc()
-                print(f"FAIL {name}")
-                failed += 1
-            sys.stdout.flush()
-    print(f"TESTS {passed} passed, {failed} failed, {skipped} skipped")
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_suite("distil_test_export_", prepare, globals()))
