@@ -94,9 +94,11 @@ ifeq ($(USE_CUDA),1)
 endif
 
 # ---- sources ---------------------------------------------------------------
-# Every .c under these folders is part of the library; train/main.c is the CLI.
-LIB_SRC := $(wildcard autograd/*.c kernels/*.c kernels/cpu/*.c data/*.c train/*.c)
-LIB_SRC := $(filter-out train/main.c,$(LIB_SRC))
+# Every .c under these folders is part of the library; train/cmd/main.c is
+# the CLI. train/ and data/ have one level of sub-folders (docs/autograd.md
+# and the README's map say what each holds).
+LIB_SRC := $(wildcard autograd/*.c kernels/*.c kernels/cpu/*.c data/*.c data/*/*.c train/*/*.c)
+LIB_SRC := $(filter-out train/cmd/main.c,$(LIB_SRC))
 CU_SRC := $(wildcard kernels/cuda/*.cu)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC := $(wildcard tests/bench_*.c)
@@ -133,7 +135,7 @@ $(BUILD)/libdistil.a: $(LIB_OBJ)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 
-$(BUILD)/distil: $(BUILD)/train/main.o $(BUILD)/libdistil.a
+$(BUILD)/distil: $(BUILD)/train/cmd/main.o $(BUILD)/libdistil.a
 	@$(if $(Q),echo "  LINK   $@")
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -141,7 +143,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libdistil.a
 	@$(if $(Q),echo "  LINK   $@")
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/train/main.d $(TEST_SRC:%.c=$(BUILD)/%.d) $(BENCH_SRC:%.c=$(BUILD)/%.d)
+-include $(LIB_OBJ:.o=.d) $(BUILD)/train/cmd/main.d $(TEST_SRC:%.c=$(BUILD)/%.d) $(BENCH_SRC:%.c=$(BUILD)/%.d)
 
 # ---- running ---------------------------------------------------------------
 deps:

@@ -14,8 +14,8 @@ typedef struct Rng Rng;
 // Floats per partial sum in reductions over the gradient buffer.
 #define REDUCE_CHUNK 65536
 
-// Called during backward once a parameter's gradient is complete (issue 7
-// starts bucket all-reduces from here).
+// Called during backward once a parameter's gradient is complete (the
+// gradient all-reduce, train/dist/, starts a bucket from here).
 typedef void (*GradReadyFn)(void *ctx, Tensor *param);
 
 typedef struct Graph {
@@ -32,7 +32,7 @@ typedef struct Graph {
     float *grad_mem;  size_t grad_numel;       // parameter grads, contiguous, grad_order layout
     void *act_mem;    size_t act_bytes;        // inputs (first), activations, saved state
     size_t input_bytes;                        // the inputs' prefix of act_mem
-    // A device graph's host mirror of that prefix, laid out the same, where
+    // A device tape's host mirror of that prefix, laid out the same, where
     // the host writes a batch (graph_input_host) before graph_upload_inputs;
     // pinned when the backend can. NULL on the CPU: inputs are written in place.
     void *input_host_mem;
@@ -74,8 +74,8 @@ int graph_plan(Graph *g);
 // Initialise parameters from their InitKind with rng.
 void graph_init_params(Graph *g, Rng *rng);
 
-// Where the host writes input t: t->data on a CPU graph, its slot of the
-// host mirror on a device graph. Inputs written there reach the device at
+// Where the host writes input t: t->data on a CPU tape, its slot of the
+// host mirror on a device tape. Inputs written there reach the device at
 // the next graph_upload_inputs.
 static inline void *graph_input_host(const Tensor *t) { return t->host; }
 // Copy every input's host mirror to the device, ordered after the device

@@ -136,7 +136,7 @@ Tensor *op_mse(Graph *g, Tensor *pred, Tensor *target, Tensor *mask);
 // The gradient passes through unchanged (grads are fp32). iattr[0] = dtype.
 Tensor *op_cast(Graph *g, Tensor *x, DType dt);
 
-// ---- the distillation losses (issue 4) ----------------------------------
+// ---- the distillation losses ---------------------------------------------
 // All three reduce to [1], computed in fp32/double whatever the model's
 // precision, and take no gradient into their data inputs (ids, teacher
 // values, targets, weights, masks).

@@ -3,7 +3,7 @@
 (distill_kl, traj_loss, cosine_loss in autograd/ops.h).
 
 Writes tests/fixtures/losses.bin, which tests/test_grad_distill.c replays:
-for each case it builds the op on a fresh CPU graph, runs forward and
+for each case it builds the op on a fresh CPU tape, runs forward and
 compares the loss, then seeds backward with the stored d(loss) and compares
 the gradients of the differentiable inputs. Each loss is written here again
 in torch, straight from the definitions in ops.h (not from the C kernels),

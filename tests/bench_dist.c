@@ -20,8 +20,8 @@
 #include <time.h>
 #include "autograd/graph.h"
 #include "kernels/backend.h"         // defines: backend_cuda_device_count
-#include "train/dist_mpi.h"          // defines: dist_world, dist_comm, GradSync
-#include "train/trainer.h"           // defines: TrainState, train_step
+#include "train/dist/mpi.h"          // defines: dist_world, dist_comm, GradSync
+#include "train/core/state.h"           // defines: TrainState, train_step
 #ifdef DISTIL_CUDA
 #include "kernels/cuda/nccl_comm.h"  // defines: nccl_allreduce, nccl_query
 #endif
@@ -71,7 +71,7 @@ static int bench_steps(const char *shards, const char *bucket_mb, int no_overlap
         char err[256];
         grad_sync_free(ts.sync);
         GradSyncConfig gc = { r.dist.bucket_mb, 0, 0, no_overlap, thread };
-        ts.sync = grad_sync_new(ts.g, &gc, err, sizeof err);
+        ts.sync = grad_sync_new(ts.model.g, &gc, err, sizeof err);
         if (!ts.sync) { fprintf(stderr, "bench_dist: %s\n", err); return 2; }
     }
     StepStats ss;
@@ -85,7 +85,7 @@ static int bench_steps(const char *shards, const char *bucket_mb, int no_overlap
     if (d->rank == 0) {
         printf("bench_dist steps ranks=%d overlap=%d progress=%s bucket_mb=%s step_ms=%.2f samples_per_s=%.1f grad_mb=%.2f buckets=%d",
                d->world, !no_overlap, thread ? "thread" : "hook", bucket_mb, step_ms, r.train.batch_size / (step_ms * 1e-3),
-               ts.g->grad_numel * 4.0 / 1048576.0, ts.sync ? grad_sync_stats(ts.sync)->buckets : 0);
+               ts.model.g->grad_numel * 4.0 / 1048576.0, ts.sync ? grad_sync_stats(ts.sync)->buckets : 0);
         if (ts.sync) {
             const GradSyncStats *a = grad_sync_stats(ts.sync);
             double span = (a->comm_s - before.comm_s) / TIMED_STEPS * 1e3, exposed = (a->exposed_s - before.exposed_s) / TIMED_STEPS * 1e3;

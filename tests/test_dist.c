@@ -1,4 +1,4 @@
-// test_dist.c: data-parallel training on CPU ranks over MPI (train/dist.h),
+// test_dist.c: data-parallel training on CPU ranks over MPI (train/dist/dist.h),
 // on real synthetic shards and real MPI processes.
 //
 // Run as a plain program (tests/run.sh), it is the driver: it writes the
@@ -18,10 +18,10 @@
 #include <string.h>
 #include <unistd.h>
 #include <omp.h>
-#include "data/synth.h"
+#include "data/synth/synth.h"
 #include "tests/test.h"
-#include "train/dist.h"
-#include "train/trainer.h"
+#include "train/dist/dist.h"
+#include "train/core/state.h"
 
 #define STEPS 6
 #define MAX_CONFIGS 8
@@ -35,7 +35,7 @@ typedef struct { int rank_to_poison, at_call, calls; } NanHook;
 static void poison(void *ctx, TrainState *ts) {
     NanHook *h = ctx;
     if (dist_world()->rank == h->rank_to_poison && h->calls++ == h->at_call)
-        ((float *)ts->obj.topk_logprobs->data)[3] = NAN;
+        ((float *)ts->model.obj.topk_logprobs->data)[3] = NAN;
 }
 
 // One configuration: STEPS steps; rank 0 writes OUT.txt and OUT.bin.
@@ -46,13 +46,13 @@ static int worker_config(const char *recipe, char **sets, int n_sets, int nan_te
     TrainState ts;
     int rc = train_state_open(&ts, &r);
     if (rc) return rc;
-    NanHook hook = { 1, 2 * ts.accum, 0 };   // rank 1's first micro-batch of step 2
-    if (nan_test) { ts.after_inputs = poison; ts.hook_ctx = &hook; }
+    NanHook hook = { 1, 2 * ts.data.accum, 0 };   // rank 1's first micro-batch of step 2
+    if (nan_test) { ts.hooks.after_inputs = poison; ts.hooks.ctx = &hook; }
     if (thread && ts.sync) {   // the same buckets, progressed by a thread instead of the hook
         char err[256];
         grad_sync_free(ts.sync);
         GradSyncConfig gc = { r.dist.bucket_mb, r.dist.grad_dtype == PRECISION_BF16, r.dist.zero, 0, 1 };
-        if (!(ts.sync = grad_sync_new(ts.g, &gc, err, sizeof err))) { fprintf(stderr, "test_dist: %s\n", err); return 2; }
+        if (!(ts.sync = grad_sync_new(ts.model.g, &gc, err, sizeof err))) { fprintf(stderr, "test_dist: %s\n", err); return 2; }
     }
     char path[1100];
     snprintf(path, sizeof path, "%s.txt", out);
@@ -63,7 +63,7 @@ static int worker_config(const char *recipe, char **sets, int n_sets, int nan_te
         if (st == STEP_ERROR) return 2;
         if (f) fprintf(f, "step %ld %d %.9e %.9e %ld\n", s, st, ss.micro ? ss.loss / ss.micro : 0.0, ss.grad_norm, ss.samples);
     }
-    uint64_t h = dist_fnv1a(ts.g->param_mem, ts.g->param_bytes, DIST_FNV_SEED), all[64];
+    uint64_t h = dist_fnv1a(ts.model.g->param_mem, ts.model.g->param_bytes, DIST_FNV_SEED), all[64];
     dist_allgather_u64(h, all, "test weights");
     int same = 1;
     for (int i = 0; i < d->world; i++) same &= all[i] == all[0];
@@ -72,7 +72,7 @@ static int worker_config(const char *recipe, char **sets, int n_sets, int nan_te
         fclose(f);
         snprintf(path, sizeof path, "%s.bin", out);
         FILE *w = fopen(path, "wb");
-        if (!w || fwrite(ts.g->param_mem, 1, ts.g->param_bytes, w) != ts.g->param_bytes) return 1;
+        if (!w || fwrite(ts.model.g->param_mem, 1, ts.model.g->param_bytes, w) != ts.model.g->param_bytes) return 1;
         fclose(w);
     }
     train_state_close(&ts);
@@ -253,7 +253,7 @@ static void test_one_rank_matches_plain_process(void) {
         CHECK(ss.loss / ss.micro == ref1.loss[s] || test_rel_err(ss.loss / ss.micro, ref1.loss[s], 0) < 1e-8,
               "step %ld loss %.9e vs %.9e under mpirun -np 1", s, ss.loss / ss.micro, ref1.loss[s]);
     }
-    CHECK(ts.g->param_bytes == ref1.weight_bytes && !memcmp(ts.g->param_mem, ref1.weights, ref1.weight_bytes),
+    CHECK(ts.model.g->param_bytes == ref1.weight_bytes && !memcmp(ts.model.g->param_mem, ref1.weights, ref1.weight_bytes),
           "weights differ from mpirun -np 1's");
     train_state_close(&ts);
     recipe_free(&r);

@@ -21,11 +21,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "data/drivelog_write.h"
-#include "data/synth.h"
+#include "data/synth/synth.h"
 #include "tests/test.h"
-#include "train/bundle.h"
-#include "train/onnx.h"
-#include "train/trainer.h"
+#include "train/ckpt/bundle.h"
+#include "train/formats/onnx.h"
+#include "train/model/onnx_student.h"
+#include "train/core/state.h"
 
 static char dir[256];
 
@@ -66,16 +67,16 @@ static int make_checkpoint(const char *ckpt, const char *train_glob, int steps, 
     size_t yaml_len = 0;
     FILE *mem = rc ? NULL : open_memstream(&yaml, &yaml_len);
     if (mem) { recipe_print_resolved(&r, mem); fclose(mem); }
-    mc = rc ? NULL : model_config_to_json(&ts.setup.mc);
+    mc = rc ? NULL : model_config_to_json(&ts.data.setup.mc);
     snprintf(step, sizeof step, "%d", steps);
     if (!rc && (!yaml || !mc || (mkdir(ckpt, 0777) && access(ckpt, F_OK)))) rc = -1;
     if (!rc) {
         StMeta meta[] = { { "format", "distil-checkpoint" }, { "format_version", "1" }, { "recipe", yaml },
                           { "model_config", mc }, { "step", step } };
         snprintf(path, sizeof path, "%s/model.safetensors", ckpt);
-        if (st_save_graph_params(path, ts.g, meta, 5, ST_F32, err, sizeof err)) { fprintf(stderr, "%s\n", err); rc = -1; }
+        if (st_save_graph_params(path, ts.model.g, meta, 5, ST_F32, err, sizeof err)) { fprintf(stderr, "%s\n", err); rc = -1; }
         snprintf(path, sizeof path, "%s/vocab.json", ckpt);
-        if (!rc && vocab_write_json(&ts.vocab, path)) rc = -1;
+        if (!rc && vocab_write_json(&ts.data.vocab, path)) rc = -1;
     }
     free(yaml);
     free(mc);

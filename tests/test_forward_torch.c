@@ -4,7 +4,7 @@
 // torch). Run from the repo root. DISTIL_TEST_VERBOSE=1 prints each case's
 // worst error.
 //
-// For each case: a fresh CPU graph; float inputs with an expected gradient
+// For each case: a fresh CPU tape; float inputs with an expected gradient
 // are parameters, the rest inputs; one op constructor; graph_forward and the
 // output compared; then graph_zero_grad + graph_backward_seeded with the
 // stored upstream gradient d(out), and each input's gradient compared.
@@ -185,7 +185,7 @@ static void run_case(const FxCase *c, double tol) {
         graph_free(g);
         return;
     }
-    // CPU graph: the arenas are host memory, filled with the raw bytes.
+    // CPU tape: the arenas are host memory, filled with the raw bytes.
     for (int k = 0; k < n; k++) memcpy(x[k]->data, xf[k]->data, xf[k]->numel * dtype_size(xf[k]->dtype));
 
     int same_shape = out->ndim == want->ndim && out->dtype == want->dtype;

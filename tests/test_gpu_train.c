@@ -14,11 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "data/synth.h"         // defines: logs_synth_main
+#include "data/synth/synth.h"         // defines: logs_synth_main
 #include "kernels/backend.h"    // defines: backend_cuda_device_count, backend_to_host
 #include "tests/test.h"
-#include "train/evaluate.h"     // defines: fit_ego_only, EvalResult
-#include "train/trainer.h"      // defines: TrainState, train_state_open_on, train_step
+#include "train/core/evaluate.h"     // defines: fit_ego_only, EvalResult
+#include "train/core/state.h"      // defines: TrainState, train_state_open_on, train_step
 
 #define STEPS 3
 
@@ -91,8 +91,8 @@ static int close_rel(double a, double b, double rtol) {
 
 // Every parameter, flat, on the host.
 static float *params_host(const TrainState *ts) {
-    float *p = malloc(ts->g->param_bytes);
-    if (p) backend_to_host(ts->g->device, p, ts->g->param_mem, ts->g->param_bytes);
+    float *p = malloc(ts->model.g->param_bytes);
+    if (p) backend_to_host(ts->model.g->device, p, ts->model.g->param_mem, ts->model.g->param_bytes);
     return p;
 }
 
@@ -121,7 +121,7 @@ static void test_steps_match_cpu(void) {
     Run cpu, gpu;
     REQUIRE(open_run(&cpu, DEV_CPU) == 0, "open on the CPU");
     if (open_run(&gpu, DEV_CUDA)) { close_run(&cpu); REQUIRE(0, "open on CUDA"); }
-    size_t bytes = cpu.ts.g->param_bytes, n = bytes / sizeof(float);
+    size_t bytes = cpu.ts.model.g->param_bytes, n = bytes / sizeof(float);
     float *w0 = params_host(&cpu.ts), *g0 = params_host(&gpu.ts);
     CHECK(w0 && g0 && memcmp(w0, g0, bytes) == 0, "the initial weights differ (the same seed on both devices)");
     for (long s = 0; s < STEPS; s++) {
@@ -137,7 +137,7 @@ static void test_steps_match_cpu(void) {
             CHECK(close_rel(ca[i], cb[i], LOSS_RTOL), "step %ld: %s cpu %.9g cuda %.9g", s, names[i], ca[i], cb[i]);
         CHECK(close_rel(a.grad_norm, b.grad_norm, NORM_RTOL), "step %ld: grad norm cpu %.9g cuda %.9g", s, a.grad_norm, b.grad_norm);
     }
-    CHECK(cpu.ts.opt.step == STEPS && gpu.ts.opt.step == STEPS, "optimizer steps %ld, %ld", cpu.ts.opt.step, gpu.ts.opt.step);
+    CHECK(cpu.ts.optim.adamw.step == STEPS && gpu.ts.optim.adamw.step == STEPS, "optimizer steps %ld, %ld", cpu.ts.optim.adamw.step, gpu.ts.optim.adamw.step);
     float *w1 = params_host(&cpu.ts), *g1 = params_host(&gpu.ts);
     REQUIRE(w0 && g0 && w1 && g1, "out of memory");
     double diff = 0, norm = 0, worst = 0;
@@ -167,7 +167,7 @@ static void test_eval_matches_cpu(void) {
     if (open_run(&gpu, DEV_CUDA)) { close_run(&cpu); REQUIRE(0, "open on CUDA"); }
     EgoOnly ego;
     memset(&ego, 0, sizeof ego);
-    REQUIRE(fit_ego_only(&ego, &cpu.r, &cpu.ts.setup, 64) == 0, "ego-only fit");
+    REQUIRE(fit_ego_only(&ego, &cpu.r, &cpu.ts.data.setup, 64) == 0, "ego-only fit");
     EvalResult a, b;
     CHECK(train_evaluate(&cpu.ts, &ego, 0, &a) == 0, "cpu eval");
     CHECK(train_evaluate(&gpu.ts, &ego, 0, &b) == 0, "cuda eval");

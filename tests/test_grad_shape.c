@@ -38,7 +38,7 @@ static void fill_normal(Tensor *t) {
     for (size_t i = 0; i < t->numel; i++) f32(t)[i] = rng_normal(&rng);
 }
 
-// A planned CPU graph of float inputs x0..x(n-1), op applied by `build`.
+// A planned CPU tape of float inputs x0..x(n-1), op applied by `build`.
 static Tensor *forward_graph(Graph *g, int n, const int ndim[], const int shape[][TENSOR_MAX_DIMS],
                              GcBuild build, void *ctx) {
     Tensor *in[GC_MAX_INPUTS];

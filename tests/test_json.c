@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "autograd/rng.h"
-#include "train/json.h"
+#include "train/formats/json.h"
 #include "tests/test.h"
 
 static Rng rng;

@@ -7,7 +7,7 @@
 #include "autograd/ops.h"
 #include "autograd/rng.h"
 #include "tests/test.h"
-#include "train/model.h"
+#include "train/model/model.h"
 
 static Rng rng;
 

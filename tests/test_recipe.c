@@ -10,7 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "tests/test.h"
-#include "train/recipe.h"
+#include "train/recipe/recipe.h"
 
 static char distil_bin[4096];
 static char tmp_dir[64];

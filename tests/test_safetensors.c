@@ -17,8 +17,8 @@
 #include <unistd.h>
 #include "autograd/graph.h"
 #include "autograd/rng.h"
-#include "train/json.h"
-#include "train/safetensors.h"
+#include "train/formats/json.h"
+#include "train/formats/safetensors.h"
 #include "tests/test.h"
 
 static Rng rng;
@@ -509,7 +509,7 @@ static const ParamSpec base_params[] = {
     { "head.weight", 2, { 3, 4 } }, { "tok_emb.weight", 2, { 10, 4 } },
 };
 
-// A planned CPU graph with the given parameters, zeroed or random.
+// A planned CPU tape with the given parameters, zeroed or random.
 static Graph *param_graph(const ParamSpec *spec, int n, int random) {
     Graph *g = graph_new(DEV_CPU);
     for (int i = 0; i < n; i++) graph_param(g, spec[i].name, spec[i].ndim, spec[i].shape, random ? INIT_NORMAL : INIT_ZEROS, 1.0f, 1);

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_interop import Skip, as_text, distil, read_dataset, require_subcommand  # noqa: E402
 
-# The renderer's lamp colours (data/synth_render.h): emissive, so exact.
+# The renderer's lamp colours (data/synth/render.h): emissive, so exact.
 LAMPS = {"red": (255, 30, 20), "yellow": (255, 210, 0), "green": (30, 230, 80)}
 
 

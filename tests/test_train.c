@@ -4,10 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "data/synth.h"
+#include "data/synth/synth.h"
 #include "tests/test.h"
-#include "train/safetensors.h"
-#include "train/trainer.h"
+#include "train/formats/safetensors.h"
+#include "train/core/state.h"
 
 static char dir[256];
 
@@ -73,7 +73,7 @@ typedef struct { long at_call, calls; } NanHook;
 
 static void inject_nan(void *ctx, TrainState *ts) {
     NanHook *h = ctx;
-    if (h->calls++ == h->at_call) ((float *)ts->obj.topk_logprobs->data)[3] = NAN;
+    if (h->calls++ == h->at_call) ((float *)ts->model.obj.topk_logprobs->data)[3] = NAN;
 }
 
 // A NaN in a teacher log-prob makes the loss non-finite: that step is
@@ -84,31 +84,31 @@ static void test_nan_step_skipped(void) {
     TrainState ts;
     int rc = train_state_open(&ts, &r);
     REQUIRE(rc == 0, "open");
-    NanHook hook = { .at_call = 2 * ts.accum + 1 };   // the second micro-batch of step 2
-    ts.after_inputs = inject_nan;
-    ts.hook_ctx = &hook;
+    NanHook hook = { .at_call = 2 * ts.data.accum + 1 };   // the second micro-batch of step 2
+    ts.hooks.after_inputs = inject_nan;
+    ts.hooks.ctx = &hook;
     StepStats ss;
     for (long s = 0; s < 2; s++) REQUIRE(train_step(&ts, s, &ss) == STEP_OK, "step %ld", s);
-    void *params = malloc(ts.g->param_bytes);
-    float *m = malloc(ts.opt.n * sizeof(float)), *v = malloc(ts.opt.n * sizeof(float));
-    memcpy(params, ts.g->param_mem, ts.g->param_bytes);
-    memcpy(m, ts.opt.m, ts.opt.n * sizeof(float));
-    memcpy(v, ts.opt.v, ts.opt.n * sizeof(float));
-    long opt_step = ts.opt.step;
+    void *params = malloc(ts.model.g->param_bytes);
+    float *m = malloc(ts.optim.adamw.n * sizeof(float)), *v = malloc(ts.optim.adamw.n * sizeof(float));
+    memcpy(params, ts.model.g->param_mem, ts.model.g->param_bytes);
+    memcpy(m, ts.optim.adamw.m, ts.optim.adamw.n * sizeof(float));
+    memcpy(v, ts.optim.adamw.v, ts.optim.adamw.n * sizeof(float));
+    long opt_step = ts.optim.adamw.step;
     CHECK(train_step(&ts, 2, &ss) == STEP_SKIPPED, "the NaN step was not skipped");
-    CHECK(memcmp(params, ts.g->param_mem, ts.g->param_bytes) == 0, "weights changed by a skipped step");
-    CHECK(memcmp(m, ts.opt.m, ts.opt.n * sizeof(float)) == 0 && memcmp(v, ts.opt.v, ts.opt.n * sizeof(float)) == 0,
+    CHECK(memcmp(params, ts.model.g->param_mem, ts.model.g->param_bytes) == 0, "weights changed by a skipped step");
+    CHECK(memcmp(m, ts.optim.adamw.m, ts.optim.adamw.n * sizeof(float)) == 0 && memcmp(v, ts.optim.adamw.v, ts.optim.adamw.n * sizeof(float)) == 0,
           "optimizer moments changed by a skipped step");
-    CHECK(ts.opt.step == opt_step, "optimizer step advanced");
-    CHECK(ts.bad_total == 1, "bad steps %ld", ts.bad_total);
+    CHECK(ts.optim.adamw.step == opt_step, "optimizer step advanced");
+    CHECK(ts.optim.bad_total == 1, "bad steps %ld", ts.optim.bad_total);
     CHECK(train_step(&ts, 3, &ss) == STEP_OK, "training did not resume after the skip");
-    CHECK(memcmp(params, ts.g->param_mem, ts.g->param_bytes) != 0, "the next good step did not update");
+    CHECK(memcmp(params, ts.model.g->param_mem, ts.model.g->param_bytes) != 0, "the next good step did not update");
     free(params); free(m); free(v);
     train_state_close(&ts);
     recipe_free(&r);
 }
 
-static void always_nan(void *ctx, TrainState *ts) { ((float *)ts->st.ego->data)[0] = NAN; }
+static void always_nan(void *ctx, TrainState *ts) { ((float *)ts->model.st.ego->data)[0] = NAN; }
 
 // max_bad_steps: 2 -> the third non-finite step in a row ends the run.
 static void test_too_many_bad_steps(void) {
@@ -117,7 +117,7 @@ static void test_too_many_bad_steps(void) {
     TrainState ts;
     int rc = train_state_open(&ts, &r);
     REQUIRE(rc == 0, "open");
-    ts.after_inputs = always_nan;
+    ts.hooks.after_inputs = always_nan;
     StepStats ss;
     CHECK(train_step(&ts, 0, &ss) == STEP_SKIPPED, "first");
     CHECK(train_step(&ts, 1, &ss) == STEP_SKIPPED, "second");
@@ -135,7 +135,7 @@ static void test_vocab_remap(void) {
     TrainState ts;
     int rc = train_state_open(&ts, &r);
     REQUIRE(rc == 0, "open");
-    const Vocab *v = &ts.vocab;
+    const Vocab *v = &ts.data.vocab;
     CHECK(v->unk == 0 && !strcmp(v->pieces[0], "<unk>"), "unk first");
     CHECK(v->size < v->teacher_size + 1, "compact: %d of %d", v->size, v->teacher_size);
     for (int s = 1; s < v->size; s++) {
@@ -182,9 +182,9 @@ static void test_init_from_and_freeze(void) {
     snprintf(path, sizeof path, "mkdir -p %s", saved_dir);
     REQUIRE(system(path) == 0, "mkdir");
     snprintf(path, sizeof path, "%s/model.safetensors", saved_dir);
-    REQUIRE(st_save_graph_params(path, ts.g, NULL, 0, ST_F32, err, sizeof err) == 0, "save: %s", err);
+    REQUIRE(st_save_graph_params(path, ts.model.g, NULL, 0, ST_F32, err, sizeof err) == 0, "save: %s", err);
     snprintf(path, sizeof path, "%s/vocab.json", saved_dir);
-    REQUIRE(vocab_write_json(&ts.vocab, path) == 0, "vocab");
+    REQUIRE(vocab_write_json(&ts.data.vocab, path) == 0, "vocab");
 
     Recipe r2;
     char init[400], freeze[] = "train.freeze=[\"patch_embed.*\", \"blocks.0.ln1.*\"]";
@@ -194,15 +194,15 @@ static void test_init_from_and_freeze(void) {
     TrainState t2;
     rc = train_state_open(&t2, &r2);
     REQUIRE(rc == 0, "open with init_from");
-    CHECK(t2.frozen == 4, "%d tensors frozen, expected 4", t2.frozen);
-    CHECK(vocab_token(&t2.vocab, 5) == vocab_token(&ts.vocab, 5) && t2.vocab.size == ts.vocab.size, "vocabulary not inherited");
-    for (int i = 0; i < t2.g->n_params; i++) {
-        Tensor *a = ts.g->params[i], *b = t2.g->params[i];
+    CHECK(t2.model.frozen == 4, "%d tensors frozen, expected 4", t2.model.frozen);
+    CHECK(vocab_token(&t2.data.vocab, 5) == vocab_token(&ts.data.vocab, 5) && t2.data.vocab.size == ts.data.vocab.size, "vocabulary not inherited");
+    for (int i = 0; i < t2.model.g->n_params; i++) {
+        Tensor *a = ts.model.g->params[i], *b = t2.model.g->params[i];
         CHECK(memcmp(a->data, b->data, a->numel * sizeof(float)) == 0, "%s not loaded", b->name);
     }
     for (long s = 0; s < 2; s++) REQUIRE(train_step(&t2, s, &ss) == STEP_OK, "step");
-    for (int i = 0; i < t2.g->n_params; i++) {
-        Tensor *a = ts.g->params[i], *b = t2.g->params[i];
+    for (int i = 0; i < t2.model.g->n_params; i++) {
+        Tensor *a = ts.model.g->params[i], *b = t2.model.g->params[i];
         int same = memcmp(a->data, b->data, a->numel * sizeof(float)) == 0;
         int frozen = !strncmp(b->name, "patch_embed.", 12) || !strncmp(b->name, "blocks.0.ln1.", 13);
         if (frozen) CHECK(same, "frozen %s moved", b->name);

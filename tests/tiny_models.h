@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include "autograd/graph.h"
 #include "autograd/ops.h"
-#include "train/model.h"   // defines: transformer_block
+#include "train/model/model.h"   // defines: transformer_block
 
-// One block of the student's own kind (train/model.c), no key mask.
+// One block of the student's own kind (train/model/model.c), no key mask.
 static inline Tensor *tiny_block(Graph *g, Tensor *x, int n_head, int mlp_ratio, const char *prefix) {
     return transformer_block(g, x, NULL, n_head, mlp_ratio, 1, prefix);
 }

@@ -13,7 +13,7 @@
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK
 
-// The one CUDA call made before a CUDA graph exists: it creates no context
+// The one CUDA call made before a CUDA tape exists: it creates no context
 // beyond the runtime's own, and on a machine without a GPU it fails cleanly.
 extern "C" int cuda_device_count(const char **why) {
     int n = 0;

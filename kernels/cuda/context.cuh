@@ -3,7 +3,7 @@
 //
 // Nothing here is created at startup: a binary without a GPU only ever calls
 // cudaGetDeviceCount (backend_cuda_device_count). The context is built on the
-// first call of any function below, which happens when a CUDA graph is
+// first call of any function below, which happens when a CUDA tape is
 // planned, and lives until the process exits.
 #pragma once
 #include <cstddef>

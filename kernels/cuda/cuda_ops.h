@@ -39,7 +39,7 @@ CUDA_KERNEL_PAIR(traj_loss)
 CUDA_KERNEL_PAIR(cosine_loss)
 
 // TF32 tensor cores for matmul and linear (off by default; see
-// kernels/cuda/context.cuh). Callable before any CUDA graph exists.
+// kernels/cuda/context.cuh). Callable before any CUDA tape exists.
 void cuda_set_allow_tf32(int allow);
 int cuda_allow_tf32(void);
 

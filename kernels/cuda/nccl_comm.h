@@ -1,7 +1,7 @@
 // nccl_comm.h: NCCL under the gradient all-reduce on GPUs
 // (kernels/cuda/nccl_comm.cu): the communicator, bootstrapped from a unique
 // id that rank 0 makes and broadcasts over MPI, and the collectives
-// train/dist_grads.c queues on the CUDA context's communication stream.
+// train/dist/grad_sync.c queues on the CUDA context's communication stream.
 //
 // Every call below queues work on cuda_comm_stream() and returns at once;
 // nccl_query says when it has all finished. nccl_after_compute orders the

@@ -40,7 +40,7 @@ stale() {  # object, sources...: true when the object is missing or older than a
   local obj=$1 dep; shift
   [ -f "$obj" ] || return 0
   for dep in "$@" kernels/cuda/sim/cuda_sim.h "$OUT"/src/kernels/cuda/*.cuh "$OUT"/src/kernels/cuda/*.h \
-             autograd/*.h kernels/*.h kernels/cpu/*.h data/*.h train/*.h tests/*.h; do
+             autograd/*.h kernels/*.h kernels/cpu/*.h data/*.h data/*/*.h train/*/*.h tests/*.h; do
     [ "$dep" -nt "$obj" ] && return 0
   done
   return 1
@@ -58,17 +58,24 @@ done
 wait
 stale "$OUT/obj/cuda_sim.o" kernels/cuda/sim/cuda_sim.cpp && $CXX -c kernels/cuda/sim/cuda_sim.cpp -o "$OUT/obj/cuda_sim.o"
 pids=()
-for f in autograd/*.c kernels/*.c kernels/cpu/*.c tests/test_gpu_parity.c tests/test_gpu_train.c data/*.c train/*.c; do
-  [ "$f" = train/main.c ] && continue
+lib_objs=("$OUT/obj/cuda_sim.o")
+for f in "$OUT"/src/kernels/cuda/*.cu; do
+  obj="$OUT/obj/$(basename "$f").o"
+  [ -f "$obj" ] && lib_objs+=("$obj")
+done
+for f in autograd/*.c kernels/*.c kernels/cpu/*.c tests/test_gpu_parity.c tests/test_gpu_train.c data/*.c data/*/*.c train/*/*.c; do
+  [ "$f" = train/cmd/main.c ] && continue
   obj="$OUT/obj/$(echo "$f" | tr / _).o"
+  case $f in tests/*) ;; *) lib_objs+=("$obj") ;; esac
   cc=$CC
   case $f in data/*|train/*) cc=$TRAIN_CC ;; esac
   if stale "$obj" "$f"; then $cc -c "$f" -o "$obj" & pids+=($!); fi
 done
 for p in "${pids[@]}"; do wait "$p"; done   # each one, so a compile error stops the script
-# An archive, so only what each test reaches is linked.
+# An archive of today's sources only (objects of renamed or deleted files
+# may linger in obj/), so only what each test reaches is linked.
 rm -f "$OUT/libsim.a"
-ar rcs "$OUT/libsim.a" $(ls "$OUT"/obj/*.o | grep -v tests_test_gpu_)
+ar rcs "$OUT/libsim.a" "${lib_objs[@]}"
 for t in test_gpu_parity test_gpu_train; do
   g++ -fsanitize=$SAN -fopenmp -pthread "$OUT/obj/tests_$t.c.o" "$OUT/libsim.a" \
       -o "$OUT/$t" $(pkg-config --libs $PKGS openblas) -lm

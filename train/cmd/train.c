@@ -1,0 +1,309 @@
+// train.c: `distil train RECIPE [--out RUN_DIR] [--max-steps N] [--resume [CKPT_DIR]] [--set k=v ...]`:
+// the run directory, the step loop (train/core/step.c does each step), progress,
+// evaluations, checkpoints (train/ckpt/checkpoint.c) and the metrics files.
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "train/ckpt/checkpoint.h"  // defines: checkpoint_save, checkpoint_resolve, checkpoint_load, metrics_rewind
+#include "train/cmd/cli.h"
+#include "train/core/evaluate.h"    // defines: evaluate, fit_ego_only, EvalResult
+#include "train/formats/fsutil.h"      // defines: fs_mkdir_p
+#include "train/core/state.h"     // defines: TrainState, train_step, train_state_open
+
+#define EGO_ONLY_FIT_SAMPLES 4096
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: distil train RECIPE [--out RUN_DIR] [--max-steps N] [--resume [CKPT_DIR]] [--set section.key=value ...]\n"
+               "  Trains the student the recipe describes; writes RUN_DIR (default runs/<recipe name>):\n"
+               "  recipe.resolved.yaml, metrics.jsonl, vocab.json, eval.json, checkpoints/.\n"
+               "  --resume goes on from RUN_DIR/checkpoints/latest, or from CKPT_DIR. See docs/cli.md.\n");
+}
+
+typedef struct TrainArgs {
+    const char *recipe, *out;
+    long max_steps;
+    int resume;                // --resume given
+    const char *resume_from;   // its CKPT_DIR, or NULL: RUN_DIR's latest checkpoint
+    char *sets[64];
+    int n_sets;
+} TrainArgs;
+
+static int parse_args(int argc, char **argv, TrainArgs *a) {
+    memset(a, 0, sizeof *a);
+    a->max_steps = -1;
+    for (int i = 0; i < argc; i++) {
+        const char *value;
+        int set = recipe_arg_set(argc, argv, &i, &value);
+        if (set < 0) return 2;
+        if (set) {
+            if (a->n_sets == 64) { fprintf(stderr, "distil: error: more than 64 --set\n"); return 2; }
+            a->sets[a->n_sets++] = (char *)value;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            exit(0);
+        } else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
+            a->out = argv[++i];
+        } else if (!strcmp(argv[i], "--max-steps") && i + 1 < argc) {
+            char *end;
+            a->max_steps = strtol(argv[++i], &end, 10);
+            if (*end || a->max_steps < 0) { fprintf(stderr, "distil: error: --max-steps: expected a step count, got '%s'\n", argv[i]); return 2; }
+        } else if (!strcmp(argv[i], "--resume")) {
+            // The directory is optional; the recipe, a file, is never taken for it.
+            struct stat st;
+            a->resume = 1;
+            if (i + 1 < argc && argv[i + 1][0] != '-' && !(stat(argv[i + 1], &st) == 0 && S_ISREG(st.st_mode)))
+                a->resume_from = argv[++i];
+        } else if (!strncmp(argv[i], "--resume=", 9)) {
+            a->resume = 1;
+            a->resume_from = argv[i] + 9;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "distil: error: train: unknown option '%s'; see distil train --help\n", argv[i]);
+            return 2;
+        } else if (!a->recipe) {
+            a->recipe = argv[i];
+        } else {
+            fprintf(stderr, "distil: error: train: one recipe only, got '%s' too\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!a->recipe) { usage(stderr); return 2; }
+    return 0;
+}
+
+static void write_step_json(FILE *f, long step, const StepStats *st, float lr, double norm, double sps, int skipped) {
+    double m = st->micro ? st->micro : 1;
+    fprintf(f, "{\"step\": %ld, \"loss\": %.6g, \"token_kl\": %.6g, \"ce\": %.6g, \"traj\": %.6g, \"feature\": %.6g, "
+               "\"lr\": %.6g, \"grad_norm\": %.6g, \"samples_per_s\": %.1f, \"skipped\": %d}\n",
+            step, st->loss / m, st->kl / m, st->ce / m, st->traj / m, st->feature / m, lr, isfinite(norm) ? norm : -1.0, sps, skipped);
+}
+
+static void progress(int tty, long step, long total, const StepStats *st, float lr, double sps, double eta_s) {
+    double m = st->micro ? st->micro : 1;
+    if (tty) {
+        fprintf(stderr, "\rstep %ld/%ld  loss %.4f  lr %.2e  %.0f samples/s  ETA %dm%02ds   ", step, total, st->loss / m, lr,
+                sps, (int)(eta_s / 60), (int)fmod(eta_s, 60));
+        fflush(stderr);
+    } else {
+        printf("step %ld/%ld loss %.4f (kl %.4f ce %.4f traj %.4f) lr %.2e %.0f samples/s\n", step, total, st->loss / m,
+               st->kl / m, st->ce / m, st->traj / m, lr, sps);
+        fflush(stdout);
+    }
+}
+
+static int write_eval(TrainState *ts, const EgoOnly *ego, long batches, long step, FILE *metrics, EvalResult *er) {
+    int rc = train_evaluate(ts, ego, batches, er);   // split across the ranks, reduced
+    if (rc) return rc;
+    fprintf(metrics, "{\"step\": %ld, \"eval\": ", step);
+    eval_write_json(er, metrics);
+    fputs("}\n", metrics);
+    fflush(metrics);
+    return 0;
+}
+
+// The periodic evaluation after `done` steps; the last step has the final
+// evaluation instead.
+static int periodic_eval(TrainState *ts, const EgoOnly *ego, long done, long last, int tty, FILE *metrics) {
+    const Recipe *r = ts->r;
+    if (!ts->data.eval || r->train.eval_every <= 0 || done <= 0 || done % r->train.eval_every || done >= last) return 0;
+    EvalResult er;
+    long batches = (r->train.eval_samples + r->train.micro_batch - 1) / r->train.micro_batch;
+    int rc = write_eval(ts, ego, batches, done, metrics, &er);
+    if (rc) return rc;
+    if (!tty) printf("eval at step %ld: ade_teacher %.3f m (constant velocity %.3f, ego-only %.3f), token_acc %.3f\n",
+                     done, traj_metric(&er.student, "ade_teacher"), traj_metric(&er.constant_velocity, "ade_teacher"),
+                     traj_metric(&er.ego_only, "ade_teacher"), er.trace.positions ? er.trace.correct / er.trace.positions : 0);
+    return 0;
+}
+
+static int save_checkpoint(const TrainState *ts, const char *run_dir, long done, FILE *metrics) {
+    // ZeRO-1: every rank stages its optimizer shard first; rank 0 writes the
+    // rest of the checkpoint (docs/distributed.md).
+    char zerr[2048];
+    if (ts->sync && ts->r->dist.zero && dist_zero_stage(&ts->optim.adamw, ts->model.g, run_dir, done, zerr, sizeof zerr)) {
+        fprintf(stderr, "distil: error: rank %d: %s; free disk space, then resume with --resume\n", dist_world()->rank, zerr);
+        return 2;
+    }
+    if (!dist_is_root()) return 0;
+    // The metrics lines so far reach the disk before the checkpoint that
+    // a resume would keep them for.
+    if (fflush(metrics) || fsync(fileno(metrics))) {
+        fprintf(stderr, "distil: error: %s/metrics.jsonl: %s; free disk space, then resume with --resume\n", run_dir, strerror(errno));
+        return 2;
+    }
+    char err[2048];
+    if (checkpoint_save(ts, run_dir, done, ts->r->train.keep_checkpoints, err, sizeof err)) {
+        fprintf(stderr, "distil: error: %s; free disk space (or choose another --out), then resume with --resume\n", err);
+        return 2;
+    }
+    return 0;
+}
+
+// --resume: the checkpoint into ts, the run directory (latest, metrics.jsonl)
+// back to its step. *start gets the step to go on from.
+static int resume_run(TrainState *ts, const char *ckpt, const char *run_dir, long last, long *start) {
+    char err[2048], path[1200];
+    int threads = 0;
+    int rc = checkpoint_load(ts, ckpt, start, &threads, err, sizeof err);
+    if (rc > 0) {
+        fprintf(stderr, "distil: error: %s; resume with the recipe it was trained with (its model.safetensors holds it "
+                "as metadata \"recipe\") or train afresh without --resume\n", err);
+        return 2;
+    }
+    if (rc) {
+        const char *slash = strrchr(ckpt, '/');
+        fprintf(stderr, "distil: error: %s; resume from another checkpoint (--resume %.*s/step_N) "
+                "or train afresh without --resume\n", err, slash ? (int)(slash - ckpt) : 1, slash ? ckpt : ".");
+        return 2;
+    }
+    if (*start > last) {
+        fprintf(stderr, "distil: error: %s: the checkpoint is at step %ld, past the %ld steps this run is to stop at; "
+                "raise --max-steps or train.steps\n", ckpt, *start, last);
+        return 2;
+    }
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+    if (dist_is_root() && (checkpoint_rewind(run_dir, ckpt, *start, err, sizeof err) || metrics_rewind(path, *start, err, sizeof err))) {
+        fprintf(stderr, "distil: error: %s; check the run directory's permissions and free space\n", err);
+        return 2;
+    }
+    printf("resuming from %s at step %ld\n", ckpt, *start);
+    if (threads != omp_get_max_threads())
+        printf("note: the checkpoint was written with %d OpenMP threads and this run has %d; OpenBLAS's sums depend on "
+               "the count, so the run goes on correctly but not bit-identically to an uninterrupted one (OMP_NUM_THREADS=%d)\n",
+               threads, omp_get_max_threads(), threads);
+    return 0;
+}
+
+int cmd_train(int argc, char **argv) {
+    TrainArgs a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc;
+    Recipe r;
+    if ((rc = recipe_load(&r, a.recipe, a.sets, a.n_sets))) return rc;
+    // Training runs on the CPU until the CUDA backend has passed its parity
+    // suite on a GPU (docs/performance.md); asking for more is refused, not
+    // silently ignored.
+    if (r.train.device == DEVICE_CUDA || r.train.precision == PRECISION_BF16) {
+        char where[512];
+        const char *key = r.train.device == DEVICE_CUDA ? "train.device" : "train.precision";
+        fprintf(stderr, "distil: error: %s: %s: %s training is not available in this version (the CUDA backend "
+                "is not yet verified on a GPU); use device: cpu or auto, precision: fp32\n",
+                recipe_where(&r, key, where, sizeof where), key, r.train.device == DEVICE_CUDA ? "CUDA" : "bf16");
+        recipe_free(&r);
+        return 2;
+    }
+    // Under mpirun every rank runs this command; rank 0 alone prints and
+    // writes the run directory (docs/distributed.md). Errors still reach stderr.
+    int root = dist_is_root();
+    if (!root && !freopen("/dev/null", "w", stdout)) { recipe_free(&r); return 2; }
+    char run_dir[1024], path[1200], ckpt[1200] = "";
+    if (a.out) snprintf(run_dir, sizeof run_dir, "%s", a.out);
+    else snprintf(run_dir, sizeof run_dir, "runs/%s", r.name);
+    if (fs_mkdir_p(run_dir)) { fprintf(stderr, "distil: error: %s: cannot create the run directory: %s\n", run_dir, strerror(errno)); return 2; }
+    if (a.resume) {
+        // Found before the data is opened: a run with nothing to resume fails at once.
+        char err[2048];
+        if (checkpoint_resolve(a.resume_from, run_dir, ckpt, sizeof ckpt, err, sizeof err)) {
+            fprintf(stderr, "distil: error: %s\n", err);
+            recipe_free(&r);
+            return 2;
+        }
+    } else {
+        snprintf(path, sizeof path, "%s/checkpoints/latest", run_dir);
+        struct stat st;
+        if (lstat(path, &st) == 0)
+            printf("note: %s/checkpoints holds an earlier run's checkpoints; this run replaces them "
+                   "(--resume goes on from them instead)\n", run_dir);
+    }
+
+    TrainState ts;
+    if ((rc = train_state_open(&ts, &r))) { train_state_close(&ts); recipe_free(&r); return rc; }
+    long total = r.train.steps, last = a.max_steps >= 0 && a.max_steps < total ? a.max_steps : total, start = 0;
+    if (a.resume && (rc = resume_run(&ts, ckpt, run_dir, last, &start))) { train_state_close(&ts); recipe_free(&r); return rc; }
+    EgoOnly ego;
+    memset(&ego, 0, sizeof ego);
+    if (ts.data.eval && (rc = fit_ego_only(&ego, &r, &ts.data.setup, EGO_ONLY_FIT_SAMPLES))) return rc;
+
+    snprintf(path, sizeof path, "%s/recipe.resolved.yaml", run_dir);
+    FILE *f = fopen(root ? path : "/dev/null", "w");
+    if (!f) { fprintf(stderr, "distil: error: %s: %s\n", path, strerror(errno)); return 2; }
+    recipe_print_resolved(&r, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/vocab.json", run_dir);
+    if (root && vocab_write_json(&ts.data.vocab, path)) { fprintf(stderr, "distil: error: %s: cannot write\n", path); return 2; }
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+    // A resumed run appends to what metrics_rewind kept.
+    FILE *metrics = fopen(root ? path : "/dev/null", a.resume ? "a" : "w");
+    if (!metrics) { fprintf(stderr, "distil: error: %s: %s\n", path, strerror(errno)); return 2; }
+
+    int tty = root && isatty(STDERR_FILENO);
+    printf("distil train: %s: %zu parameters (%d frozen tensors), %d tokens per sample, vocab %d, "
+           "micro-batch %d x %d accumulation, %ld of %ld steps\n",
+           r.name, graph_param_numel(ts.model.g), ts.model.frozen, ts.model.st.seq_len, ts.data.vocab.size, r.train.micro_batch, ts.data.accum, last, total);
+    fflush(stdout);
+
+    // The evaluation due at the resumed step ran before the checkpoint, but
+    // its line came after it in metrics.jsonl: it is redone (the same weights
+    // and samples give the same line).
+    if (start > 0 && (rc = periodic_eval(&ts, &ego, start, last, tty, metrics))) return rc;
+    double t_start = now_s(), t_window = t_start;
+    long samples_window = 0;
+    for (long step = start; step < last; step++) {
+        StepStats ss;
+        int st = train_step(&ts, step, &ss);
+        if (st == STEP_ERROR) { if (tty) fputc('\n', stderr); return 2; }
+        samples_window += ss.samples;
+        long done = step + 1;
+        if (st == STEP_SKIPPED) {
+            fprintf(metrics, "{\"step\": %ld, \"skipped\": 1, \"reason\": \"non-finite loss or gradient\"}\n", step);
+        } else {
+            double t = now_s(), sps = samples_window / fmax(t - t_window, 1e-9);
+            write_step_json(metrics, step, &ss, ss.lr, ss.grad_norm, sps, 0);
+            if (done % r.train.log_every == 0 || done == last) {
+                progress(tty, done, last, &ss, ss.lr, sps, (t - t_start) / (done - start) * (last - done));
+                t_window = t;
+                samples_window = 0;
+            }
+        }
+        if ((rc = periodic_eval(&ts, &ego, done, last, tty, metrics))) return rc;
+        fflush(metrics);
+        if (r.train.checkpoint_every > 0 && done % r.train.checkpoint_every == 0 && done < last &&
+            (rc = save_checkpoint(&ts, run_dir, done, metrics)))
+            return rc;
+    }
+    if (tty) fputc('\n', stderr);
+    printf("trained %ld steps in %.1f s (%ld skipped as non-finite, %ld bad samples skipped, %ld traces truncated)\n",
+           last - start, now_s() - t_start, ts.optim.bad_total, (long)loader_bad_samples(ts.data.train), (long)loader_truncated_traces(ts.data.train));
+    // The final checkpoint before the final evaluation, which changes nothing.
+    if (last > start && (rc = save_checkpoint(&ts, run_dir, last, metrics))) return rc;
+
+    if (ts.data.eval) {
+        EvalResult er;
+        if ((rc = write_eval(&ts, &ego, 0, last, metrics, &er))) return rc;
+        snprintf(path, sizeof path, "%s/eval.json", run_dir);
+        FILE *ej = fopen(root ? path : "/dev/null", "w");
+        if (!ej) { fprintf(stderr, "distil: error: %s: %s\n", path, strerror(errno)); return 2; }
+        eval_write_json(&er, ej);
+        fputc('\n', ej);
+        fclose(ej);
+        eval_print_table(&er, stdout);
+        ego_only_free(&ego);
+    }
+    fclose(metrics);
+    printf("run directory: %s\n", run_dir);
+    train_state_close(&ts);
+    recipe_free(&r);
+    return 0;
+}

@@ -1,0 +1,26 @@
+// evaluate.h: the eval pass (docs/metrics.md): the student, the teacher's
+// own consistency, two baselines, and the trace metrics, on eval shards.
+#pragma once
+#include <stdio.h>
+#include "train/core/metrics.h"    // defines: TrajMetrics, TraceMetrics, EgoOnly
+#include "train/core/objective.h"   // defines: Setup, Objective, Student
+
+typedef struct EvalResult {
+    TrajMetrics student, teacher, constant_velocity, ego_only;
+    TraceMetrics trace;
+    long samples;
+} EvalResult;
+
+// Fit the ego-only baseline on up to max_samples training samples (history
+// and command -> the teacher's mean plan). Returns 0 or 2 (error printed).
+int fit_ego_only(EgoOnly *e, const Recipe *r, const Setup *s, long max_samples);
+
+// Run the student over the eval loader's first max_batches batches (all of
+// one epoch when <= 0), with the training graph (forward only).
+int evaluate(Graph *g, Student *st, Objective *obj, const Setup *s, const Recipe *r, const Vocab *v,
+             const EgoOnly *ego, Loader *ld, long max_batches, EvalResult *out);
+
+// The eval.json object (docs/metrics.md lists the keys).
+void eval_write_json(const EvalResult *e, FILE *f);
+// A human table of the same numbers.
+void eval_print_table(const EvalResult *e, FILE *f);

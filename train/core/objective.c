@@ -1,0 +1,142 @@
+// objective.c: the recipe and the first shard checked against each other
+// (setup_from_shards: the model config, cameras, horizon, top-k), and the
+// distillation objective recorded on the tape (objective_build).
+#include "train/core/objective.h"
+#include <stdio.h>
+#include <string.h>
+#include "autograd/ops.h"   // defines: op_*
+
+static int fail_key(const Recipe *r, const char *key, const char *msg) {
+    char where[512];
+    fprintf(stderr, "distil: error: %s: %s: %s\n", recipe_where(r, key, where, sizeof where), key, msg);
+    return 2;
+}
+
+int setup_from_shards(Setup *s, const Recipe *r, const DlSet *set, int vocab_size) {
+    memset(s, 0, sizeof *s);
+    const DlShard *sh = &set->shards[0];
+    char msg[512];
+    // Cameras: the recipe's names, in its order, or every camera of the shards.
+    int n_cams = r->data.cameras.n ? r->data.cameras.n : sh->n_cameras;
+    if (n_cams > DL_MAX_CAMERAS) return fail_key(r, "data.cameras", "too many cameras");
+    for (int c = 0; c < n_cams; c++) {
+        if (!r->data.cameras.n) { s->cam_index[c] = c; continue; }
+        s->cam_index[c] = -1;
+        for (int j = 0; j < sh->n_cameras; j++)
+            if (!strcmp(r->data.cameras.items[c], sh->camera_names[j])) s->cam_index[c] = j;
+        if (s->cam_index[c] < 0) {
+            snprintf(msg, sizeof msg, "camera '%s' is not in %s (it has '%s'); name cameras from the shards' cameras attribute",
+                     r->data.cameras.items[c], sh->path, sh->cameras);
+            return fail_key(r, "data.cameras", msg);
+        }
+    }
+    int c0 = s->cam_index[0];
+    s->shard_frames = sh->frames[c0];
+    if (r->data.history_frames > s->shard_frames) {
+        snprintf(msg, sizeof msg, "%d frames asked, the shards hold %d per camera", r->data.history_frames, s->shard_frames);
+        return fail_key(r, "data.history_frames", msg);
+    }
+    s->shard_horizon = sh->T;
+    if (r->model.horizon > sh->T) {
+        snprintf(msg, sizeof msg, "%d waypoints asked, the shards hold %d (/teacher/trajectory)", r->model.horizon, sh->T);
+        return fail_key(r, "model.horizon", msg);
+    }
+    if (sh->height[c0] % r->model.patch || sh->width[c0] % r->model.patch) {
+        snprintf(msg, sizeof msg, "patch %d does not divide the %dx%d camera frames", r->model.patch, sh->height[c0], sh->width[c0]);
+        return fail_key(r, "model.patch", msg);
+    }
+    if (r->distill.traj_target == TRAJ_TARGET_GROUND_TRUTH && sh->ds[DL_FUTURE].id < 0) {
+        snprintf(msg, sizeof msg, "ground_truth needs /ego/future, which %s does not have", sh->path);
+        return fail_key(r, "distill.traj_target", msg);
+    }
+    // One logged temperature for the whole set (the distillation op takes one).
+    for (int i = 1; i < set->n_shards; i++)
+        if (set->shards[i].temperature != sh->temperature) {
+            fprintf(stderr, "distil: error: %s and %s log top-k at temperatures %g and %g; "
+                    "train on shards of one temperature\n", sh->path, set->shards[i].path,
+                    sh->temperature, set->shards[i].temperature);
+            return 2;
+        }
+    s->K = sh->K;
+    s->k = sh->k;
+    s->D = sh->D;
+    s->t_logged = sh->temperature;
+
+    ModelConfig *mc = &s->mc;
+    mc->dim = r->model.dim;
+    mc->layers = r->model.layers;
+    mc->heads = r->model.heads;
+    mc->mlp_ratio = r->model.mlp_ratio;
+    mc->patch = r->model.patch;
+    mc->n_cams = n_cams;
+    mc->frames = r->data.history_frames;
+    mc->img_h = sh->height[c0];
+    mc->img_w = sh->width[c0];
+    mc->hist = sh->Th;
+    mc->horizon = r->model.horizon;
+    mc->hz = (float)sh->hz;
+    mc->traj_repr = r->model.traj_repr == TRAJ_REPR_ACCEL_CURVATURE ? TRAJ_ACCEL_CURVATURE : TRAJ_XYYAW;
+    mc->vocab = vocab_size;
+    mc->max_trace = r->data.max_trace_tokens;
+    mc->feat_dim = (r->distill.w_feature > 0 && sh->D > 0) ? sh->D : 0;
+    for (int c = 0; c < 3; c++) {
+        mc->img_mean[c] = (float)r->model.image_mean[c];
+        mc->img_std[c] = (float)r->model.image_std[c];
+    }
+    const char *bad = model_config_check(mc);
+    if (bad) { fprintf(stderr, "distil: error: %s: %s\n", r->path ? r->path : "recipe", bad); return 2; }
+    return 0;
+}
+
+static int traj_candidates(const Setup *s, const Recipe *r) {
+    switch (r->distill.traj_target) {
+    case TRAJ_TARGET_TEACHER_BEST:
+    case TRAJ_TARGET_TEACHER_ALL: return s->K;
+    default: return 1;   // the teacher's weighted mean, or the logged future
+    }
+}
+
+// total += w * component
+static Tensor *add_weighted(Graph *g, Tensor *total, Tensor *component, double w) {
+    Tensor *term = w == 1.0 ? component : op_scale(g, component, (float)w);
+    return total ? op_add(g, total, term) : term;
+}
+
+void objective_build(Graph *g, Student *st, Objective *obj, const Setup *s, const Recipe *r, int B) {
+    memset(obj, 0, sizeof *obj);
+    *st = student_build(g, &s->mc, B);
+    const int L = s->mc.max_trace, k = s->k, T = s->mc.horizon, Kt = traj_candidates(s, r);
+    const RecipeDistill *d = &r->distill;
+    obj->ce_targets = graph_input(g, "ce_targets", DT_I32, 2, (int[]){ B, L });
+    obj->topk_ids = graph_input(g, "topk_ids", DT_I32, 3, (int[]){ B, L, k });
+    obj->topk_logprobs = graph_input(g, "topk_logprobs", DT_F32, 3, (int[]){ B, L, k });
+    obj->kl_mask = graph_input(g, "kl_mask", DT_F32, 2, (int[]){ B, L });
+    obj->traj_targets = graph_input(g, "traj_targets", DT_F32, 4, (int[]){ B, Kt, T, 3 });
+    obj->traj_weights = graph_input(g, "traj_weights", DT_F32, 2, (int[]){ B, Kt });
+    Tensor *total = NULL;
+    if (d->w_token_kl > 0) {
+        DistillKLConfig cfg = {
+            .t_logged = s->t_logged, .t = (float)d->temperature,
+            .mode = d->kl == KL_REVERSE ? DISTILL_REVERSE_KL : d->kl == KL_JSD ? DISTILL_JSD : DISTILL_FORWARD_KL,
+            .beta = (float)d->jsd_beta, .tail = d->tail_bucket, .t2 = d->t2_scaling,
+        };
+        obj->kl = op_distill_kl(g, st->lm_logits, obj->topk_ids, obj->topk_logprobs, obj->kl_mask, &cfg);
+        total = add_weighted(g, total, obj->kl, d->w_token_kl);
+    }
+    if (d->w_ce > 0) {
+        obj->ce = op_cross_entropy(g, st->lm_logits, obj->ce_targets, -1);
+        total = add_weighted(g, total, obj->ce, d->w_ce);
+    }
+    if (d->w_traj > 0) {
+        int mode = d->traj_target == TRAJ_TARGET_TEACHER_BEST ? TRAJ_BEST : TRAJ_WEIGHTED;
+        obj->traj = op_traj_loss(g, st->traj, obj->traj_targets, obj->traj_weights, mode, (float)d->huber_beta, (float)d->yaw_weight);
+        total = add_weighted(g, total, obj->traj, d->w_traj);
+    }
+    if (st->feature) {
+        obj->feat_target = graph_input(g, "feat_target", DT_F32, 2, (int[]){ B, s->mc.feat_dim });
+        obj->feat_mask = graph_input(g, "feat_mask", DT_F32, 1, (int[]){ B });
+        obj->feature = op_cosine_loss(g, st->feature, obj->feat_target, obj->feat_mask);
+        total = add_weighted(g, total, obj->feature, d->w_feature);
+    }
+    obj->total = total;
+}

@@ -1,0 +1,151 @@
+// state.c: a training run in memory, opened and closed (see state.h): the
+// loaders and the batch split across micro-batches and ranks, the
+// vocabulary, the tape recorded once and planned, the weights initialised
+// (or loaded by train.init_from), the ranks checked to agree, the gradient
+// all-reduce and AdamW.
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "autograd/optim.h"         // defines: AdamW, adamw_init_range
+#include "autograd/rng.h"           // defines: Rng
+#include "kernels/backend.h"        // defines: backend_to_host
+#include "train/core/init_from.h"   // defines: init_from_vocab, init_from_weights
+#include "train/core/state.h"       // defines: TrainState
+#include "train/dist/dist.h"        // defines: dist_world, GradSync
+
+// Freeze every parameter whose name matches one of the recipe's patterns.
+static int apply_freeze(Graph *g, const Recipe *r) {
+    int frozen = 0;
+    for (int i = 0; i < g->n_params; i++)
+        for (int p = 0; p < r->train.freeze.n; p++)
+            if (fnmatch(r->train.freeze.items[p], g->params[i]->name, 0) == 0) {
+                graph_freeze(g->params[i]);
+                frozen++;
+                break;
+            }
+    return frozen;
+}
+
+// train.batch_size is global: micro_batch x accumulation x ranks.
+static int check_batch_split(const Recipe *r, int world) {
+    int per_step = r->train.micro_batch * world;
+    if (r->train.batch_size % per_step == 0) return 0;
+    char where[512];
+    fprintf(stderr, "distil: error: %s: train.batch_size %d is not a multiple of train.micro_batch (%d) x the world "
+            "size (%d rank%s) = %d; change train.batch_size or train.micro_batch, or launch another number of ranks\n",
+            recipe_where(r, "train.batch_size", where, sizeof where), r->train.batch_size, r->train.micro_batch,
+            world, world == 1 ? "" : "s", per_step);
+    return 2;
+}
+
+// Every rank must have built the same model, vocabulary and initial
+// weights (the same recipe and the same shards, on every node): otherwise
+// the buckets would not even line up. Compared by fingerprint.
+static int ranks_agree(TrainState *ts) {
+    const Dist *d = dist_world();
+    uint64_t h = DIST_FNV_SEED;
+    h = dist_fnv1a(&ts->model.g->grad_numel, sizeof ts->model.g->grad_numel, h);
+    void *params = ts->model.g->param_mem;
+    if (ts->model.g->device != DEV_CPU) {   // hashed from a host copy
+        if (!(params = malloc(ts->model.g->param_bytes))) { fprintf(stderr, "distil: error: out of memory\n"); return 2; }
+        backend_to_host(ts->model.g->device, params, ts->model.g->param_mem, ts->model.g->param_bytes);
+    }
+    h = dist_fnv1a(params, ts->model.g->param_bytes, h);
+    if (params != ts->model.g->param_mem) free(params);
+    h = dist_fnv1a(&ts->data.vocab.size, sizeof ts->data.vocab.size, h);
+    h = dist_fnv1a(ts->data.vocab.to_teacher, (size_t)ts->data.vocab.size * sizeof *ts->data.vocab.to_teacher, h);
+    h = dist_fnv1a(&ts->data.accum, sizeof ts->data.accum, h);
+    uint64_t *all = malloc((size_t)d->world * sizeof *all);
+    if (!all) { fprintf(stderr, "distil: error: out of memory\n"); return 2; }
+    dist_allgather_u64(h, all, "model check");
+    int same = all[d->rank] == all[0];
+    free(all);
+    if (same) return 0;
+    fprintf(stderr, "distil: error: rank %d: its model, vocabulary or initial weights differ from rank 0's; every "
+            "rank must read the same recipe and the same shards (check data.train on every node)\n", d->rank);
+    return 2;
+}
+
+int train_state_open(TrainState *ts, Recipe *r) { return train_state_open_on(ts, r, DEV_CPU); }
+
+int train_state_open_on(TrainState *ts, Recipe *r, Device device) {
+    memset(ts, 0, sizeof *ts);
+    ts->r = r;
+    char err[1024];
+    int rc;
+    const Dist *d = dist_world();
+    dist_set_timeout(r->dist.timeout_s);
+    if ((rc = check_batch_split(r, d->world))) return rc;
+    ts->data.accum = r->train.batch_size / (r->train.micro_batch * d->world);
+    LoaderOptions lo = loader_defaults();
+    lo.batch_size = r->train.micro_batch;
+    lo.max_trace_tokens = r->data.max_trace_tokens;
+    lo.seed = (uint64_t)r->seed;
+    lo.rank = d->rank;
+    lo.world = d->world;
+    lo.workers = r->data.loader_threads;
+    lo.prefetch = r->data.prefetch;
+    lo.on_bad_sample = r->data.on_bad_sample == BAD_SAMPLE_SKIP ? DL_ON_BAD_SKIP : DL_ON_BAD_ERROR;
+    ts->data.train = loader_open(r->data.train.items, r->data.train.n, &lo, err, sizeof err);
+    if (!ts->data.train) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
+    if (loader_batches_per_epoch(ts->data.train) < 1) {
+        char where[512];
+        fprintf(stderr, "distil: error: %s: data.train holds fewer samples than one micro-batch (%d) per rank (%d)\n",
+                recipe_where(r, "data.train", where, sizeof where), r->train.micro_batch, d->world);
+        return 2;
+    }
+    // A fine-tuned student keeps its vocabulary; a new one gets it from the shards.
+    VocabMode vm = r->model.vocab == VOCAB_FROM_LOGS ? VOCAB_MODE_FROM_LOGS : VOCAB_MODE_TEACHER;
+    int inherited = init_from_vocab(r, loader_set(ts->data.train), &ts->data.vocab, err, sizeof err);
+    if (inherited < 0 || (!inherited && vocab_build(&ts->data.vocab, loader_set(ts->data.train), vm, err, sizeof err))) {
+        fprintf(stderr, "distil: error: %s\n", err);
+        return 2;
+    }
+    if ((rc = setup_from_shards(&ts->data.setup, r, loader_set(ts->data.train), ts->data.vocab.size))) return rc;
+    if (r->data.eval.n) {
+        // Evaluation reads every sample once, in shard order; the last
+        // batch is padded with invalid slots, which every metric skips.
+        LoaderOptions eo = lo;
+        eo.shuffle = 0;
+        eo.keep_tail = 1;
+        ts->data.eval = loader_open(r->data.eval.items, r->data.eval.n, &eo, err, sizeof err);
+        if (!ts->data.eval) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
+        const DlSet *es = loader_set(ts->data.eval), *trs = loader_set(ts->data.train);
+        if (dl_shard_agree(&trs->shards[0], &es->shards[0], err, sizeof err)) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
+    }
+
+    // The graph, recorded once, then the weights and the optimizer.
+    ts->model.g = graph_new(device);
+    objective_build(ts->model.g, &ts->model.st, &ts->model.obj, &ts->data.setup, r, r->train.micro_batch);
+    ts->model.frozen = apply_freeze(ts->model.g, r);
+    if (graph_plan(ts->model.g)) return 2;
+    student_fill_constants(&ts->model.st);
+    Rng rng;
+    rng_seed(&rng, (uint64_t)r->seed);
+    graph_init_params(ts->model.g, &rng);
+    if (init_from_weights(r, ts->model.g, err, sizeof err)) { fprintf(stderr, "distil: error: train.init_from: %s\n", err); return 2; }
+    rng_derive(&ts->rng, (uint64_t)r->seed, 1, 0);
+    AdamWConfig oc = { (float)r->train.beta1, (float)r->train.beta2, (float)r->train.eps, (float)r->train.weight_decay };
+    size_t shard_lo = 0, shard_hi = ts->model.g->grad_numel;
+    if (d->launched) {
+        if ((rc = ranks_agree(ts))) return rc;
+        GradSyncConfig gc = { r->dist.bucket_mb, r->dist.grad_dtype == PRECISION_BF16, r->dist.zero, 0, 0 };
+        ts->sync = grad_sync_new(ts->model.g, &gc, err, sizeof err);
+        if (!ts->sync) { fprintf(stderr, "distil: error: rank %d: gradient all-reduce: %s\n", d->rank, err); return 2; }
+        grad_sync_shard(ts->sync, &shard_lo, &shard_hi);
+    }
+    if (adamw_init_range(&ts->optim.adamw, ts->model.g, oc, shard_lo, shard_hi)) return 2;
+    return 0;
+}
+
+void train_state_close(TrainState *ts) {
+    if (ts->optim.adamw.m) adamw_free(&ts->optim.adamw);
+    grad_sync_free(ts->sync);
+    if (ts->model.g) graph_free(ts->model.g);
+    if (ts->data.vocab.size) vocab_free(&ts->data.vocab);
+    if (ts->data.eval) loader_close(ts->data.eval);
+    if (ts->data.train) loader_close(ts->data.train);
+    memset(ts, 0, sizeof *ts);
+}
+
