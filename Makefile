@@ -8,6 +8,7 @@
 #   make demo         synthesise the demo fleet, train recipes/demo.yaml on the CPU
 #   make cuda-check   compile all CUDA code for sm_90 and portable PTX, warnings as errors
 #   make deps         install the Debian packages distil needs (or print the command)
+#   make deps-test    the same plus what the tests use (Chromium, Python packages in build/pydeps)
 #
 # Options: CUDA=auto|0|1 (auto: build the CUDA backend when nvcc is found),
 # SAN=1, ARCH=-march=native (off by default so a binary runs on any x86-64),
@@ -110,7 +111,7 @@ endif
 TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all deps test test-gpu bench bench-dist demo cuda-check clean
+.PHONY: all deps deps-test test test-gpu bench bench-dist demo cuda-check clean
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/distil $(TEST_BIN) $(BENCH_BIN)
@@ -149,12 +150,17 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libdistil.a
 deps:
 	@bash scripts/deps.sh
 
-# tests/run.sh runs every test program and script and prints "N passed, N failed".
-test: deps
-	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash tests/run.sh
+deps-test:
+	@bash scripts/deps.sh --test
 
-test-gpu: deps
+# tests/run.sh runs every test program and script and prints "N passed, N
+# failed". Under SAN=1 it runs the C test programs only: the scripts drive
+# the same code end to end, and the CUDA simulator pass is sanitized itself.
+test: deps-test
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash tests/run.sh $(if $(filter 1,$(SAN)),c,all)
+
+test-gpu: deps-test
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash tests/run.sh gpu
 

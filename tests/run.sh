@@ -2,11 +2,17 @@
 # Run every test program ($BUILD/tests/test_*) and test script (tests/test_*.sh,
 # tests/test_*.py), add up their "TESTS p passed, f failed, s skipped" lines and
 # end with "N passed, N failed[, N skipped]". A program that dies without
-# its TESTS line counts as one failure. `run.sh gpu` runs only the GPU suite.
+# its TESTS line counts as one failure.
+#   run.sh [all]   everything
+#   run.sh c       the C test programs only (the sanitizer pass)
+#   run.sh gpu     the GPU suite only
 set -u
 BUILD=${BUILD:?set by make}
 PYTHON=${PYTHON:-/usr/bin/python3}
 export DISTIL="$BUILD/distil" DISTIL_BUILD="$BUILD" PYTHON
+# The Python packages scripts/deps.sh --test installs (onnx, onnxruntime, safetensors).
+export PYTHONPATH="$(pwd)/build/pydeps${PYTHONPATH:+:$PYTHONPATH}"
+mode=${1:-all}
 passed=0; failed=0; skipped=0
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
@@ -35,15 +41,17 @@ run_one() {  # name, command...
   grep -E '^skip ' "$out" | sed 's/^/    /'
 }
 
-if [ "${1:-}" = gpu ]; then
+if [ "$mode" = gpu ]; then
   for t in "$BUILD"/tests/test_gpu*; do [ -x "$t" ] && run_one "$(basename "$t")" "$t"; done
 else
   for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] && [ "${t%.o}" = "$t" ] && [ "${t%.d}" = "$t" ] || continue
     run_one "$(basename "$t")" "$t"
   done
-  for t in tests/test_*.sh; do [ -f "$t" ] && run_one "$(basename "$t")" bash "$t"; done
-  for t in tests/test_*.py; do [ -f "$t" ] && run_one "$(basename "$t")" "$PYTHON" "$t"; done
+  if [ "$mode" = all ]; then
+    for t in tests/test_*.sh; do [ -f "$t" ] && run_one "$(basename "$t")" bash "$t"; done
+    for t in tests/test_*.py; do [ -f "$t" ] && run_one "$(basename "$t")" "$PYTHON" "$t"; done
+  fi
 fi
 
 if [ "$skipped" -gt 0 ]; then

@@ -28,6 +28,9 @@ import tempfile
 import time
 import zlib
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import tiny_recipe  # noqa: E402  (tests/harness.py)
+
 DISTIL = os.path.abspath(os.environ.get("DISTIL", "build/cpu/distil"))
 # Bit-exact resume holds for a fixed OpenMP thread count (OpenBLAS's sums
 # depend on it), so every run here uses the same one.
@@ -63,42 +66,14 @@ def run_test(fn):
 
 TMP = tempfile.mkdtemp(prefix="distil_test_checkpoint_")
 
-RECIPE = """name: tiny
-seed: 3
-data:
-  train: ["{tmp}/fleet/train/*.h5"]
-  eval: ["{tmp}/fleet/eval/*.h5"]
-  history_frames: 2
-  max_trace_tokens: 16
-  loader_threads: 1
-model:
-  dim: 32
-  layers: 1
-  heads: 2
-  mlp_ratio: 2
-  patch: 8
-  horizon: 30
-  vocab: from_logs
-train:
-  steps: 20
-  micro_batch: 4
-  batch_size: 8
-  lr: 3.0e-3
-  warmup_steps: 2
-  eval_every: 2
-  eval_samples: 8
-  checkpoint_every: 4
-  keep_checkpoints: 3
-  log_every: 100
-"""
 
 
 def setup():
     subprocess.run([DISTIL, "logs", "synth", "--out", f"{TMP}/fleet", "--preset", "demo", "--shards", "2",
                     "--samples-per-shard", "64", "--seed", "5", "--eval-shards", "1",
                     "--eval-samples-per-shard", "16"], check=True, stdout=subprocess.DEVNULL, env=ENV)
-    with open(f"{TMP}/tiny.yaml", "w") as f:
-        f.write(RECIPE.format(tmp=TMP))
+    tiny_recipe(f"{TMP}/tiny.yaml", f"{TMP}/fleet", train__micro_batch=4, train__warmup_steps=2, train__eval_every=2,
+                train__eval_samples=8, train__checkpoint_every=4, train__keep_checkpoints=3, train__log_every=100)
 
 
 def train(out, *args, expect=0):

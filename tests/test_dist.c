@@ -20,6 +20,7 @@
 #include <omp.h>
 #include "data/synth/synth.h"
 #include "tests/test.h"
+#include "tests/tiny_recipe.h"   // defines: tiny_recipe_load
 #include "train/dist/dist.h"
 #include "train/core/state.h"
 
@@ -38,11 +39,21 @@ static void poison(void *ctx, TrainState *ts) {
         ((float *)ts->model.obj.topk_logprobs->data)[3] = NAN;
 }
 
+// tests/tiny.yaml on SHARDS (no eval) at micro-batch 1 and a global batch of
+// 4 (see the top of this file), then a configuration's own sets.
+static int load_recipe(Recipe *r, const char *shards, char **config_sets, int n_config) {
+    char *sets[TINY_MAX_SETS] = { "train.steps=40", "train.micro_batch=1", "train.batch_size=4", "train.min_lr=3.0e-3",
+                                  "train.max_bad_steps=2", "dist.timeout_s=60" };
+    int n = 6;
+    for (int i = 0; i < n_config && n < TINY_MAX_SETS; i++) sets[n++] = config_sets[i];
+    return tiny_recipe_load(r, shards, 0, sets, n);
+}
+
 // One configuration: STEPS steps; rank 0 writes OUT.txt and OUT.bin.
-static int worker_config(const char *recipe, char **sets, int n_sets, int nan_test, int thread, const char *out) {
+static int worker_config(const char *shards, char **sets, int n_sets, int nan_test, int thread, const char *out) {
     const Dist *d = dist_world();
     Recipe r;
-    if (recipe_load(&r, recipe, sets, n_sets)) return 2;
+    if (load_recipe(&r, shards, sets, n_sets)) return 2;
     TrainState ts;
     int rc = train_state_open(&ts, &r);
     if (rc) return rc;
@@ -80,9 +91,9 @@ static int worker_config(const char *recipe, char **sets, int n_sets, int nan_te
     return 0;
 }
 
-// --worker OUT RECIPE [--config [@nan] [@thread] SET...]...: configuration i writes OUT.i.*.
+// --worker OUT SHARDS [--config [@nan] [@thread] SET...]...: configuration i writes OUT.i.*.
 static int worker_main(int argc, char **argv) {
-    const char *out = argv[2], *recipe = argv[3];
+    const char *out = argv[2], *shards = argv[3];
     int config = 0;
     for (int i = 4; i < argc;) {
         if (strcmp(argv[i], "--config")) { fprintf(stderr, "test_dist: bad worker arguments\n"); return 2; }
@@ -97,7 +108,7 @@ static int worker_main(int argc, char **argv) {
         }
         char prefix[1024];
         snprintf(prefix, sizeof prefix, "%s.%d", out, config++);
-        int rc = worker_config(recipe, sets, n, nan_test, thread, prefix);
+        int rc = worker_config(shards, sets, n, nan_test, thread, prefix);
         if (rc) return rc;
         i = j;
     }
@@ -121,20 +132,6 @@ static int make_shards(void) {
     return logs_synth_main(10, args);
 }
 
-static void write_recipe(void) {
-    char path[300];
-    snprintf(path, sizeof path, "%s/tiny.yaml", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return;
-    fprintf(f, "name: tiny\nseed: 3\n"
-               "data:\n  train: [\"%s/train/*.h5\"]\n  history_frames: 2\n  max_trace_tokens: 16\n  loader_threads: 1\n"
-               "model:\n  dim: 32\n  layers: 1\n  heads: 2\n  mlp_ratio: 2\n  patch: 8\n  horizon: 30\n  vocab: from_logs\n"
-               "train:\n  steps: 40\n  micro_batch: 1\n  batch_size: 4\n  lr: 3.0e-3\n  min_lr: 3.0e-3\n"
-               "  warmup_steps: 0\n  max_bad_steps: 2\n"
-               "dist:\n  timeout_s: 60\n", dir);
-    fclose(f);
-}
-
 static int have_mpirun(void) { return system("command -v mpirun >/dev/null 2>&1") == 0; }
 
 // Launch R ranks of this program over the configurations; 0 when mpirun
@@ -145,7 +142,7 @@ static int launch(int R, const char *tag, const char *const *configs, int n) {
                       // Under SAN=1: Open MPI's dlopen'ed components leak at exit (not distil's memory).
                       "ASAN_OPTIONS=detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS} "
                       "OMP_NUM_THREADS=1 OMPI_MCA_rmaps_base_oversubscribe=1 mpirun --allow-run-as-root --oversubscribe "
-                      "-np %d %s --worker %s/%s %s/tiny.yaml", R, self, dir, tag, dir);
+                      "-np %d %s --worker %s/%s %s", R, self, dir, tag, dir);
     for (int i = 0; i < n; i++) at += snprintf(cmd + at, sizeof cmd - at, " --config %s", configs[i]);
     snprintf(cmd + at, sizeof cmd - at, " >%s/%s.log 2>&1", dir, tag);
     int rc = system(cmd);
@@ -240,10 +237,8 @@ static void run_all(void) {
 static void test_one_rank_matches_plain_process(void) {
     run_all();
     REQUIRE(ref1.ok, "the mpirun -np 1 run failed");
-    char path[300];
-    snprintf(path, sizeof path, "%s/tiny.yaml", dir);
     Recipe r;
-    REQUIRE(recipe_load(&r, path, NULL, 0) == 0, "recipe");
+    REQUIRE(load_recipe(&r, dir, NULL, 0) == 0, "recipe");
     TrainState ts;
     REQUIRE(train_state_open(&ts, &r) == 0, "open");
     REQUIRE(ts.sync == NULL, "a plain process should have no all-reduce");
@@ -358,7 +353,6 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (make_shards()) { printf("cannot make shards\n"); return 1; }
-    write_recipe();
     RUN(test_one_rank_matches_plain_process);
     RUN(test_same_losses_at_1_2_4_ranks);
     RUN(test_identical_weights_on_every_rank);

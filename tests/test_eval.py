@@ -21,45 +21,18 @@ import sys
 
 import h5py
 import numpy as np
-from harness import one_error_line, run, run_suite  # tests/harness.py
+from harness import one_error_line, run, run_suite, tiny_recipe  # tests/harness.py
 
 DISTIL = os.path.abspath(os.environ.get("DISTIL", "build/cpu/distil"))
 BUILD = os.path.abspath(os.environ.get("DISTIL_BUILD", "build/cpu"))
 HELPER = os.path.join(BUILD, "tests", "test_export")
 
-RECIPE = """name: evaltest
-seed: 7
-data:
-  train: ["shards/train/*.h5"]
-  eval: ["shards/eval/*.h5"]
-  history_frames: 2
-  max_trace_tokens: 16
-  loader_threads: 1
-model:
-  dim: 32
-  layers: 1
-  heads: 2
-  mlp_ratio: 2
-  patch: 8
-  horizon: 30
-  vocab: from_logs
-train:
-  steps: 20
-  micro_batch: 8
-  batch_size: 8
-  lr: 3.0e-3
-  warmup_steps: 0
-  eval_every: 10
-  eval_samples: 16
-  checkpoint_every: 10
-  log_every: 10
-"""
 
 
 def prepare(tmp):
     run(DISTIL, "logs", "synth", "--out", "shards", "--shards", "1", "--samples-per-shard", "64", "--preset", "demo",
         "--eval-shards", "2", "--eval-samples-per-shard", "13", "--seed", "9", "--zstd-level", "0", cwd=tmp)
-    open(f"{tmp}/recipe.yaml", "w").write(RECIPE)
+    tiny_recipe(f"{tmp}/recipe.yaml", name="evaltest", seed=7)
     run(DISTIL, "train", "recipe.yaml", "--out", "run", cwd=tmp)
     run(DISTIL, "export", "run/checkpoints/latest", "--out", "exported", cwd=tmp)
 

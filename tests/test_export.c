@@ -23,6 +23,7 @@
 #include "data/drivelog_write.h"
 #include "data/synth/synth.h"
 #include "tests/test.h"
+#include "tests/tiny_recipe.h"   // defines: TINY_RECIPE
 #include "train/ckpt/bundle.h"
 #include "train/formats/onnx.h"
 #include "train/model/onnx_student.h"
@@ -42,21 +43,13 @@ static int write_text(const char *path, const char *text) {
 // A tiny student (dim 32, one block) trained `steps` steps, saved in the
 // checkpoint layout. sets: extra recipe overrides.
 static int make_checkpoint(const char *ckpt, const char *train_glob, int steps, char **sets, int n_sets) {
-    char recipe_path[600], train[600];
-    snprintf(recipe_path, sizeof recipe_path, "%s.recipe.yaml", ckpt);
-    if (write_text(recipe_path,
-                   "name: tiny\nseed: 3\n"
-                   "data:\n  train: [\"x\"]\n  history_frames: 2\n  max_trace_tokens: 16\n  loader_threads: 1\n"
-                   "model:\n  dim: 32\n  layers: 1\n  heads: 2\n  mlp_ratio: 2\n  patch: 8\n  horizon: 30\n  vocab: from_logs\n"
-                   "train:\n  steps: 200\n  micro_batch: 8\n  batch_size: 8\n  lr: 3.0e-3\n  min_lr: 3.0e-3\n  warmup_steps: 0\n"))
-        return -1;
+    char train[600];
     snprintf(train, sizeof train, "data.train=[\"%s\"]", train_glob);
-    char *all[66] = { train };
-    int n = 1;
-    for (int i = 0; i < n_sets && n < 66; i++) all[n++] = sets[i];
+    char *all[TINY_MAX_SETS] = { train, "data.eval=[]", "train.steps=200", "train.min_lr=3.0e-3" };
+    int n = 4;
+    for (int i = 0; i < n_sets && n < TINY_MAX_SETS; i++) all[n++] = sets[i];
     Recipe r;
-    if (recipe_load(&r, recipe_path, all, n)) return -1;
-    unlink(recipe_path);
+    if (recipe_load(&r, TINY_RECIPE, all, n)) return -1;
     TrainState ts;
     int rc = train_state_open(&ts, &r);
     for (long s = 0; !rc && s < steps; s++) {

@@ -18,11 +18,10 @@ Checked for each:
     of the checkpoint but the feature head, equal (fp32) or rounded to the
     dtype, with the documented metadata;
   - config.json parses and has the documented keys.
-onnxruntime, onnx and safetensors are pip-installed into $DISTIL_BUILD/pydeps-onnx
-(--no-deps, so Debian's numpy and h5py stay the ones imported); when that
-fails the checks needing them skip. Prints `TESTS p passed, f failed, s skipped`.
+onnxruntime, onnx and safetensors come from scripts/deps.sh --test (pip,
+--no-deps into build/pydeps, so Debian's numpy and h5py stay the ones
+imported). Prints `TESTS p passed, f failed, s skipped`.
 """
-import importlib
 import json
 import os
 import subprocess
@@ -37,47 +36,19 @@ BUILD = os.environ.get("DISTIL_BUILD", "build/cpu")
 HELPER = os.path.join(BUILD, "tests", "test_export")
 # 1e-4 relative (the issue's bound); measured ~1e-7 (docs/export.md).
 TOLERANCE = 1e-4
-# onnx 1.16 is the last that runs with Debian 12's numpy 1.24 (newer ones need ml_dtypes and numpy 2).
-PACKAGES = ["onnxruntime", "onnx==1.16.2", "protobuf", "flatbuffers", "packaging", "sympy", "mpmath", "coloredlogs",
-            "humanfriendly", "safetensors"]
-
-
-_deps = None
 
 
 def deps():
-    """(onnx, onnxruntime, safetensors), pip-installed when missing."""
-    global _deps
-    if isinstance(_deps, str):
-        raise Skip(_deps)
-    if _deps:
-        return _deps
-    target = os.path.abspath(os.path.join(BUILD, "pydeps-onnx"))
-    sys.path.insert(0, target)
+    """(onnx, onnxruntime, safetensors), which scripts/deps.sh --test installs
+    into build/pydeps (on PYTHONPATH under tests/run.sh)."""
     try:
-        import onnx, onnxruntime, safetensors.numpy  # noqa: E401,F401
-    except ImportError:
-        env = dict(os.environ, PIP_ROOT_USER_ACTION="ignore", PIP_DISABLE_PIP_VERSION_CHECK="1")
-        try:
-            r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", target] + PACKAGES,
-                               capture_output=True, text=True, timeout=600, env=env)
-            why = (r.stderr.strip().splitlines() or ["no output"])[-1]
-            ok = r.returncode == 0
-        except (OSError, subprocess.TimeoutExpired) as e:
-            ok, why = False, str(e)
-        importlib.invalidate_caches()
-        try:
-            import onnx, onnxruntime, safetensors.numpy  # noqa: E401,F401,F811
-        except ImportError as e:
-            ok, why = False, f"{why}; import: {e}"
-        if not ok:
-            _deps = f"onnxruntime/onnx/safetensors could not be installed ({why})"
-            raise Skip(_deps)
-    import onnx
-    import onnxruntime
+        import onnx
+        import onnxruntime
+        import safetensors.numpy  # noqa: F401
+    except ImportError as e:
+        raise AssertionError(f"{e}: run scripts/deps.sh --test (make test does)")
     import safetensors
-    _deps = (onnx, onnxruntime, safetensors)
-    return _deps
+    return onnx, onnxruntime, safetensors
 
 
 # ---- the two students -------------------------------------------------------------------

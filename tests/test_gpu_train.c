@@ -17,6 +17,7 @@
 #include "data/synth/synth.h"         // defines: logs_synth_main
 #include "kernels/backend.h"    // defines: backend_cuda_device_count, backend_to_host
 #include "tests/test.h"
+#include "tests/tiny_recipe.h"   // defines: tiny_recipe_load
 #include "train/core/evaluate.h"     // defines: fit_ego_only, EvalResult
 #include "train/core/state.h"      // defines: TrainState, train_state_open_on, train_step
 
@@ -70,19 +71,9 @@ static int make_shards(void) {
 // CPU simulator of CUDA (one thread per GPU thread) gets through it in a
 // few minutes.
 static int load_recipe(Recipe *r) {
-    char path[300], train[300], eval[300];
-    snprintf(path, sizeof path, "%s/tiny.yaml", dir);
-    snprintf(train, sizeof train, "data.train=[\"%s/train/*.h5\"]", dir);
-    snprintf(eval, sizeof eval, "data.eval=[\"%s/eval/*.h5\"]", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return -1;
-    fputs("name: tiny\nseed: 3\n"
-          "data:\n  train: [\"x\"]\n  history_frames: 1\n  max_trace_tokens: 8\n  loader_threads: 1\n"
-          "model:\n  dim: 32\n  layers: 1\n  heads: 2\n  mlp_ratio: 2\n  patch: 16\n  horizon: 30\n  vocab: from_logs\n"
-          "train:\n  steps: 40\n  micro_batch: 2\n  batch_size: 4\n  lr: 3.0e-3\n  min_lr: 3.0e-3\n  warmup_steps: 0\n", f);
-    fclose(f);
-    char *sets[2] = { train, eval };
-    return recipe_load(r, path, sets, 2);
+    char *sets[] = { "data.history_frames=1", "data.max_trace_tokens=8", "model.patch=16", "train.steps=40",
+                     "train.micro_batch=2", "train.batch_size=4", "train.min_lr=3.0e-3" };
+    return tiny_recipe_load(r, dir, 1, sets, (int)(sizeof sets / sizeof sets[0]));
 }
 
 static int close_rel(double a, double b, double rtol) {

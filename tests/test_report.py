@@ -8,8 +8,7 @@ every 10 steps); then:
     URIs;
   - each inline PNG (decoded here by a small decoder that checks every
     chunk's CRC) is exactly the newest frame of the sample its caption names;
-  - headless Chromium renders it (installed with apt-get when missing and
-    this is root; the check skips, saying why, only when that fails): the
+  - headless Chromium renders it (scripts/deps.sh --test installs it): the
     screenshot has many colours, in the charts' part and in the samples' part;
   - without checkpoints, or with --samples 0, the page says why there are
     no samples; a torn last line of metrics.jsonl is counted, not fatal;
@@ -27,38 +26,10 @@ import zlib
 
 import h5py
 import numpy as np
-from harness import Skip, one_error_line, run, run_suite  # tests/harness.py
+from harness import Skip, one_error_line, run, run_suite, tiny_recipe  # tests/harness.py
 
 DISTIL = os.path.abspath(os.environ.get("DISTIL", "build/cpu/distil"))
 
-RECIPE = """name: reporttest
-seed: 5
-data:
-  train: ["shards/train/*.h5"]
-  eval: ["shards/eval/*.h5"]
-  history_frames: 2
-  max_trace_tokens: 16
-  loader_threads: 1
-model:
-  dim: 32
-  layers: 1
-  heads: 2
-  mlp_ratio: 2
-  patch: 8
-  horizon: 30
-  vocab: from_logs
-train:
-  steps: 40
-  micro_batch: 8
-  batch_size: 8
-  lr: 3.0e-3
-  warmup_steps: 0
-  eval_every: 10
-  eval_samples: 16
-  checkpoint_every: 10
-  keep_checkpoints: 2
-  log_every: 10
-"""
 
 
 # ---- PNG ----------------------------------------------------------------------------------
@@ -120,7 +91,7 @@ def colour_stats(pixels):
 def prepare(tmp):
     run(DISTIL, "logs", "synth", "--out", "shards", "--shards", "1", "--samples-per-shard", "64", "--preset", "demo",
         "--eval-shards", "1", "--eval-samples-per-shard", "24", "--seed", "11", "--zstd-level", "0", cwd=tmp)
-    open(f"{tmp}/recipe.yaml", "w").write(RECIPE)
+    tiny_recipe(f"{tmp}/recipe.yaml", name="reporttest", seed=5, train__steps=40, train__keep_checkpoints=2)
     run(DISTIL, "train", "recipe.yaml", "--out", "run", cwd=tmp)
     r = run(DISTIL, "report", "run", cwd=tmp)
     assert "wrote run/report.html" in r.stdout and "8 samples" in r.stdout, r.stdout
@@ -163,20 +134,11 @@ def test_frames_are_the_shards(tmp):
 
 
 def chromium():
+    """Headless Chromium, which scripts/deps.sh --test installs (make test runs it)."""
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):
             return shutil.which(name)
-    if os.geteuid() != 0:
-        raise Skip("chromium is not installed and this is not root (apt-get install chromium)")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
-    if r.returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600, env=env)
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
-    if r.returncode != 0 or not shutil.which("chromium"):
-        raise Skip(f"chromium could not be installed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
-    return shutil.which("chromium")
+    raise AssertionError("chromium is not installed: run scripts/deps.sh --test (make test does)")
 
 
 def screenshot(browser, html_path, png_path, height):

@@ -9,11 +9,10 @@ file as distil reads it (JSON). Checked here:
     the same tensors (same layout, same fp16 rounding as numpy);
   - files written by the package, and by hand with numpy (odd header length,
     unsorted entries), read back through distil with equal values;
-  - without the package (it is pip-installed into a cache if missing; when
-    that fails those checks skip), a numpy-only parse of distil's files.
+  - a numpy-only parse of distil's files (the package comes from
+    scripts/deps.sh --test).
 Prints `TESTS p passed, f failed, s skipped`.
 """
-import importlib
 import json
 import os
 import subprocess
@@ -97,33 +96,14 @@ _package = None
 
 
 def safetensors_package():
-    """The `safetensors` package, pip-installed into a cache when missing."""
-    global _package
-    if _package is not None:
-        if isinstance(_package, str):
-            raise Skip(_package)
-        return _package
-    target = os.path.abspath(os.path.join(BUILD, "pydeps")) if os.environ.get("DISTIL_BUILD") else tempfile.mkdtemp(prefix="distil_pydeps_")
-    sys.path.insert(0, target)
+    """The `safetensors` package, which scripts/deps.sh --test installs into
+    build/pydeps (on PYTHONPATH under tests/run.sh)."""
     try:
+        import safetensors
         import safetensors.numpy  # noqa: F401
-    except ImportError:
-        env = dict(os.environ, PIP_ROOT_USER_ACTION="ignore", PIP_DISABLE_PIP_VERSION_CHECK="1")
-        try:
-            r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", target, "safetensors"],
-                               capture_output=True, text=True, timeout=300, env=env)
-            ok = r.returncode == 0
-            why = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        except (OSError, subprocess.TimeoutExpired) as e:
-            ok, why = False, str(e)
-        if not ok:
-            _package = f"the safetensors package could not be installed ({why})"
-            raise Skip(_package)
-        importlib.invalidate_caches()   # the import above cached target as having no packages
-    import safetensors
-    import safetensors.numpy
-    _package = safetensors
-    return _package
+    except ImportError as e:
+        raise AssertionError(f"{e}: run scripts/deps.sh --test (make test does)")
+    return safetensors
 
 
 # ---- tests ------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include "data/synth/synth.h"
 #include "tests/test.h"
+#include "tests/tiny_recipe.h"   // defines: tiny_recipe_load
 #include "train/formats/safetensors.h"
 #include "train/core/state.h"
 
@@ -18,24 +19,13 @@ static int make_shards(void) {
     return logs_synth_main(14, args);
 }
 
-// A tiny student on the demo shards; everything else from the defaults.
+// tests/tiny.yaml on this test's shards, at micro-batch 8 x 2 for 40 steps
+// at a constant learning rate.
 static int load_recipe_sets(Recipe *r, char **extra, int n_extra) {
-    char path[300], train[300], eval[300];
-    snprintf(path, sizeof path, "%s/tiny.yaml", dir);
-    snprintf(train, sizeof train, "data.train=[\"%s/train/*.h5\"]", dir);
-    snprintf(eval, sizeof eval, "data.eval=[\"%s/eval/*.h5\"]", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return -1;
-    fputs("name: tiny\nseed: 3\n"
-          "data:\n  train: [\"x\"]\n  history_frames: 2\n  max_trace_tokens: 16\n  loader_threads: 1\n"
-          "model:\n  dim: 32\n  layers: 1\n  heads: 2\n  mlp_ratio: 2\n  patch: 8\n  horizon: 30\n  vocab: from_logs\n"
-          "train:\n  steps: 40\n  micro_batch: 8\n  batch_size: 16\n  lr: 3.0e-3\n  min_lr: 3.0e-3\n  warmup_steps: 0\n"
-          "  max_bad_steps: 2\n", f);
-    fclose(f);
-    char *sets[8] = { train, eval };
-    int n = 2;
-    for (int i = 0; i < n_extra && n < 8; i++) sets[n++] = extra[i];
-    return recipe_load(r, path, sets, n);
+    char *sets[TINY_MAX_SETS] = { "train.steps=40", "train.batch_size=16", "train.min_lr=3.0e-3", "train.max_bad_steps=2" };
+    int n = 4;
+    for (int i = 0; i < n_extra && n < TINY_MAX_SETS; i++) sets[n++] = extra[i];
+    return tiny_recipe_load(r, dir, 1, sets, n);
 }
 
 static int load_recipe(Recipe *r, const char *extra_key, const char *extra_value) {
