@@ -50,7 +50,10 @@ endif
 
 # ---- flags -----------------------------------------------------------------
 CC := gcc
-PKGS := hdf5 yaml-0.1 libzstd zlib ompi
+# HDF5 (drive logs), libyaml (recipes), zstd and zlib (chunk codecs), Open
+# MPI (launch, CPU all-reduce), jansson (every JSON file: safetensors
+# headers, config.json, vocab.json, eval.json, metrics.jsonl).
+PKGS := hdf5 yaml-0.1 libzstd zlib ompi jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -17,6 +17,7 @@ packages=(
   libhdf5-dev                  # drive logs (HDF5 1.10, serial)
   libzstd-dev                  # the in-process zstd filter (HDF5 filter 32015)
   libyaml-dev                  # recipes
+  libjansson-dev               # JSON: safetensors headers, config.json, vocab.json, eval.json, metrics.jsonl
   libopenmpi-dev openmpi-bin   # multi-process launch and CPU all-reduce
   libopenblas-dev libopenblas-openmp-dev   # CPU matrix products (the OpenMP build is linked)
   zlib1g-dev                   # deflate chunks, decoded by the loader's workers

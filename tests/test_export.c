@@ -69,7 +69,7 @@ static int make_checkpoint(const char *ckpt, const char *train_glob, int steps, 
         snprintf(path, sizeof path, "%s/model.safetensors", ckpt);
         if (st_save_graph_params(path, ts.model.g, meta, 5, ST_F32, err, sizeof err)) { fprintf(stderr, "%s\n", err); rc = -1; }
         snprintf(path, sizeof path, "%s/vocab.json", ckpt);
-        if (!rc && vocab_write_json(&ts.data.vocab, path)) rc = -1;
+        if (!rc && vocab_write_json(&ts.data.vocab, path, err, sizeof err)) { fprintf(stderr, "%s\n", err); rc = -1; }
     }
     free(yaml);
     free(mc);
@@ -139,7 +139,7 @@ static void test_vocab_json_round_trip(void) {
     v.to_student = to_student;
     v.pieces = pieces;
     snprintf(path, sizeof path, "%s/vocab.json", dir);
-    REQUIRE(vocab_write_json(&v, path) == 0, "write");
+    REQUIRE(vocab_write_json(&v, path, err, sizeof err) == 0, "write: %s", err);
     REQUIRE(vocab_read_json(&back, path, err, sizeof err) == 0, "read: %s", err);
     CHECK(back.mode == v.mode && back.size == 4 && back.teacher_size == 6 && back.unk == 0 && back.majority == 2, "header");
     for (int i = 0; i < 4; i++) CHECK(back.to_teacher[i] == to_teacher[i] && !strcmp(back.pieces[i], pieces[i]), "piece %d", i);
@@ -162,6 +162,22 @@ static void test_vocab_json_round_trip(void) {
         err[0] = 0;
         CHECK(vocab_read_json(&back, path, err, sizeof err) == -1 && err[0], "bad vocab %zu accepted", i);
     }
+    // The JSON rules vocab.json relies on: a key given twice and \u0000 in a
+    // piece are refused, and a parse error says where.
+    static const struct { const char *text, *what; } strict[] = {
+        { "{\"mode\": \"teacher\", \"mode\": \"from_logs\"}", "line 1, column 26: duplicate object key near '\"mode\"'" },
+        { "{\"mode\": \"teacher\", \"teacher_size\": 3, \"size\": 2, \"unk\": -1,\n \"pieces\": [\"a\\u0000\", \"b\"], \"teacher_ids\": [0, 1]}",
+          "line 2, column 21: \\u0000 (NUL) in a string is not allowed" },
+        { "{\"mode\": \"teacher\",\n \"teacher_size\": 3,", "line 2, column 19: string or '}' expected near end of file" },
+        { "{\"mode\": \"teacher\", \"teacher_size\": 3, \"size\": \"2\"}", "\"size\": expected an integer, found a string" },
+    };
+    for (size_t i = 0; i < sizeof strict / sizeof strict[0]; i++) {
+        REQUIRE(write_text(path, strict[i].text) == 0, "write");
+        CHECK(vocab_read_json(&back, path, err, sizeof err) == -1 && strstr(err, strict[i].what), "%s: \"%s\"", strict[i].what, err);
+    }
+    // A piece that is not UTF-8 cannot be written as JSON: named, not mangled.
+    pieces[2] = "caf\xe9";
+    CHECK(vocab_write_json(&v, path, err, sizeof err) == -1 && strstr(err, "piece 2 (teacher id 1) is not valid UTF-8"), "%s", err);
     snprintf(path, sizeof path, "%s/absent.json", dir);
     CHECK(vocab_read_json(&back, path, err, sizeof err) == -1 && strstr(err, "cannot open"), "absent: %s", err);
 }

@@ -51,16 +51,35 @@ static Graph *build(Student *s, ModelConfig c, int B) {
 
 static void test_config_json_round_trip(void) {
     ModelConfig a = tiny_config(TRAJ_ACCEL_CURVATURE), b;
+    // Floats that 6 or 7 digits would not carry back exactly.
+    a.hz = 1.0f / 3.0f;
+    a.img_mean[1] = 0.48500001f;
+    a.img_std[2] = 0x1.fffffep-3f;
     char *text = model_config_to_json(&a), err[256];
     REQUIRE(text, "to_json");
     int rc = model_config_from_json(text, &b, err, sizeof err);
     CHECK(rc == 0, "from_json: %s", err);
     CHECK(model_config_diff(&a, &b) == NULL, "round trip differs: %s", model_config_diff(&a, &b));
-    CHECK(b.hz == a.hz && b.img_std[2] == a.img_std[2], "floats");
+    CHECK(b.hz == a.hz && !memcmp(b.img_mean, a.img_mean, sizeof a.img_mean) && !memcmp(b.img_std, a.img_std, sizeof a.img_std),
+          "floats: %s", text);
+    // Counts stay integers and fp32 values reals, as Python's json.loads sees them.
+    json_t *o = jsonio_parse(text, strlen(text), err, sizeof err);
+    REQUIRE(o, "parse: %s", err);
+    CHECK(json_is_integer(json_object_get(o, "dim")) && json_is_real(json_object_get(o, "hz")) &&
+          json_is_real(json_object_get(o, "layernorm_eps")), "types: %s", text);
+    json_decref(o);
     b.dim = 32;
     const char *diff = model_config_diff(&a, &b);
     CHECK(diff && strstr(diff, "model.dim"), "diff should name model.dim: %s", diff ? diff : "(none)");
-    CHECK(model_config_from_json("{\"dim\": 4}", &b, err, sizeof err) != 0, "an incomplete config must fail");
+    CHECK(model_config_from_json("{\"dim\": 4}", &b, err, sizeof err) != 0 && strstr(err, "\"layers\" is missing"),
+          "an incomplete config must fail: %s", err);
+    CHECK(model_config_from_json("{\"dim\": \"4\"}", &b, err, sizeof err) != 0 && strstr(err, "\"dim\": expected an integer"),
+          "a string dim: %s", err);
+    // A key given twice is refused, not "last one wins", at its line and column.
+    char twice[4096];
+    snprintf(twice, sizeof twice, "{\"dim\": 8,\n%s", text + 1);
+    CHECK(model_config_from_json(twice, &b, err, sizeof err) != 0 && strstr(err, "line 2, column 5: duplicate object key"),
+          "dim twice: %s", err);
     free(text);
 }
 

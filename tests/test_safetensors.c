@@ -2,8 +2,10 @@
 // bit-exact, fp16/bf16 within their rounding, checked against an
 // independent nearest-even reference), the layout the reference writes, a
 // corpus of corrupt files that must each be one clear error and never a
-// crash, atomic writes (including a writer killed with SIGKILL mid-write),
-// and loading a Graph's parameters strictly and partially.
+// crash (the header JSON's own rules among them: duplicate keys and \u0000
+// refused, parse errors at a line and column), atomic writes (including a
+// writer killed with SIGKILL mid-write), and loading a Graph's parameters
+// strictly and partially.
 //
 // With arguments it is the C side of tests/test_safetensors.py:
 //   test_safetensors --write DIR   write distil_{f32,f16,bf16}.safetensors into DIR
@@ -17,7 +19,7 @@
 #include <unistd.h>
 #include "autograd/graph.h"
 #include "autograd/rng.h"
-#include "train/formats/json.h"
+#include "train/formats/json_io.h"
 #include "train/formats/safetensors.h"
 #include "tests/test.h"
 
@@ -185,11 +187,16 @@ static void check_layout(const char *path, int n_tensors) {
     for (int i = 0; i < 8; i++) n |= (uint64_t)b[i] << (8 * i);
     CHECK(n % 8 == 0 && n <= len - 8 && b[8] == '{', "header length %llu", (unsigned long long)n);
     char err[256];
-    Json *h = json_parse((const char *)b + 8, (size_t)n, err, sizeof err);
-    CHECK(h && h->n == n_tensors + 1 && !strcmp(h->keys[0], "__metadata__"), "header: %s", h ? "order" : err);
-    for (int i = 2; h && i < h->n; i++)
-        CHECK(strcmp(h->keys[i - 1], h->keys[i]) < 0, "not sorted: %s before %s", h->keys[i - 1], h->keys[i]);
-    json_free(h);
+    json_t *h = jsonio_parse((const char *)b + 8, (size_t)n, err, sizeof err);
+    CHECK(h && json_object_size(h) == (size_t)n_tensors + 1, "header: %s", h ? "tensor count" : err);
+    const char *key, *prev = NULL;
+    json_t *entry;
+    json_object_foreach(h, key, entry) {   // in the file's order
+        if (!prev) CHECK(!strcmp(key, "__metadata__"), "first key %s", key);
+        else if (strcmp(prev, "__metadata__")) CHECK(strcmp(prev, key) < 0, "not sorted: %s before %s", prev, key);
+        prev = key;
+    }
+    json_decref(h);
     free(b);
 }
 
@@ -296,6 +303,11 @@ static void test_write_errors(void) {
     CHECK(st_write(path, &ok, 1, NULL, 0, ST_I32, err, sizeof err) == -1 && strstr(err, "as I32"), "%s", err);
     StMeta dup_meta[2] = { { "k", "1" }, { "k", "2" } };
     CHECK(st_write(path, &ok, 1, dup_meta, 2, ST_F32, err, sizeof err) == -1 && strstr(err, "metadata key k given twice"), "%s", err);
+    // JSON strings are UTF-8: a name or value that is not is named, not written.
+    StTensor latin1 = { .name = "caf\xe9", .ndim = 1, .shape = { 2 }, .data = x };
+    CHECK(st_write(path, &latin1, 1, NULL, 0, ST_F32, err, sizeof err) == -1 && strstr(err, "not valid UTF-8"), "%s", err);
+    StMeta latin1_meta = { "note", "caf\xe9" };
+    CHECK(st_write(path, &ok, 1, &latin1_meta, 1, ST_F32, err, sizeof err) == -1 && strstr(err, "metadata \"note\""), "%s", err);
     CHECK(access(path, F_OK) != 0, "a refused write left a file");
     const char *nodir = tmp_path("no/such/dir/x.safetensors");
     CHECK(st_write(nodir, &ok, 1, NULL, 0, ST_F32, err, sizeof err) == -1 && strstr(err, "cannot create") && strstr(err, nodir), "%s", err);
@@ -320,11 +332,11 @@ static void expect_corrupt(const char *path, const char *what, const char *label
 
 static void test_corrupt_crafted(void) {
     static const struct { const char *header; size_t data; const char *what; } cases[] = {
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}", 4, "header JSON" },
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}} x", 4, "after the JSON value" },
+        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}", 4, "header JSON (which starts at file byte 8): line 1, column 53" },
+        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}} x", 4, "line 1, column 56: end of file expected" },
         { "{\"a\":{\"dtype\":\"F33\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "unknown or unsupported dtype \"F33\"" },
         { "{\"a\":{\"dtype\":\"F4\",\"shape\":[2],\"data_offsets\":[0,1]}}", 1, "unknown or unsupported dtype \"F4\"" },
-        { "{\"a\":{\"dtype\":7,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "\"dtype\" at byte 14: expected a string" },
+        { "{\"a\":{\"dtype\":7,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "\"dtype\": expected a string, found an integer" },
         { "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4, "shape [2] of F32 is 8 bytes, but data_offsets [0,4] span 4" },
         { "{\"a\":{\"dtype\":\"F16\",\"shape\":[3,2],\"data_offsets\":[0,24]}}", 24, "shape [3,2] of F16 is 12 bytes" },
         { "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
@@ -339,7 +351,7 @@ static void test_corrupt_crafted(void) {
         { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]}}", 8, "not 0 <= begin <= end" },
         { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0.0,4]}}", 4, "data_offsets[0]" },
         { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 8, "not an array of 2" },
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,18446744073709551620]}}", 4, "data_offsets[1]" },
+        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,18446744073709551620]}}", 4, "too big integer" },
         { "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, "negative dim" },
         { "{\"a\":{\"dtype\":\"F32\",\"shape\":[\"1\"],\"data_offsets\":[0,4]}}", 4, "a shape entry" },
         { "{\"a\":{\"dtype\":\"F32\",\"shape\":1,\"data_offsets\":[0,4]}}", 4, "\"shape\" missing or not an array" },
@@ -347,15 +359,23 @@ static void test_corrupt_crafted(void) {
         { "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,4]}}", 4, "overflows 64 bits" },
         { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4, "9 dims" },
         { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"extra\":1}}", 4, "unknown field \"extra\"" },
-        { "{\"a\":3}", 0, "header entry is a number, not an object" },
+        { "{\"a\":3}", 0, "header entry is an integer, not an object" },
+        // A tensor named twice is corrupt, not "last one wins"; the line and
+        // column are where the header text says so.
         { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
-          4, "duplicate key \"a\"" },
+          4, "duplicate object key" },
+        { "{\n \"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},\n \"a\": 1}", 4,
+          "line 3, column 4: duplicate object key near '\"a\"'" },
+        // \u0000 would cut a name or value short as a C string.
+        { "{\"__metadata__\":{\"k\":\"a\\u0000b\"}}", 0, "line 1, column 31: \\u0000 (NUL) in a string is not allowed" },
+        { "{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "\\u0000" },
         { "{\"__metadata__\":{\"k\":1}}", 0, "metadata values must be strings" },
         { "{\"__metadata__\":[]}", 0, "__metadata__ is an array" },
         { "[1,2]", 0, "does not start with '{'" },
         { " {}", 0, "does not start with '{'" },
         { "", 0, "does not start with '{'" },
         { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}\xff   ", 4, "header JSON" },
+        { "{\"\xc3\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "header JSON" },   // not UTF-8
     };
     const char *path = tmp_path("crafted.safetensors");
     char label[32];
@@ -646,69 +666,65 @@ static int write_mode(const char *dir) {
     return 0;
 }
 
-static void dump_values(FILE *out, const StInfo *t) {
-    fputc('[', out);
-    for (size_t i = 0; i < t->numel; i++) {
-        if (i) fputc(',', out);
+// A tensor's values: reals for the float dtypes (exact when dumped with
+// JSONIO_F64), integers otherwise. NULL for a U64 value past int64, which
+// jansson's integers cannot hold.
+static json_t *values_json(const StInfo *t) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < t->numel; i++) {
         const uint8_t *p = t->data + i * st_dtype_size(t->dtype);
         union { float f; double d; int64_t i64; uint64_t u64; int32_t i32; uint32_t u32; int16_t i16; uint16_t u16; } v;
         memcpy(&v, p, st_dtype_size(t->dtype));
+        json_t *x;
         switch (t->dtype) {
-        case ST_F32: json_write_f32(out, v.f); break;
-        case ST_F16: json_write_f32(out, st_f16_to_f32(v.u16)); break;
-        case ST_BF16: json_write_f32(out, bf16_to_f32(v.u16)); break;
-        case ST_F64: json_write_f64(out, v.d); break;
-        case ST_I64: json_write_int(out, v.i64); break;
-        case ST_I32: json_write_int(out, v.i32); break;
-        case ST_I16: json_write_int(out, v.i16); break;
-        case ST_I8: json_write_int(out, (int8_t)p[0]); break;
-        case ST_U64: fprintf(out, "%llu", (unsigned long long)v.u64); break;
-        case ST_U32: json_write_int(out, v.u32); break;
-        case ST_U16: json_write_int(out, v.u16); break;
-        case ST_U8: case ST_BOOL: json_write_int(out, p[0]); break;
-        default: fputs("null", out);
+        case ST_F32: x = jsonio_real(v.f); break;
+        case ST_F16: x = jsonio_real(st_f16_to_f32(v.u16)); break;
+        case ST_BF16: x = jsonio_real(bf16_to_f32(v.u16)); break;
+        case ST_F64: x = jsonio_real(v.d); break;
+        case ST_I64: x = json_integer(v.i64); break;
+        case ST_I32: x = json_integer(v.i32); break;
+        case ST_I16: x = json_integer(v.i16); break;
+        case ST_I8: x = json_integer((int8_t)p[0]); break;
+        case ST_U64: x = v.u64 <= INT64_MAX ? json_integer((json_int_t)v.u64) : NULL; break;
+        case ST_U32: x = json_integer(v.u32); break;
+        case ST_U16: x = json_integer(v.u16); break;
+        case ST_U8: case ST_BOOL: x = json_integer(p[0]); break;
+        default: x = json_null();
         }
+        if (json_array_append_new(a, x)) { json_decref(a); a = NULL; }
     }
-    fputc(']', out);
+    return a;
 }
 
 static int dump_mode(const char *path) {
     char err[512];
     StFile *f = st_open(path, err, sizeof err);
     if (!f) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
-    printf("{\"metadata\":{");
-    for (int i = 0; i < f->n_meta; i++) {
-        if (i) putchar(',');
-        json_write_string(stdout, f->meta[i].key);
-        putchar(':');
-        json_write_string(stdout, f->meta[i].value);
-    }
-    printf("},\"tensors\":{");
-    for (int i = 0; i < f->n_tensors; i++) {
+    json_t *meta = json_object(), *tensors = json_object();
+    for (int i = 0; i < f->n_meta; i++) json_object_set_new(meta, f->meta[i].key, json_string(f->meta[i].value));
+    int rc = 0;
+    for (int i = 0; i < f->n_tensors && !rc; i++) {
         const StInfo *t = &f->tensors[i];
-        if (i) putchar(',');
-        json_write_string(stdout, t->name);
-        printf(":{\"dtype\":\"%s\",\"shape\":[", st_dtype_name(t->dtype));
-        for (int d = 0; d < t->ndim; d++) printf(d ? ",%lld" : "%lld", (long long)t->shape[d]);
-        printf("],\"values\":");
-        dump_values(stdout, t);
-        if (t->dtype == ST_F32 || t->dtype == ST_F16 || t->dtype == ST_BF16 || t->dtype == ST_F64) {
+        json_t *shape = json_array(), *values = values_json(t);
+        for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
+        json_t *entry = json_pack("{s:s, s:o, s:o}", "dtype", st_dtype_name(t->dtype), "shape", shape, "values", values);
+        if (entry && (t->dtype == ST_F32 || t->dtype == ST_F16 || t->dtype == ST_BF16 || t->dtype == ST_F64)) {
             // The float reader too, so that it is what the script checks.
             float *x = malloc((t->numel ? t->numel : 1) * sizeof(float));
-            printf(",\"as_f32\":");
-            if (st_read_f32_at(f, i, x, t->numel, err, sizeof err)) printf("null");
-            else {
-                putchar('[');
-                for (size_t j = 0; j < t->numel; j++) { if (j) putchar(','); json_write_f32(stdout, x[j]); }
-                putchar(']');
-            }
+            int bad = !x || st_read_f32_at(f, i, x, t->numel, err, sizeof err);
+            json_object_set_new(entry, "as_f32", bad ? json_null() : jsonio_f32_array(x, (int)t->numel));
             free(x);
         }
-        putchar('}');
+        if (!entry || json_object_set_new(tensors, t->name, entry)) {
+            fprintf(stderr, "distil: error: %s: tensor %s does not fit JSON (a U64 past int64?)\n", path, t->name);
+            rc = 2;
+        }
     }
-    printf("}}\n");
+    json_t *doc = json_pack("{s:o, s:o}", "metadata", meta, "tensors", tensors);
+    if (!rc && jsonio_dump(doc, stdout, JSON_COMPACT | JSONIO_F64)) rc = 2;
+    json_decref(doc);
     st_close(f);
-    return 0;
+    return rc;
 }
 
 static void remove_tmp_dir(void) {

@@ -174,7 +174,7 @@ static void test_init_from_and_freeze(void) {
     snprintf(path, sizeof path, "%s/model.safetensors", saved_dir);
     REQUIRE(st_save_graph_params(path, ts.model.g, NULL, 0, ST_F32, err, sizeof err) == 0, "save: %s", err);
     snprintf(path, sizeof path, "%s/vocab.json", saved_dir);
-    REQUIRE(vocab_write_json(&ts.data.vocab, path) == 0, "vocab");
+    REQUIRE(vocab_write_json(&ts.data.vocab, path, err, sizeof err) == 0, "vocab: %s", err);
 
     Recipe r2;
     char init[400], freeze[] = "train.freeze=[\"patch_embed.*\", \"blocks.0.ln1.*\"]";

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "train/ckpt/checkpoint.h" // defines: checkpoint_open (the checksums of state.bin)
-#include "train/formats/json.h"       // defines: json_parse, json_get_*
+#include "train/formats/json_io.h"    // defines: jsonio_load, jsonio_string
 
 #define CONFIG_JSON_MAX_BYTES (16u << 20)
 
@@ -29,46 +29,6 @@ static char *xstrdup(const char *s) {
     return d;
 }
 
-// The whole of a small text file, NUL-terminated; NULL with err set.
-static char *slurp(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "cannot open: %s", strerror(errno)); return NULL; }
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
-    int bad = !buf || ferror(f);
-    fclose(f);
-    if (bad || n > max) {
-        free(buf);
-        snprintf(err, errlen, bad ? "read error" : "larger than %zu bytes", max);
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
-// The text of the JSON value starting at text[start] (an object or array):
-// up to its matching bracket, skipping brackets inside strings. The parser
-// has already checked the document, so the brackets balance.
-static char *value_text(const char *text, size_t start) {
-    int depth = 0, in_string = 0;
-    size_t i = start;
-    for (; text[i]; i++) {
-        char c = text[i];
-        if (in_string) {
-            if (c == '\\') i++;
-            else if (c == '"') in_string = 0;
-        } else if (c == '"') in_string = 1;
-        else if (c == '{' || c == '[') depth++;
-        else if ((c == '}' || c == ']') && --depth == 0) break;
-    }
-    char *out = malloc(i - start + 2);
-    if (!out) return NULL;
-    memcpy(out, text + start, i - start + 1);
-    out[i - start + 1] = 0;
-    return out;
-}
-
 static void set_cameras(Bundle *b, const RecipeList *names) {
     for (int i = 0; i < names->n && i < DL_MAX_CAMERAS; i++) b->camera_names[i] = xstrdup(names->items[i]);
     b->n_cameras = names->n < DL_MAX_CAMERAS ? names->n : DL_MAX_CAMERAS;
@@ -77,31 +37,25 @@ static void set_cameras(Bundle *b, const RecipeList *names) {
 // An export's config.json: the architecture and the camera names.
 static int read_config_json(Bundle *b, const char *path) {
     char err[512];
-    size_t len;
-    char *text = slurp(path, CONFIG_JSON_MAX_BYTES, &len, err, sizeof err);
-    if (!text) return fail("%s: %s; re-run distil export to rewrite the bundle", path, err);
-    Json *o = json_parse(text, len, err, sizeof err);
+    json_t *o = jsonio_load(path, CONFIG_JSON_MAX_BYTES, err, sizeof err);
+    if (!o) return fail("%s: %s; re-run distil export to rewrite the bundle", path, err);
+    const json_t *model = json_object_get(o, "model"), *cams = json_object_get(o, "cameras");
     int rc = 0;
-    const Json *model = o ? json_get(o, "model") : NULL, *cams = o ? json_get(o, "cameras") : NULL;
-    if (!o) rc = fail("%s: not JSON: %s; re-run distil export to rewrite the bundle", path, err);
-    else if (!model || model->type != JSON_OBJECT || !cams || cams->type != JSON_ARRAY)
+    if (!json_is_object(model) || !json_is_array(cams))
         rc = fail("%s: %s; re-run distil export to rewrite the bundle", path,
                   "no \"model\" object or \"cameras\" list (docs/export.md lists config.json's keys)");
-    if (!rc) {
-        char *model_text = value_text(text, model->offset);
-        if (!model_text || model_config_from_json(model_text, &b->mc, err, sizeof err))
-            rc = fail("%s: \"model\": %s; re-run distil export to rewrite the bundle", path, model_text ? err : "out of memory");
-        free(model_text);
-    }
-    for (int i = 0; !rc && i < cams->n; i++) {
+    else if (model_config_from_object(model, &b->mc, err, sizeof err))
+        rc = fail("%s: \"model\": %s; re-run distil export to rewrite the bundle", path, err);
+    for (size_t i = 0; !rc && i < json_array_size(cams); i++) {
         const char *name;
-        if (i >= DL_MAX_CAMERAS || json_as_string(json_index(cams, i), "cameras[i]", &name, err, sizeof err))
+        char what[32];
+        snprintf(what, sizeof what, "cameras[%zu]", i);
+        if (i >= DL_MAX_CAMERAS || jsonio_string(json_array_get(cams, i), what, &name, err, sizeof err))
             rc = fail("%s: \"cameras\": %s; re-run distil export to rewrite the bundle", path,
                       i >= DL_MAX_CAMERAS ? "too many cameras" : err);
         else b->camera_names[b->n_cameras++] = xstrdup(name);
     }
-    json_free(o);
-    free(text);
+    json_decref(o);
     return rc;
 }
 

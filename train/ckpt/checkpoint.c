@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "train/formats/fsutil.h"        // defines: fs_fsync
-#include "train/formats/json.h"          // defines: json_parse, json_get_int64
+#include "train/formats/json_io.h"       // defines: jsonio_parse, jsonio_get_int64
 #include "train/formats/safetensors.h"   // defines: st_save_graph_params, st_open, st_load_graph_params
 
 #define CKPT_PATH 4096    // PATH_MAX: run directories and --resume arguments are shorter (checked)
@@ -108,8 +108,9 @@ static int write_files(const TrainState *ts, const char *tmp, long step, char *e
     if (write_weights(ts, path, step, err, errlen)) return -1;
     if (ckpt_file_sum(path, "model.safetensors", &sums[0], err, errlen)) return -1;
     pathf(path, "%s/vocab.json", tmp);
-    if (vocab_write_json(&ts->data.vocab, path) || fs_fsync(path, 0)) {
-        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+    if (vocab_write_json(&ts->data.vocab, path, err, errlen)) return -1;
+    if (fs_fsync(path, 0)) {
+        snprintf(err, errlen, "%s: fsync: %s", path, strerror(errno));
         return -1;
     }
     if (ckpt_file_sum(path, "vocab.json", &sums[1], err, errlen)) return -1;
@@ -483,12 +484,12 @@ int checkpoint_rewind(const char *run_dir, const char *dir, long step, char *err
 
 // A metrics line's step, or -1 when the line is not a whole JSON object with one.
 static long line_step(const char *line, size_t len) {
-    char jerr[128];
-    Json *j = json_parse(line, len, jerr, sizeof jerr);
+    char jerr[256];
+    json_t *j = jsonio_parse(line, len, jerr, sizeof jerr);
     if (!j) return -1;
     int64_t s = -1;
-    if (json_get_int64(j, "step", &s, jerr, sizeof jerr)) s = -1;
-    json_free(j);
+    if (jsonio_get_int64(j, "step", &s, jerr, sizeof jerr)) s = -1;
+    json_decref(j);
     return (long)s;
 }
 

@@ -13,7 +13,8 @@
 #include <string.h>
 #include "train/ckpt/bundle.h"     // defines: Bundle, Inference
 #include "train/cmd/cli.h"
-#include "train/core/evaluate.h"   // defines: evaluate, eval_print_table, eval_write_json
+#include "train/core/evaluate.h"   // defines: evaluate, eval_print_table, eval_object
+#include "train/formats/json_io.h"  // defines: jsonio_write_file
 
 #define EGO_ONLY_RIDGE 1e-3   // as the training run's fit (train/core/evaluate.c)
 #define MAX_LOG_PATTERNS 64
@@ -254,11 +255,10 @@ static int first_pass(Loader *ld, Inference *m, Bundle *b, EgoOnly *ego, Dump *d
 }
 
 static int write_json_file(const char *path, const EvalResult *er) {
-    FILE *f = fopen(path, "w");
-    if (!f) { fprintf(stderr, "distil: error: %s: cannot write: %s\n", path, strerror(errno)); return 2; }
-    eval_write_json(er, f);
-    fputc('\n', f);
-    if (fclose(f)) { fprintf(stderr, "distil: error: %s: cannot write: %s\n", path, strerror(errno)); return 2; }
+    json_t *doc = eval_object(er);
+    int rc = jsonio_write_file(path, doc, JSONIO_F64);
+    json_decref(doc);
+    if (rc) { fprintf(stderr, "distil: error: %s: cannot write: %s\n", path, strerror(errno)); return 2; }
     return 0;
 }
 

@@ -11,7 +11,7 @@
 #include "train/ckpt/bundle.h"     // defines: Bundle, bundle_open, bundle_student
 #include "train/cmd/cli.h"
 #include "train/formats/fsutil.h"     // defines: fs_mkdir_p
-#include "train/formats/json.h"       // defines: json_write_*
+#include "train/formats/json_io.h"    // defines: json_pack, jsonio_write_file
 #include "train/model/onnx_student.h"  // defines: onnx_export_student
 
 #define ONNX_MIN_OPSET 17     // LayerNormalization
@@ -82,60 +82,48 @@ static int take_camera_flag(Bundle *b, const char *list) {
     return 0;
 }
 
-static void write_floats(FILE *f, const float *v, int n) {
-    fputc('[', f);
-    for (int i = 0; i < n; i++) {
-        if (i) fputs(", ", f);
-        json_write_f32(f, v[i]);
-    }
-    fputc(']', f);
-}
-
 // config.json: everything a reimplementation or a runtime needs besides the
-// weights (docs/export.md lists the keys).
-static int write_config(const char *path, const Bundle *b, const ModelConfig *mc, const char *dtype, int opset) {
-    FILE *f = fopen(path, "w");
-    if (!f) return -1;
-    char *model = model_config_to_json(mc);
+// weights (docs/export.md lists the keys). Every real in it is an fp32 value.
+static int write_config(const char *path, const Bundle *b, const ModelConfig *mc, const char *dtype, int opset,
+                        char *err, size_t errlen) {
     const float ego_scale[4] = { EGO_SCALE_X, EGO_SCALE_Y, EGO_SCALE_YAW, EGO_SCALE_SPEED };
     const float traj_scale[3] = { TRAJ_SCALE_X, TRAJ_SCALE_Y, TRAJ_SCALE_YAW };
-    fprintf(f, "{\n  \"format\": \"distil-export\",\n  \"format_version\": %s,\n  \"model\": %s,\n", BUNDLE_FORMAT_VERSION,
-            model ? model : "null");
-    free(model);
-    fputs("  \"cameras\": [", f);
-    for (int i = 0; i < b->n_cameras; i++) {
-        if (i) fputs(", ", f);
-        json_write_string(f, b->camera_names[i]);
+    json_t *cameras = json_array();
+    for (int i = 0; cameras && i < b->n_cameras; i++)
+        if (json_array_append_new(cameras, json_string(b->camera_names[i]))) {
+            snprintf(err, errlen, "%s: camera name \"%.100s\" is not valid UTF-8; pass --cameras", path, b->camera_names[i]);
+            json_decref(cameras);
+            return -1;
+        }
+    json_t *image = json_pack("{s:i, s:i, s:i, s:s, s:s, s:o, s:o, s:s}", "height", mc->img_h, "width", mc->img_w,
+                              "channels", 3, "dtype", "uint8", "layout", "HWC RGB", "mean", jsonio_f32_array(mc->img_mean, 3),
+                              "std", jsonio_f32_array(mc->img_std, 3), "normalisation", "(pixel / 255 - mean[c]) / std[c]");
+    json_t *ego_history = json_pack("{s:i, s:[ssss], s:[ssss], s:o}", "steps", mc->hist, "columns", "x", "y", "yaw", "speed",
+                                    "units", "m", "m", "rad", "m/s", "scale", jsonio_f32_array(ego_scale, 4));
+    json_t *trajectory = json_pack("{s:i, s:o, s:s, s:[sss], s:[sss], s:s, s:o, s:o, s:o}", "horizon", mc->horizon,
+                                   "hz", jsonio_real(mc->hz),
+                                   "representation", mc->traj_repr == TRAJ_ACCEL_CURVATURE ? "accel_curvature" : "xyyaw",
+                                   "columns", "x", "y", "yaw", "units", "m", "m", "rad", "frame", "ego at t0, x forward, y left",
+                                   "output_scale", jsonio_f32_array(traj_scale, 3), "accel_scale", jsonio_real(ACCEL_SCALE),
+                                   "curvature_scale", jsonio_real(CURVATURE_SCALE));
+    json_t *onnx = opset ? json_pack("{s:s, s:i, s:s}", "file", "model.onnx", "opset", opset, "dtype", "fp32") : json_null();
+    json_error_t jerr;
+    json_t *doc = json_pack_ex(&jerr, 0, "{s:s, s:i, s:o, s:o, s:o, s:i, s:o, s:[ssss], s:o, s:{s:i, s:i, s:i}, s:i, s:s, s:o, s:{s:s, s:I}}",
+                               "format", "distil-export", "format_version", atoi(BUNDLE_FORMAT_VERSION),
+                               "model", model_config_object(mc), "cameras", cameras, "image", image, "frames", mc->frames,
+                               "ego_history", ego_history, "commands", "follow", "left", "straight", "right",
+                               "trajectory", trajectory,
+                               "trace", "max_tokens", mc->max_trace, "vocab_size", b->vocab.size, "unk", b->vocab.unk,
+                               "vocab_size", b->vocab.size, "dtype", dtype, "onnx", onnx,
+                               "source", "checkpoint", b->dir, "step", (json_int_t)b->step);
+    if (!doc) {   // the checkpoint's path is not UTF-8, or out of memory
+        snprintf(err, errlen, "%s: cannot build its JSON: %s", path, jerr.text);
+        return -1;
     }
-    fprintf(f, "],\n  \"image\": {\"height\": %d, \"width\": %d, \"channels\": 3, \"dtype\": \"uint8\", \"layout\": \"HWC RGB\", "
-               "\"mean\": ", mc->img_h, mc->img_w);
-    write_floats(f, mc->img_mean, 3);
-    fputs(", \"std\": ", f);
-    write_floats(f, mc->img_std, 3);
-    fprintf(f, ", \"normalisation\": \"(pixel / 255 - mean[c]) / std[c]\"},\n  \"frames\": %d,\n", mc->frames);
-    fprintf(f, "  \"ego_history\": {\"steps\": %d, \"columns\": [\"x\", \"y\", \"yaw\", \"speed\"], "
-               "\"units\": [\"m\", \"m\", \"rad\", \"m/s\"], \"scale\": ", mc->hist);
-    write_floats(f, ego_scale, 4);
-    fputs("},\n  \"commands\": [\"follow\", \"left\", \"straight\", \"right\"],\n", f);
-    fprintf(f, "  \"trajectory\": {\"horizon\": %d, \"hz\": ", mc->horizon);
-    json_write_f32(f, mc->hz);
-    fprintf(f, ", \"representation\": \"%s\", \"columns\": [\"x\", \"y\", \"yaw\"], \"units\": [\"m\", \"m\", \"rad\"], "
-               "\"frame\": \"ego at t0, x forward, y left\", \"output_scale\": ",
-            mc->traj_repr == TRAJ_ACCEL_CURVATURE ? "accel_curvature" : "xyyaw");
-    write_floats(f, traj_scale, 3);
-    fputs(", \"accel_scale\": ", f);
-    json_write_f32(f, ACCEL_SCALE);
-    fputs(", \"curvature_scale\": ", f);
-    json_write_f32(f, CURVATURE_SCALE);
-    fprintf(f, "},\n  \"trace\": {\"max_tokens\": %d, \"vocab_size\": %d, \"unk\": %d},\n  \"vocab_size\": %d,\n",
-            mc->max_trace, b->vocab.size, b->vocab.unk, b->vocab.size);
-    fprintf(f, "  \"dtype\": \"%s\",\n  \"onnx\": ", dtype);
-    if (opset) fprintf(f, "{\"file\": \"model.onnx\", \"opset\": %d, \"dtype\": \"fp32\"}", opset);
-    else fputs("null", f);
-    fputs(",\n  \"source\": {\"checkpoint\": ", f);
-    json_write_string(f, b->dir);
-    fprintf(f, ", \"step\": %ld}\n}\n", b->step);
-    return fclose(f) == 0 ? 0 : -1;
+    int rc = jsonio_write_file(path, doc, JSON_INDENT(2) | JSONIO_F32);
+    if (rc) snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+    json_decref(doc);
+    return rc;
 }
 
 static int write_weights(const char *path, const Bundle *b, const Graph *g, const ModelConfig *mc, StDtype dtype) {
@@ -181,7 +169,7 @@ static int export_bundle(Bundle *b, const ExportArgs *a) {
     ModelConfig mc = st.cfg;   // the feature head left out
     static const StDtype st_dtypes[] = { ST_F32, ST_F16, ST_BF16 };
     static const char *const names[] = { "fp32", "fp16", "bf16" };
-    char path[1200], err[1024];
+    char path[1200], err[1600];
     if (!rc) {
         snprintf(path, sizeof path, "%s/model.safetensors", a->out);
         rc = write_weights(path, b, g, &mc, st_dtypes[dtype]);
@@ -194,14 +182,14 @@ static int export_bundle(Bundle *b, const ExportArgs *a) {
     }
     if (!rc) {
         snprintf(path, sizeof path, "%s/config.json", a->out);
-        if (write_config(path, b, &mc, names[dtype], onnx ? opset : 0)) {
-            fprintf(stderr, "distil: error: %s: cannot write: %s\n", path, strerror(errno));
+        if (write_config(path, b, &mc, names[dtype], onnx ? opset : 0, err, sizeof err)) {
+            fprintf(stderr, "distil: error: %s\n", err);
             rc = 2;
         }
     }
     if (!rc) {
         snprintf(path, sizeof path, "%s/vocab.json", a->out);
-        if (vocab_write_json(&b->vocab, path)) { fprintf(stderr, "distil: error: %s: cannot write: %s\n", path, strerror(errno)); rc = 2; }
+        if (vocab_write_json(&b->vocab, path, err, sizeof err)) { fprintf(stderr, "distil: error: %s\n", err); rc = 2; }
     }
     snprintf(path, sizeof path, "%s/model.onnx", a->out);
     if (!rc && onnx && onnx_export_student(path, g, &mc, opset, err, sizeof err)) {

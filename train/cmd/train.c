@@ -14,6 +14,7 @@
 #include "train/cmd/cli.h"
 #include "train/core/evaluate.h"    // defines: evaluate, fit_ego_only, EvalResult
 #include "train/formats/fsutil.h"      // defines: fs_mkdir_p
+#include "train/formats/json_io.h"     // defines: json_pack, jsonio_dump, jsonio_write_file
 #include "train/core/state.h"     // defines: TrainState, train_step, train_state_open
 
 #define EGO_ONLY_FIT_SAMPLES 4096
@@ -83,11 +84,21 @@ static int parse_args(int argc, char **argv, TrainArgs *a) {
     return 0;
 }
 
+// One line of metrics.jsonl: line (consumed) and a newline. Its reals are
+// doubles or fp32 values, each written so that it reads back exactly.
+static void write_metrics_line(FILE *f, json_t *line) {
+    jsonio_dump(line, f, JSONIO_F64);
+    json_decref(line);
+}
+
 static void write_step_json(FILE *f, long step, const StepStats *st, float lr, double norm, double sps, int skipped) {
     double m = st->micro ? st->micro : 1;
-    fprintf(f, "{\"step\": %ld, \"loss\": %.6g, \"token_kl\": %.6g, \"ce\": %.6g, \"traj\": %.6g, \"feature\": %.6g, "
-               "\"lr\": %.6g, \"grad_norm\": %.6g, \"samples_per_s\": %.1f, \"skipped\": %d}\n",
-            step, st->loss / m, st->kl / m, st->ce / m, st->traj / m, st->feature / m, lr, isfinite(norm) ? norm : -1.0, sps, skipped);
+    write_metrics_line(f, json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i}", "step", (json_int_t)step,
+                                    "loss", jsonio_real(st->loss / m), "token_kl", jsonio_real(st->kl / m),
+                                    "ce", jsonio_real(st->ce / m), "traj", jsonio_real(st->traj / m),
+                                    "feature", jsonio_real(st->feature / m), "lr", jsonio_real(lr),
+                                    "grad_norm", jsonio_real(isfinite(norm) ? norm : -1.0),
+                                    "samples_per_s", jsonio_real(sps), "skipped", skipped));
 }
 
 static void progress(int tty, long step, long total, const StepStats *st, float lr, double sps, double eta_s) {
@@ -106,9 +117,7 @@ static void progress(int tty, long step, long total, const StepStats *st, float 
 static int write_eval(TrainState *ts, const EgoOnly *ego, long batches, long step, FILE *metrics, EvalResult *er) {
     int rc = train_evaluate(ts, ego, batches, er);   // split across the ranks, reduced
     if (rc) return rc;
-    fprintf(metrics, "{\"step\": %ld, \"eval\": ", step);
-    eval_write_json(er, metrics);
-    fputs("}\n", metrics);
+    write_metrics_line(metrics, json_pack("{s:I, s:o}", "step", (json_int_t)step, "eval", eval_object(er)));
     fflush(metrics);
     return 0;
 }
@@ -242,7 +251,8 @@ int cmd_train(int argc, char **argv) {
     recipe_print_resolved(&r, f);
     fclose(f);
     snprintf(path, sizeof path, "%s/vocab.json", run_dir);
-    if (root && vocab_write_json(&ts.data.vocab, path)) { fprintf(stderr, "distil: error: %s: cannot write\n", path); return 2; }
+    char verr[1300];
+    if (root && vocab_write_json(&ts.data.vocab, path, verr, sizeof verr)) { fprintf(stderr, "distil: error: %s\n", verr); return 2; }
     snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
     // A resumed run appends to what metrics_rewind kept.
     FILE *metrics = fopen(root ? path : "/dev/null", a.resume ? "a" : "w");
@@ -267,7 +277,8 @@ int cmd_train(int argc, char **argv) {
         samples_window += ss.samples;
         long done = step + 1;
         if (st == STEP_SKIPPED) {
-            fprintf(metrics, "{\"step\": %ld, \"skipped\": 1, \"reason\": \"non-finite loss or gradient\"}\n", step);
+            write_metrics_line(metrics, json_pack("{s:I, s:i, s:s}", "step", (json_int_t)step, "skipped", 1,
+                                                  "reason", "non-finite loss or gradient"));
         } else {
             double t = now_s(), sps = samples_window / fmax(t - t_window, 1e-9);
             write_step_json(metrics, step, &ss, ss.lr, ss.grad_norm, sps, 0);
@@ -293,11 +304,10 @@ int cmd_train(int argc, char **argv) {
         EvalResult er;
         if ((rc = write_eval(&ts, &ego, 0, last, metrics, &er))) return rc;
         snprintf(path, sizeof path, "%s/eval.json", run_dir);
-        FILE *ej = fopen(root ? path : "/dev/null", "w");
-        if (!ej) { fprintf(stderr, "distil: error: %s: %s\n", path, strerror(errno)); return 2; }
-        eval_write_json(&er, ej);
-        fputc('\n', ej);
-        fclose(ej);
+        json_t *doc = eval_object(&er);
+        rc = jsonio_write_file(root ? path : "/dev/null", doc, JSONIO_F64);
+        json_decref(doc);
+        if (rc) { fprintf(stderr, "distil: error: %s: cannot write: %s\n", path, strerror(errno)); return 2; }
         eval_print_table(&er, stdout);
         ego_only_free(&ego);
     }

@@ -112,27 +112,18 @@ int evaluate(Graph *g, Student *st, Objective *obj, const Setup *s, const Recipe
 
 static double ratio(double a, double b) { return b > 0 ? a / b : NAN; }
 
-static void json_num(FILE *f, double x) {
-    if (isfinite(x)) fprintf(f, "%.6g", x);
-    else fputs("null", f);
-}
-
-void eval_write_json(const EvalResult *e, FILE *f) {
-    fputs("{\"student\": ", f);
-    traj_metrics_json(&e->student, f, 1);
-    fputs(", \"teacher_consistency\": ", f);
-    traj_metrics_json(&e->teacher, f, 0);
-    fputs(", \"baselines\": {\"constant_velocity\": ", f);
-    traj_metrics_json(&e->constant_velocity, f, 0);
-    fputs(", \"ego_only\": ", f);
-    traj_metrics_json(&e->ego_only, f, 0);
-    fputs("}, \"trace\": {\"token_acc\": ", f);
-    json_num(f, ratio(e->trace.correct, e->trace.positions));
-    fputs(", \"kl\": ", f);
-    json_num(f, ratio(e->trace.kl_sum, e->trace.positions));
-    fputs(", \"majority_acc\": ", f);
-    json_num(f, ratio(e->trace.majority_correct, e->trace.positions));
-    fprintf(f, ", \"positions\": %.0f}, \"samples\": %ld}", e->trace.positions, e->samples);
+json_t *eval_object(const EvalResult *e) {
+    const TraceMetrics *t = &e->trace;
+    return json_pack("{s:o, s:o, s:{s:o, s:o}, s:{s:o, s:o, s:o, s:I}, s:I}",
+                     "student", traj_metrics_object(&e->student, 1),
+                     "teacher_consistency", traj_metrics_object(&e->teacher, 0),
+                     "baselines", "constant_velocity", traj_metrics_object(&e->constant_velocity, 0),
+                     "ego_only", traj_metrics_object(&e->ego_only, 0),
+                     "trace", "token_acc", jsonio_real(ratio(t->correct, t->positions)),
+                     "kl", jsonio_real(ratio(t->kl_sum, t->positions)),
+                     "majority_acc", jsonio_real(ratio(t->majority_correct, t->positions)),
+                     "positions", (json_int_t)t->positions,   // a count, summed in double
+                     "samples", (json_int_t)e->samples);
 }
 
 void eval_print_table(const EvalResult *e, FILE *f) {

@@ -20,7 +20,8 @@ int fit_ego_only(EgoOnly *e, const Recipe *r, const Setup *s, long max_samples);
 int evaluate(Graph *g, Student *st, Objective *obj, const Setup *s, const Recipe *r, const Vocab *v,
              const EgoOnly *ego, Loader *ld, long max_batches, EvalResult *out);
 
-// The eval.json object (docs/metrics.md lists the keys).
-void eval_write_json(const EvalResult *e, FILE *f);
+// A new eval.json object (docs/metrics.md lists the keys): doubles, to be
+// dumped with JSONIO_F64; counts are integers. NULL when out of memory.
+json_t *eval_object(const EvalResult *e);
 // A human table of the same numbers.
 void eval_print_table(const EvalResult *e, FILE *f);

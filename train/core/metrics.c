@@ -54,17 +54,14 @@ double traj_metric(const TrajMetrics *m, const char *name) {
     return NAN;
 }
 
-void traj_metrics_json(const TrajMetrics *m, FILE *f, int with_min) {
+json_t *traj_metrics_object(const TrajMetrics *m, int with_min) {
     static const char *names[] = { "ade_gt", "ade_gt_1s", "ade_gt_3s", "fde_gt", "ade_teacher",
                                    "ade_teacher_1s", "ade_teacher_3s", "fde_teacher", "min_ade_teacher" };
     int n = with_min ? 9 : 8;
-    fputc('{', f);
-    for (int i = 0; i < n; i++) {
-        double v = traj_metric(m, names[i]);
-        if (isnan(v)) fprintf(f, "%s\"%s\": null", i ? ", " : "", names[i]);
-        else fprintf(f, "%s\"%s\": %.6g", i ? ", " : "", names[i], v);
-    }
-    fputc('}', f);
+    json_t *o = json_object();
+    for (int i = 0; o && i < n; i++)
+        if (json_object_set_new(o, names[i], jsonio_real(traj_metric(m, names[i])))) { json_decref(o); o = NULL; }
+    return o;
 }
 
 void teacher_mean_strided(const float *plans, size_t stride, const float *w, int K, int n, float *out) {

@@ -3,8 +3,9 @@
 #pragma once
 #include <stdint.h>
 #include <stdio.h>
+#include "train/formats/json_io.h"   // defines: json_t
 
-// Sums over samples; traj_metrics_json divides.
+// Sums over samples; traj_metric and traj_metrics_object divide.
 typedef struct TrajMetrics {
     double n_gt, n_teacher;                                   // samples counted for each target
     double ade_gt, ade_gt_1s, ade_gt_3s, fde_gt;
@@ -16,10 +17,10 @@ typedef struct TrajMetrics {
 // summing to 1). gt may be NULL (no logged future): only teacher metrics.
 void traj_metrics_add(TrajMetrics *m, const float *pred, const float *gt, const float *teacher,
                       const float *w, int K, int T, float hz);
-// {"ade_gt": .., "ade_gt_1s": .., "ade_gt_3s": .., "fde_gt": .., "ade_teacher": .., ...,
-//  "min_ade_teacher": ..} ("min_ade_teacher" only when with_min). NaN-free:
-// a metric with no sample is written as null.
-void traj_metrics_json(const TrajMetrics *m, FILE *f, int with_min);
+// A new object {"ade_gt": .., "ade_gt_1s": .., "ade_gt_3s": .., "fde_gt": ..,
+// "ade_teacher": .., ..., "min_ade_teacher": ..} ("min_ade_teacher" only when
+// with_min), doubles. NaN-free: a metric with no sample is null.
+json_t *traj_metrics_object(const TrajMetrics *m, int with_min);
 // The mean of one field, or NaN when nothing was counted.
 double traj_metric(const TrajMetrics *m, const char *name);
 

@@ -15,8 +15,8 @@
 #error "safetensors.c assumes a little-endian host"
 #endif
 
-// The reference refuses headers over 100 MB; so do we (JSON_MAX_BYTES).
-#define ST_MAX_HEADER JSON_MAX_BYTES
+// The reference refuses headers over 100 MB; so do we.
+#define ST_MAX_HEADER 100000000u
 
 // ---- dtypes ---------------------------------------------------------------------
 
@@ -173,42 +173,57 @@ static int check_unique(const StTensor *tensors, int n, const StMeta *sorted_met
     return rc;
 }
 
+// One tensor's entry: {"dtype": ..., "shape": [...], "data_offsets": [begin, end]}.
+static json_t *tensor_entry(const StTensor *t, StDtype dtype, uint64_t begin, uint64_t end) {
+    json_t *shape = json_array();
+    for (int d = 0; shape && d < t->ndim; d++)
+        if (json_array_append_new(shape, json_integer(t->shape[d]))) { json_decref(shape); shape = NULL; }
+    return json_pack("{s:s, s:o, s:[I,I]}", "dtype", st_dtype_name(dtype), "shape", shape, "data_offsets",
+                     (json_int_t)begin, (json_int_t)end);
+}
+
 // The header JSON, padded with spaces to a multiple of 8, into *out.
-static int build_header(const WriteOrder *order, int n, const StMeta *meta, int n_meta, char **out, size_t *out_len) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *h = open_memstream(&buf, &len);
-    if (!h) return -1;
-    fputc('{', h);
-    if (n_meta) {
-        fputs("\"__metadata__\":{", h);
-        for (int i = 0; i < n_meta; i++) {
-            if (i) fputc(',', h);
-            json_write_string(h, meta[i].key);
-            fputc(':', h);
-            json_write_string(h, meta[i].value);
+// jansson refuses strings that are not UTF-8: such a name or value is named.
+static int build_header(const char *path, const WriteOrder *order, int n, const StMeta *meta, int n_meta, char **out,
+                        size_t *out_len, char *err, size_t errlen) {
+    json_t *h = json_object(), *m = n_meta ? json_object() : NULL;
+    int rc = 0;
+    if (!h || (n_meta && (!m || json_object_set(h, "__metadata__", m)))) rc = -1;
+    for (int i = 0; i < n_meta && !rc; i++) {
+        json_t *value = json_string(meta[i].value);
+        if (!value || json_object_set_new(m, meta[i].key, value)) {
+            snprintf(err, errlen, "%s: metadata \"%.100s\": the key or its value is not valid UTF-8", path, meta[i].key);
+            rc = -2;
         }
-        fputc('}', h);
     }
     uint64_t offset = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && !rc; i++) {
         const StTensor *t = order[i].t;
         uint64_t numel = 0, bytes = 0;
         shape_bytes(t->ndim, t->shape, st_dtype_size(order[i].dtype), UINT64_MAX, &numel, &bytes);
-        if (i || n_meta) fputc(',', h);
-        json_write_string(h, t->name);
-        fprintf(h, ":{\"dtype\":\"%s\",\"shape\":[", st_dtype_name(order[i].dtype));
-        for (int d = 0; d < t->ndim; d++) fprintf(h, d ? ",%lld" : "%lld", (long long)t->shape[d]);
-        fprintf(h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset, (unsigned long long)(offset + bytes));
+        json_t *entry = tensor_entry(t, order[i].dtype, offset, offset + bytes);
+        if (!entry) rc = -1;
+        else if (json_object_set_new(h, t->name, entry)) {
+            snprintf(err, errlen, "%s: tensor name \"%.100s\" is not valid UTF-8", path, t->name);
+            rc = -2;
+        }
         offset += bytes;
     }
-    fputc('}', h);
+    char *text = rc ? NULL : json_dumps(h, JSON_COMPACT);
+    json_decref(m);
+    json_decref(h);
     // Pad so that the data section starts 8-byte aligned, as the reference does.
-    long at = ftell(h);
-    while (at >= 0 && at % 8) { fputc(' ', h); at++; }
-    if (fclose(h) || at < 0) { free(buf); return -1; }
+    size_t len = text ? strlen(text) : 0, padded = (len + 7) / 8 * 8;
+    char *buf = text ? realloc(text, padded + 1) : NULL;
+    if (!buf) {
+        free(text);
+        if (rc != -2) snprintf(err, errlen, "%s: out of memory building the header", path);
+        return -1;
+    }
+    memset(buf + len, ' ', padded - len);
+    buf[padded] = 0;
     *out = buf;
-    *out_len = len;
+    *out_len = padded;
     return 0;
 }
 
@@ -256,10 +271,7 @@ int st_write(const char *path, const StTensor *tensors, int n, const StMeta *met
     if (n_meta) memcpy(sorted_meta, meta, (size_t)n_meta * sizeof *meta);
     qsort(sorted_meta, (size_t)n_meta, sizeof *sorted_meta, by_meta_key);
     if (check_unique(tensors, n, sorted_meta, n_meta, err, errlen)) goto done;
-    if (build_header(order, n, sorted_meta, n_meta, &header, &header_len)) {
-        snprintf(err, errlen, "%s: out of memory building the header", path);
-        goto done;
-    }
+    if (build_header(path, order, n, sorted_meta, n_meta, &header, &header_len, err, errlen)) goto done;
     size_t tmp_len = strlen(path) + 32;
     tmp = malloc(tmp_len);
     if (!tmp) { snprintf(err, errlen, "%s: out of memory", path); goto done; }
@@ -323,43 +335,42 @@ static int read_whole_file(const char *path, uint8_t **bytes, size_t *size, char
 }
 
 // One header entry "name": {"dtype", "shape", "data_offsets"} into *t.
-static int parse_tensor_entry(const StFile *f, const char *name, const Json *v, size_t data_len, StInfo *t,
+static int parse_tensor_entry(const StFile *f, const char *name, const json_t *v, size_t data_len, StInfo *t,
                               char *err, size_t errlen) {
     char msg[512], shape_s[192];
-    const char *dtype_s;
-    const Json *shape, *offs;
+    const char *dtype_s, *k;
+    const json_t *shape, *offs, *member;
     int64_t begin, end;
-    if (v->type != JSON_OBJECT) {
-        snprintf(err, errlen, "%s: tensor \"%.100s\": header entry is %s, not an object", f->path, name, json_type_name(v->type));
+    if (!json_is_object(v)) {
+        snprintf(err, errlen, "%s: tensor \"%.100s\": header entry is %s, not an object", f->path, name, jsonio_type(v));
         return -1;
     }
-    for (int i = 0; i < v->n; i++) {
-        const char *k = v->keys[i];
+    json_object_foreach((json_t *)v, k, member) {
         if (strcmp(k, "dtype") && strcmp(k, "shape") && strcmp(k, "data_offsets")) {
             snprintf(err, errlen, "%s: tensor \"%.100s\": unknown field \"%.64s\" (dtype, shape, data_offsets expected)", f->path, name, k);
             return -1;
         }
     }
-    if (json_get_string(v, "dtype", &dtype_s, msg, sizeof msg)) goto bad;
+    if (jsonio_get_string(v, "dtype", &dtype_s, msg, sizeof msg)) goto bad;
     int dt = st_dtype_parse(dtype_s);
     if (dt < 0) {
         snprintf(err, errlen, "%s: tensor \"%.100s\": unknown or unsupported dtype \"%.32s\"", f->path, name, dtype_s);
         return -1;
     }
-    shape = json_get(v, "shape");
-    offs = json_get(v, "data_offsets");
-    if (!shape || shape->type != JSON_ARRAY) { snprintf(msg, sizeof msg, "\"shape\" missing or not an array"); goto bad; }
-    if (!offs || offs->type != JSON_ARRAY || offs->n != 2) { snprintf(msg, sizeof msg, "\"data_offsets\" missing or not an array of 2"); goto bad; }
-    if (shape->n > ST_MAX_DIMS) { snprintf(msg, sizeof msg, "%d dims (at most %d supported)", shape->n, ST_MAX_DIMS); goto bad; }
+    shape = json_object_get(v, "shape");
+    offs = json_object_get(v, "data_offsets");
+    if (!json_is_array(shape)) { snprintf(msg, sizeof msg, "\"shape\" missing or not an array"); goto bad; }
+    if (!json_is_array(offs) || json_array_size(offs) != 2) { snprintf(msg, sizeof msg, "\"data_offsets\" missing or not an array of 2"); goto bad; }
+    if (json_array_size(shape) > ST_MAX_DIMS) { snprintf(msg, sizeof msg, "%zu dims (at most %d supported)", json_array_size(shape), ST_MAX_DIMS); goto bad; }
     t->name = name;
     t->dtype = (StDtype)dt;
-    t->ndim = shape->n;
-    for (int d = 0; d < shape->n; d++) {
-        if (json_as_int64(&shape->items[d], "a shape entry", &t->shape[d], msg, sizeof msg)) goto bad;
+    t->ndim = (int)json_array_size(shape);
+    for (int d = 0; d < t->ndim; d++) {
+        if (jsonio_int64(json_array_get(shape, d), "a shape entry", &t->shape[d], msg, sizeof msg)) goto bad;
         if (t->shape[d] < 0) { snprintf(msg, sizeof msg, "negative dim in shape"); goto bad; }
     }
-    if (json_as_int64(&offs->items[0], "data_offsets[0]", &begin, msg, sizeof msg) ||
-        json_as_int64(&offs->items[1], "data_offsets[1]", &end, msg, sizeof msg)) goto bad;
+    if (jsonio_int64(json_array_get(offs, 0), "data_offsets[0]", &begin, msg, sizeof msg) ||
+        jsonio_int64(json_array_get(offs, 1), "data_offsets[1]", &end, msg, sizeof msg)) goto bad;
     if (begin < 0 || end < begin) { snprintf(msg, sizeof msg, "data_offsets [%lld,%lld] are not 0 <= begin <= end", (long long)begin, (long long)end); goto bad; }
     if ((uint64_t)end > data_len) {
         snprintf(msg, sizeof msg, "data_offsets [%lld,%lld] run past the end of the data section (%zu bytes): the file is truncated or corrupt",
@@ -387,22 +398,24 @@ bad:
     return -1;
 }
 
-static int parse_metadata(StFile *f, const Json *v, char *err, size_t errlen) {
-    if (v->type != JSON_OBJECT) {
-        snprintf(err, errlen, "%s: __metadata__ is %s, not an object of strings", f->path, json_type_name(v->type));
+static int parse_metadata(StFile *f, const json_t *v, char *err, size_t errlen) {
+    if (!json_is_object(v)) {
+        snprintf(err, errlen, "%s: __metadata__ is %s, not an object of strings", f->path, jsonio_type(v));
         return -1;
     }
-    f->meta = malloc((size_t)(v->n ? v->n : 1) * sizeof *f->meta);
+    size_t n = json_object_size(v);
+    f->meta = malloc((n ? n : 1) * sizeof *f->meta);
     if (!f->meta) { snprintf(err, errlen, "%s: out of memory", f->path); return -1; }
-    for (int i = 0; i < v->n; i++) {
-        if (v->items[i].type != JSON_STRING) {
-            snprintf(err, errlen, "%s: __metadata__ \"%.100s\" is %s; metadata values must be strings", f->path, v->keys[i],
-                     json_type_name(v->items[i].type));
+    const char *key;
+    const json_t *value;
+    json_object_foreach((json_t *)v, key, value) {
+        if (!json_is_string(value)) {
+            snprintf(err, errlen, "%s: __metadata__ \"%.100s\" is %s; metadata values must be strings", f->path, key,
+                     jsonio_type(value));
             return -1;
         }
-        f->meta[i] = (StMeta){ v->keys[i], v->items[i].string };
+        f->meta[f->n_meta++] = (StMeta){ key, json_string_value(value) };
     }
-    f->n_meta = v->n;
     qsort(f->meta, (size_t)f->n_meta, sizeof *f->meta, by_meta_key);
     return 0;
 }
@@ -463,10 +476,10 @@ static int parse_header(StFile *f, char *err, size_t errlen) {
     }
     f->data_start = 8 + (size_t)n;
     char jerr[256];
-    f->header = json_parse((const char *)f->bytes + 8, (size_t)n, jerr, sizeof jerr);
+    f->header = jsonio_parse((const char *)f->bytes + 8, (size_t)n, jerr, sizeof jerr);
     if (!f->header) { snprintf(err, errlen, "%s: header JSON (which starts at file byte 8): %s", f->path, jerr); return -1; }
-    if (f->header->type != JSON_OBJECT) {
-        snprintf(err, errlen, "%s: the header is %s, not an object", f->path, json_type_name(f->header->type));
+    if (!json_is_object(f->header)) {
+        snprintf(err, errlen, "%s: the header is %s, not an object", f->path, jsonio_type(f->header));
         return -1;
     }
     return 0;
@@ -481,16 +494,17 @@ StFile *st_open(const char *path, char *err, size_t errlen) {
         goto bad;
     }
     if (parse_header(f, err, errlen)) goto bad;
-    const Json *h = f->header;
-    size_t data_len = f->size - f->data_start;
-    f->tensors = calloc((size_t)(h->n ? h->n : 1), sizeof *f->tensors);
+    size_t data_len = f->size - f->data_start, n = json_object_size(f->header);
+    f->tensors = calloc(n ? n : 1, sizeof *f->tensors);
     if (!f->tensors) { snprintf(err, errlen, "%s: out of memory", path); goto bad; }
-    for (int i = 0; i < h->n; i++) {
-        if (!strcmp(h->keys[i], "__metadata__")) {
-            if (parse_metadata(f, &h->items[i], err, errlen)) goto bad;
+    const char *key;
+    const json_t *entry;
+    json_object_foreach(f->header, key, entry) {
+        if (!strcmp(key, "__metadata__")) {
+            if (parse_metadata(f, entry, err, errlen)) goto bad;
             continue;
         }
-        if (parse_tensor_entry(f, h->keys[i], &h->items[i], data_len, &f->tensors[f->n_tensors], err, errlen)) goto bad;
+        if (parse_tensor_entry(f, key, entry, data_len, &f->tensors[f->n_tensors], err, errlen)) goto bad;
         f->n_tensors++;
     }
     if (check_coverage(f, data_len, err, errlen)) goto bad;
@@ -503,7 +517,7 @@ bad:
 
 void st_close(StFile *f) {
     if (!f) return;
-    json_free(f->header);
+    json_decref(f->header);
     free(f->tensors);
     free(f->meta);
     free(f->bytes);

@@ -10,15 +10,18 @@
 // The writer lays files out as the reference implementation (huggingface/
 // safetensors) does: compact JSON, metadata first, tensors sorted by dtype
 // (widest first) then name, so a file of one dtype is sorted by name and is
-// byte-identical to the reference's. It writes atomically (temp file, fsync,
-// rename, fsync of the directory). The reader checks everything before it
-// hands out a byte: a truncated or corrupt file is one error line naming
-// the file and what is wrong.
+// byte-identical to the reference's (but for names or metadata holding
+// control characters other than \b\f\n\r\t, which jansson escapes as
+// \u001F and the reference as \u001f). It writes atomically (temp file,
+// fsync, rename, fsync of the directory). The reader checks everything
+// before it hands out a byte: a truncated or corrupt file is one error line
+// naming the file and what is wrong (for the header JSON, its line and
+// column).
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
 #include "autograd/graph.h"   // defines: Graph, Tensor
-#include "train/formats/json.h"       // defines: Json
+#include "train/formats/json_io.h"    // defines: json_t
 
 #define ST_MAX_DIMS 8
 
@@ -83,7 +86,7 @@ typedef struct StFile {
     int n_tensors;
     StMeta *meta;                     // (n_meta) sorted by key
     int n_meta;
-    Json *header;                     // owns the names and metadata strings
+    json_t *header;                   // owns the names and metadata strings
 } StFile;
 
 // Read and validate the whole file. NULL with err set on any problem.

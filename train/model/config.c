@@ -2,49 +2,58 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "train/formats/json.h"    // defines: json_parse, json_get_*
+#include "train/formats/json_io.h"   // defines: json_pack, jsonio_get_*, jsonio_f32_array
 #include "train/model/model.h"
 
-char *model_config_to_json(const ModelConfig *c) {
-    char *buf = malloc(2048);
-    if (!buf) return NULL;
-    snprintf(buf, 2048,
-             "{\"dim\": %d, \"layers\": %d, \"heads\": %d, \"mlp_ratio\": %d, \"patch\": %d, "
-             "\"n_cams\": %d, \"frames\": %d, \"img_h\": %d, \"img_w\": %d, \"hist\": %d, \"horizon\": %d, "
-             "\"hz\": %.9g, \"traj_repr\": \"%s\", \"vocab\": %d, \"max_trace\": %d, \"feat_dim\": %d, "
-             "\"img_mean\": [%.9g, %.9g, %.9g], \"img_std\": [%.9g, %.9g, %.9g], "
-             "\"ego_scale\": [%.9g, %.9g, %.9g, %.9g], \"traj_scale\": [%.9g, %.9g, %.9g], "
-             "\"accel_scale\": %.9g, \"curvature_scale\": %.9g, \"layernorm_eps\": 1e-05}",
-             c->dim, c->layers, c->heads, c->mlp_ratio, c->patch, c->n_cams, c->frames, c->img_h, c->img_w, c->hist,
-             c->horizon, c->hz, c->traj_repr == TRAJ_ACCEL_CURVATURE ? "accel_curvature" : "xyyaw", c->vocab,
-             c->max_trace, c->feat_dim, c->img_mean[0], c->img_mean[1], c->img_mean[2], c->img_std[0], c->img_std[1],
-             c->img_std[2], EGO_SCALE_X, EGO_SCALE_Y, EGO_SCALE_YAW, EGO_SCALE_SPEED, TRAJ_SCALE_X, TRAJ_SCALE_Y,
-             TRAJ_SCALE_YAW, ACCEL_SCALE, CURVATURE_SCALE);
-    return buf;
+json_t *model_config_object(const ModelConfig *c) {
+    const float ego_scale[4] = { EGO_SCALE_X, EGO_SCALE_Y, EGO_SCALE_YAW, EGO_SCALE_SPEED };
+    const float traj_scale[3] = { TRAJ_SCALE_X, TRAJ_SCALE_Y, TRAJ_SCALE_YAW };
+    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o, s:s, s:i, s:i, s:i,"
+                     " s:o, s:o, s:o, s:o, s:o, s:o, s:f}",
+                     "dim", c->dim, "layers", c->layers, "heads", c->heads, "mlp_ratio", c->mlp_ratio, "patch", c->patch,
+                     "n_cams", c->n_cams, "frames", c->frames, "img_h", c->img_h, "img_w", c->img_w, "hist", c->hist,
+                     "horizon", c->horizon, "hz", jsonio_real(c->hz),
+                     "traj_repr", c->traj_repr == TRAJ_ACCEL_CURVATURE ? "accel_curvature" : "xyyaw", "vocab", c->vocab,
+                     "max_trace", c->max_trace, "feat_dim", c->feat_dim, "img_mean", jsonio_f32_array(c->img_mean, 3),
+                     "img_std", jsonio_f32_array(c->img_std, 3), "ego_scale", jsonio_f32_array(ego_scale, 4),
+                     "traj_scale", jsonio_f32_array(traj_scale, 3), "accel_scale", jsonio_real(ACCEL_SCALE),
+                     "curvature_scale", jsonio_real(CURVATURE_SCALE), "layernorm_eps", 1e-5);
 }
 
-static int get_int(const Json *o, const char *key, int *out, char *err, size_t errlen) {
+char *model_config_to_json(const ModelConfig *c) {
+    json_t *o = model_config_object(c);
+    char *text = o ? json_dumps(o, JSONIO_F32) : NULL;
+    json_decref(o);
+    return text;
+}
+
+static int get_int(const json_t *o, const char *key, int *out, char *err, size_t errlen) {
     int64_t v;
-    if (json_get_int64(o, key, &v, err, errlen)) return -1;
+    if (jsonio_get_int64(o, key, &v, err, errlen)) return -1;
     if (v < 0 || v > 1 << 24) { snprintf(err, errlen, "\"%s\" = %lld is out of range", key, (long long)v); return -1; }
     *out = (int)v;
     return 0;
 }
 
-static int get_float3(const Json *o, const char *key, float out[3], char *err, size_t errlen) {
-    const Json *a = json_get(o, key);
+static int get_float3(const json_t *o, const char *key, float out[3], char *err, size_t errlen) {
+    const json_t *a = json_object_get(o, key);
+    if (!json_is_array(a) || json_array_size(a) != 3) {
+        snprintf(err, errlen, "\"%s\": expected an array of 3 numbers, found %s", key, jsonio_type(a));
+        return -1;
+    }
     for (int i = 0; i < 3; i++) {
+        char what[64];
         double v;
-        if (json_as_number(a ? json_index(a, i) : NULL, key, &v, err, errlen)) return -1;
+        snprintf(what, sizeof what, "\"%s\"[%d]", key, i);
+        if (jsonio_number(json_array_get(a, i), what, &v, err, errlen)) return -1;
         out[i] = (float)v;
     }
     return 0;
 }
 
-int model_config_from_json(const char *text, ModelConfig *c, char *err, size_t errlen) {
+int model_config_from_object(const json_t *o, ModelConfig *c, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
-    Json *o = json_parse(text, strlen(text), err, errlen);
-    if (!o) return -1;
+    if (!json_is_object(o)) { snprintf(err, errlen, "expected an object, found %s", jsonio_type(o)); return -1; }
     const char *repr = NULL;
     double hz = 0;
     int rc = get_int(o, "dim", &c->dim, err, errlen) || get_int(o, "layers", &c->layers, err, errlen) ||
@@ -54,17 +63,25 @@ int model_config_from_json(const char *text, ModelConfig *c, char *err, size_t e
              get_int(o, "img_w", &c->img_w, err, errlen) || get_int(o, "hist", &c->hist, err, errlen) ||
              get_int(o, "horizon", &c->horizon, err, errlen) || get_int(o, "vocab", &c->vocab, err, errlen) ||
              get_int(o, "max_trace", &c->max_trace, err, errlen) || get_int(o, "feat_dim", &c->feat_dim, err, errlen) ||
-             json_get_number(o, "hz", &hz, err, errlen) || json_get_string(o, "traj_repr", &repr, err, errlen) ||
+             jsonio_get_number(o, "hz", &hz, err, errlen) || jsonio_get_string(o, "traj_repr", &repr, err, errlen) ||
              get_float3(o, "img_mean", c->img_mean, err, errlen) || get_float3(o, "img_std", c->img_std, err, errlen);
-    if (!rc) {
-        c->hz = (float)hz;
-        if (!strcmp(repr, "xyyaw")) c->traj_repr = TRAJ_XYYAW;
-        else if (!strcmp(repr, "accel_curvature")) c->traj_repr = TRAJ_ACCEL_CURVATURE;
-        else { snprintf(err, errlen, "\"traj_repr\" is \"%s\", expected xyyaw or accel_curvature", repr); rc = 1; }
-    }
-    json_free(o);
-    if (!rc && model_config_check(c)) { snprintf(err, errlen, "%s", model_config_check(c)); rc = 1; }
-    return rc ? -1 : 0;
+    if (rc) return -1;
+    c->hz = (float)hz;
+    if (!strcmp(repr, "xyyaw")) c->traj_repr = TRAJ_XYYAW;
+    else if (!strcmp(repr, "accel_curvature")) c->traj_repr = TRAJ_ACCEL_CURVATURE;
+    else { snprintf(err, errlen, "\"traj_repr\" is \"%s\", expected xyyaw or accel_curvature", repr); return -1; }
+    const char *bad = model_config_check(c);
+    if (bad) { snprintf(err, errlen, "%s", bad); return -1; }
+    return 0;
+}
+
+int model_config_from_json(const char *text, ModelConfig *c, char *err, size_t errlen) {
+    memset(c, 0, sizeof *c);
+    json_t *o = jsonio_parse(text, strlen(text), err, errlen);
+    if (!o) return -1;
+    int rc = model_config_from_object(o, c, err, errlen);
+    json_decref(o);
+    return rc;
 }
 
 const char *model_config_diff(const ModelConfig *a, const ModelConfig *b) {

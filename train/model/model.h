@@ -2,6 +2,7 @@
 // transformer recorded on a Graph. docs/model.md specifies it exactly.
 #pragma once
 #include "autograd/graph.h"   // defines: Graph, Tensor
+#include "train/formats/json_io.h"   // defines: json_t
 
 typedef enum { TRAJ_XYYAW = 0, TRAJ_ACCEL_CURVATURE = 1 } TrajRepr;
 
@@ -66,11 +67,16 @@ void student_fill_constants(Student *s);
 const char *model_config_check(const ModelConfig *cfg);
 size_t student_param_count(const ModelConfig *cfg);
 
-// The architecture as JSON (config.json's "model" object; also stored in
-// checkpoints): every ModelConfig field plus the fixed input/output scales.
-// The string is malloc'ed.
+// The architecture as a JSON object (config.json's "model"; also stored in
+// checkpoints as text): every ModelConfig field plus the fixed input/output
+// scales. Its reals are fp32 values: dump it with JSONIO_F32. NULL when out
+// of memory.
+json_t *model_config_object(const ModelConfig *cfg);
+// The same object as one line of text (malloc'ed; NULL when out of memory).
 char *model_config_to_json(const ModelConfig *cfg);
-// Parse what model_config_to_json wrote. Returns 0, or -1 with err set.
+// Read what model_config_object made, as an object or as text (an object
+// with more keys is fine). Returns 0, or -1 with err set.
+int model_config_from_object(const json_t *obj, ModelConfig *cfg, char *err, size_t errlen);
 int model_config_from_json(const char *text, ModelConfig *cfg, char *err, size_t errlen);
 // NULL when a and b build the same parameters, else what differs (static).
 const char *model_config_diff(const ModelConfig *a, const ModelConfig *b);

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "train/formats/json.h"   // defines: json_parse, json_get_*
+#include "train/formats/json_io.h"   // defines: json_pack, jsonio_load, jsonio_get_*
 
 #define SCAN_MAX_TOKENS 65536   // room for the longest trace scanned
 
@@ -102,71 +102,50 @@ void vocab_free(Vocab *v) {
     memset(v, 0, sizeof *v);
 }
 
-static void json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
+int vocab_write_json(const Vocab *v, const char *path, char *err, size_t errlen) {
+    json_t *pieces = json_array(), *ids = json_array();
+    for (int i = 0; pieces && ids && i < v->size; i++) {
+        json_t *piece = json_string(v->pieces[i]);
+        if (!piece) {   // jansson writes UTF-8 only
+            snprintf(err, errlen, "%s: piece %d (teacher id %d) is not valid UTF-8; vocab.json cannot hold it", path, i,
+                     v->to_teacher[i]);
+            json_decref(pieces);
+            json_decref(ids);
+            return -1;
+        }
+        if (json_array_append_new(pieces, piece) || json_array_append_new(ids, json_integer(v->to_teacher[i]))) {
+            json_decref(pieces);
+            pieces = NULL;
+        }
     }
-    fputc('"', f);
-}
-
-int vocab_write_json(const Vocab *v, const char *path) {
-    FILE *f = fopen(path, "w");
-    if (!f) return -1;
-    fprintf(f, "{\"mode\": \"%s\", \"teacher_size\": %d, \"size\": %d, \"unk\": %d, \"majority\": %d,\n \"pieces\": [",
-            v->mode == VOCAB_MODE_TEACHER ? "teacher" : "from_logs", v->teacher_size, v->size, v->unk, v->majority);
-    for (int i = 0; i < v->size; i++) {
-        if (i) fputs(", ", f);
-        json_string(f, v->pieces[i]);
-    }
-    fputs("],\n \"teacher_ids\": [", f);
-    for (int i = 0; i < v->size; i++) fprintf(f, i ? ", %d" : "%d", v->to_teacher[i]);
-    fputs("]}\n", f);
-    return fclose(f) == 0 ? 0 : -1;
+    json_t *doc = pieces && ids ? json_pack("{s:s, s:i, s:i, s:i, s:i, s:o, s:o}", "mode",
+                                            v->mode == VOCAB_MODE_TEACHER ? "teacher" : "from_logs", "teacher_size",
+                                            v->teacher_size, "size", v->size, "unk", v->unk, "majority", v->majority,
+                                            "pieces", pieces, "teacher_ids", ids)
+                                : NULL;
+    if (!doc) { json_decref(pieces); json_decref(ids); }
+    int rc = jsonio_write_file(path, doc, JSONIO_F64);
+    if (rc) snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+    json_decref(doc);
+    return rc;
 }
 
 // ---- reading vocab.json --------------------------------------------------------
 
 #define VOCAB_JSON_MAX_BYTES (256u << 20)   // a 1M-piece vocabulary is ~20 MB; more is not a vocab.json
 
-static char *read_text_file(const char *path, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "cannot open: %s", strerror(errno)); return NULL; }
-    char *buf = NULL;
-    size_t n = 0, cap = 0, got;
-    do {
-        if (n + 65536 > cap) {
-            cap = cap ? 2 * cap : 1 << 16;
-            char *nb = cap <= VOCAB_JSON_MAX_BYTES ? realloc(buf, cap + 1) : NULL;
-            if (!nb) { free(buf); fclose(f); snprintf(err, errlen, "larger than %u bytes", VOCAB_JSON_MAX_BYTES); return NULL; }
-            buf = nb;
-        }
-        got = fread(buf + n, 1, cap - n, f);
-        n += got;
-    } while (got > 0);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) { free(buf); snprintf(err, errlen, "read error"); return NULL; }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
-static int get_count(const Json *o, const char *key, int lo, int *out, char *err, size_t errlen) {
+static int get_count(const json_t *o, const char *key, int lo, int *out, char *err, size_t errlen) {
     int64_t x;
-    if (json_get_int64(o, key, &x, err, errlen)) return -1;
+    if (jsonio_get_int64(o, key, &x, err, errlen)) return -1;
     if (x < lo || x > (1 << 28)) { snprintf(err, errlen, "\"%s\" = %lld is out of range", key, (long long)x); return -1; }
     *out = (int)x;
     return 0;
 }
 
 // Fill v from the parsed object; every id is checked before it indexes anything.
-static int vocab_from_json(Vocab *v, const Json *o, char *err, size_t errlen) {
+static int vocab_from_json(Vocab *v, const json_t *o, char *err, size_t errlen) {
     const char *mode;
-    if (json_get_string(o, "mode", &mode, err, errlen)) return -1;
+    if (jsonio_get_string(o, "mode", &mode, err, errlen)) return -1;
     if (!strcmp(mode, "teacher")) v->mode = VOCAB_MODE_TEACHER;
     else if (!strcmp(mode, "from_logs")) v->mode = VOCAB_MODE_FROM_LOGS;
     else { snprintf(err, errlen, "\"mode\" is \"%s\", expected teacher or from_logs", mode); return -1; }
@@ -176,9 +155,10 @@ static int vocab_from_json(Vocab *v, const Json *o, char *err, size_t errlen) {
         return -1;
     v->unk = unk;
     v->majority = -1;
-    if (json_get(o, "majority") && get_count(o, "majority", 0, &v->majority, err, errlen)) return -1;
-    const Json *pieces = json_get(o, "pieces"), *ids = json_get(o, "teacher_ids");
-    if (!pieces || pieces->type != JSON_ARRAY || pieces->n != v->size || !ids || ids->type != JSON_ARRAY || ids->n != v->size) {
+    if (json_object_get(o, "majority") && get_count(o, "majority", 0, &v->majority, err, errlen)) return -1;
+    const json_t *pieces = json_object_get(o, "pieces"), *ids = json_object_get(o, "teacher_ids");
+    if (!json_is_array(pieces) || json_array_size(pieces) != (size_t)v->size || !json_is_array(ids) ||
+        json_array_size(ids) != (size_t)v->size) {
         snprintf(err, errlen, "\"pieces\" and \"teacher_ids\" must be arrays of \"size\" = %d entries", v->size);
         return -1;
     }
@@ -191,8 +171,11 @@ static int vocab_from_json(Vocab *v, const Json *o, char *err, size_t errlen) {
     for (int s = 0; s < v->size; s++) {
         const char *piece;
         int64_t t;
-        if (json_as_string(json_index(pieces, s), "pieces[i]", &piece, err, errlen) ||
-            json_as_int64(json_index(ids, s), "teacher_ids[i]", &t, err, errlen))
+        char what[2][40];
+        snprintf(what[0], sizeof what[0], "pieces[%d]", s);
+        snprintf(what[1], sizeof what[1], "teacher_ids[%d]", s);
+        if (jsonio_string(json_array_get(pieces, s), what[0], &piece, err, errlen) ||
+            jsonio_int64(json_array_get(ids, s), what[1], &t, err, errlen))
             return -1;
         if (!(v->pieces[s] = xstrdup(piece))) { snprintf(err, errlen, "out of memory"); return -1; }
         // <unk> alone maps to no teacher id; every other student id to a
@@ -210,15 +193,11 @@ static int vocab_from_json(Vocab *v, const Json *o, char *err, size_t errlen) {
 
 int vocab_read_json(Vocab *v, const char *path, char *err, size_t errlen) {
     memset(v, 0, sizeof *v);
-    size_t len;
-    char *text = read_text_file(path, &len, err, errlen);
-    if (!text) return -1;
-    Json *o = json_parse(text, len, err, errlen);
-    free(text);
+    json_t *o = jsonio_load(path, VOCAB_JSON_MAX_BYTES, err, errlen);
     if (!o) return -1;
-    int rc = o->type == JSON_OBJECT ? vocab_from_json(v, o, err, errlen) : -1;
-    if (o->type != JSON_OBJECT) snprintf(err, errlen, "expected a JSON object, found %s", json_type_name(o->type));
-    json_free(o);
+    int rc = json_is_object(o) ? vocab_from_json(v, o, err, errlen) : -1;
+    if (!json_is_object(o)) snprintf(err, errlen, "expected a JSON object, found %s", jsonio_type(o));
+    json_decref(o);
     if (rc) vocab_free(v);
     return rc;
 }

@@ -42,8 +42,9 @@ static inline int32_t vocab_topk(const Vocab *v, int32_t teacher_id) {
 }
 
 // {"mode": ..., "teacher_size": ..., "size": ..., "unk": ..., "majority": ...,
-//  "pieces": [...], "teacher_ids": [...]}
-int vocab_write_json(const Vocab *v, const char *path);
+//  "pieces": [...], "teacher_ids": [...]}. Returns 0, or -1 with err naming
+// path and what failed (a piece that is not UTF-8, a write error).
+int vocab_write_json(const Vocab *v, const char *path, char *err, size_t errlen);
 // Read what vocab_write_json wrote (a checkpoint's or an export's vocab.json)
 // and rebuild the teacher-to-student map. A file without "majority" (older
 // runs) gets majority -1: the caller picks one. Returns 0, or -1 with err

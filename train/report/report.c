@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "train/ckpt/checkpoint.h"  // defines: checkpoint_resolve
-#include "train/formats/json.h"        // defines: json_parse, json_get
+#include "train/formats/json_io.h"     // defines: jsonio_parse, jsonio_load
 #include "train/formats/png.h"         // defines: png_encode_rgb, base64_encode
 #include "train/report/report.h"      // defines: svg_*, report_run_samples
 
@@ -47,7 +47,7 @@ static const EvalKey eval_keys[N_EVAL_CURVES] = {
 typedef struct RunLog {
     Curve step[N_STEP_CURVES], eval[N_EVAL_CURVES];
     long lines, skipped_steps, unreadable;
-    char *last_eval;                // the last evaluation's JSON object text, for the table
+    json_t *last_eval;              // the last evaluation's "eval" object, for the table
 } RunLog;
 
 static int curve_add(Curve *c, double x, double y) {
@@ -69,16 +69,16 @@ static int curve_add(Curve *c, double x, double y) {
 static void runlog_free(RunLog *r) {
     for (int i = 0; i < N_STEP_CURVES; i++) { free(r->step[i].x); free(r->step[i].y); }
     for (int i = 0; i < N_EVAL_CURVES; i++) { free(r->eval[i].x); free(r->eval[i].y); }
-    free(r->last_eval);
+    json_decref(r->last_eval);
     memset(r, 0, sizeof *r);
 }
 
 // A number at obj[a][b][c] (b, c may be NULL); NaN when absent or null.
-static double number_at(const Json *obj, const char *a, const char *b, const char *c) {
-    const Json *v = json_get(obj, a);
-    if (v && b) v = json_get(v, b);
-    if (v && c) v = json_get(v, c);
-    return v && v->type == JSON_NUMBER ? v->number : NAN;
+static double number_at(const json_t *obj, const char *a, const char *b, const char *c) {
+    const json_t *v = json_object_get(obj, a);
+    if (b) v = json_object_get(v, b);
+    if (c) v = json_object_get(v, c);
+    return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
 static int read_metrics(const char *path, RunLog *r) {
@@ -94,26 +94,25 @@ static int read_metrics(const char *path, RunLog *r) {
     int rc = 0;
     while (!rc && (len = getline(&line, &cap, f)) > 0) {
         r->lines++;
-        Json *o = json_parse(line, (size_t)len, err, sizeof err);
+        json_t *o = jsonio_parse(line, (size_t)len, err, sizeof err);
         // A torn last line (a run killed mid-write) is counted, not fatal.
-        if (!o || o->type != JSON_OBJECT || !json_get(o, "step")) { r->unreadable++; json_free(o); continue; }
+        if (!json_is_object(o) || !json_object_get(o, "step")) { r->unreadable++; json_decref(o); continue; }
         double step = number_at(o, "step", NULL, NULL);
-        const Json *ev = json_get(o, "eval");
-        if (ev && ev->type == JSON_OBJECT) {
+        json_t *ev = json_object_get(o, "eval");
+        if (json_is_object(ev)) {
             for (int i = 0; i < N_EVAL_CURVES && !rc; i++)
                 rc = curve_add(&r->eval[i], step, number_at(ev, eval_keys[i].row, eval_keys[i].sub ? eval_keys[i].sub : eval_keys[i].key,
                                                          eval_keys[i].sub ? eval_keys[i].key : NULL));
-            free(r->last_eval);
-            r->last_eval = malloc((size_t)len + 1);
-            if (r->last_eval) memcpy(r->last_eval, line, (size_t)len + 1);
-        } else if (json_get(o, "loss")) {
+            json_decref(r->last_eval);
+            r->last_eval = json_incref(ev);
+        } else if (json_object_get(o, "loss")) {
             for (int i = 0; i < N_STEP_CURVES && !rc; i++) {
                 double v = number_at(o, step_keys[i], NULL, NULL);
                 if (i == S_GRAD_NORM && v < 0) v = NAN;   // written -1 when not finite
                 rc = curve_add(&r->step[i], step, v);
             }
         } else r->skipped_steps++;
-        json_free(o);
+        json_decref(o);
     }
     free(line);
     fclose(f);
@@ -220,24 +219,15 @@ static void cell(FILE *f, double v) {
 
 // The final table: eval.json, else the last evaluation of metrics.jsonl.
 static void section_eval_table(FILE *f, const char *eval_json_path, const RunLog *r) {
-    char *text = NULL, err[256];
-    size_t len = 0;
-    FILE *ej = fopen(eval_json_path, "r");
-    if (ej) {
-        text = malloc(1 << 20);
-        len = text ? fread(text, 1, (1 << 20) - 1, ej) : 0;
-        fclose(ej);
-    }
-    Json *root = text ? json_parse(text, len, err, sizeof err) : NULL;
-    const Json *e = root;
+    char err[256];
+    json_t *e = jsonio_load(eval_json_path, 1 << 20, err, sizeof err);
     const char *source = "eval.json (the whole eval split, at the end of training)";
-    if (!e && r->last_eval) {
-        root = json_parse(r->last_eval, strlen(r->last_eval), err, sizeof err);
-        e = root ? json_get(root, "eval") : NULL;
+    if (!json_is_object(e)) {
+        json_decref(e);
+        e = json_incref(r->last_eval);
         source = "the last evaluation in metrics.jsonl";
     }
-    free(text);
-    if (!e) { json_free(root); return; }
+    if (!e) return;
     fprintf(f, "<h2>Final evaluation</h2>\n<p class=\"sub\">From %s; %.0f samples, metres.</p>\n<table>\n<tr><th></th>", source,
             number_at(e, "samples", NULL, NULL));
     static const char *const cols[] = { "ade_teacher", "ade_teacher_1s", "ade_teacher_3s", "fde_teacher", "ade_gt", "ade_gt_1s",
@@ -255,7 +245,7 @@ static void section_eval_table(FILE *f, const char *eval_json_path, const RunLog
     fprintf(f, "</table>\n<p class=\"sub\">Trace: token accuracy %.3f (always the majority token: %.3f), KL to the teacher %.4f nats "
                "per position over %.0f positions.</p>\n", number_at(e, "trace", "token_acc", NULL),
             number_at(e, "trace", "majority_acc", NULL), number_at(e, "trace", "kl", NULL), number_at(e, "trace", "positions", NULL));
-    json_free(root);
+    json_decref(e);
 }
 
 static double ade(const float *a, const float *b, int T) {

@@ -19,7 +19,7 @@ mkdir -p "$OUT/src/kernels/cuda" "$OUT/obj"
 FLAGS="-O1 -g -fsanitize=$SAN -fno-omit-frame-pointer -DDISTIL_CUDA -D_GNU_SOURCE"
 CXX="g++ -std=c++20 $FLAGS -I$OUT/src -Ikernels/cuda/sim/include -I. -pthread"
 # The trainer's libraries, found as the Makefile finds them.
-PKGS="hdf5 yaml-0.1 libzstd zlib ompi"
+PKGS="hdf5 yaml-0.1 libzstd zlib ompi jansson"
 CC="gcc -std=c11 $FLAGS -fopenmp -I. $(pkg-config --cflags $PKGS openblas)"
 # The trainer (data/, train/) without DISTIL_CUDA: its only CUDA use is
 # NCCL, for all-reduces across ranks, which is not simulated, and these
