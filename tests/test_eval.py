@@ -53,6 +53,9 @@ def test_checkpoint_matches_the_runs_final_eval(tmp):
         return {prefix + k for k in d} | {x for k, v in d.items() if isinstance(v, dict) for x in keys(v, prefix + k + ".")}
     assert keys(got) == keys(want), keys(got) ^ keys(want)
     assert got["samples"] == want["samples"] == 26
+    # Counts are integers, metrics reals (or null), as docs/metrics.md says.
+    assert isinstance(want["samples"], int) and isinstance(want["trace"]["positions"], int), want["trace"]
+    assert all(v is None or isinstance(v, float) for v in want["student"].values()), want["student"]
     for row in ("student", "teacher_consistency"):
         for k in want[row]:
             close(got[row][k], want[row][k], f"{row}.{k}")

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 // Duplicate keys refused; \u0000 refused because JSON_ALLOW_NUL is not set.
 #define JSONIO_LOAD_FLAGS JSON_REJECT_DUPLICATES
@@ -21,15 +22,15 @@ json_t *jsonio_parse(const char *text, size_t len, char *err, size_t errlen) {
 json_t *jsonio_load(const char *path, size_t max_bytes, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) { snprintf(err, errlen, "cannot open: %s", strerror(errno)); return NULL; }
-    char *buf = malloc(max_bytes + 1);
-    size_t n = buf ? fread(buf, 1, max_bytes + 1, f) : 0;
-    int bad = !buf || ferror(f);
-    fclose(f);
+    struct stat st;
+    char *buf = NULL;
     json_t *v = NULL;
-    if (!buf) snprintf(err, errlen, "out of memory");
-    else if (bad) snprintf(err, errlen, "read error");
-    else if (n > max_bytes) snprintf(err, errlen, "larger than %zu bytes", max_bytes);
-    else v = jsonio_parse(buf, n, err, errlen);
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) snprintf(err, errlen, "not a regular file");
+    else if ((uintmax_t)st.st_size > max_bytes) snprintf(err, errlen, "larger than %zu bytes", max_bytes);
+    else if (!(buf = malloc((size_t)st.st_size + 1))) snprintf(err, errlen, "out of memory");
+    else if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) snprintf(err, errlen, "read error");
+    else v = jsonio_parse(buf, (size_t)st.st_size, err, errlen);
+    fclose(f);
     free(buf);
     return v;
 }

@@ -26,8 +26,9 @@
 
 // Parse text[0..len) (need not be NUL-terminated). NULL with err set.
 json_t *jsonio_parse(const char *text, size_t len, char *err, size_t errlen);
-// Read and parse a whole file of at most max_bytes. NULL with err = "cannot
-// open: ...", "larger than N bytes" or a parse error; the caller names the file.
+// Read and parse a whole regular file of at most max_bytes. NULL with err =
+// "cannot open: ...", "larger than N bytes", ... or a parse error; the
+// caller names the file.
 json_t *jsonio_load(const char *path, size_t max_bytes, char *err, size_t errlen);
 
 // "an object", "an array", "a string", "an integer", "a real number", "true",

@@ -182,18 +182,23 @@ static json_t *tensor_entry(const StTensor *t, StDtype dtype, uint64_t begin, ui
                      (json_int_t)begin, (json_int_t)end);
 }
 
+static int out_of_memory(const char *path, char *err, size_t errlen) {
+    snprintf(err, errlen, "%s: out of memory building the header", path);
+    return -1;
+}
+
 // The header JSON, padded with spaces to a multiple of 8, into *out.
 // jansson refuses strings that are not UTF-8: such a name or value is named.
 static int build_header(const char *path, const WriteOrder *order, int n, const StMeta *meta, int n_meta, char **out,
                         size_t *out_len, char *err, size_t errlen) {
     json_t *h = json_object(), *m = n_meta ? json_object() : NULL;
     int rc = 0;
-    if (!h || (n_meta && (!m || json_object_set(h, "__metadata__", m)))) rc = -1;
+    if (!h || (n_meta && (!m || json_object_set(h, "__metadata__", m)))) rc = out_of_memory(path, err, errlen);
     for (int i = 0; i < n_meta && !rc; i++) {
         json_t *value = json_string(meta[i].value);
         if (!value || json_object_set_new(m, meta[i].key, value)) {
             snprintf(err, errlen, "%s: metadata \"%.100s\": the key or its value is not valid UTF-8", path, meta[i].key);
-            rc = -2;
+            rc = -1;
         }
     }
     uint64_t offset = 0;
@@ -202,24 +207,21 @@ static int build_header(const char *path, const WriteOrder *order, int n, const 
         uint64_t numel = 0, bytes = 0;
         shape_bytes(t->ndim, t->shape, st_dtype_size(order[i].dtype), UINT64_MAX, &numel, &bytes);
         json_t *entry = tensor_entry(t, order[i].dtype, offset, offset + bytes);
-        if (!entry) rc = -1;
+        if (!entry) rc = out_of_memory(path, err, errlen);
         else if (json_object_set_new(h, t->name, entry)) {
             snprintf(err, errlen, "%s: tensor name \"%.100s\" is not valid UTF-8", path, t->name);
-            rc = -2;
+            rc = -1;
         }
         offset += bytes;
     }
     char *text = rc ? NULL : json_dumps(h, JSON_COMPACT);
     json_decref(m);
     json_decref(h);
+    if (rc) return -1;
     // Pad so that the data section starts 8-byte aligned, as the reference does.
     size_t len = text ? strlen(text) : 0, padded = (len + 7) / 8 * 8;
     char *buf = text ? realloc(text, padded + 1) : NULL;
-    if (!buf) {
-        free(text);
-        if (rc != -2) snprintf(err, errlen, "%s: out of memory building the header", path);
-        return -1;
-    }
+    if (!buf) { free(text); return out_of_memory(path, err, errlen); }
     memset(buf + len, ' ', padded - len);
     buf[padded] = 0;
     *out = buf;

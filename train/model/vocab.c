@@ -118,13 +118,11 @@ int vocab_write_json(const Vocab *v, const char *path, char *err, size_t errlen)
             pieces = NULL;
         }
     }
-    json_t *doc = pieces && ids ? json_pack("{s:s, s:i, s:i, s:i, s:i, s:o, s:o}", "mode",
-                                            v->mode == VOCAB_MODE_TEACHER ? "teacher" : "from_logs", "teacher_size",
-                                            v->teacher_size, "size", v->size, "unk", v->unk, "majority", v->majority,
-                                            "pieces", pieces, "teacher_ids", ids)
-                                : NULL;
-    if (!doc) { json_decref(pieces); json_decref(ids); }
-    int rc = jsonio_write_file(path, doc, JSONIO_F64);
+    // json_pack takes pieces and ids (NULL ones fail it: out of memory).
+    json_t *doc = json_pack("{s:s, s:i, s:i, s:i, s:i, s:o, s:o}", "mode", v->mode == VOCAB_MODE_TEACHER ? "teacher" : "from_logs",
+                            "teacher_size", v->teacher_size, "size", v->size, "unk", v->unk, "majority", v->majority,
+                            "pieces", pieces, "teacher_ids", ids);
+    int rc = jsonio_write_file(path, doc, 0);   // strings and integers only
     if (rc) snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
     json_decref(doc);
     return rc;
