@@ -2,13 +2,14 @@
 // read back exactly; lookups whose errors name the key and what was expected.
 //
 // Reading (jsonio_parse, jsonio_load): RFC 8259 as jansson checks it (no
-// comments, no trailing commas, no NaN, valid UTF-8, nothing after the
-// value, an object or array at the top), plus two refusals of our own: a
-// duplicate key in an object (a header that names a tensor twice is corrupt,
-// not "last one wins": JSON_REJECT_DUPLICATES), and \u0000 in a string (so
-// that every string is a plain C string: jansson's default without
-// JSON_ALLOW_NUL). A parse error is "line L, column C: what"; the caller
-// puts the file in front.
+// comments, no trailing commas, no NaN, valid UTF-8, integers within int64,
+// nothing after the value, an object or array at the top), plus two
+// refusals that distil's formats rely on: a duplicate key in an object (a
+// header that names a tensor twice is corrupt, not "last one wins":
+// JSON_REJECT_DUPLICATES), and \u0000 in a string (so that every string is a
+// plain C string: jansson's default without JSON_ALLOW_NUL). A parse error
+// is "line L, column C: what", the column at the end of the offending
+// token; the caller puts the file in front.
 //
 // Writing: jansson's dumps, key order as inserted. A real is written with
 // JSONIO_F32's 9 significant digits when every real of the document is an
