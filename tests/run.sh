@@ -44,14 +44,16 @@ run_one() {  # name, command...
 if [ "$mode" = gpu ]; then
   for src in tests/test_gpu*.c; do
     t="$BUILD/tests/$(basename "$src" .c)"
-    [ -x "$t" ] && run_one "$(basename "$t")" "$t"
+    if [ -x "$t" ]; then run_one "$(basename "$t")" "$t"
+    else echo "FAIL $(basename "$t"): not built ($t)"; failed=$((failed + 1)); fi
   done
 else
   # The programs of today's tests/test_*.c: a build folder may still hold
   # the binary of a test that was since removed.
   for src in tests/test_*.c; do
     t="$BUILD/tests/$(basename "$src" .c)"
-    [ -x "$t" ] && run_one "$(basename "$t")" "$t"
+    if [ -x "$t" ]; then run_one "$(basename "$t")" "$t"
+    else echo "FAIL $(basename "$t"): not built ($t)"; failed=$((failed + 1)); fi
   done
   if [ "$mode" = all ]; then
     for t in tests/test_*.sh; do [ -f "$t" ] && run_one "$(basename "$t")" bash "$t"; done
