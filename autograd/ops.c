@@ -109,7 +109,7 @@ static const char *shape_layernorm(Tensor *out) {
 
 static const char *shape_attention(Tensor *out) {
     Tensor *qkv = out->src[0], *mask = out->nsrc > 1 ? out->src[1] : NULL;
-    int H = out->iattr[0];
+    int H = out->iattr[0], mode = out->iattr[1], n_prefix = out->iattr[2];
     const char *e = need_f32(qkv, "qkv");
     if (e) return e;
     if (qkv->ndim != 3 || qkv->shape[2] % 3) SHAPE_FAIL("qkv must be [B, T, 3C]");
@@ -117,10 +117,13 @@ static const char *shape_attention(Tensor *out) {
     if (H <= 0 || C % H) SHAPE_FAIL("%d heads do not divide C=%d", H, C);
     if (mask && (mask->dtype != DT_F32 || mask->ndim != 2 || mask->shape[0] != B || mask->shape[1] != T))
         SHAPE_FAIL("key_mask must be f32 [%d, %d]", B, T);
+    if (mode != ATTN_CAUSAL && mode != ATTN_PREFIX) SHAPE_FAIL("mask mode %d is neither causal nor prefix", mode);
+    if (mode == ATTN_CAUSAL && n_prefix != 0) SHAPE_FAIL("a causal mask takes no prefix (n_prefix=%d)", n_prefix);
+    if (n_prefix < 0 || n_prefix > T) SHAPE_FAIL("n_prefix=%d is outside [0, T=%d]", n_prefix, T);
     int shape[3] = { B, T, C };
     set_shape(out, 3, shape);
     out->dtype = DT_F32;
-    out->saved_numel = (size_t)B * H * T * T;
+    out->saved_numel = 2 * (size_t)B * H * T;   // lse, then backward's delta
     return NULL;
 }
 
@@ -427,7 +430,13 @@ Tensor *op_sin(Graph *g, Tensor *x) { return record(g, OP_SIN, &x, 1, NULL, 0, N
 Tensor *op_cos(Graph *g, Tensor *x) { return record(g, OP_COS, &x, 1, NULL, 0, NULL, 0); }
 
 Tensor *op_attention(Graph *g, Tensor *qkv, Tensor *key_mask, int n_head) {
-    return record(g, OP_ATTENTION, (Tensor *[]){ qkv, key_mask }, key_mask ? 2 : 1, &n_head, 1, NULL, 0);
+    int iattr[3] = { n_head, ATTN_CAUSAL, 0 };
+    return record(g, OP_ATTENTION, (Tensor *[]){ qkv, key_mask }, key_mask ? 2 : 1, iattr, 3, NULL, 0);
+}
+
+Tensor *op_attention_prefix(Graph *g, Tensor *qkv, Tensor *key_mask, int n_head, int n_prefix) {
+    int iattr[3] = { n_head, ATTN_PREFIX, n_prefix };
+    return record(g, OP_ATTENTION, (Tensor *[]){ qkv, key_mask }, key_mask ? 2 : 1, iattr, 3, NULL, 0);
 }
 
 Tensor *op_embedding(Graph *g, Tensor *ids, Tensor *table) {

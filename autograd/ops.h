@@ -82,13 +82,28 @@ Tensor *op_layernorm(Graph *g, Tensor *x, Tensor *gamma, Tensor *beta, float eps
 Tensor *op_gelu(Graph *g, Tensor *x);
 // Softmax over the last dim (max-subtracted).
 Tensor *op_softmax(Graph *g, Tensor *x);
-// Fused causal multi-head self-attention.
+// Fused multi-head self-attention, computed in the FlashAttention-2 manner
+// (tiles of queries and keys, an online softmax) so that nothing of size
+// T x T is ever stored.
 // qkv [B, T, 3C]: channels [0,C) are q, [C,2C) k, [2C,3C) v; head h owns
 // channels [h*C/H, (h+1)*C/H) of each. key_mask [B, T] (1 keep, 0 ignore) or
-// NULL. Query i attends to keys j <= i with key_mask[b, j] != 0, scaled by
-// 1/sqrt(C/H); a query with no allowed key outputs zeros. -> [B, T, C].
-// iattr[0] = H. saved: the attention probabilities [B, H, T, T].
-Tensor *op_attention(Graph *g, Tensor *qkv, Tensor *key_mask, int n_head);
+// NULL. With i, j the 0-based positions of a query and a key:
+//   visible_end(i) = i + 1                    ATTN_CAUSAL
+//                  = max(i + 1, n_prefix)     ATTN_PREFIX
+// (prefix: the first n_prefix tokens see each other both ways, every later
+// token sees the whole prefix and the tokens up to itself). Query i of
+// batch b sees key j iff j < visible_end(i) and key_mask[b, j] != 0.
+// Per head, with s_ij = q_i . k_j / sqrt(C/H) over the keys i sees,
+// out_i = sum_j softmax_j(s_ij) v_j; a query that sees no key outputs zeros
+// and passes no gradient. -> [B, T, C].
+// iattr = { H, mode, n_prefix } (n_prefix 0 in causal mode; 0 <= n_prefix <= T).
+// saved (2 B H T floats): lse [B, H, T], query i's logsumexp_j s_ij (+inf
+// when it sees no key), from which backward recomputes the probabilities
+// tile by tile; then delta [B, H, T], scratch written by backward
+// (rowsum(dO * out) per head).
+typedef enum { ATTN_CAUSAL = 0, ATTN_PREFIX = 1 } AttnMode;
+Tensor *op_attention(Graph *g, Tensor *qkv, Tensor *key_mask, int n_head);   // causal
+Tensor *op_attention_prefix(Graph *g, Tensor *qkv, Tensor *key_mask, int n_head, int n_prefix);
 // ids i32 [...], table [V, D] -> [..., D]. Ids outside [0, V) give zero rows
 // (the data layer rejects them first). Backward scatter-adds into the table
 // without races (each thread owns a slice of D), so it is deterministic.

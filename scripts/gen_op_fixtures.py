@@ -224,16 +224,18 @@ def cases_softmax():
     yield c.finish(torch.softmax(x, dim=-1))
 
 
-def attention_ref(qkv, mask, H):
-    """ops.h's attention in torch: causal, key mask, 1/sqrt(C/H), and zeros
-    for a query with no allowed key."""
+def attention_ref(qkv, mask, H, n_prefix=0):
+    """ops.h's attention in torch: query i sees keys j < max(i + 1, n_prefix)
+    (n_prefix 0: causal) not masked, 1/sqrt(C/H), and zeros for a query
+    with no allowed key."""
     B, T, C3 = qkv.shape
     C = C3 // 3
     hs = C // H
     q, k, v = qkv.split(C, dim=-1)
     q, k, v = (t.reshape(B, T, H, hs).transpose(1, 2) for t in (q, k, v))   # (B, H, T, hs)
     att = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(hs))                  # (B, H, T, T)
-    allowed = torch.tril(torch.ones(T, T, dtype=torch.bool)).expand(B, H, T, T)
+    i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    allowed = (j < torch.clamp(i + 1, min=n_prefix)).expand(B, H, T, T)
     if mask is not None:
         allowed = allowed & (mask != 0)[:, None, None, :]
     any_key = allowed.any(dim=-1, keepdim=True)                              # (B, H, T, 1)
@@ -261,6 +263,24 @@ def cases_attention():
     mask[1, 5:] = 0
     mask = c.data("key_mask", mask)
     yield c.finish(attention_ref(qkv, mask, 4))
+
+
+def cases_attention_prefix():
+    """The prefix mask (iattr H, mode 1, n_prefix); after every other group,
+    so the cases before it keep their random draws."""
+    c = Case("attention_prefix_mask", "attention", iattr=[2, 1, 3])
+    qkv = c.param("qkv", randn(2, 7, 3 * 8))
+    # Batch 1: key 0 masked, but query 0 sees keys 1 and 2 of the prefix.
+    mask = c.data("key_mask", torch.tensor([[1, 1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 0, 1, 1]], dtype=F64))
+    yield c.finish(attention_ref(qkv, mask, 2, n_prefix=3))
+    # The model's layout: prefix, a trace padded at its end, the action query.
+    c = Case("attention_prefix_model", "attention", iattr=[4, 1, 11])
+    qkv = c.param("qkv", randn(2, 17, 3 * 16))
+    mask = torch.ones(2, 17, dtype=F64)
+    mask[0, 14:16] = 0
+    mask[1, 12:16] = 0
+    mask = c.data("key_mask", mask)
+    yield c.finish(attention_ref(qkv, mask, 4, n_prefix=11))
 
 
 def cases_embedding():
@@ -437,7 +457,7 @@ def cases_cast():
 GROUPS = (cases_matmul, cases_linear, cases_add_mul, cases_scale, cases_layernorm, cases_gelu,
           cases_softmax, cases_attention, cases_embedding, cases_concat, cases_slice,
           cases_transpose, cases_reduce, cases_patchify, cases_trig, cases_cumsum,
-          cases_cross_entropy, cases_regression, cases_cast)
+          cases_cross_entropy, cases_regression, cases_cast, cases_attention_prefix)
 
 
 def main():

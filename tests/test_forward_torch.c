@@ -121,7 +121,10 @@ static Tensor *build(Graph *g, const FxCase *c, Tensor **x, int n) {
     case OP_LAYERNORM:     return n == 3 ? op_layernorm(g, x[0], x[1], x[2], fa[0]) : NULL;
     case OP_GELU:          return n == 1 ? op_gelu(g, x[0]) : NULL;
     case OP_SOFTMAX:       return n == 1 ? op_softmax(g, x[0]) : NULL;
-    case OP_ATTENTION:     return n == 1 || n == 2 ? op_attention(g, x[0], n == 2 ? x[1] : NULL, ia[0]) : NULL;
+    case OP_ATTENTION:
+        if (n != 1 && n != 2) return NULL;
+        return ia[1] == ATTN_PREFIX ? op_attention_prefix(g, x[0], n == 2 ? x[1] : NULL, ia[0], ia[2])
+                                    : op_attention(g, x[0], n == 2 ? x[1] : NULL, ia[0]);
     case OP_EMBEDDING:     return n == 2 ? op_embedding(g, x[0], x[1]) : NULL;
     case OP_CONCAT:        return n >= 1 && n <= TENSOR_MAX_SRC ? op_concat(g, x, n, ia[0]) : NULL;
     case OP_SLICE:         return n == 1 ? op_slice(g, x[0], ia[0], ia[1], ia[2]) : NULL;

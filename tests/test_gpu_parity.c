@@ -217,6 +217,14 @@ static Tensor *build_softmax(Graph *g, Tensor **in, const void *ctx) { return op
 static Tensor *build_attention(Graph *g, Tensor **in, const void *ctx) {
     return op_attention(g, in[0], ctx ? in[1] : NULL, 3);
 }
+// Attention with a mask mode: heads, mode, n_prefix, and whether in[1] is a key mask.
+typedef struct { int heads, mode, n_prefix, masked; } AttnCase;
+static Tensor *build_attention_mode(Graph *g, Tensor **in, const void *ctx) {
+    const AttnCase *a = ctx;
+    Tensor *mask = a->masked ? in[1] : NULL;
+    return a->mode == ATTN_PREFIX ? op_attention_prefix(g, in[0], mask, a->heads, a->n_prefix)
+                                  : op_attention(g, in[0], mask, a->heads);
+}
 static Tensor *build_embedding(Graph *g, Tensor **in, const void *ctx) { return op_embedding(g, in[0], in[1]); }
 static Tensor *build_concat(Graph *g, Tensor **in, const void *ctx) { return op_concat(g, in, 3, 1); }
 static Tensor *build_concat_self(Graph *g, Tensor **in, const void *ctx) {
@@ -340,6 +348,35 @@ static void test_attention(void) {
     };
     parity("attention causal", spec, 1, build_attention, NULL, REDUCE, REDUCE);
     parity("attention masked", spec, 2, build_attention, (void *)1, REDUCE, REDUCE);
+}
+
+// The tiled kernels at lengths that cross their tiles (64 queries and keys
+// at head size 8; 32 forward and 16 backward at head size 64), both mask
+// modes, keys masked at the start (queries that see nothing in causal mode)
+// and at a padded tail.
+static void test_attention_tiles(void) {
+    NEED_GPU();
+    enum { B = 2, T = 70, C = 16 };
+    float mask[B * T];
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < T; j++) mask[b * T + j] = !(j >= 60 + 4 * b && j < T - 1) && !(b == 1 && j < 3);
+    ParityInput spec[] = {
+        { "qkv", DT_F32, 3, { B, T, 3 * C }, 1 },
+        { "key_mask", DT_F32, 2, { B, T }, 0, 0, 0, 0, 0, mask },
+    };
+    AttnCase causal = { 2, ATTN_CAUSAL, 0, 1 }, prefix = { 2, ATTN_PREFIX, 66, 1 }, all = { 2, ATTN_PREFIX, T, 0 };
+    parity("attention tiles causal", spec, 2, build_attention_mode, &causal, REDUCE, REDUCE);
+    parity("attention tiles prefix", spec, 2, build_attention_mode, &prefix, REDUCE, REDUCE);
+    parity("attention tiles bidirectional", spec, 1, build_attention_mode, &all, REDUCE, REDUCE);
+    enum { TW = 40, CW = 128 };
+    float mask_w[TW];
+    for (int j = 0; j < TW; j++) mask_w[j] = j < 33 || j == TW - 1;
+    ParityInput wide[] = {
+        { "qkv", DT_F32, 3, { 1, TW, 3 * CW }, 1 },
+        { "key_mask", DT_F32, 2, { 1, TW }, 0, 0, 0, 0, 0, mask_w },
+    };
+    AttnCase wide_prefix = { 2, ATTN_PREFIX, 20, 1 };
+    parity("attention head size 64 prefix", wide, 2, build_attention_mode, &wide_prefix, REDUCE, REDUCE);
 }
 
 static void test_embedding(void) {
@@ -613,6 +650,7 @@ int main(void) {
     RUN(test_gelu);
     RUN(test_softmax);
     RUN(test_attention);
+    RUN(test_attention_tiles);
     RUN(test_embedding);
     RUN(test_concat);
     RUN(test_slice);

@@ -326,9 +326,9 @@ static void test_softmax_forward(void) {
     graph_free(g);
 }
 
-// Attention in double, straight from the definition in ops.h: out (B, T, C),
-// probs (B, H, T, T).
-static void attention_ref(const float *qkv, const float *mask, int B, int T, int C, int H, double *out, double *probs) {
+// Attention in double, straight from the definition in ops.h (causal): out
+// (B, T, C), lse (B, H, T), +inf for a query that sees no key.
+static void attention_ref(const float *qkv, const float *mask, int B, int T, int C, int H, double *out, double *lse) {
     int hs = C / H;
     double scale = 1.0 / sqrt((double)hs);
     double *w = malloc(T * sizeof *w);
@@ -347,20 +347,22 @@ static void attention_ref(const float *qkv, const float *mask, int B, int T, int
                     mx = fmax(mx, w[j]);
                 }
                 for (int j = 0; j < T; j++) sum += w[j] == -INFINITY ? 0 : exp(w[j] - mx);
-                double *p = probs + (((size_t)b * H + h) * T + i) * T;
-                for (int j = 0; j < T; j++) p[j] = sum > 0 && w[j] != -INFINITY ? exp(w[j] - mx) / sum : 0;
+                lse[((size_t)b * H + h) * T + i] = sum > 0 ? mx + log(sum) : INFINITY;
                 double *o = out + ((size_t)b * T + i) * C + h * hs;
                 for (int d = 0; d < hs; d++) {
                     double acc = 0;
-                    for (int j = 0; j < T; j++) acc += p[j] * qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * hs + d];
+                    for (int j = 0; j < T; j++)
+                        if (sum > 0 && w[j] != -INFINITY)
+                            acc += exp(w[j] - mx) / sum * qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * hs + d];
                     o[d] = acc;
                 }
             }
     free(w);
 }
 
-// Forward against the reference, then the no-gradient promises: a query with
-// no allowed key and a masked key get exactly zero gradient.
+// Forward and the saved logsumexp against the reference, then the
+// no-gradient promises: a query with no allowed key and a masked key get
+// exactly zero gradient.
 static void check_attention(int B, int T, int C, int H, const float *mask_values) {
     Graph *g = graph_new(DEV_CPU);
     Tensor *qkv = graph_param(g, "qkv", 3, (int[]){ B, T, 3 * C }, INIT_ZEROS, 0, 0);
@@ -370,12 +372,22 @@ static void check_attention(int B, int T, int C, int H, const float *mask_values
     fill_normal(qkv);
     if (mask) memcpy(mask->data, mask_values, (size_t)B * T * sizeof(float));
     graph_forward(g);
-    double *ref = malloc(y->numel * sizeof *ref), *pref = malloc(y->saved_numel * sizeof *pref);
-    attention_ref(qkv->data, mask_values, B, T, C, H, ref, pref);
+    size_t n_lse = (size_t)B * H * T;
+    double *ref = malloc(y->numel * sizeof *ref), *lse_ref = malloc(n_lse * sizeof *lse_ref);
+    attention_ref(qkv->data, mask_values, B, T, C, H, ref, lse_ref);
     double e = worst_vs_ref(y->data, ref, y->numel);
     CHECK(e <= FWD_BOUND, "attention B=%d T=%d C=%d H=%d mask=%d: output rel err %.3g", B, T, C, H, mask != NULL, e);
-    e = worst_vs_ref(y->saved, pref, y->saved_numel);
-    CHECK(e <= FWD_BOUND, "attention B=%d T=%d C=%d H=%d mask=%d: probabilities rel err %.3g", B, T, C, H, mask != NULL, e);
+    float *lse = malloc(n_lse * sizeof *lse);
+    memcpy(lse, y->saved, n_lse * sizeof *lse);
+    int lse_inf_mismatch = 0;
+    for (size_t i = 0; i < n_lse; i++) {
+        lse_inf_mismatch += lse_ref[i] != lse[i] && (isinf(lse_ref[i]) || isinf(lse[i]));
+        if (isinf(lse_ref[i])) lse_ref[i] = lse[i] = 0;   // compared just above
+    }
+    CHECK(lse_inf_mismatch == 0, "%d queries with no key do not have lse = +inf", lse_inf_mismatch);
+    e = worst_vs_ref(lse, lse_ref, n_lse);
+    free(lse);
+    CHECK(e <= FWD_BOUND, "attention B=%d T=%d C=%d H=%d mask=%d: logsumexp rel err %.3g", B, T, C, H, mask != NULL, e);
 
     float *seed = malloc(y->numel * sizeof *seed);
     for (size_t i = 0; i < y->numel; i++) seed[i] = rng_normal(&rng);
@@ -398,7 +410,7 @@ static void check_attention(int B, int T, int C, int H, const float *mask_values
     CHECK(leaks == 0, "%d gradients or outputs of masked queries/keys are nonzero", leaks);
     free(seed);
     free(ref);
-    free(pref);
+    free(lse_ref);
     graph_free(g);
 }
 

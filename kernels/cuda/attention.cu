@@ -1,29 +1,43 @@
-// attention.cu: fused causal multi-head self-attention (see op_attention in
-// autograd/ops.h), the twin of kernels/cpu/attention.c. Correctness first:
-// plain fp32 loops, one block per (batch, head, row), no tensor cores.
+// attention.cu: fused multi-head self-attention in the FlashAttention-2
+// manner (see op_attention in autograd/ops.h), the twin of
+// kernels/cpu/attention.c. Nothing of size T x T is stored: saved holds the
+// logsumexp lse (B, H, T) and a (B, H, T) scratch row, delta.
 //
-// qkv (B, T, 3C): q, k, v of head h are channels h*hs + [0, hs) of each
-// third. probs (B, H, T, T) in out->saved: row i holds query i's
-// probabilities over keys j <= i (zeros elsewhere and where masked).
+// Three kernels, each block one tile of one head of one sample:
+//   forward      a tile of BQ queries; the keys in tiles of BK, staged in
+//                shared memory; an online softmax (running max m and sum l
+//                per query, the output rows rescaled when m grows). Writes
+//                out and lse.
+//   backward_dq  a tile of queries: delta_i = dO_i . O_i (written to saved
+//                for the next kernel), then over the key tiles it sees
+//                P = exp(S - lse), dP = dO V^T, dS = P (dP - delta) scale,
+//                dQ += dS K.
+//   backward_dkv a tile of keys, over the query tiles that see it:
+//                dV += P^T dO, dK += dS^T Q.
+// Every gradient float has one writer and every sum a fixed order (warp
+// butterflies, loops in index order): no atomics, the same bits each run.
 //
-// Backward, with dp_ij = dO_i . v_j and ds_ij = p_ij (dp_ij - D_i) * scale:
-//   dq_i = sum_j ds_ij k_j,   dk_j = sum_i ds_ij q_i,   dv_j = sum_i p_ij dO_i,
-// where D_i = sum_j p_ij dp_ij = dO_i . O_i (O the output), as on the CPU,
-// so no scratch row is needed. Kernel 1 gives each query row its own block
-// (dq), kernel 2 each key row (dk, dv): every gradient float has one writer,
-// each sum runs in a fixed order, and there are no atomics.
+// Loads are coalesced: a tile row is hs consecutive floats of qkv (one
+// head's channels), read by consecutive threads. Shared rows that threads
+// walk across (keys, values) are padded to hs + 1 floats so a column read
+// hits 32 different banks. The storage type is a template parameter
+// (float today; a bf16 variant only needs load_f32 for __nv_bfloat16):
+// all arithmetic is fp32 in shared memory and registers.
 #include "kernels/cuda/cuda_ops.h"
 #include <cstdio>
 #include <cstdlib>
+#include "autograd/ops.h"                 // defines: ATTN_PREFIX
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
-#include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, block_sum, block_max
+#include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, warp_sum, warp_max
 
-// Threads per block: the key loop is strided over them, the head-size loop too.
+// Threads per block: 4 warps, a warp per row in the softmax steps.
 #define ATTN_THREADS 128
+// Dynamic shared memory per block, the default limit without opting in.
+#define ATTN_SMEM_BYTES (48 * 1024)
 
 namespace {
 
-struct AttnDims { int B, T, C, H, hs; float scale; };
+struct AttnDims { int B, T, C, H, hs, n_prefix; float scale; };
 
 AttnDims attn_dims(const Tensor *out) {
     const Tensor *qkv = out->src[0];
@@ -33,143 +47,272 @@ AttnDims attn_dims(const Tensor *out) {
     d.C = qkv->shape[2] / 3;
     d.H = out->iattr[0];
     d.hs = d.C / d.H;
+    d.n_prefix = out->iattr[1] == ATTN_PREFIX ? out->iattr[2] : 0;
     d.scale = 1.0f / sqrtf((float)d.hs);
     return d;
 }
 
-__device__ inline float dot(const float *a, const float *b, int n) {
-    float s = 0.0f;
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
+// One past the last key query i may see (ops.h); non-decreasing in i.
+__device__ __host__ inline int visible_end(const AttnDims &d, int i) { return i + 1 > d.n_prefix ? i + 1 : d.n_prefix; }
 
-// Block (b, h, i): query row i. Dynamic shared memory: p (T floats).
-__global__ void attention_forward_kernel(float *y, float *probs, const float *qkv, const float *key_mask, AttnDims d) {
-    extern __shared__ float p[];                         // (T) this row's scores, then probabilities
-    int i = blockIdx.x % d.T, h = (blockIdx.x / d.T) % d.H, b = blockIdx.x / (d.T * d.H);
-    size_t stride = 3 * (size_t)d.C;                     // between consecutive t of qkv
-    const float *base = qkv + (size_t)b * d.T * stride + (size_t)h * d.hs;
-    const float *q = base + i * stride, *k = base + d.C, *v = base + 2 * (size_t)d.C;
-    const float *mask = key_mask ? key_mask + (size_t)b * d.T : nullptr;   // (T) or NULL
-    float *prow = probs + (size_t)blockIdx.x * d.T;      // (T); blockIdx.x == (b*H + h)*T + i
-    float *o = y + ((size_t)b * d.T + i) * d.C + (size_t)h * d.hs;        // (hs)
+__device__ inline float load_f32(float x) { return x; }
 
-    float mx = -INFINITY;
-    for (int j = threadIdx.x; j <= i; j += blockDim.x) {
-        float s = (mask && mask[j] == 0.0f) ? -INFINITY : d.scale * dot(q, k + j * stride, d.hs);
-        p[j] = s;
-        mx = fmaxf(mx, s);
-    }
-    mx = block_max(mx);            // every thread, same value: the branch below is uniform
-    if (mx == -INFINITY) {         // no allowed key: zeros out (and zero gradient)
-        for (int j = threadIdx.x; j < d.T; j += blockDim.x) prow[j] = 0.0f;
-        for (int c = threadIdx.x; c < d.hs; c += blockDim.x) o[c] = 0.0f;
-        return;
-    }
-    float sum = 0.0f;
-    for (int j = threadIdx.x; j <= i; j += blockDim.x) {
-        float e = p[j] == -INFINITY ? 0.0f : expf(p[j] - mx);
-        p[j] = e;
-        sum += e;
-    }
-    float inv = 1.0f / block_sum(sum);   // sum >= 1: the max term is exp(0); block_sum also syncs p
-    for (int j = threadIdx.x; j < d.T; j += blockDim.x) {
-        float pj = j <= i ? p[j] * inv : 0.0f;
-        if (j <= i) p[j] = pj;
-        prow[j] = pj;
-    }
-    __syncthreads();
-    for (int c = threadIdx.x; c < d.hs; c += blockDim.x) {
-        float acc = 0.0f;
-        for (int j = 0; j <= i; j++)
-            if (p[j] != 0.0f) acc += p[j] * v[j * stride + c];
-        o[c] = acc;
+// rows (n, hs) of a (T, ld) matrix from row r0 into shared dst (n, dst_ld),
+// zeros past T. Consecutive threads read consecutive channels.
+template <typename T>
+__device__ void load_rows(float *dst, int dst_ld, const T *src, size_t ld, int r0, int n, int T_len, int hs) {
+    for (int idx = threadIdx.x; idx < n * hs; idx += blockDim.x) {
+        int r = idx / hs, c = idx % hs;
+        dst[r * dst_ld + c] = r0 + r < T_len ? load_f32(src[(size_t)(r0 + r) * ld + c]) : 0.0f;
     }
 }
 
-// Block (b, h, i): dq_i += scale * sum_j p_ij (dp_ij - D_i) k_j. Shared: ds (T floats).
-__global__ void attention_backward_q_kernel(float *dqkv, const float *qkv, const float *y, const float *dy,
-                                            const float *probs, AttnDims d) {
-    extern __shared__ float ds[];                        // (T) this row's ds_ij, j <= i
-    int i = blockIdx.x % d.T, h = (blockIdx.x / d.T) % d.H, b = blockIdx.x / (d.T * d.H);
-    size_t stride = 3 * (size_t)d.C;
-    size_t off = (size_t)b * d.T * stride + (size_t)h * d.hs;
-    const float *k = qkv + off + d.C, *v = qkv + off + 2 * (size_t)d.C;
-    float *dq = dqkv + off + i * stride;                 // (hs)
-    size_t row = ((size_t)b * d.T + i) * d.C + (size_t)h * d.hs;
-    const float *dy_i = dy + row, *o_i = y + row;        // (hs), (hs)
-    const float *prow = probs + (size_t)blockIdx.x * d.T;
-    float D = dot(dy_i, o_i, d.hs);                      // every thread, same order: same value
-    for (int j = threadIdx.x; j <= i; j += blockDim.x) {
-        float pj = prow[j];
-        // masked or underflowed: contributes nothing (skipped as on the CPU)
-        ds[j] = pj == 0.0f ? 0.0f : pj * (dot(dy_i, v + j * stride, d.hs) - D) * d.scale;
+// Tile edge (BQ = BK = tile) and shared floats for each kernel.
+struct Tiles { int tile; size_t smem; };
+
+size_t fwd_floats(int t, int hs) { return (size_t)t * hs * 3 + (size_t)t * (hs + 1) + (size_t)t * t + 3 * (size_t)t; }
+size_t dq_floats(int t, int hs) { return (size_t)t * hs * 3 + 2 * (size_t)t * (hs + 1) + 2 * (size_t)t * t + 2 * (size_t)t; }
+size_t dkv_floats(int t, int hs) { return (size_t)t * hs * 4 + 2 * (size_t)t * (hs + 1) + 2 * (size_t)t * t + 2 * (size_t)t; }
+
+// The largest tile of 64, 32, 16 or 8 whose shared memory fits; a head too
+// wide for even 8 is refused in one line.
+Tiles pick_tiles(size_t (*floats)(int, int), int hs, const char *kernel) {
+    for (int t = 64; t >= 8; t /= 2) {
+        size_t bytes = floats(t, hs) * sizeof(float);
+        if (bytes <= ATTN_SMEM_BYTES) return Tiles{ t, bytes };
     }
-    __syncthreads();
-    for (int c = threadIdx.x; c < d.hs; c += blockDim.x) {
-        float acc = 0.0f;
-        for (int j = 0; j <= i; j++) acc += ds[j] * k[j * stride + c];
-        dq[c] += acc;
-    }
+    fprintf(stderr, "distil: error: attention (%s): head size %d needs more than %d bytes of shared memory per block; "
+            "use more heads or a smaller model.dim\n", kernel, hs, ATTN_SMEM_BYTES);
+    exit(2);
 }
 
-// Block (b, h, j): key row j. dk_j += sum_{i >= j} ds_ij q_i, dv_j += sum_{i >= j} p_ij dO_i.
-// Shared: ds (T floats), indexed by i.
-__global__ void attention_backward_kv_kernel(float *dqkv, const float *qkv, const float *y, const float *dy,
-                                             const float *probs, AttnDims d) {
-    extern __shared__ float ds[];                        // (T) ds_ij for this key j, i >= j
-    int j = blockIdx.x % d.T, bh = blockIdx.x / d.T, h = bh % d.H, b = bh / d.H;
-    size_t stride = 3 * (size_t)d.C;
-    size_t off = (size_t)b * d.T * stride + (size_t)h * d.hs;
-    const float *q = qkv + off, *v_j = qkv + off + 2 * (size_t)d.C + j * stride;
-    float *dk = dqkv + off + d.C + j * stride, *dv = dqkv + off + 2 * (size_t)d.C + j * stride;   // (hs), (hs)
-    const float *pbh = probs + (size_t)bh * d.T * d.T;   // (T, T)
-    const float *dy_bh = dy + (size_t)b * d.T * d.C + (size_t)h * d.hs;   // row i at + i*C
-    const float *y_bh = y + (size_t)b * d.T * d.C + (size_t)h * d.hs;
-    for (int i = j + threadIdx.x; i < d.T; i += blockDim.x) {
-        float pij = pbh[(size_t)i * d.T + j];
-        if (pij == 0.0f) { ds[i] = 0.0f; continue; }
-        const float *dy_i = dy_bh + (size_t)i * d.C;
-        float D = dot(dy_i, y_bh + (size_t)i * d.C, d.hs);
-        ds[i] = pij * (dot(dy_i, v_j, d.hs) - D) * d.scale;
-    }
-    __syncthreads();
-    for (int c = threadIdx.x; c < d.hs; c += blockDim.x) {
-        float acc_k = 0.0f, acc_v = 0.0f;
-        for (int i = j; i < d.T; i++) {
-            float pij = pbh[(size_t)i * d.T + j];
-            if (pij == 0.0f) continue;
-            acc_k += ds[i] * q[i * stride + c];
-            acc_v += pij * dy_bh[(size_t)i * d.C + c];
+// ---- forward ------------------------------------------------------------------
+
+// Block (query tile, h, b). Shared: q (BQ, hs), k (BK, hs+1), v (BK, hs),
+// s (BQ, BK), o (BQ, hs), m, l, corr (BQ each).
+template <typename T>
+__global__ void attention_forward_kernel(T *y, float *lse, const T *qkv, const float *key_mask, AttnDims d, int tile) {
+    extern __shared__ float smem[];
+    const int BQ = tile, BK = tile, hs = d.hs, ks = hs + 1;
+    float *q = smem, *k = q + BQ * hs, *v = k + BK * ks, *s = v + BK * hs, *o = s + BQ * BK;
+    float *m = o + BQ * hs, *l = m + BQ, *corr = l + BQ;
+    const int i0 = blockIdx.x * BQ, h = blockIdx.y, b = blockIdx.z;
+    const int nq = min(BQ, d.T - i0);
+    const size_t ld = 3 * (size_t)d.C;
+    const T *head = qkv + (size_t)b * d.T * ld + (size_t)h * hs;    // q rows of (b, h); k at + C, v at + 2C
+    const float *mask = key_mask ? key_mask + (size_t)b * d.T : nullptr;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
+
+    load_rows(q, hs, head, ld, i0, BQ, d.T, hs);
+    for (int idx = threadIdx.x; idx < BQ * hs; idx += blockDim.x) o[idx] = 0.0f;
+    for (int r = threadIdx.x; r < BQ; r += blockDim.x) { m[r] = -INFINITY; l[r] = 0.0f; }
+    const int kv_end = visible_end(d, i0 + nq - 1);
+    for (int j0 = 0; j0 < kv_end; j0 += BK) {
+        __syncthreads();                                              // the previous tile is consumed
+        load_rows(k, ks, head + d.C, ld, j0, BK, d.T, hs);
+        load_rows(v, hs, head + 2 * (size_t)d.C, ld, j0, BK, d.T, hs);
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < BQ * BK; idx += blockDim.x) {
+            int r = idx / BK, j = idx % BK, key = j0 + j;
+            float acc = -INFINITY;
+            if (r < nq && key < visible_end(d, i0 + r) && (!mask || mask[key] != 0.0f)) {
+                acc = 0.0f;
+                for (int c = 0; c < hs; c++) acc += q[r * hs + c] * k[j * ks + c];
+                acc *= d.scale;
+            }
+            s[idx] = acc;
         }
-        dk[c] += acc_k;
-        dv[c] += acc_v;
+        __syncthreads();
+        for (int r = warp; r < BQ; r += nwarps) {                    // a warp per row: max, exp, sum
+            float mx = m[r];
+            for (int j = lane; j < BK; j += 32) mx = fmaxf(mx, s[r * BK + j]);
+            mx = warp_max(mx);
+            float sum = 0.0f;
+            for (int j = lane; j < BK; j += 32) {
+                float p = mx == -INFINITY ? 0.0f : expf(s[r * BK + j] - mx);   // exp(-inf) = 0: masked
+                s[r * BK + j] = p;
+                sum += p;
+            }
+            sum = warp_sum(sum);
+            if (lane == 0) {
+                float c = m[r] == -INFINITY ? 0.0f : expf(m[r] - mx);
+                corr[r] = c;
+                l[r] = l[r] * c + sum;
+                m[r] = mx;
+            }
+        }
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < BQ * hs; idx += blockDim.x) {
+            int r = idx / hs, c = idx % hs;
+            float acc = o[idx] * corr[r];
+            for (int j = 0; j < BK; j++) acc += s[r * BK + j] * v[j * hs + c];
+            o[idx] = acc;
+        }
+    }
+    __syncthreads();
+    float *lse_bh = lse + ((size_t)b * d.H + h) * d.T;
+    for (int idx = threadIdx.x; idx < nq * hs; idx += blockDim.x) {
+        int r = idx / hs, c = idx % hs;
+        // No visible key: l = 0, out 0 (o is 0) and lse +inf (P = 0 in backward).
+        y[((size_t)b * d.T + i0 + r) * d.C + (size_t)h * hs + c] = l[r] > 0.0f ? o[idx] / l[r] : 0.0f;
+        if (c == 0) lse_bh[i0 + r] = l[r] > 0.0f ? m[r] + logf(l[r]) : INFINITY;
     }
 }
 
-// Dynamic shared memory for one row of T floats; the default per-block
-// limit (48 KiB) allows T up to 12288, far above any recipe's sequence.
-size_t row_smem(const AttnDims &d) {
-    size_t bytes = (size_t)d.T * sizeof(float);
-    if (bytes > 48 * 1024) {
-        fprintf(stderr, "distil: error: attention: T=%d needs %zu bytes of shared memory per block (48 KiB max); "
-                "shorten the sequence\n", d.T, bytes);
-        exit(2);
+// ---- backward ------------------------------------------------------------------
+
+// p (BQ, BK) = exp(scale q k^T - lse) where query i0+r sees key j0+j, else
+// 0; dp (BQ, BK) = dO v^T. q and dO rows hs apart unless given, k and v
+// rows ks apart.
+__device__ void probs_and_dprobs(float *p, float *dp, const float *q, int q_ld, const float *dO, int dO_ld,
+                                 const float *k, const float *v, int ks, const float *lse, const float *mask,
+                                 const AttnDims &d, int i0, int j0, int BQ, int BK) {
+    for (int idx = threadIdx.x; idx < BQ * BK; idx += blockDim.x) {
+        int r = idx / BK, j = idx % BK, query = i0 + r, key = j0 + j;
+        float pv = 0.0f, dpv = 0.0f;
+        if (query < d.T && key < d.T && key < visible_end(d, query) && (!mask || mask[key] != 0.0f)) {
+            float sc = 0.0f, g = 0.0f;
+            for (int c = 0; c < d.hs; c++) {
+                sc += q[r * q_ld + c] * k[j * ks + c];
+                g += dO[r * dO_ld + c] * v[j * ks + c];
+            }
+            pv = expf(sc * d.scale - lse[r]);   // lse = +inf (no key) cannot occur here: the key is visible
+            dpv = g;
+        }
+        p[idx] = pv;
+        dp[idx] = dpv;
     }
-    return bytes;
 }
+
+// Block (query tile, h, b). Shared: q, dO, dq (BQ, hs), k, v (BK, hs+1),
+// p, ds (BQ, BK), lse, delta (BQ).
+template <typename T>
+__global__ void attention_backward_dq_kernel(float *dqkv, float *delta, const T *qkv, const T *y, const T *dy,
+                                             const float *lse, const float *key_mask, AttnDims d, int tile) {
+    extern __shared__ float smem[];
+    const int BQ = tile, BK = tile, hs = d.hs, ks = hs + 1;
+    float *q = smem, *dO = q + BQ * hs, *dq = dO + BQ * hs, *k = dq + BQ * hs, *v = k + BK * ks;
+    float *p = v + BK * ks, *ds = p + BQ * BK, *lse_s = ds + BQ * BK, *delta_s = lse_s + BQ;
+    const int i0 = blockIdx.x * BQ, h = blockIdx.y, b = blockIdx.z;
+    const int nq = min(BQ, d.T - i0);
+    const size_t ld = 3 * (size_t)d.C;
+    const T *head = qkv + (size_t)b * d.T * ld + (size_t)h * hs;
+    const T *y_bh = y + (size_t)b * d.T * d.C + (size_t)h * hs, *dy_bh = dy + (size_t)b * d.T * d.C + (size_t)h * hs;
+    const size_t bh = ((size_t)b * d.H + h) * d.T;
+    const float *mask = key_mask ? key_mask + (size_t)b * d.T : nullptr;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
+
+    load_rows(q, hs, head, ld, i0, BQ, d.T, hs);
+    load_rows(dO, hs, dy_bh, d.C, i0, BQ, d.T, hs);
+    for (int idx = threadIdx.x; idx < BQ * hs; idx += blockDim.x) dq[idx] = 0.0f;
+    for (int r = warp; r < BQ; r += nwarps) {                        // delta = dO . O, a warp per row
+        float acc = 0.0f;
+        if (r < nq)
+            for (int c = lane; c < hs; c += 32) acc += load_f32(dy_bh[(size_t)(i0 + r) * d.C + c]) * load_f32(y_bh[(size_t)(i0 + r) * d.C + c]);
+        acc = warp_sum(acc);
+        if (lane == 0) {
+            delta_s[r] = acc;
+            lse_s[r] = r < nq ? lse[bh + i0 + r] : INFINITY;
+            if (r < nq) delta[bh + i0 + r] = acc;                    // for backward_dkv
+        }
+    }
+    const int kv_end = visible_end(d, i0 + nq - 1);
+    for (int j0 = 0; j0 < kv_end; j0 += BK) {
+        __syncthreads();
+        load_rows(k, ks, head + d.C, ld, j0, BK, d.T, hs);
+        load_rows(v, ks, head + 2 * (size_t)d.C, ld, j0, BK, d.T, hs);
+        __syncthreads();
+        probs_and_dprobs(p, ds, q, hs, dO, hs, k, v, ks, lse_s, mask, d, i0, j0, BQ, BK);
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < BQ * BK; idx += blockDim.x)
+            ds[idx] = p[idx] * (ds[idx] - delta_s[idx / BK]) * d.scale;
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < BQ * hs; idx += blockDim.x) {
+            int r = idx / hs, c = idx % hs;
+            float acc = dq[idx];
+            for (int j = 0; j < BK; j++) acc += ds[r * BK + j] * k[j * ks + c];
+            dq[idx] = acc;
+        }
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < nq * hs; idx += blockDim.x) {
+        int r = idx / hs, c = idx % hs;
+        dqkv[((size_t)b * d.T + i0 + r) * ld + (size_t)h * hs + c] += dq[idx];
+    }
+}
+
+// Block (key tile, h, b). Shared: dk, dv (BK, hs), k, v (BK, hs+1), q, dO
+// (BQ, hs), p, ds (BQ, BK), lse, delta (BQ).
+template <typename T>
+__global__ void attention_backward_dkv_kernel(float *dqkv, const T *qkv, const T *dy, const float *lse,
+                                              const float *delta, const float *key_mask, AttnDims d, int tile) {
+    extern __shared__ float smem[];
+    const int BQ = tile, BK = tile, hs = d.hs, ks = hs + 1;
+    float *dk = smem, *dv = dk + BK * hs, *k = dv + BK * hs, *v = k + BK * ks, *q = v + BK * ks, *dO = q + BQ * hs;
+    float *p = dO + BQ * hs, *ds = p + BQ * BK, *lse_s = ds + BQ * BK, *delta_s = lse_s + BQ;
+    const int j0 = blockIdx.x * BK, h = blockIdx.y, b = blockIdx.z;
+    const int nk = min(BK, d.T - j0);
+    const size_t ld = 3 * (size_t)d.C;
+    const T *head = qkv + (size_t)b * d.T * ld + (size_t)h * hs;
+    const T *dy_bh = dy + (size_t)b * d.T * d.C + (size_t)h * hs;
+    const size_t bh = ((size_t)b * d.H + h) * d.T;
+    const float *mask = key_mask ? key_mask + (size_t)b * d.T : nullptr;
+
+    load_rows(k, ks, head + d.C, ld, j0, BK, d.T, hs);
+    load_rows(v, ks, head + 2 * (size_t)d.C, ld, j0, BK, d.T, hs);
+    for (int idx = threadIdx.x; idx < BK * hs; idx += blockDim.x) dk[idx] = dv[idx] = 0.0f;
+    // Queries before j0 see these keys only when j0 is in the prefix. Start
+    // at a multiple of BQ, as backward_dq's tiles do (not needed for
+    // correctness: rows that see nothing add zeros).
+    const int first_query = j0 < d.n_prefix ? 0 : j0 / BQ * BQ;
+    for (int i0 = first_query; i0 < d.T; i0 += BQ) {
+        __syncthreads();
+        load_rows(q, hs, head, ld, i0, BQ, d.T, hs);
+        load_rows(dO, hs, dy_bh, d.C, i0, BQ, d.T, hs);
+        for (int r = threadIdx.x; r < BQ; r += blockDim.x) {
+            bool in = i0 + r < d.T;
+            lse_s[r] = in ? lse[bh + i0 + r] : INFINITY;
+            delta_s[r] = in ? delta[bh + i0 + r] : 0.0f;
+        }
+        __syncthreads();
+        probs_and_dprobs(p, ds, q, hs, dO, hs, k, v, ks, lse_s, mask, d, i0, j0, BQ, BK);
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < BQ * BK; idx += blockDim.x)
+            ds[idx] = p[idx] * (ds[idx] - delta_s[idx / BK]) * d.scale;
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < BK * hs; idx += blockDim.x) {
+            int j = idx / hs, c = idx % hs;
+            float acc_k = dk[idx], acc_v = dv[idx];
+            for (int r = 0; r < BQ; r++) {
+                acc_v += p[r * BK + j] * dO[r * hs + c];
+                acc_k += ds[r * BK + j] * q[r * hs + c];
+            }
+            dk[idx] = acc_k;
+            dv[idx] = acc_v;
+        }
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < nk * hs; idx += blockDim.x) {
+        int j = idx / hs, c = idx % hs;
+        size_t at = ((size_t)b * d.T + j0 + j) * ld + (size_t)h * hs + c;
+        dqkv[at + d.C] += dk[idx];
+        dqkv[at + 2 * (size_t)d.C] += dv[idx];
+    }
+}
+
+dim3 tile_grid(const AttnDims &d, int tile) { return dim3((unsigned int)((d.T + tile - 1) / tile), (unsigned int)d.H, (unsigned int)d.B); }
 
 }  // namespace
 
 extern "C" void attention_forward_cuda(Tensor *out) {
     AttnDims d = attn_dims(out);
     const float *key_mask = out->nsrc > 1 ? (const float *)out->src[1]->data : nullptr;   // (B, T) or NULL
-    unsigned int blocks = (unsigned int)((size_t)d.B * d.H * d.T);
-    attention_forward_kernel<<<blocks, ATTN_THREADS, row_smem(d), cuda_compute_stream()>>>(
+    Tiles t = pick_tiles(fwd_floats, d.hs, "forward");
+    attention_forward_kernel<float><<<tile_grid(d, t.tile), ATTN_THREADS, t.smem, cuda_compute_stream()>>>(
         (float *)out->data,                 // (B, T, C)
-        out->saved,                         // (B, H, T, T)
+        out->saved,                         // lse (B, H, T)
         (const float *)out->src[0]->data,   // (B, T, 3C)
-        key_mask, d);
+        key_mask, d, t.tile);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -177,14 +320,18 @@ extern "C" void attention_backward_cuda(Tensor *out) {
     Tensor *tqkv = out->src[0];
     if (!tqkv->grad) return;   // the mask takes no gradient
     AttnDims d = attn_dims(out);
-    unsigned int blocks = (unsigned int)((size_t)d.B * d.H * d.T);
+    const float *key_mask = out->nsrc > 1 ? (const float *)out->src[1]->data : nullptr;
     const float *qkv = (const float *)tqkv->data, *y = (const float *)out->data;   // (B, T, 3C), (B, T, C)
+    float *lse = out->saved, *delta = out->saved + (size_t)d.B * d.H * d.T;       // (B, H, T) each
     // dq, dk and dv are disjoint channel ranges of tqkv->grad: the two
-    // kernels never write the same float.
-    attention_backward_q_kernel<<<blocks, ATTN_THREADS, row_smem(d), cuda_compute_stream()>>>(
-        tqkv->grad, qkv, y, out->grad, out->saved, d);
+    // kernels never write the same float. backward_dkv reads the delta that
+    // backward_dq writes (same stream, so in order).
+    Tiles tq = pick_tiles(dq_floats, d.hs, "backward dq");
+    attention_backward_dq_kernel<float><<<tile_grid(d, tq.tile), ATTN_THREADS, tq.smem, cuda_compute_stream()>>>(
+        tqkv->grad, delta, qkv, y, out->grad, lse, key_mask, d, tq.tile);
     CUDA_CHECK_LAUNCH();
-    attention_backward_kv_kernel<<<blocks, ATTN_THREADS, row_smem(d), cuda_compute_stream()>>>(
-        tqkv->grad, qkv, y, out->grad, out->saved, d);
+    Tiles tkv = pick_tiles(dkv_floats, d.hs, "backward dkv");
+    attention_backward_dkv_kernel<float><<<tile_grid(d, tkv.tile), ATTN_THREADS, tkv.smem, cuda_compute_stream()>>>(
+        tqkv->grad, qkv, out->grad, lse, delta, key_mask, d, tkv.tile);
     CUDA_CHECK_LAUNCH();
 }
