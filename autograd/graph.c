@@ -29,10 +29,11 @@ void graph_free(Graph *g) {
     for (int i = 0; i < g->n_nodes; i++) free(g->nodes[i]);
     free(g->nodes);
     free(g->params);
-    free(g->grad_order);
+    free(g->flat_order);
     if (!g->param_owner) {
         backend_free(g->device, g->param_mem);
         backend_free(g->device, g->grad_mem);
+        free(g->decay_spans);
     }
     backend_free(g->device, g->act_mem);
     backend_host_free(g->input_host_mem, g->input_host_pinned);
@@ -143,6 +144,24 @@ static int by_ready_desc(const void *a, const void *b) {
     return x->id - y->id;
 }
 
+// Runs of equal decay flags over the trainable prefix, in layout order.
+static void plan_decay_spans(Graph *g) {
+    g->decay_spans = xrealloc(g->decay_spans, (g->n_grad_params ? g->n_grad_params : 1) * sizeof *g->decay_spans);
+    g->n_decay_spans = 0;
+    for (int i = 0; i < g->n_grad_params; i++) {
+        const Tensor *t = g->flat_order[i];
+        size_t lo = (size_t)(t->grad - g->grad_mem), hi = lo + t->numel;
+        DecaySpan *last = g->n_decay_spans ? &g->decay_spans[g->n_decay_spans - 1] : NULL;
+        if (last && last->decay == t->decay) last->hi = hi;
+        else g->decay_spans[g->n_decay_spans++] = (DecaySpan){ lo, hi, t->decay };
+    }
+}
+
+// The flat layout: one order for parameters, gradients and moments. The
+// trainable parameters come first, in the order backward completes their
+// gradients, so that an all-reduce can cut the gradient buffer into buckets
+// that fill up front to back; the frozen ones follow. No padding, so the
+// parameters' [0, grad_numel) lines up float for float with the gradients.
 static int plan_params(Graph *g) {
     if (g->param_owner) {
         Graph *o = g->param_owner;
@@ -152,38 +171,40 @@ static int plan_params(Graph *g) {
             g->params[i]->grad = o->params[i]->grad;
             g->params[i]->requires_grad = o->params[i]->requires_grad;
         }
-        g->param_mem = o->param_mem; g->param_bytes = o->param_bytes;
+        g->param_mem = o->param_mem; g->param_numel = o->param_numel;
         g->grad_mem = o->grad_mem; g->grad_numel = o->grad_numel;
+        g->decay_spans = o->decay_spans; g->n_decay_spans = o->n_decay_spans;
         return 0;
     }
-    size_t bytes = 0;
-    for (int i = 0; i < g->n_params; i++) bytes += align_up(g->params[i]->numel * sizeof(float));
-    g->param_bytes = bytes;
-    g->param_mem = backend_alloc(g->device, bytes);
-    if (!g->param_mem) { fprintf(stderr, "distil: error: cannot allocate %zu bytes of parameters\n", bytes); return -1; }
-    size_t off = 0;
-    for (int i = 0; i < g->n_params; i++) {
-        g->params[i]->data = (char *)g->param_mem + off;
-        off += align_up(g->params[i]->numel * sizeof(float));
-    }
-    // Gradients: contiguous, no padding, in the order backward completes
-    // them, so an all-reduce can cut the buffer into buckets that fill up
-    // front to back.
-    g->grad_order = xrealloc(g->grad_order, (g->n_params ? g->n_params : 1) * sizeof *g->grad_order);
+    g->flat_order = xrealloc(g->flat_order, (g->n_params ? g->n_params : 1) * sizeof *g->flat_order);
     g->n_grad_params = 0;
     for (int i = 0; i < g->n_params; i++)
-        if (g->params[i]->requires_grad) g->grad_order[g->n_grad_params++] = g->params[i];
-    qsort(g->grad_order, g->n_grad_params, sizeof *g->grad_order, by_ready_desc);
-    size_t n = 0;
-    for (int i = 0; i < g->n_grad_params; i++) n += g->grad_order[i]->numel;
-    g->grad_numel = n;
-    g->grad_mem = backend_alloc(g->device, (n ? n : 1) * sizeof(float));
-    if (!g->grad_mem) { fprintf(stderr, "distil: error: cannot allocate %zu bytes of gradients\n", n * sizeof(float)); return -1; }
-    size_t at = 0;
-    for (int i = 0; i < g->n_grad_params; i++) {
-        g->grad_order[i]->grad = g->grad_mem + at;
-        at += g->grad_order[i]->numel;
+        if (g->params[i]->requires_grad) g->flat_order[g->n_grad_params++] = g->params[i];
+    qsort(g->flat_order, g->n_grad_params, sizeof *g->flat_order, by_ready_desc);
+    int n_flat = g->n_grad_params;
+    for (int i = 0; i < g->n_params; i++)
+        if (!g->params[i]->requires_grad) g->flat_order[n_flat++] = g->params[i];
+    size_t numel = 0, grad_numel = 0;
+    for (int i = 0; i < g->n_params; i++) {
+        numel += g->flat_order[i]->numel;
+        if (i < g->n_grad_params) grad_numel = numel;
     }
+    g->param_numel = numel;
+    g->grad_numel = grad_numel;
+    g->param_mem = backend_alloc(g->device, (numel ? numel : 1) * sizeof(float));
+    g->grad_mem = backend_alloc(g->device, (grad_numel ? grad_numel : 1) * sizeof(float));
+    if (!g->param_mem || !g->grad_mem) {
+        fprintf(stderr, "distil: error: cannot allocate %zu bytes of parameters and gradients\n", (numel + grad_numel) * sizeof(float));
+        return -1;
+    }
+    size_t at = 0;
+    for (int i = 0; i < g->n_params; i++) {
+        Tensor *t = g->flat_order[i];
+        t->data = g->param_mem + at;
+        if (i < g->n_grad_params) t->grad = g->grad_mem + at;
+        at += t->numel;
+    }
+    plan_decay_spans(g);
     return 0;
 }
 
@@ -326,11 +347,11 @@ void graph_backward_seeded(Graph *g, Tensor *loss, const float *seed) {
         if (t->op != OP_INPUT && t->op != OP_PARAM && !t->view && t->requires_grad)
             op_table[t->op].backward[g->device](t);
         if (!g->grad_ready || g->param_owner) continue;
-        while (next < g->n_grad_params && g->grad_order[next]->grad_ready_after == i)
-            g->grad_ready(g->grad_ready_ctx, g->grad_order[next++]);
+        while (next < g->n_grad_params && g->flat_order[next]->grad_ready_after == i)
+            g->grad_ready(g->grad_ready_ctx, g->flat_order[next++]);
     }
     if (g->grad_ready && !g->param_owner)   // parameters unused by this loss
-        while (next < g->n_grad_params) g->grad_ready(g->grad_ready_ctx, g->grad_order[next++]);
+        while (next < g->n_grad_params) g->grad_ready(g->grad_ready_ctx, g->flat_order[next++]);
 }
 
 size_t graph_param_numel(const Graph *g) {

@@ -4,7 +4,8 @@
 // ops.h append nodes to the tape in topological order and infer shapes, but
 // compute nothing. graph_plan() then lays every buffer out in four
 // allocations (parameters, parameter gradients, activations + saved state,
-// activation gradients). After that the same tape is replayed each step with
+// activation gradients); parameters, their gradients and the optimizer's
+// moments share one flat layout (docs/autograd.md). After that the same tape is replayed each step with
 // graph_forward/graph_backward, and nothing is allocated inside the step.
 #pragma once
 #include "autograd/tensor.h"   // defines: Tensor, DType, Device
@@ -18,18 +19,33 @@ typedef struct Rng Rng;
 // gradient all-reduce, train/dist/, starts a bucket from here).
 typedef void (*GradReadyFn)(void *ctx, Tensor *param);
 
+// A run of the flat trainable range [lo, hi) whose parameters all have the
+// same weight-decay flag: AdamW walks these runs, not the tensors.
+typedef struct DecaySpan {
+    size_t lo, hi;
+    int decay;
+} DecaySpan;
+
 typedef struct Graph {
     Tensor **nodes;                  // the tape, topological order
     int n_nodes, cap_nodes;
     Tensor **params;                 // in creation order
     int n_params, cap_params;
-    Tensor **grad_order;             // params with grads, in the order backward completes them
+    // Every parameter in the order of the flat layout: first the
+    // n_grad_params with a gradient, in the order backward completes them,
+    // then the frozen ones in creation order.
+    Tensor **flat_order;
     int n_grad_params;
     Device device;
 
-    // Arenas, filled by graph_plan().
-    void *param_mem;  size_t param_bytes;      // fp32 master weights
-    float *grad_mem;  size_t grad_numel;       // parameter grads, contiguous, grad_order layout
+    // Arenas, filled by graph_plan(). The flat layout: parameter i of flat_order
+    // starts where the ones before it end, no padding; [0, grad_numel) is
+    // the trainable prefix, whose gradients (and AdamW's moments) have the
+    // same offsets in their own buffers.
+    float *param_mem;  size_t param_numel;     // fp32 master weights, every parameter
+    float *grad_mem;   size_t grad_numel;      // gradients of the trainable prefix
+    DecaySpan *decay_spans;                    // cover [0, grad_numel) in order
+    int n_decay_spans;
     void *act_mem;    size_t act_bytes;        // inputs (first), activations, saved state
     size_t input_bytes;                        // the inputs' prefix of act_mem
     // A device tape's host mirror of that prefix, laid out the same, where
@@ -93,7 +109,7 @@ void graph_backward(Graph *g, Tensor *loss);
 void graph_backward_seeded(Graph *g, Tensor *out, const float *seed);
 void graph_zero_grad(Graph *g);
 
-// Number of parameter floats, and of those with a gradient.
+// Number of parameter floats (g->param_numel once planned).
 size_t graph_param_numel(const Graph *g);
 void graph_print(const Graph *g);
 

@@ -46,31 +46,27 @@ static void adamw_run_cpu(float *p, const float *gr, float *m, float *v, size_t 
     }
 }
 
-void adamw_update_range(AdamW *opt, Graph *g, float lr, float grad_scale, size_t lo, size_t hi) {
+void adamw_step(AdamW *opt, Graph *g, float lr, float grad_scale) {
+    opt->step++;
     float bc1 = 1.0f - powf(opt->cfg.beta1, (float)opt->step);
     float bc2 = 1.0f - powf(opt->cfg.beta2, (float)opt->step);
-    for (int i = 0; i < g->n_grad_params; i++) {
-        Tensor *t = g->grad_order[i];
-        size_t off = (size_t)(t->grad - g->grad_mem), end = off + t->numel;
-        if (end <= lo || off >= hi) continue;
-        size_t a = off > lo ? off : lo, b = end < hi ? end : hi;
-        float *p = (float *)t->data + (a - off);
-        float decay = t->decay ? opt->cfg.weight_decay : 0.0f;
+    size_t lo = opt->lo, hi = opt->lo + opt->n;
+    // One contiguous pass over [lo, hi), cut only where the decay flag changes.
+    for (int i = 0; i < g->n_decay_spans; i++) {
+        const DecaySpan *s = &g->decay_spans[i];
+        if (s->hi <= lo || s->lo >= hi) continue;
+        size_t a = s->lo > lo ? s->lo : lo, b = s->hi < hi ? s->hi : hi;
+        float decay = s->decay ? opt->cfg.weight_decay : 0.0f;
 #ifdef DISTIL_CUDA
         if (opt->device == DEV_CUDA) {
-            adamw_update_cuda(p, g->grad_mem + a, opt->m + (a - opt->lo), opt->v + (a - opt->lo), b - a,
+            adamw_update_cuda(g->param_mem + a, g->grad_mem + a, opt->m + (a - lo), opt->v + (a - lo), b - a,
                               opt->cfg.beta1, opt->cfg.beta2, opt->cfg.eps, lr, grad_scale, decay, bc1, bc2);
             continue;
         }
 #endif
-        adamw_run_cpu(p, g->grad_mem + a, opt->m + (a - opt->lo), opt->v + (a - opt->lo), b - a, &opt->cfg, lr,
+        adamw_run_cpu(g->param_mem + a, g->grad_mem + a, opt->m + (a - lo), opt->v + (a - lo), b - a, &opt->cfg, lr,
                       grad_scale, decay, bc1, bc2);
     }
-}
-
-void adamw_step(AdamW *opt, Graph *g, float lr, float grad_scale) {
-    opt->step++;
-    adamw_update_range(opt, g, lr, grad_scale, opt->lo, opt->lo + opt->n);
 }
 
 double grad_sumsq_range(const Graph *g, size_t lo, size_t hi) {

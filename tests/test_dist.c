@@ -74,7 +74,8 @@ static int worker_config(const char *shards, char **sets, int n_sets, int nan_te
         if (st == STEP_ERROR) return 2;
         if (f) fprintf(f, "step %ld %d %.9e %.9e %ld\n", s, st, ss.micro ? ss.loss / ss.micro : 0.0, ss.grad_norm, ss.samples);
     }
-    uint64_t h = dist_fnv1a(ts.model.g->param_mem, ts.model.g->param_bytes, DIST_FNV_SEED), all[64];
+    size_t param_bytes = ts.model.g->param_numel * sizeof(float);
+    uint64_t h = dist_fnv1a(ts.model.g->param_mem, param_bytes, DIST_FNV_SEED), all[64];
     dist_allgather_u64(h, all, "test weights");
     int same = 1;
     for (int i = 0; i < d->world; i++) same &= all[i] == all[0];
@@ -83,7 +84,7 @@ static int worker_config(const char *shards, char **sets, int n_sets, int nan_te
         fclose(f);
         snprintf(path, sizeof path, "%s.bin", out);
         FILE *w = fopen(path, "wb");
-        if (!w || fwrite(ts.model.g->param_mem, 1, ts.model.g->param_bytes, w) != ts.model.g->param_bytes) return 1;
+        if (!w || fwrite(ts.model.g->param_mem, 1, param_bytes, w) != param_bytes) return 1;
         fclose(w);
     }
     train_state_close(&ts);
@@ -248,7 +249,7 @@ static void test_one_rank_matches_plain_process(void) {
         CHECK(ss.loss / ss.micro == ref1.loss[s] || test_rel_err(ss.loss / ss.micro, ref1.loss[s], 0) < 1e-8,
               "step %ld loss %.9e vs %.9e under mpirun -np 1", s, ss.loss / ss.micro, ref1.loss[s]);
     }
-    CHECK(ts.model.g->param_bytes == ref1.weight_bytes && !memcmp(ts.model.g->param_mem, ref1.weights, ref1.weight_bytes),
+    CHECK(ts.model.g->param_numel * sizeof(float) == ref1.weight_bytes && !memcmp(ts.model.g->param_mem, ref1.weights, ref1.weight_bytes),
           "weights differ from mpirun -np 1's");
     train_state_close(&ts);
     recipe_free(&r);

@@ -82,8 +82,8 @@ static int close_rel(double a, double b, double rtol) {
 
 // Every parameter, flat, on the host.
 static float *params_host(const TrainState *ts) {
-    float *p = malloc(ts->model.g->param_bytes);
-    if (p) backend_to_host(ts->model.g->device, p, ts->model.g->param_mem, ts->model.g->param_bytes);
+    float *p = malloc(ts->model.g->param_numel * sizeof(float));
+    if (p) backend_to_host(ts->model.g->device, p, ts->model.g->param_mem, ts->model.g->param_numel * sizeof(float));
     return p;
 }
 
@@ -112,7 +112,7 @@ static void test_steps_match_cpu(void) {
     Run cpu, gpu;
     REQUIRE(open_run(&cpu, DEV_CPU) == 0, "open on the CPU");
     if (open_run(&gpu, DEV_CUDA)) { close_run(&cpu); REQUIRE(0, "open on CUDA"); }
-    size_t bytes = cpu.ts.model.g->param_bytes, n = bytes / sizeof(float);
+    size_t n = cpu.ts.model.g->param_numel, bytes = n * sizeof(float);
     float *w0 = params_host(&cpu.ts), *g0 = params_host(&gpu.ts);
     CHECK(w0 && g0 && memcmp(w0, g0, bytes) == 0, "the initial weights differ (the same seed on both devices)");
     for (long s = 0; s < STEPS; s++) {

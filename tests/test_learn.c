@@ -107,8 +107,8 @@ static void test_replay_bit_identical(void) {
     REQUIRE(adamw_init(&opt, g, cfg) == 0, "init");
 
     // The fresh side starts from the same weights.
-    float *params = malloc(g->param_bytes);
-    memcpy(params, g->param_mem, g->param_bytes);
+    float *params = malloc(g->param_numel * sizeof(float));
+    memcpy(params, g->param_mem, g->param_numel * sizeof(float));
     float *m_state = calloc(g->grad_numel, sizeof(float)), *v_state = calloc(g->grad_numel, sizeof(float));
     int *ids = malloc(B * T * sizeof(int)), *tg = malloc(B * T * sizeof(int));
 
@@ -121,8 +121,8 @@ static void test_replay_bit_identical(void) {
         Graph *f = graph_new(DEV_CPU);
         TinyLM fm = tiny_lm(f, B, T, V, C, 2);
         REQUIRE(graph_plan(f) == 0, "plan fresh");
-        REQUIRE(f->param_bytes == g->param_bytes && f->grad_numel == g->grad_numel, "same layout");
-        memcpy(f->param_mem, params, f->param_bytes);
+        REQUIRE(f->param_numel == g->param_numel && f->grad_numel == g->grad_numel, "same layout");
+        memcpy(f->param_mem, params, f->param_numel * sizeof(float));
         memcpy(fm.ids->data, ids, B * T * sizeof(int));
         memcpy(fm.targets->data, tg, B * T * sizeof(int));
         AdamW fo;
@@ -133,9 +133,9 @@ static void test_replay_bit_identical(void) {
         float fresh_loss = train_step(f, &fo, fm.loss, 1e-2f, 1.0f);
 
         CHECK(memcmp(&replay_loss, &fresh_loss, sizeof(float)) == 0, "step %d: loss %.9g vs %.9g", s, replay_loss, fresh_loss);
-        CHECK(memcmp(g->param_mem, f->param_mem, g->param_bytes) == 0, "step %d: weights differ", s);
+        CHECK(memcmp(g->param_mem, f->param_mem, g->param_numel * sizeof(float)) == 0, "step %d: weights differ", s);
         CHECK(memcmp(g->grad_mem, f->grad_mem, g->grad_numel * sizeof(float)) == 0, "step %d: grads differ", s);
-        memcpy(params, f->param_mem, f->param_bytes);
+        memcpy(params, f->param_mem, f->param_numel * sizeof(float));
         memcpy(m_state, fo.m, f->grad_numel * sizeof(float));
         memcpy(v_state, fo.v, f->grad_numel * sizeof(float));
         adamw_free(&fo);

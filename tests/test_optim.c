@@ -1,5 +1,5 @@
-// test_optim.c: AdamW, clipping, the schedule, the RNG state, and the
-// gradient buffer's layout (what the all-reduce and ZeRO build on).
+// test_optim.c: AdamW, clipping, the schedule, the RNG state, and the flat
+// layout of parameters and gradients (what the all-reduce and ZeRO build on).
 #include <string.h>
 #include "autograd/graph.h"
 #include "autograd/ops.h"
@@ -78,25 +78,28 @@ static void test_decay_flag(void) {
     graph_free(g);
 }
 
-// Updating the flat buffer in two ranges (as ZeRO-1 shards do) equals one
-// full update, bit for bit, wherever the cut falls (here inside a tensor).
-static void test_range_update_equals_full(void) {
+// Two optimizers holding the two halves of the flat range (as ZeRO-1 shards
+// do) update exactly like one holding all of it, wherever the cut falls
+// (here inside a tensor).
+static void test_shards_equal_full(void) {
     Tensor *a1, *b1, *a2, *b2;
     Graph *g1 = two_param_graph(&a1, &b1), *g2 = two_param_graph(&a2, &b2);
-    memcpy(g2->param_mem, g1->param_mem, g1->param_bytes);
-    AdamW o1, o2;
+    memcpy(g2->param_mem, g1->param_mem, g1->param_numel * sizeof(float));
+    AdamW full, lo_half, hi_half;
     AdamWConfig cfg = { 0.9f, 0.99f, 1e-8f, 0.01f };
-    REQUIRE(adamw_init(&o1, g1, cfg) == 0 && adamw_init(&o2, g2, cfg) == 0, "init");
+    size_t cut = 4;
+    REQUIRE(adamw_init(&full, g1, cfg) == 0, "init");
+    REQUIRE(adamw_init_range(&lo_half, g2, cfg, 0, cut) == 0 && adamw_init_range(&hi_half, g2, cfg, cut, g2->grad_numel) == 0,
+            "init shards");
     for (int s = 0; s < 3; s++) {
         for (size_t i = 0; i < g1->grad_numel; i++) g1->grad_mem[i] = g2->grad_mem[i] = rng_normal(&rng);
-        adamw_step(&o1, g1, 1e-2f, 1.0f);
-        o2.step++;
-        size_t cut = 4;
-        adamw_update_range(&o2, g2, 1e-2f, 1.0f, cut, g2->grad_numel);
-        adamw_update_range(&o2, g2, 1e-2f, 1.0f, 0, cut);
+        adamw_step(&full, g1, 1e-2f, 1.0f);
+        adamw_step(&hi_half, g2, 1e-2f, 1.0f);
+        adamw_step(&lo_half, g2, 1e-2f, 1.0f);
     }
-    CHECK(memcmp(g1->param_mem, g2->param_mem, g1->param_bytes) == 0, "ranged update differs");
-    adamw_free(&o1); adamw_free(&o2);
+    CHECK(memcmp(g1->param_mem, g2->param_mem, g1->param_numel * sizeof(float)) == 0, "sharded update differs");
+    CHECK(lo_half.step == 3 && hi_half.step == 3, "shard steps %ld, %ld", lo_half.step, hi_half.step);
+    adamw_free(&full); adamw_free(&lo_half); adamw_free(&hi_half);
     graph_free(g1); graph_free(g2);
 }
 
@@ -197,14 +200,57 @@ static void test_grad_layout(void) {
     graph_free(g);
 }
 
+// One flat layout: each trainable parameter sits at the same offset in the
+// parameter buffer as its gradient in the gradient buffer, the frozen ones
+// come after, nothing is padded, and the decay spans cover the trainable
+// prefix with each parameter's own flag.
+static void test_flat_layout(void) {
+    Graph *g = graph_new(DEV_CPU);
+    Tensor *x = graph_input(g, "x", DT_F32, 2, (int[]){ 4, 6 });
+    Tensor *w1 = graph_param(g, "l1.weight", 2, (int[]){ 8, 6 }, INIT_NORMAL, 0.3f, 1);
+    Tensor *b1 = graph_param(g, "l1.bias", 1, (int[]){ 8 }, INIT_NORMAL, 0.1f, 0);
+    Tensor *w2 = graph_param(g, "l2.weight", 2, (int[]){ 3, 8 }, INIT_NORMAL, 0.3f, 1);
+    Tensor *b2 = graph_param(g, "l2.bias", 1, (int[]){ 3 }, INIT_NORMAL, 0.1f, 0);
+    Tensor *y = op_linear(g, op_linear(g, x, w1, b1), w2, b2);
+    op_sum(g, op_mul(g, y, y), OP_ALL);
+    graph_freeze(b2);
+    REQUIRE(graph_plan(g) == 0, "plan");
+    Tensor *trainable[3] = { w1, b1, w2 };
+    for (int i = 0; i < 3; i++) {
+        Tensor *t = trainable[i];
+        CHECK((float *)t->data - g->param_mem == t->grad - g->grad_mem, "%s: parameter and gradient offsets differ", t->name);
+    }
+    CHECK(g->grad_numel == w1->numel + b1->numel + w2->numel, "trainable prefix of %zu floats", g->grad_numel);
+    CHECK(b2->grad == NULL && (float *)b2->data == g->param_mem + g->grad_numel, "the frozen parameter should follow them");
+    CHECK(g->param_numel == g->grad_numel + b2->numel && g->param_numel == graph_param_numel(g), "padding in the layout");
+    size_t at = 0;
+    for (int i = 0; i < g->n_decay_spans; i++) {
+        const DecaySpan *s = &g->decay_spans[i];
+        CHECK(s->lo == at && s->hi > s->lo, "span %d is [%zu, %zu) after %zu", i, s->lo, s->hi, at);
+        CHECK(i == 0 || s->decay != g->decay_spans[i - 1].decay, "spans %d and %d should be one", i - 1, i);
+        at = s->hi;
+        for (int k = 0; k < 3; k++) {
+            size_t off = trainable[k]->grad - g->grad_mem;
+            if (off >= s->lo && off < s->hi)
+                CHECK(off + trainable[k]->numel <= s->hi && s->decay == trainable[k]->decay, "%s in span %d", trainable[k]->name, i);
+        }
+    }
+    CHECK(at == g->grad_numel, "the spans cover %zu of %zu floats", at, g->grad_numel);
+    // l2.weight completes first, then l1's weight and bias at the same node:
+    // a span with decay, then one without.
+    CHECK(g->n_decay_spans == 2, "%d spans", g->n_decay_spans);
+    graph_free(g);
+}
+
 int main(void) {
     rng_seed(&rng, test_seed("test_optim"));
     RUN(test_adamw_matches_reference);
     RUN(test_decay_flag);
-    RUN(test_range_update_equals_full);
+    RUN(test_shards_equal_full);
     RUN(test_clip);
     RUN(test_schedule);
     RUN(test_rng_state);
     RUN(test_grad_layout);
+    RUN(test_flat_layout);
     return test_summary();
 }

@@ -79,20 +79,20 @@ static void test_nan_step_skipped(void) {
     ts.hooks.ctx = &hook;
     StepStats ss;
     for (long s = 0; s < 2; s++) REQUIRE(train_step(&ts, s, &ss) == STEP_OK, "step %ld", s);
-    void *params = malloc(ts.model.g->param_bytes);
+    void *params = malloc(ts.model.g->param_numel * sizeof(float));
     float *m = malloc(ts.optim.adamw.n * sizeof(float)), *v = malloc(ts.optim.adamw.n * sizeof(float));
-    memcpy(params, ts.model.g->param_mem, ts.model.g->param_bytes);
+    memcpy(params, ts.model.g->param_mem, ts.model.g->param_numel * sizeof(float));
     memcpy(m, ts.optim.adamw.m, ts.optim.adamw.n * sizeof(float));
     memcpy(v, ts.optim.adamw.v, ts.optim.adamw.n * sizeof(float));
     long opt_step = ts.optim.adamw.step;
     CHECK(train_step(&ts, 2, &ss) == STEP_SKIPPED, "the NaN step was not skipped");
-    CHECK(memcmp(params, ts.model.g->param_mem, ts.model.g->param_bytes) == 0, "weights changed by a skipped step");
+    CHECK(memcmp(params, ts.model.g->param_mem, ts.model.g->param_numel * sizeof(float)) == 0, "weights changed by a skipped step");
     CHECK(memcmp(m, ts.optim.adamw.m, ts.optim.adamw.n * sizeof(float)) == 0 && memcmp(v, ts.optim.adamw.v, ts.optim.adamw.n * sizeof(float)) == 0,
           "optimizer moments changed by a skipped step");
     CHECK(ts.optim.adamw.step == opt_step, "optimizer step advanced");
     CHECK(ts.optim.bad_total == 1, "bad steps %ld", ts.optim.bad_total);
     CHECK(train_step(&ts, 3, &ss) == STEP_OK, "training did not resume after the skip");
-    CHECK(memcmp(params, ts.model.g->param_mem, ts.model.g->param_bytes) != 0, "the next good step did not update");
+    CHECK(memcmp(params, ts.model.g->param_mem, ts.model.g->param_numel * sizeof(float)) != 0, "the next good step did not update");
     free(params); free(m); free(v);
     train_state_close(&ts);
     recipe_free(&r);

@@ -110,11 +110,6 @@ extern "C" void nccl_broadcast(NcclComm *c, float *buf, size_t n, int root) {
 extern "C" void nccl_group_begin(void) { NCCL_CHECK(ncclGroupStart()); }
 extern "C" void nccl_group_end(void) { NCCL_CHECK(ncclGroupEnd()); }
 
-extern "C" void nccl_copy(NcclComm *c, float *dst, const float *src, size_t n) {
-    (void)c;
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, cuda_comm_stream()));
-}
-
 extern "C" int nccl_query(NcclComm *c, char *err, size_t errlen) {
     cudaError_t q = cudaStreamQuery(cuda_comm_stream());
     if (q == cudaSuccess) return 1;

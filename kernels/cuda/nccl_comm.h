@@ -45,8 +45,6 @@ void nccl_reduce(NcclComm *c, void *buf, size_t n, int bf16, int root);
 void nccl_broadcast(NcclComm *c, float *buf, size_t n, int root);
 void nccl_group_begin(void);
 void nccl_group_end(void);
-// Device-to-device copy of n floats on the communication stream (packing parameters).
-void nccl_copy(NcclComm *c, float *dst, const float *src, size_t n);
 // 1: everything queued has finished; 0: still running; -1: NCCL reported an
 // asynchronous error (a peer failed), described in err.
 int nccl_query(NcclComm *c, char *err, size_t errlen);

@@ -384,7 +384,7 @@ static int check_params(const CkptState *s, const Graph *g, char *err, size_t er
         return -1;
     }
     for (int i = 0; i < g->n_grad_params; i++) {
-        const Tensor *t = g->grad_order[i];
+        const Tensor *t = g->flat_order[i];
         const CkptParam *p = &s->params[i];
         if (strcmp(p->name, t->name) || p->offset != (uint64_t)(t->grad - g->grad_mem) || p->numel != (uint64_t)t->numel) {
             snprintf(err, errlen, "trainable parameter %d is %s (%llu floats) in the checkpoint and %s (%zu) here "

@@ -125,7 +125,7 @@ static void encode_payload(Bytes *b, const TrainState *ts, long step, const Ckpt
     const Graph *g = ts->model.g;
     put_u32(b, (uint32_t)g->n_grad_params);
     for (int i = 0; i < g->n_grad_params; i++) {
-        const Tensor *t = g->grad_order[i];
+        const Tensor *t = g->flat_order[i];
         size_t len = strlen(t->name);
         put_u32(b, (uint32_t)len);
         put(b, t->name, len);

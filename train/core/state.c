@@ -46,12 +46,13 @@ static int ranks_agree(TrainState *ts) {
     const Dist *d = dist_world();
     uint64_t h = DIST_FNV_SEED;
     h = dist_fnv1a(&ts->model.g->grad_numel, sizeof ts->model.g->grad_numel, h);
+    size_t param_bytes = ts->model.g->param_numel * sizeof(float);
     void *params = ts->model.g->param_mem;
     if (ts->model.g->device != DEV_CPU) {   // hashed from a host copy
-        if (!(params = malloc(ts->model.g->param_bytes))) { fprintf(stderr, "distil: error: out of memory\n"); return 2; }
-        backend_to_host(ts->model.g->device, params, ts->model.g->param_mem, ts->model.g->param_bytes);
+        if (!(params = malloc(param_bytes))) { fprintf(stderr, "distil: error: out of memory\n"); return 2; }
+        backend_to_host(ts->model.g->device, params, ts->model.g->param_mem, param_bytes);
     }
-    h = dist_fnv1a(params, ts->model.g->param_bytes, h);
+    h = dist_fnv1a(params, param_bytes, h);
     if (params != ts->model.g->param_mem) free(params);
     h = dist_fnv1a(&ts->data.vocab.size, sizeof ts->data.vocab.size, h);
     h = dist_fnv1a(ts->data.vocab.to_teacher, (size_t)ts->data.vocab.size * sizeof *ts->data.vocab.to_teacher, h);

@@ -33,11 +33,12 @@
 // is reduce-scattered: MPI_Ireduce_scatter with per-rank counts equal to the
 // bucket's overlap with each shard (on GPUs, a group of ncclReduce, one per
 // owning rank, since NCCL's ReduceScatter wants equal pieces). The summed
-// shard lands in `staging` and is copied into the gradient buffer; the rest
-// of the buffer keeps this rank's own unsummed gradients, which nothing reads.
-// After the update, the parameters (one aligned slot each, in creation
-// order) are packed in gradient order into `staging`, all-gathered in place
-// (MPI_Iallgatherv; on GPUs grouped ncclBroadcast) and unpacked.
+// shard lands in `staging` (fp32 on CPU ranks; bf16 in `wire_recv`, NCCL in
+// place) and is copied into the gradient buffer; the rest of the buffer
+// keeps this rank's own unsummed gradients, which nothing reads. After the
+// update of its shard, the parameters share the gradients' flat layout, so
+// the shards are all-gathered in place in the parameter buffer
+// (MPI_Iallgatherv; on GPUs grouped ncclBroadcast).
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -66,7 +67,7 @@ struct GradSync {
     int *ag_counts, *ag_displs; // ZeRO-1: (world) the parameter all-gather
     MPI_Request *reqs;          // (n_buckets) CPU ranks
     MPI_Op bf16_sum;
-    float *staging;             // ZeRO-1: (n) summed shard and packed parameters, gradient order
+    float *staging;             // ZeRO-1, fp32 on CPU ranks: (n) where the summed shard lands
     uint16_t *wire, *wire_recv; // bf16: (n) the buckets on the wire; ZeRO-1 CPU: (n) what comes back
     // The step in flight.
     int armed, next, oldest;    // next bucket to launch; oldest not yet seen complete
@@ -126,10 +127,13 @@ static int plan_zero(GradSync *s, char *err, size_t errlen) {
         s->ag_counts[r] = (int)(s->shard[r + 1] - s->shard[r]);
         s->ag_displs[r] = (int)s->shard[r];
     }
-    s->staging = backend_alloc(s->g->device, s->n * sizeof(float));
-    if (!s->staging) { snprintf(err, errlen, "cannot allocate %zu bytes for ZeRO-1's staging buffer", s->n * sizeof(float)); return -1; }
-    if (s->cfg.wire_bf16 && !s->on_gpu && !(s->wire_recv = malloc(s->n * sizeof(uint16_t)))) {
+    if (s->on_gpu) return 0;   // NCCL reduces in place
+    if (s->cfg.wire_bf16 && !(s->wire_recv = malloc((s->n ? s->n : 1) * sizeof(uint16_t)))) {
         snprintf(err, errlen, "out of memory for the bf16 wire buffer");
+        return -1;
+    }
+    if (!s->cfg.wire_bf16 && !(s->staging = malloc((s->n ? s->n : 1) * sizeof(float)))) {
+        snprintf(err, errlen, "cannot allocate %zu bytes for ZeRO-1's staging buffer", s->n * sizeof(float));
         return -1;
     }
     return 0;
@@ -212,7 +216,7 @@ void grad_sync_free(GradSync *s) {
 #endif
     if (s->bf16_sum != MPI_OP_NULL) MPI_Op_free(&s->bf16_sum);
     if (s->g->grad_ready_ctx == s) s->g->grad_ready = NULL, s->g->grad_ready_ctx = NULL;
-    backend_free(dev, s->staging);
+    free(s->staging);
     backend_free(dev, s->wire);
     free(s->wire_recv);
     free(s->rs_counts); free(s->ag_counts); free(s->ag_displs);
@@ -457,57 +461,30 @@ double grad_sync_sumsq(GradSync *s) {
     return total;
 }
 
-// Copy the parameters of flat range [lo, hi) to (pack) or from the staging
-// buffer, which holds them in gradient order.
-static void params_staging(GradSync *s, size_t lo, size_t hi, int pack) {
-    Graph *g = s->g;
-    for (int i = 0; i < g->n_grad_params; i++) {
-        Tensor *t = g->grad_order[i];
-        size_t off = (size_t)(t->grad - g->grad_mem), end = off + t->numel;
-        if (end <= lo || off >= hi) continue;
-        size_t a = off > lo ? off : lo, b = end < hi ? end : hi;
-        float *param = (float *)t->data + (a - off), *stage = s->staging + a;
-#ifdef DISTIL_CUDA
-        if (s->on_gpu) {
-            nccl_copy(s->nccl, pack ? stage : param, pack ? param : stage, b - a);
-            continue;
-        }
-#endif
-        memcpy(pack ? stage : param, pack ? param : stage, (b - a) * sizeof(float));
-    }
-}
-
+// Every rank's updated shard to every rank. The parameters' trainable
+// prefix has the gradients' layout (graph.h), so the shards are gathered in
+// place in the parameter buffer; the frozen parameters behind it never change.
 static void gather_params(GradSync *s) {
-    size_t lo = s->shard[s->rank], hi = s->shard[s->rank + 1];
-    params_staging(s, lo, hi, 1);
+    float *params = s->g->param_mem;
 #ifdef DISTIL_CUDA
     if (s->on_gpu) {
         nccl_after_compute(s->nccl);   // the AdamW kernels
         nccl_group_begin();
         for (int r = 0; r < s->world; r++)
-            if (s->ag_counts[r]) nccl_broadcast(s->nccl, s->staging + s->shard[r], (size_t)s->ag_counts[r], r);
+            if (s->ag_counts[r]) nccl_broadcast(s->nccl, params + s->shard[r], (size_t)s->ag_counts[r], r);
         nccl_group_end();
-        params_staging(s, 0, lo, 0);
-        params_staging(s, hi, s->n, 0);
         wait_gpu(s, "parameter all-gather");
         return;
     }
 #endif
     MPI_Request req;
-    MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s->staging, s->ag_counts, s->ag_displs, MPI_FLOAT, s->comm, &req);
+    MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, params, s->ag_counts, s->ag_displs, MPI_FLOAT, s->comm, &req);
     dist_waitall(1, &req, "parameter all-gather");
-    params_staging(s, 0, lo, 0);
-    params_staging(s, hi, s->n, 0);
 }
 
 int grad_sync_update(GradSync *s, AdamW *opt, float lr, float grad_scale) {
-    if (!s->cfg.zero) {
-        adamw_step(opt, s->g, lr, grad_scale);
-        return 0;
-    }
-    size_t lo = s->shard[s->rank], hi = s->shard[s->rank + 1];
-    opt->step++;
-    adamw_update_range(opt, s->g, lr, grad_scale, lo, hi);
+    adamw_step(opt, s->g, lr, grad_scale);   // opt holds this rank's shard under ZeRO-1
+    if (!s->cfg.zero) return 0;
     double t0 = now_s();
     gather_params(s);
     s->stats.gather_s += now_s() - t0;
