@@ -5,6 +5,7 @@
 #pragma once
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <math.h>
 #include <time.h>
 
@@ -25,7 +26,11 @@ static const char *test_cur_skip;
 
 #define SKIP(reason) do { test_cur_skip = (reason); return; } while (0)
 
+// DISTIL_TEST_ONLY=name runs that one test of the program (the others are
+// not run and not counted).
 #define RUN(fn) do { \
+    const char *only_ = getenv("DISTIL_TEST_ONLY"); \
+    if (only_ && *only_ && strcmp(only_, #fn) != 0) break; \
     test_cur_failed = 0; test_cur_skip = NULL; \
     fn(); \
     if (test_cur_skip) { test_skipped++; printf("skip %s: %s\n", #fn, test_cur_skip); } \

@@ -1,11 +1,12 @@
 // backend_cuda.cu: device memory for the CUDA backend (see kernels/backend.h).
 // Every runtime call is checked; a failure names the call and exits with 1.
 //
-// Zeroing and copies go through the compute stream (context.cuh), in order
-// with the kernels: a copy to the host waits for the kernels queued before
-// it, and a copy from the host lands before the kernels queued after it.
-// Staged inputs (cuda_upload) go through the copy stream instead, ordered
-// against the compute stream by events.
+// Zeroing goes through the compute stream (context.cuh), in order with the
+// kernels. Every transfer goes through the copy stream, ordered against the
+// compute stream by events only (the streams are non-blocking): a copy
+// waits for the compute work queued before it (which writes what a
+// download reads, or may still read what an upload overwrites), and the
+// compute work queued after an upload waits for the copy.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -41,19 +42,46 @@ extern "C" void cuda_zero(void *p, size_t bytes) {
     CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cuda_compute_stream()));
 }
 
+namespace {
+
+// The two events that order one kind of transfer on the copy stream between
+// the compute stream's work before and after it. Part of the process's one
+// CUDA context, created on first use; one pair per kind of transfer, so
+// each ordering is its own (CUDA_SIM_DROP_WAIT names them).
+struct CopyEvents {
+    cudaEvent_t compute_done, copy_done;
+    CopyEvents() {
+        CUDA_CHECK(cudaEventCreateWithFlags(&compute_done, cudaEventDisableTiming));
+        CUDA_CHECK(cudaEventCreateWithFlags(&copy_done, cudaEventDisableTiming));
+    }
+};
+
+CopyEvents &download_events() { static CopyEvents e; return e; }
+CopyEvents &host_copy_events() { static CopyEvents e; return e; }
+CopyEvents &upload_events() { static CopyEvents e; return e; }
+
+}  // namespace
+
 // Returns once dst holds the data: the caller reads it next.
 extern "C" void cuda_to_host(void *dst, const void *src, size_t bytes) {
-    cudaStream_t s = cuda_compute_stream();
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
-    CUDA_CHECK(cudaStreamSynchronize(s));
+    CopyEvents &download = download_events();
+    cudaStream_t compute = cuda_compute_stream(), copy = cuda_copy_stream();
+    CUDA_CHECK(cudaEventRecord(download.compute_done, compute));
+    CUDA_CHECK(cudaStreamWaitEvent(copy, download.compute_done, 0));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, copy));
+    CUDA_CHECK(cudaStreamSynchronize(copy));
 }
 
-// Returns once src has been read: the caller may reuse or free it next
-// (an async copy from pageable memory gives no such promise by itself).
+// Returns once src has been read: the caller may reuse or free it next (an
+// async copy from page-locked memory gives no such promise by itself), and
+// once the data is in place, so the compute work queued next sees it.
 extern "C" void cuda_from_host(void *dst, const void *src, size_t bytes) {
-    cudaStream_t s = cuda_compute_stream();
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
-    CUDA_CHECK(cudaStreamSynchronize(s));
+    CopyEvents &host_copy = host_copy_events();
+    cudaStream_t compute = cuda_compute_stream(), copy = cuda_copy_stream();
+    CUDA_CHECK(cudaEventRecord(host_copy.compute_done, compute));
+    CUDA_CHECK(cudaStreamWaitEvent(copy, host_copy.compute_done, 0));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, copy));
+    CUDA_CHECK(cudaStreamSynchronize(copy));
 }
 
 extern "C" void cuda_sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
@@ -70,26 +98,6 @@ extern "C" void *cuda_host_alloc(size_t bytes) {
 
 extern "C" void cuda_host_free(void *p) { CUDA_CHECK(cudaFreeHost(p)); }
 
-namespace {
-
-// The two events that order an upload on the copy stream between the
-// compute stream's work before and after it. Part of the process's one CUDA
-// context, created on first use.
-struct UploadEvents {
-    cudaEvent_t compute_done, copy_done;
-    UploadEvents() {
-        CUDA_CHECK(cudaEventCreateWithFlags(&compute_done, cudaEventDisableTiming));
-        CUDA_CHECK(cudaEventCreateWithFlags(&copy_done, cudaEventDisableTiming));
-    }
-};
-
-UploadEvents &upload_events() {
-    static UploadEvents e;
-    return e;
-}
-
-}  // namespace
-
 // The copy waits for the compute work already queued (the previous batch's
 // backward may still read the inputs it overwrites), and the compute work
 // queued next waits for the copy, all without blocking the host. The host
@@ -97,12 +105,12 @@ UploadEvents &upload_events() {
 // written into it; with one mirror that is also when the previous step's
 // compute ends, which the step's loss read has waited for anyway.
 extern "C" void cuda_upload(void *dst, const void *src, size_t bytes) {
-    UploadEvents &e = upload_events();
+    CopyEvents &upload = upload_events();
     cudaStream_t compute = cuda_compute_stream(), copy = cuda_copy_stream();
-    CUDA_CHECK(cudaEventRecord(e.compute_done, compute));
-    CUDA_CHECK(cudaStreamWaitEvent(copy, e.compute_done, 0));
+    CUDA_CHECK(cudaEventRecord(upload.compute_done, compute));
+    CUDA_CHECK(cudaStreamWaitEvent(copy, upload.compute_done, 0));
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, copy));
-    CUDA_CHECK(cudaEventRecord(e.copy_done, copy));
-    CUDA_CHECK(cudaStreamWaitEvent(compute, e.copy_done, 0));
-    CUDA_CHECK(cudaEventSynchronize(e.copy_done));
+    CUDA_CHECK(cudaEventRecord(upload.copy_done, copy));
+    CUDA_CHECK(cudaStreamWaitEvent(compute, upload.copy_done, 0));
+    CUDA_CHECK(cudaEventSynchronize(upload.copy_done));
 }

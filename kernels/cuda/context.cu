@@ -24,11 +24,12 @@ std::atomic<int> allow_tf32{0};
 
 CudaContext make_context() {
     CudaContext c;
-    // Blocking streams: cudaMemcpy/cudaMemset on the legacy default stream
-    // (from code outside this backend) still wait for queued kernels.
-    CUDA_CHECK(cudaStreamCreateWithFlags(&c.compute, cudaStreamDefault));
-    CUDA_CHECK(cudaStreamCreateWithFlags(&c.copy, cudaStreamDefault));
-    CUDA_CHECK(cudaStreamCreateWithFlags(&c.comm, cudaStreamDefault));
+    // Non-blocking: no implicit ordering against the legacy default stream
+    // (which nothing here uses) or against each other; every dependency
+    // between these streams is an event.
+    CUDA_CHECK(cudaStreamCreateWithFlags(&c.compute, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&c.copy, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&c.comm, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&c.cublas));
     CUBLAS_CHECK(cublasSetStream(c.cublas, c.compute));
     // CUBLAS_DEFAULT_MATH: plain fp32 FMAs; TF32 only once cuda_set_allow_tf32(1).

@@ -10,12 +10,15 @@
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
 
+// The three streams are non-blocking and nothing uses the legacy default
+// stream: every launch and copy names one of them, and work on one stream
+// that depends on another's waits on an event (cudaStreamWaitEvent).
+//
 // Every kernel and cuBLAS call of the training step is queued here, in tape
-// order, so one op's output is ready for the next without events. Created
-// blocking (not cudaStreamNonBlocking): it also orders against any stray
-// legacy-default-stream call.
+// order, so one op's output is ready for the next without events.
 cudaStream_t cuda_compute_stream(void);
-// Host<->device transfers that overlap compute (the data loader's batches).
+// Host<->device transfers (the data loader's batches, reads of results,
+// weights loaded from the host), ordered against the compute stream by events.
 cudaStream_t cuda_copy_stream(void);
 // Gradient all-reduce buckets, overlapping the rest of backward.
 cudaStream_t cuda_comm_stream(void);

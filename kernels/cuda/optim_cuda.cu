@@ -1,5 +1,6 @@
 // optim_cuda.cu: AdamW update and gradient sum of squares on the GPU.
 #include "kernels/cuda/optim_cuda.h"
+#include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK, CUDA_CHECK_LAUNCH
 #include "autograd/graph.h"               // defines: REDUCE_CHUNK
 
@@ -19,7 +20,7 @@ extern "C" void adamw_update_cuda(float *p, const float *grad, float *m, float *
                                   float eps, float lr, float grad_scale, float decay, float bc1, float bc2) {
     if (n == 0) return;
     unsigned blocks = (unsigned)((n + 255) / 256);
-    adamw_kernel<<<blocks, 256>>>(p, grad, m, v, n, beta1, beta2, eps, lr, grad_scale, decay, bc1, bc2);
+    adamw_kernel<<<blocks, 256, 0, cuda_compute_stream()>>>(p, grad, m, v, n, beta1, beta2, eps, lr, grad_scale, decay, bc1, bc2);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -42,6 +43,6 @@ __global__ static void sumsq_kernel(const float *x, size_t n, double *partial) {
 extern "C" void grad_sumsq_partials_cuda(const float *grad, size_t n, double *partial) {
     if (n == 0) return;
     unsigned blocks = (unsigned)((n + REDUCE_CHUNK - 1) / REDUCE_CHUNK);
-    sumsq_kernel<<<blocks, 256>>>(grad, n, partial);
+    sumsq_kernel<<<blocks, 256, 0, cuda_compute_stream()>>>(grad, n, partial);
     CUDA_CHECK_LAUNCH();
 }

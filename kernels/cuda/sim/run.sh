@@ -27,12 +27,18 @@ CC="gcc -std=c11 $FLAGS -fopenmp -I. $(pkg-config --cflags $PKGS openblas)"
 TRAIN_CC="${CC/-DDISTIL_CUDA /}"
 
 # The sources, rewritten where C++ cannot read CUDA: kernel<<<cfg>>>(args)
-# becomes sim::Launch(cfg).run(kernel, args) and `extern __shared__ T x[];`
-# a pointer to the block's dynamic shared memory. Unchanged files keep their
+# becomes sim::Launch(cfg).run(kernel, args), `extern __shared__ T x[];`
+# a pointer to the block's dynamic shared memory, and `__shared__ T x[N];`
+# a reference to the running block's own copy (sim::block_shared). Unchanged files keep their
 # timestamps, so a second run rebuilds only what changed.
 for f in kernels/cuda/*.cu kernels/cuda/*.cuh kernels/cuda/*.h; do
-  perl -0pe 's/([A-Za-z_]\w*(?:<\w+>)?)<<<(.*?)>>>\(/sim::Launch($2).run($1, /gs;
-            s/extern __shared__ (\w+) (\w+)\[\];/$1 *$2 = ($1 *)sim::dynamic_smem();/g' "$f" > "$OUT/src/$f.new"
+  perl -0pe 's/([A-Za-z_]\w*(?:<[^<>;()]*>)?)<<<(.*?)>>>\(/sim::Launch($2).run($1, /gs;
+            s/extern __shared__ (?:(?:__align__|alignas)\(\d+\) )?(\w+) (\w+)\[\];/$1 *$2 = ($1 *)sim::dynamic_smem();/g;
+            s{__shared__\s+(?:(?:__align__|alignas)\(\d+\)\s+)?([A-Za-z_][\w:]*(?:<[^;<>]*>)?)\s+([^;]+);}
+             {my $t = $1; join " ", map { /^\s*(\w+)\s*(.*?)\s*$/;
+               "static char $1_shared_tag; auto &$1 = *sim::block_shared<$t" . ($2 =~ s/\s//gr) . ">(&$1_shared_tag);" }
+               split /,/, $2}ge' \
+    "$f" > "$OUT/src/$f.new"
   if cmp -s "$OUT/src/$f.new" "$OUT/src/$f"; then rm "$OUT/src/$f.new"; else mv "$OUT/src/$f.new" "$OUT/src/$f"; fi
 done
 
@@ -56,9 +62,11 @@ for f in "$OUT"/src/kernels/cuda/*.cu; do
   fi
 done
 wait
-stale "$OUT/obj/cuda_sim.o" kernels/cuda/sim/cuda_sim.cpp && $CXX -c kernels/cuda/sim/cuda_sim.cpp -o "$OUT/obj/cuda_sim.o"
+for f in cuda_sim cuda_sim_blas; do
+  stale "$OUT/obj/$f.o" kernels/cuda/sim/$f.cpp && $CXX -c kernels/cuda/sim/$f.cpp -o "$OUT/obj/$f.o"
+done
 pids=()
-lib_objs=("$OUT/obj/cuda_sim.o")
+lib_objs=("$OUT/obj/cuda_sim.o" "$OUT/obj/cuda_sim_blas.o")
 for f in "$OUT"/src/kernels/cuda/*.cu; do
   obj="$OUT/obj/$(basename "$f").o"
   [ -f "$obj" ] && lib_objs+=("$obj")
