@@ -96,6 +96,9 @@ struct Block {
 thread_local Block *block_state;
 thread_local unsigned int block_tid;
 
+// Marks that something finished (for the deadlock watchdog, wait_or_die).
+void progress(void);
+
 unsigned int warp_size_of(const Block *b, unsigned int warp) {
     unsigned int first = warp * 32;
     return std::min(32u, b->nthreads - first);
@@ -130,6 +133,10 @@ uint64_t warp_exchange(unsigned int mask, uint64_t bits, int src_lane, const cha
     uint64_t r = b->lane_slot[w * 32 + (unsigned int)src_lane];
     b->warp_barrier[w]->arrive_and_wait();
     return r;
+}
+
+void check_aligned(const void *p, size_t bytes, const char *file, int line) {
+    if ((uintptr_t)p % bytes) die("%s:%d: a %zu-byte access at %p is misaligned", file, line, bytes, p);
 }
 
 void *dynamic_smem(void) { return block_state->smem.data(); }
@@ -261,6 +268,7 @@ struct SimStream {
             }
             delay();
             item();
+            progress();
             std::lock_guard<std::mutex> lock(mu);
             running = false;
             if (queue.empty()) idle_cv.notify_all();
@@ -312,11 +320,19 @@ double now_ms() {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// The watchdog of every wait inside the simulator: a wait that never ends
-// is an ordering deadlock (a stream waiting on work queued behind it).
+// The host clock of the last block or queue item that finished anywhere.
+std::atomic<double> last_progress_ms{ 0 };
+void progress(void) { last_progress_ms.store(now_ms()); }
+
+// The watchdog of every wait inside the simulator: a wait during which no
+// stream finishes anything for 5 minutes is an ordering deadlock (a stream
+// waiting on work queued behind it). Slowness alone (a loaded machine)
+// keeps finishing blocks, so it is not mistaken for one.
 template <class Pred> void wait_or_die(std::condition_variable &cv, std::unique_lock<std::mutex> &lock, Pred pred,
                                        const char *what) {
-    if (!cv.wait_for(lock, std::chrono::seconds(120), pred)) die("%s: still waiting after 120 s (a deadlock?)", what);
+    progress();
+    while (!cv.wait_for(lock, std::chrono::seconds(5), pred))
+        if (now_ms() - last_progress_ms.load() > 300e3) die("%s: nothing has run for 300 s (a deadlock?)", what);
 }
 
 bool capture_active(void) {
@@ -425,6 +441,7 @@ void run_grid(dim3 grid, dim3 block, size_t smem, const std::function<void()> &b
                     barrier.arrive_and_drop();
                 };
                 pool->run(threads, fn);
+                progress();
             }
 }
 

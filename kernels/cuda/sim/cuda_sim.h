@@ -181,6 +181,7 @@ inline unsigned int __float_as_uint(float f) { unsigned int u; memcpy(&u, &f, si
 inline float __uint_as_float(unsigned int u) { float f; memcpy(&f, &u, sizeof f); return f; }
 inline int __float_as_int(float f) { int u; memcpy(&u, &f, sizeof u); return u; }
 inline float __int_as_float(int u) { float f; memcpy(&f, &u, sizeof f); return f; }
+inline unsigned int __umulhi(unsigned int a, unsigned int b) { return (unsigned int)(((uint64_t)a * b) >> 32); }
 // The fast-math intrinsics: the exact functions here (a GPU's differ by a few ulp).
 inline float __expf(float x) { return expf(x); }
 inline float __logf(float x) { return logf(x); }
@@ -224,6 +225,11 @@ template <class T> T __shfl_sync(unsigned int mask, T v, int src_lane, int width
 }
 
 namespace sim {
+
+// A 128-bit access must be 16-byte aligned (vec.cuh): checked here, as the
+// GPU would fault ("misaligned address").
+void check_aligned(const void *p, size_t bytes, const char *file, int line);
+#define CUDA_SIM_CHECK_ALIGNED(p, bytes) sim::check_aligned((const void *)(p), (bytes), __FILE__, __LINE__)
 
 // The block's dynamic shared memory (the launch's third argument), poisoned
 // with 0xff bytes (NaN floats) so a read before a write shows.

@@ -11,7 +11,10 @@
 #
 #   kernels/cuda/sim/run.sh                   AddressSanitizer + UBSan
 #   SIM_SAN=thread kernels/cuda/sim/run.sh    ThreadSanitizer: races between the threads of a block
+#   kernels/cuda/sim/run.sh lab               instead, the kernel lab's variants (kernels/cuda/lab,
+#                                             --check: each against its reference, small shapes)
 set -euo pipefail
+shopt -s nullglob   # a folder without .cu files (lab/) adds nothing
 cd "$(dirname "$0")/../../.."
 SAN=${SIM_SAN:-address,undefined}
 OUT=build/cuda-sim-${SAN//,/-}
@@ -31,7 +34,8 @@ TRAIN_CC="${CC/-DDISTIL_CUDA /}"
 # a pointer to the block's dynamic shared memory, and `__shared__ T x[N];`
 # a reference to the running block's own copy (sim::block_shared). Unchanged files keep their
 # timestamps, so a second run rebuilds only what changed.
-for f in kernels/cuda/*.cu kernels/cuda/*.cuh kernels/cuda/*.h; do
+mkdir -p "$OUT/src/kernels/cuda/lab"
+for f in kernels/cuda/*.cu kernels/cuda/*.cuh kernels/cuda/*.h kernels/cuda/lab/*.cu kernels/cuda/lab/*.cuh; do
   perl -0pe 's/([A-Za-z_]\w*(?:<[^<>;()]*>)?)<<<(.*?)>>>\(/sim::Launch($2).run($1, /gs;
             s/extern __shared__ (?:(?:__align__|alignas)\(\d+\) )?(\w+) (\w+)\[\];/$1 *$2 = ($1 *)sim::dynamic_smem();/g;
             s{__shared__\s+(?:(?:__align__|alignas)\(\d+\)\s+)?([A-Za-z_][\w:]*(?:<[^;<>]*>)?)\s+([^;]+);}
@@ -88,6 +92,17 @@ for t in test_gpu_parity test_gpu_train; do
   g++ -fsanitize=$SAN -fopenmp -pthread "$OUT/obj/tests_$t.c.o" "$OUT/libsim.a" \
       -o "$OUT/$t" $(pkg-config --libs $PKGS openblas) -lm
 done
+if [ "${1:-}" = lab ]; then
+  status=0
+  for f in "$OUT"/src/kernels/cuda/lab/*.cu; do
+    name=$(basename "$f" .cu)
+    $CXX -x c++ -include kernels/cuda/sim/cuda_sim.h -c "$f" -o "$OUT/obj/lab_$name.o"
+    g++ -fsanitize=$SAN -fopenmp -pthread "$OUT/obj/lab_$name.o" "$OUT/libsim.a" -o "$OUT/lab_$name" \
+        $(pkg-config --libs $PKGS openblas) -lm
+    "$OUT/lab_$name" --check || status=1
+  done
+  exit $status
+fi
 # libgomp's barriers are invisible to ThreadSanitizer, so the CPU kernels'
 # OpenMP loops would drown the report in false races: one thread there.
 [ "$SAN" = thread ] && export OMP_NUM_THREADS=1
