@@ -104,6 +104,9 @@ endif
 LIB_SRC := $(wildcard autograd/*.c kernels/*.c kernels/cpu/*.c data/*.c data/*/*.c train/*/*.c)
 LIB_SRC := $(filter-out train/cmd/main.c,$(LIB_SRC))
 CU_SRC := $(wildcard kernels/cuda/*.cu)
+# The kernel lab (kernels/cuda/lab: each kernel's variants, checked and
+# timed): built with the CUDA backend, so that -Werror keeps it compiling.
+LAB_SRC := $(wildcard kernels/cuda/lab/*.cu)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC := $(wildcard tests/bench_*.c)
 
@@ -113,11 +116,12 @@ ifeq ($(USE_CUDA),1)
 endif
 TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
+LAB_BIN := $(if $(filter 1,$(USE_CUDA)),$(LAB_SRC:kernels/cuda/lab/%.cu=$(BUILD)/lab/%),)
 
 .PHONY: all deps deps-test test test-gpu bench bench-dist demo cuda-check clean
 .DEFAULT_GOAL := all
 
-all: $(BUILD)/distil $(TEST_BIN) $(BENCH_BIN)
+all: $(BUILD)/distil $(TEST_BIN) $(BENCH_BIN) $(LAB_BIN)
 ifneq ($(SAN),1)
 	@ln -sf $(BUILD)/distil distil
 endif
@@ -147,7 +151,12 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libdistil.a
 	@$(if $(Q),echo "  LINK   $@")
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/train/cmd/main.d $(TEST_SRC:%.c=$(BUILD)/%.d) $(BENCH_SRC:%.c=$(BUILD)/%.d)
+$(BUILD)/lab/%: $(BUILD)/kernels/cuda/lab/%.cu.o $(BUILD)/libdistil.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK   $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+-include $(LAB_SRC:%.cu=$(BUILD)/%.cu.d) $(LIB_OBJ:.o=.d) $(BUILD)/train/cmd/main.d $(TEST_SRC:%.c=$(BUILD)/%.d) $(BENCH_SRC:%.c=$(BUILD)/%.d)
 
 # ---- running ---------------------------------------------------------------
 deps:

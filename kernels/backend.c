@@ -108,3 +108,40 @@ void backend_upload(Device d, void *dst, const void *host_src, size_t bytes) {
     (void)d;
     memcpy(dst, host_src, bytes);
 }
+
+void backend_capture_begin(Device d) {
+#ifdef DISTIL_CUDA
+    if (d == DEV_CUDA) { cuda_capture_begin(); return; }
+#endif
+    (void)d;
+}
+
+BackendCapture *backend_capture_end(Device d) {
+#ifdef DISTIL_CUDA
+    if (d == DEV_CUDA) return cuda_capture_end();
+#endif
+    (void)d;
+    return NULL;
+}
+
+void backend_capture_launch(BackendCapture *c) {
+#ifdef DISTIL_CUDA
+    cuda_capture_launch(c);
+#endif
+    (void)c;
+}
+
+size_t backend_capture_nodes(const BackendCapture *c) {
+#ifdef DISTIL_CUDA
+    return cuda_capture_nodes(c);
+#endif
+    (void)c;
+    return 0;
+}
+
+void backend_capture_free(BackendCapture *c) {
+#ifdef DISTIL_CUDA
+    if (c) cuda_capture_free(c);
+#endif
+    (void)c;
+}

@@ -32,8 +32,26 @@ void backend_host_free(void *p, int pinned);
 // been read. A plain copy on the CPU.
 void backend_upload(Device d, void *dst, const void *host_src, size_t bytes);
 
+// CUDA Graphs (kernels/cuda/capture.cu). Between backend_capture_begin and
+// backend_capture_end, the device work queued on d is recorded, not run;
+// backend_capture_launch replays it. Only what runs on the device may be
+// queued meanwhile: no download, allocation or wait for the device. NULL
+// from end (its reason on stderr) on the CPU, or when the runtime refuses.
+typedef struct CudaCapture BackendCapture;
+void backend_capture_begin(Device d);
+BackendCapture *backend_capture_end(Device d);
+void backend_capture_launch(BackendCapture *c);
+// Nodes (kernels, copies...) the capture recorded.
+size_t backend_capture_nodes(const BackendCapture *c);
+void backend_capture_free(BackendCapture *c);
+
 #ifdef DISTIL_CUDA
-// Implemented in kernels/cuda/backend_cuda.cu.
+// Implemented in kernels/cuda/backend_cuda.cu and kernels/cuda/capture.cu.
+void cuda_capture_begin(void);
+struct CudaCapture *cuda_capture_end(void);
+void cuda_capture_launch(struct CudaCapture *c);
+size_t cuda_capture_nodes(const struct CudaCapture *c);
+void cuda_capture_free(struct CudaCapture *c);
 int cuda_device_count(const char **why);
 void *cuda_alloc(size_t bytes);
 void cuda_free(void *p);

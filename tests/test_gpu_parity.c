@@ -108,6 +108,7 @@ typedef struct {
     float scale, offset;            // f32: offset + scale * N(0, 1) (scale 0 means 1)
     int lo, hi;                     // i32: uniform in [lo, hi)
     const float *values;            // f32: these values instead (NAN allowed)
+    const int32_t *ivalues;         // i32: these values instead
 } ParityInput;
 
 typedef Tensor *(*ParityBuild)(Graph *g, Tensor **in, const void *ctx);
@@ -130,7 +131,7 @@ static void *gen_input(const ParityInput *s) {
     }
     if (s->dtype == DT_I32) {
         int32_t *v = malloc(n * sizeof *v);
-        for (size_t i = 0; i < n; i++) v[i] = s->lo + (int32_t)rng_below(&rng, (uint64_t)(s->hi - s->lo));
+        for (size_t i = 0; i < n; i++) v[i] = s->ivalues ? s->ivalues[i] : s->lo + (int32_t)rng_below(&rng, (uint64_t)(s->hi - s->lo));
         return v;
     }
     uint8_t *v = malloc(n);
@@ -508,6 +509,90 @@ static void test_cast(void) {
     parity("cast special values", fixed, 1, build_cast, NULL, EXACT, EXACT);
 }
 
+// ---- The distillation losses ---------------------------------------------------------
+typedef struct { DistillKLConfig cfg; int use_mask; } DistillCase;
+
+static Tensor *build_distill_kl(Graph *g, Tensor **in, const void *ctx) {
+    const DistillCase *c = ctx;
+    return op_distill_kl(g, in[0], in[1], in[2], c->use_mask ? in[3] : NULL, &c->cfg);
+}
+
+static void test_distill_kl(void) {
+    NEED_GPU();
+    enum { B = 2, S = 3, R = B * S, K = 5 };
+    static const float mask[R] = { 1, 0, 1, 1, 1, 1 };   // row 1 ignored
+    static const char *modes[] = { "forward KL", "reverse KL", "JSD" };
+    for (int mode = 0; mode < 3; mode++)
+        for (int tail = 0; tail < 2; tail++) {
+            // V = 37: the vocab passes read one float at a time; V = 40: 128-bit packs.
+            int V = (mode + tail) % 2 ? 37 : 40;
+            // Ids in [-1, V] (-1 and V are outside the student vocab), with a
+            // duplicate in row 0 and a row of nothing but invalid ids (row 3).
+            int32_t ids[R * K];
+            float lp[R * K];
+            for (int r = 0; r < R; r++)
+                for (int j = 0; j < K; j++) {
+                    ids[r * K + j] = r == 3 ? -1 : (int32_t)rng_below(&rng, (uint64_t)V + 2) - 1;
+                    lp[r * K + j] = -1.0f - 0.6f * (float)j - 0.3f * fabsf(rng_normal(&rng));   // a descending top-k, mass < 1
+                }
+            ids[1] = ids[0] < 0 ? 4 : ids[0];
+            ids[0] = ids[1];
+            DistillCase c = { { .t_logged = 0.7f, .t = 1.6f, .mode = mode, .beta = 0.3f, .tail = tail, .t2 = tail }, mode != 1 };
+            ParityInput spec[] = {
+                { "logits", DT_F32, 3, { B, S, V }, 1, 2.0f },
+                { "topk_ids", DT_I32, 3, { B, S, K }, .ivalues = ids },
+                { "topk_logprobs", DT_F32, 3, { B, S, K }, .values = lp },
+                { "mask", DT_F32, 2, { B, S }, .values = mask },
+            };
+            char name[96];
+            snprintf(name, sizeof name, "distill_kl V=%d %s tail %d%s", V, modes[mode], tail, c.use_mask ? " masked" : "");
+            parity(name, spec, c.use_mask ? 4 : 3, build_distill_kl, &c, REDUCE, REDUCE);
+        }
+}
+
+typedef struct { int mode; float beta; } TrajCase;
+
+static Tensor *build_traj_loss(Graph *g, Tensor **in, const void *ctx) {
+    const TrajCase *c = ctx;
+    return op_traj_loss(g, in[0], in[1], in[2], c->mode, c->beta, 0.5f);
+}
+
+static void test_traj_loss(void) {
+    NEED_GPU();
+    enum { B = 4, K = 3, T = 6 };
+    // Candidate weights >= 0; sample 2 has none (masked out).
+    static const float weights[B * K] = { 0.5f, 0.3f, 0.2f, 1, 0, 0, 0, 0, 0, 0.1f, 0, 0.9f };
+    static const TrajCase cases[] = { { TRAJ_WEIGHTED, 1.0f }, { TRAJ_BEST, 1.0f }, { TRAJ_WEIGHTED, 0.0f }, { TRAJ_BEST, 0.5f } };
+    for (int i = 0; i < 4; i++) {
+        ParityInput spec[] = {
+            { "pred", DT_F32, 3, { B, T, 3 }, 1 },
+            { "targets", DT_F32, 4, { B, K, T, 3 }, 0, 1.5f },
+            { "weights", DT_F32, 2, { B, K }, .values = weights },
+        };
+        parity(cases[i].mode == TRAJ_BEST ? "traj_loss best" : "traj_loss weighted", spec, 3, build_traj_loss, &cases[i], REDUCE, REDUCE);
+    }
+}
+
+static Tensor *build_cosine_loss(Graph *g, Tensor **in, const void *ctx) {
+    return op_cosine_loss(g, in[0], in[1], ctx ? in[2] : NULL);
+}
+
+static void test_cosine_loss(void) {
+    NEED_GPU();
+    enum { B = 5 };
+    static const float mask[B] = { 1, 1, 0, 1, 1 };
+    static const int dims[2] = { 37, 40 };   // one float per access; 128-bit packs
+    for (int di = 0; di < 2; di++) {
+        ParityInput spec[] = {
+            { "a", DT_F32, 2, { B, dims[di] }, 1 },
+            { "b", DT_F32, 2, { B, dims[di] }, 1 },
+            { "mask", DT_F32, 1, { B }, .values = mask },
+        };
+        parity("cosine_loss masked", spec, 3, build_cosine_loss, (void *)1, REDUCE, REDUCE);
+        parity("cosine_loss", spec, 2, build_cosine_loss, NULL, REDUCE, REDUCE);
+    }
+}
+
 // ---- A whole transformer step --------------------------------------------------
 enum { BLK_B = 2, BLK_T = 8, BLK_C = 16, BLK_H = 4, BLK_V = 10 };
 
@@ -635,6 +720,52 @@ static void test_transformer_step(void) {
     for (int i = 0; i < cpu.n_params; i++) { free(cpu.grad[i]); free(gpu.grad[i]); free(again.grad[i]); }
 }
 
+// The block's forward captured into a CUDA Graph and replayed: the same
+// loss as the tape run eagerly, on inputs changed between replays (the
+// graph reads its buffers when it runs, not when it was captured), and
+// bitwise the same on two replays. Every op's launches must be capturable:
+// no allocation, download or wait while the capture runs.
+static void test_forward_capture(void) {
+    NEED_GPU();
+    if (cpu_only) SKIP("a CUDA Graph needs the CUDA backend");
+    uint64_t seed = rng_u64(&rng);
+    Graph *g = graph_new(DEV_CUDA);
+    BlockGraph m = build_block(g);
+    REQUIRE(graph_plan(g) == 0, "plan");
+    for (int i = 0; i < g->n_params; i++) fill_param(g->params[i], i, seed);
+    float mask[BLK_B * BLK_T], wp[BLK_B * BLK_T * 3];
+    int32_t targets[BLK_B * BLK_T];
+    for (int i = 0; i < BLK_B * BLK_T; i++) { mask[i] = 1.0f; targets[i] = i % BLK_V; }
+    for (int i = 0; i < BLK_B * BLK_T * 3; i++) wp[i] = 0.1f * (float)i;
+    tensor_from_host_f32(m.key_mask, mask);
+    tensor_from_host_f32(m.waypoints, wp);
+    backend_from_host(DEV_CUDA, m.targets->data, targets, sizeof targets);
+    graph_forward(g);   // eager first: every workspace reaches its size
+    float eager, replay, again;
+    tensor_to_host_f32(m.loss, &eager);
+    backend_capture_begin(DEV_CUDA);
+    graph_forward(g);
+    BackendCapture *cap = backend_capture_end(DEV_CUDA);
+    REQUIRE(cap, "the forward could not be captured");
+    CHECK(backend_capture_nodes(cap) >= 10, "the captured forward has %zu nodes", backend_capture_nodes(cap));
+    backend_capture_launch(cap);
+    tensor_to_host_f32(m.loss, &replay);
+    CHECK(memcmp(&eager, &replay, sizeof eager) == 0, "replay: loss %.9g, eager %.9g", (double)replay, (double)eager);
+    // New waypoints: the replay must see them.
+    for (int i = 0; i < BLK_B * BLK_T * 3; i++) wp[i] = -0.2f * (float)i;
+    tensor_from_host_f32(m.waypoints, wp);
+    backend_capture_launch(cap);
+    tensor_to_host_f32(m.loss, &replay);
+    backend_capture_launch(cap);
+    tensor_to_host_f32(m.loss, &again);
+    graph_forward(g);
+    tensor_to_host_f32(m.loss, &eager);
+    CHECK(memcmp(&eager, &replay, sizeof eager) == 0, "replay on new inputs: loss %.9g, eager %.9g", (double)replay, (double)eager);
+    CHECK(memcmp(&again, &replay, sizeof again) == 0, "two replays: %.9g, %.9g", (double)replay, (double)again);
+    backend_capture_free(cap);
+    graph_free(g);
+}
+
 int main(void) {
     const char *env = getenv("DISTIL_PARITY_CPU_ONLY");
     cpu_only = env && strcmp(env, "0") != 0;
@@ -662,6 +793,10 @@ int main(void) {
     RUN(test_cross_entropy);
     RUN(test_regression);
     RUN(test_cast);
+    RUN(test_distill_kl);
+    RUN(test_traj_loss);
+    RUN(test_cosine_loss);
     RUN(test_transformer_step);
+    RUN(test_forward_capture);
     return test_summary();
 }

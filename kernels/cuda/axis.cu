@@ -6,14 +6,16 @@
 // n rows: lane y sums rows y, y + ty, y + 2ty, ... serially, then the ty
 // lane sums are added in a fixed binary tree through shared memory. With
 // inner == 1 (a sum over the last axis, or over everything) tx is 1 and the
-// whole block reduces one output.
+// whole block reduces one output. The broadcast back walks dx with no
+// division per element (DivMod32) and 128-bit accesses where inner allows.
 #include "kernels/cuda/axis.cuh"
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
-#include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_BLOCK, CUDA_GRID_STRIDE
+#include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_BLOCK
+#include "kernels/cuda/vec.cuh"           // defines: Vec, DivMod32, cuda_grid_for_items
 
 namespace {
 
-__global__ void reduce_axis_kernel(float *dst, const float *src, const float *src2,
+__global__ void __launch_bounds__(CUDA_BLOCK) reduce_axis_kernel(float *dst, const float *src, const float *src2,
                                    size_t n, size_t inner, int tx, size_t tiles,
                                    float scale, bool accumulate) {
     __shared__ float lane_sum[CUDA_BLOCK];
@@ -40,11 +42,21 @@ __global__ void reduce_axis_kernel(float *dst, const float *src, const float *sr
     }
 }
 
-__global__ void broadcast_axis_add_kernel(const float *dy, float *dx, size_t n, size_t inner,
-                                          size_t total, float scale) {
-    CUDA_GRID_STRIDE(i, total) {
-        size_t o = i / (n * inner), k = i % inner;
-        dx[i] += scale * dy[o * inner + k];
+// dx (outer, n, inner) += scale * dy (outer, inner): element i's dy index
+// is (i / (n inner)) inner + i % inner, by multiply-highs (DivMod32), W
+// elements at a time when inner is a multiple of W (then a vector shares
+// its o and has consecutive k).
+template <int W>
+__global__ void __launch_bounds__(CUDA_BLOCK) broadcast_axis_add_kernel(const float *dy, float *dx, size_t total,
+                                                                        DivMod32 slice, DivMod32 inner, float scale) {
+    using V = Vec<float, W>;
+    uint32_t vecs = (uint32_t)(total / W);
+    for (uint32_t p = blockIdx.x * blockDim.x + threadIdx.x; p < vecs; p += gridDim.x * blockDim.x) {
+        uint32_t i = p * W;
+        uint32_t at = slice.div(i) * inner.d + inner.mod(i);   // (o, k) in dy
+        V d = load_vec<V>(dx, p), g = load_vec<V>(dy + at, 0);
+        for (int j = 0; j < W; j++) d[j] += scale * g[j];
+        store_vec<V>(dx, p, d);
     }
 }
 
@@ -64,7 +76,12 @@ void cuda_reduce_axis(float *dst, const float *src, const float *src2,
 void cuda_broadcast_axis_add(const float *dy, float *dx, size_t outer, size_t n, size_t inner, float scale) {
     size_t total = outer * n * inner;
     if (total == 0) return;
-    broadcast_axis_add_kernel<<<cuda_grid_for(total), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
-        dy, dx, n, inner, total, scale);
+    cuda_check_index32(total, "broadcast gradient");
+    DivMod32 slice = divmod32((uint32_t)(n * inner)), in = divmod32((uint32_t)inner);
+    cudaStream_t s = cuda_compute_stream();
+    if (inner % 4 == 0 && cuda_aligned16(dx) && cuda_aligned16(dy))
+        broadcast_axis_add_kernel<4><<<cuda_grid_for_items(total / 4), CUDA_BLOCK, 0, s>>>(dy, dx, total, slice, in, scale);
+    else
+        broadcast_axis_add_kernel<1><<<cuda_grid_for_items(total), CUDA_BLOCK, 0, s>>>(dy, dx, total, slice, in, scale);
     CUDA_CHECK_LAUNCH();
 }

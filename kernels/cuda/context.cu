@@ -9,6 +9,7 @@ namespace {
 struct CudaContext {
     cudaStream_t compute, copy, comm;
     cublasHandle_t cublas;
+    CudaLt lt;
     int tf32_applied;       // the math mode the handle is in (1: TF32 allowed)
     void *workspace;        // see cuda_workspace
     size_t workspace_bytes;
@@ -17,6 +18,8 @@ struct CudaContext {
 // The workspace's first size: enough for every op's partial sums at any
 // shape this trainer uses, so it normally never grows.
 constexpr size_t WORKSPACE_MIN_BYTES = 1 << 20;
+// cuBLASLt's own workspace: what NVIDIA recommends for Hopper (32 MiB).
+constexpr size_t LT_WORKSPACE_BYTES = 32u << 20;
 
 // What cuda_set_allow_tf32 asked for; read at each cuda_cublas() call so the
 // flag may be set before the context exists.
@@ -35,6 +38,13 @@ CudaContext make_context() {
     // CUBLAS_DEFAULT_MATH: plain fp32 FMAs; TF32 only once cuda_set_allow_tf32(1).
     CUBLAS_CHECK(cublasSetMathMode(c.cublas, CUBLAS_DEFAULT_MATH));
     c.tf32_applied = 0;
+    CUBLAS_CHECK(cublasLtCreate(&c.lt.handle));
+    CUDA_CHECK(cudaMalloc(&c.lt.workspace, LT_WORKSPACE_BYTES));
+    c.lt.workspace_bytes = LT_WORKSPACE_BYTES;
+    // cuBLAS gets the same workspace (its calls and cuBLASLt's run one after
+    // the other on the compute stream), so it never allocates one itself,
+    // which a CUDA Graph capture would not allow.
+    CUBLAS_CHECK(cublasSetWorkspace(c.cublas, c.lt.workspace, LT_WORKSPACE_BYTES));
     c.workspace = nullptr;
     c.workspace_bytes = 0;
     return c;
@@ -61,6 +71,8 @@ cublasHandle_t cuda_cublas(void) {
     }
     return c.cublas;
 }
+
+CudaLt cuda_cublaslt(void) { return context().lt; }
 
 void *cuda_workspace(size_t bytes) {
     CudaContext &c = context();

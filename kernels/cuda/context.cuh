@@ -8,6 +8,7 @@
 #pragma once
 #include <cstddef>
 #include <cuda_runtime.h>
+#include <cublasLt.h>
 #include <cublas_v2.h>
 
 // The three streams are non-blocking and nothing uses the legacy default
@@ -25,6 +26,14 @@ cudaStream_t cuda_comm_stream(void);
 // The cuBLAS handle, bound to the compute stream, in the math mode that
 // cuda_set_allow_tf32 last chose (plain fp32 unless TF32 was allowed).
 cublasHandle_t cuda_cublas(void);
+// The cuBLASLt handle and the workspace its products may use (the bf16
+// matrix products, gemm.cu), allocated once with the context.
+struct CudaLt {
+    cublasLtHandle_t handle;
+    void *workspace;
+    size_t workspace_bytes;
+};
+CudaLt cuda_cublaslt(void);
 // Scratch device memory of at least `bytes` for kernels queued on the
 // compute stream (partial sums of a multi-block reduction...). Its contents
 // do not outlive the op that asked for it. It only grows, syncing the

@@ -87,6 +87,32 @@ __device__ inline float block_max(float v) {
     return warp_max(v);
 }
 
+// The same in double, for the losses that keep their sums in double
+// (distill_kl, cosine_loss): shuffles move 64-bit values in two halves.
+__device__ inline double block_sum_f64(double v) {
+    __shared__ double warp_partial_f64[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads();
+    if (lane == 0) warp_partial_f64[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? warp_partial_f64[lane] : 0.0;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ inline double block_max_f64(double v) {
+    __shared__ double warp_partial_f64[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
+    __syncthreads();
+    if (lane == 0) warp_partial_f64[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? warp_partial_f64[lane] : -INFINITY;
+    for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
 // Threads for a kernel that gives one block to each row of C elements: a
 // multiple of 32 (block_sum needs whole warps), no more than CUDA_BLOCK.
 static inline int cuda_row_threads(size_t C) {

@@ -4,31 +4,33 @@
 // double as on the CPU (so long lines do not drift, and the two agree to
 // the final rounding). Backward is the reverse scan: dx[j] += sum_{i >= j} dy[i].
 // Adjacent threads take adjacent inner positions, so loads are coalesced
-// whenever inner > 1.
+// whenever inner > 1; a line's (outer, inner) position is a multiply-high
+// (DivMod32), not a division.
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_GRID_STRIDE
+#include "kernels/cuda/vec.cuh"           // defines: DivMod32, divmod32, cuda_grid_for_items
 
 namespace {
 
-__global__ void cumsum_forward_kernel(float *y, const float *x, size_t lines, size_t n, size_t inner) {
+__global__ void __launch_bounds__(CUDA_BLOCK) cumsum_forward_kernel(float *y, const float *x, size_t lines, size_t n, DivMod32 inner) {
     CUDA_GRID_STRIDE(line, lines) {
-        size_t o = line / inner, k = line % inner;
+        size_t o = inner.div((uint32_t)line), k = line - o * inner.d;
         double run = 0;
         for (size_t j = 0; j < n; j++) {
-            size_t at = (o * n + j) * inner + k;
+            size_t at = (o * n + j) * inner.d + k;
             run += x[at];
             y[at] = (float)run;
         }
     }
 }
 
-__global__ void cumsum_backward_kernel(float *dx, const float *dy, size_t lines, size_t n, size_t inner) {
+__global__ void __launch_bounds__(CUDA_BLOCK) cumsum_backward_kernel(float *dx, const float *dy, size_t lines, size_t n, DivMod32 inner) {
     CUDA_GRID_STRIDE(line, lines) {
-        size_t o = line / inner, k = line % inner;
+        size_t o = inner.div((uint32_t)line), k = line - o * inner.d;
         double run = 0;
         for (size_t j = n; j-- > 0;) {
-            size_t at = (o * n + j) * inner + k;
+            size_t at = (o * n + j) * inner.d + k;
             run += dy[at];
             dx[at] += (float)run;
         }
@@ -51,8 +53,9 @@ extern "C" void cumsum_forward_cuda(Tensor *out) {
     size_t outer, n, inner;
     cumsum_split(out->src[0], out->iattr[0], &outer, &n, &inner);
     size_t lines = outer * inner;
-    cumsum_forward_kernel<<<cuda_grid_for(lines), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
-        (float *)out->data, (const float *)out->src[0]->data, lines, n, inner);   // (outer, n, inner) both
+    cuda_check_index32(lines * n, "cumsum");
+    cumsum_forward_kernel<<<cuda_grid_for_items(lines), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
+        (float *)out->data, (const float *)out->src[0]->data, lines, n, divmod32((uint32_t)inner));   // (outer, n, inner) both
     CUDA_CHECK_LAUNCH();
 }
 
@@ -62,7 +65,8 @@ extern "C" void cumsum_backward_cuda(Tensor *out) {
     size_t outer, n, inner;
     cumsum_split(x, out->iattr[0], &outer, &n, &inner);
     size_t lines = outer * inner;
-    cumsum_backward_kernel<<<cuda_grid_for(lines), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
-        x->grad, out->grad, lines, n, inner);
+    cuda_check_index32(lines * n, "cumsum");
+    cumsum_backward_kernel<<<cuda_grid_for_items(lines), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
+        x->grad, out->grad, lines, n, divmod32((uint32_t)inner));
     CUDA_CHECK_LAUNCH();
 }

@@ -14,3 +14,13 @@ void cuda_gemm_rowmajor(bool trans_p, bool trans_q, int m, int n, int k,
                         const float *P, int ldP, long long strideP,
                         const float *Q, int ldQ, long long strideQ,
                         float beta, float *D, int ldD, long long strideD, int batch);
+
+// The same product for train.precision bf16: every element of P and Q is
+// rounded to bf16 (bf16.cuh's bf16_round, the CPU's bits) into scratch,
+// then cuBLASLt multiplies the bf16 operands on the tensor cores with fp32
+// accumulation into fp32 D. TF32 plays no part. A batched operand must be
+// dense (stride = its rows x ld) or shared (stride 0).
+void cuda_gemm_rowmajor_bf16(bool trans_p, bool trans_q, int m, int n, int k,
+                             const float *P, int ldP, long long strideP,
+                             const float *Q, int ldQ, long long strideQ,
+                             float beta, float *D, int ldD, long long strideD, int batch);

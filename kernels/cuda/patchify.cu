@@ -2,27 +2,50 @@
 // [B, (H/p)*(W/p), p*p*3]; the twin of kernels/cpu/patchify.c. Patches run
 // row-major over the patch grid; inside a patch the order is (dy, dx,
 // channel). value = (pixel/255 - mean[c]) / std[c], computed in double and
-// rounded once, as the CPU's lookup table is, so both give the same bits.
+// rounded once into a 3 x 256 table, as the CPU's lookup table is, so both
+// give the same bits.
+//
+// Each block first fills the table in shared memory (768 entries, 3 per
+// thread, the only double arithmetic); each output element is then a
+// table lookup. Output positions map to pixels by multiply-highs
+// (DivMod32), never a division per element; when 3p is a multiple of 4 a
+// thread writes 4 consecutive outputs (one 128-bit store) from 4
+// consecutive bytes of one patch row.
 #include "kernels/cuda/cuda_ops.h"
 #include <cstdint>
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
-#include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_GRID_STRIDE
+#include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH
+#include "kernels/cuda/vec.cuh"           // defines: Vec, store_vec, DivMod32, cuda_grid_for_items
 
 namespace {
 
 struct PatchNorm { float mean[3], std[3]; };
 
-__global__ void patchify_kernel(float *y, const uint8_t *img, size_t total, int H, int W, int p, PatchNorm norm) {
-    int gw = W / p, per_patch = p * p * 3, patches = (H / p) * gw;
-    CUDA_GRID_STRIDE(i, total) {
-        int e = (int)(i % per_patch);                 // (dy, dx, c) inside the patch
-        size_t g = i / per_patch;
-        int patch = (int)(g % patches);
-        size_t b = g / patches;
-        int py = patch / gw, px = patch % gw;
-        int dy = e / (p * 3), dx = (e / 3) % p, c = e % 3;
-        uint8_t v = img[((b * H + (size_t)(py * p + dy)) * W + (size_t)(px * p + dx)) * 3 + c];
-        y[i] = (float)(((double)v / 255.0 - (double)norm.mean[c]) / (double)norm.std[c]);
+// Output index -> the pixel byte it reads, and its channel.
+struct PatchMap {
+    DivMod32 per_patch, patches, grid_w, patch_row;   // p*p*3, (H/p)*(W/p), W/p, 3p
+    int H, W, p;
+};
+
+template <int W>
+__global__ void __launch_bounds__(CUDA_BLOCK) patchify_kernel(float *y, const uint8_t *img, uint32_t vecs, PatchMap m,
+                                                              PatchNorm norm) {
+    __shared__ float lut[3][256];
+    for (int e = threadIdx.x; e < 3 * 256; e += blockDim.x) {
+        int c = e >> 8, v = e & 255;
+        lut[c][v] = (float)(((double)v / 255.0 - (double)norm.mean[c]) / (double)norm.std[c]);
+    }
+    __syncthreads();
+    for (uint32_t q = blockIdx.x * blockDim.x + threadIdx.x; q < vecs; q += gridDim.x * blockDim.x) {
+        uint32_t i = q * W;
+        uint32_t g = m.per_patch.div(i), e = i - g * m.per_patch.d;          // (b, patch), (dy, dx, c)
+        uint32_t b = m.patches.div(g), patch = g - b * m.patches.d;
+        uint32_t py = m.grid_w.div(patch), px = patch - py * m.grid_w.d;
+        uint32_t dy = m.patch_row.div(e), run = e - dy * m.patch_row.d;     // run = dx * 3 + c
+        const uint8_t *src = img + (((size_t)b * m.H + py * m.p + dy) * m.W + (size_t)px * m.p) * 3 + run;
+        Vec<float, W> out;
+        for (int j = 0; j < W; j++) out[j] = lut[(run + j) % 3][src[j]];
+        store_vec<Vec<float, W>>(y, q, out);
     }
 }
 
@@ -32,14 +55,21 @@ extern "C" void patchify_forward_cuda(Tensor *out) {
     const Tensor *img = out->src[0];
     PatchNorm norm;
     for (int c = 0; c < 3; c++) { norm.mean[c] = out->fattr[c]; norm.std[c] = out->fattr[3 + c]; }
-    patchify_kernel<<<cuda_grid_for(out->numel), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
-        (float *)out->data,              // (B, gh*gw, p*p*3)
-        (const uint8_t *)img->data,      // (B, H, W, 3)
-        out->numel, img->shape[1], img->shape[2], out->iattr[0], norm);
+    int H = img->shape[1], Wd = img->shape[2], p = out->iattr[0];
+    cuda_check_index32(out->numel, "patchify");
+    PatchMap m = { divmod32((uint32_t)(p * p * 3)), divmod32((uint32_t)((H / p) * (Wd / p))), divmod32((uint32_t)(Wd / p)),
+                   divmod32((uint32_t)(3 * p)), H, Wd, p };
+    float *y = (float *)out->data;               // (B, gh*gw, p*p*3)
+    const uint8_t *x = (const uint8_t *)img->data;   // (B, H, W, 3)
+    cudaStream_t s = cuda_compute_stream();
+    if ((3 * p) % 4 == 0 && cuda_aligned16(y)) {
+        uint32_t vecs = (uint32_t)(out->numel / 4);
+        patchify_kernel<4><<<cuda_grid_for_items(vecs), CUDA_BLOCK, 0, s>>>(y, x, vecs, m, norm);
+    } else {
+        uint32_t vecs = (uint32_t)out->numel;
+        patchify_kernel<1><<<cuda_grid_for_items(vecs), CUDA_BLOCK, 0, s>>>(y, x, vecs, m, norm);
+    }
     CUDA_CHECK_LAUNCH();
 }
 
-// The image is u8 data from the loader, never a parameter or an activation,
-// so no gradient can flow into it; the op table still wants a backward
-// function, and this one has nothing to do.
 extern "C" void patchify_backward_cuda(Tensor *out) { (void)out; }

@@ -10,10 +10,12 @@
 // depends only on the element count, never on the GPU) each add a
 // grid-stride share in a fixed tree, and one block adds their partials,
 // again in a fixed tree. No atomics: the same inputs give the same bits.
+// An element's mask index is a multiply-high (DivMod32), not a division.
 #pragma once
 #include "autograd/tensor.h"              // defines: Tensor
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream, cuda_workspace
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_GRID_STRIDE, block_sum
+#include "kernels/cuda/vec.cuh"           // defines: DivMod32, divmod32, cuda_check_index32
 
 // At most this many first-pass blocks (each CUDA_BLOCK threads).
 #define REG_MAX_PARTIALS 256
@@ -22,6 +24,7 @@ struct RegressionArgs {
     const float *pred, *target;   // (numel)
     const float *mask;            // (numel / inner) or NULL
     size_t numel, inner;          // inner: elements per mask value
+    DivMod32 per_mask;            // division by inner
 };
 
 inline RegressionArgs regression_args(const Tensor *out) {
@@ -32,6 +35,8 @@ inline RegressionArgs regression_args(const Tensor *out) {
     a.mask = mask ? (const float *)mask->data : nullptr;
     a.numel = pred->numel;
     a.inner = mask ? pred->numel / mask->numel : 1;
+    cuda_check_index32(a.numel, "regression loss");
+    a.per_mask = divmod32((uint32_t)a.inner);
     return a;
 }
 
@@ -41,7 +46,7 @@ inline unsigned int regression_partials(size_t numel) {
 }
 
 __device__ inline float regression_weight(const RegressionArgs &a, size_t i) {
-    return a.mask ? a.mask[i / a.inner] : 1.0f;
+    return a.mask ? a.mask[a.per_mask.div((uint32_t)i)] : 1.0f;
 }
 
 // sum_i w_i over the numel elements: sum(mask) * inner, or numel. Called by
@@ -56,7 +61,7 @@ __device__ inline float regression_weight_total(const RegressionArgs &a) {
 
 // Pass 1: partial[block] = sum of w_i l(d_i) over this block's grid-stride share.
 template <typename Loss>
-__global__ void regression_partial_kernel(float *partial, RegressionArgs a, Loss loss) {
+__global__ void __launch_bounds__(CUDA_BLOCK) regression_partial_kernel(float *partial, RegressionArgs a, Loss loss) {
     float s = 0.0f;
     CUDA_GRID_STRIDE(i, a.numel) {
         float w = regression_weight(a, i);
@@ -68,7 +73,7 @@ __global__ void regression_partial_kernel(float *partial, RegressionArgs a, Loss
 }
 
 // Pass 2, one block: out = sum(partial) / sum w, or 0.
-static __global__ void regression_finish_kernel(float *out, const float *partial, int n_partial, RegressionArgs a) {
+static __global__ void __launch_bounds__(CUDA_BLOCK) regression_finish_kernel(float *out, const float *partial, int n_partial, RegressionArgs a) {
     float s = 0.0f;
     for (int b = threadIdx.x; b < n_partial; b += blockDim.x) s += partial[b];
     s = block_sum(s);
@@ -77,13 +82,13 @@ static __global__ void regression_finish_kernel(float *out, const float *partial
 }
 
 // One block: *total = sum w (backward has no saved state to read it from).
-static __global__ void regression_weight_total_kernel(float *total, RegressionArgs a) {
+static __global__ void __launch_bounds__(CUDA_BLOCK) regression_weight_total_kernel(float *total, RegressionArgs a) {
     float t = regression_weight_total(a);
     if (threadIdx.x == 0) *total = t;
 }
 
 template <typename Loss>
-__global__ void regression_backward_kernel(float *dpred, float *dtarget, const float *dloss, const float *total_w,
+__global__ void __launch_bounds__(CUDA_BLOCK) regression_backward_kernel(float *dpred, float *dtarget, const float *dloss, const float *total_w,
                                            RegressionArgs a, Loss loss) {
     float tw = *total_w;
     if (tw == 0.0f) return;   // the loss is the constant 0

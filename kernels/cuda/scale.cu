@@ -1,28 +1,25 @@
 // scale.cu: y = s * a, s = fattr[0]; the twin of kernels/cpu/scale.c.
+// Elementwise through map.cuh (128-bit packs, no division per element).
 #include "kernels/cuda/cuda_ops.h"
-#include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
-#include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_GRID_STRIDE
+#include "kernels/cuda/map.cuh"   // defines: cuda_map
 
 namespace {
 
-// y (n) = or += s * x (n)
-__global__ void scale_kernel(float *y, const float *x, float s, size_t n, bool accumulate) {
-    CUDA_GRID_STRIDE(i, n) y[i] = accumulate ? y[i] + s * x[i] : s * x[i];
-}
+struct ScaleBy {
+    float s;
+    __device__ float operator()(float x) const { return s * x; }
+};
 
 }  // namespace
 
 extern "C" void scale_forward_cuda(Tensor *out) {
-    size_t n = out->numel;
-    scale_kernel<<<cuda_grid_for(n), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
-        (float *)out->data, (const float *)out->src[0]->data, out->fattr[0], n, false);
-    CUDA_CHECK_LAUNCH();
+    const float *x[1] = { (const float *)out->src[0]->data };   // (n)
+    cuda_map((float *)out->data, x, out->numel, false, ScaleBy{ out->fattr[0] });
 }
 
 extern "C" void scale_backward_cuda(Tensor *out) {
     float *da = out->src[0]->grad;   // (n)
     if (!da) return;
-    size_t n = out->numel;
-    scale_kernel<<<cuda_grid_for(n), CUDA_BLOCK, 0, cuda_compute_stream()>>>(da, out->grad, out->fattr[0], n, true);
-    CUDA_CHECK_LAUNCH();
+    const float *dy[1] = { out->grad };
+    cuda_map(da, dy, out->numel, true, ScaleBy{ out->fattr[0] });
 }

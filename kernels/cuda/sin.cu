@@ -1,34 +1,29 @@
 // sin.cu: y = sin(x); dx += cos(x) dy; the twin of kernels/cpu/sin.c.
 // The accurate sinf (a few ulp, full range reduction), not the __sinf
 // intrinsic, whose error grows with |x| (positional encodings reach |x| ~ 1e3).
+// Elementwise through map.cuh (128-bit packs, no division per element).
 #include "kernels/cuda/cuda_ops.h"
-#include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
-#include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_GRID_STRIDE
+#include "kernels/cuda/map.cuh"   // defines: cuda_map
 
 namespace {
 
-__global__ void sin_forward_kernel(float *y, const float *x, size_t n) {
-    CUDA_GRID_STRIDE(i, n) y[i] = sinf(x[i]);
-}
-
-__global__ void sin_backward_kernel(float *dx, const float *x, const float *dy, size_t n) {
-    CUDA_GRID_STRIDE(i, n) dx[i] += cosf(x[i]) * dy[i];
-}
+struct Sin {
+    __device__ float operator()(float x) const { return sinf(x); }
+};
+struct SinGrad {   // (x, dy) -> cos(x) dy
+    __device__ float operator()(float x, float dy) const { return cosf(x) * dy; }
+};
 
 }  // namespace
 
 extern "C" void sin_forward_cuda(Tensor *out) {
-    size_t n = out->numel;
-    sin_forward_kernel<<<cuda_grid_for(n), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
-        (float *)out->data, (const float *)out->src[0]->data, n);
-    CUDA_CHECK_LAUNCH();
+    const float *x[1] = { (const float *)out->src[0]->data };   // (n)
+    cuda_map((float *)out->data, x, out->numel, false, Sin{});
 }
 
 extern "C" void sin_backward_cuda(Tensor *out) {
     Tensor *src = out->src[0];
     if (!src->grad) return;
-    size_t n = out->numel;
-    sin_backward_kernel<<<cuda_grid_for(n), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
-        src->grad, (const float *)src->data, out->grad, n);
-    CUDA_CHECK_LAUNCH();
+    const float *in[2] = { (const float *)src->data, out->grad };   // (n), (n)
+    cuda_map(src->grad, in, out->numel, true, SinGrad{});
 }

@@ -5,14 +5,19 @@
 // (masked out), then the count.
 //
 // Forward: one thread per (b, k) adds its T waypoints in order, in double
-// (into a double workspace, and rounded into saved); then one thread
-// combines the samples in the CPU's order (B K values: trivial), so the
-// loss has the CPU's bits whenever the l_bk do. Backward: one thread per
-// element of pred, adding its K candidates in order. No atomics.
+// (into a double workspace, and rounded into saved); then one block
+// combines the samples, a thread per sample (its K candidates in the CPU's
+// order) and a fixed tree over the samples in double. Backward: one thread
+// per element of pred, adding its K candidates in order. Indices come from
+// multiply-highs (DivMod32), never a division per element. No atomics.
 #include "autograd/ops.h"                 // defines: TRAJ_WEIGHTED, TRAJ_BEST
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream, cuda_workspace
-#include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_GRID_STRIDE, cuda_grid_for
+#include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, block_sum_f64
+#include "kernels/cuda/vec.cuh"           // defines: DivMod32, divmod32, cuda_grid_for_items
+
+// Threads of the block that combines the samples.
+#define TRAJ_REDUCE_THREADS 256
 
 namespace {
 
@@ -49,14 +54,16 @@ __device__ inline double traj_diff(const float *p, const float *tg, int c) {
 }
 
 // Thread (b, k): l_bk over the T waypoints, 0 for a candidate of weight 0.
-__global__ void traj_candidate_kernel(double *l64, float *l, const float *pred, const float *targets,
-                                      const float *weights, TrajDims d) {
-    CUDA_GRID_STRIDE(bk, (size_t)d.B * d.K) {
-        size_t b = bk / d.K;
+__global__ void __launch_bounds__(CUDA_BLOCK) traj_candidate_kernel(double *l64, float *l, const float *pred,
+                                                                    const float *targets, const float *weights,
+                                                                    TrajDims d, DivMod32 per_sample) {
+    uint32_t n = (uint32_t)d.B * d.K;
+    for (uint32_t bk = blockIdx.x * blockDim.x + threadIdx.x; bk < n; bk += gridDim.x * blockDim.x) {
+        uint32_t b = per_sample.div(bk);
         double s = 0;
         if (weights[bk] > 0) {
             for (int t = 0; t < d.T; t++) {
-                const float *p = pred + (b * d.T + t) * 3, *tg = targets + (bk * d.T + t) * 3;
+                const float *p = pred + ((size_t)b * d.T + t) * 3, *tg = targets + ((size_t)bk * d.T + t) * 3;
                 s += smooth_l1(traj_diff(p, tg, 0), d.beta) + smooth_l1(traj_diff(p, tg, 1), d.beta) +
                      d.yaw_weight * smooth_l1(traj_diff(p, tg, 2), d.beta);
             }
@@ -67,12 +74,13 @@ __global__ void traj_candidate_kernel(double *l64, float *l, const float *pred, 
     }
 }
 
-// One thread: per sample the weighted mean or the best candidate, then the
-// mean over counted samples, in the CPU's order.
-__global__ void traj_reduce_kernel(float *loss, float *chosen, const double *l64, const float *weights, TrajDims d) {
-    double total = 0;
-    int count = 0;
-    for (int b = 0; b < d.B; b++) {
+// One block: thread b takes sample b (the weighted mean or the best
+// candidate, its K candidates in order, as the CPU), then the samples are
+// added in a fixed tree in double; the count and the mean.
+__global__ void __launch_bounds__(TRAJ_REDUCE_THREADS) traj_reduce_kernel(float *loss, float *chosen, const double *l64,
+                                                                          const float *weights, TrajDims d) {
+    double total = 0, count = 0;
+    for (int b = threadIdx.x; b < d.B; b += blockDim.x) {
         const float *w = weights + (size_t)b * d.K;
         double wsum = 0, lb = 0, best_l = 0;
         int best = -1;
@@ -86,29 +94,38 @@ __global__ void traj_reduce_kernel(float *loss, float *chosen, const double *l64
         if (!(wsum > 0)) { chosen[b] = -1.0f; continue; }
         chosen[b] = d.mode == TRAJ_BEST ? (float)best : 0.0f;
         total += d.mode == TRAJ_BEST ? best_l : lb / wsum;
-        count++;
+        count += 1;
     }
-    chosen[d.B] = (float)count;
-    loss[0] = count ? (float)(total / count) : 0.0f;
+    total = block_sum_f64(total);
+    count = block_sum_f64(count);
+    if (threadIdx.x == 0) {
+        chosen[d.B] = (float)count;
+        loss[0] = count > 0 ? (float)(total / count) : 0.0f;
+    }
 }
 
 // Thread (b, t, c): dpred += d(out) / count / T * scale_c * sum_k c_bk sl1'(d).
-__global__ void traj_backward_kernel(float *dpred, const float *pred, const float *targets, const float *weights,
-                                     const float *chosen, const float *dloss, TrajDims d) {
+// The (b, t, c) of an element by multiply-highs (DivMod32), not divisions.
+__global__ void __launch_bounds__(CUDA_BLOCK) traj_backward_kernel(float *dpred, const float *pred, const float *targets,
+                                                                   const float *weights, const float *chosen,
+                                                                   const float *dloss, TrajDims d, DivMod32 per_waypoints,
+                                                                   DivMod32 per_time) {
     float count = chosen[d.B];
     if (count == 0.0f) return;               // the loss is the constant 0
     double g = dloss[0] / count / d.T;
-    CUDA_GRID_STRIDE(i, (size_t)d.B * d.T * 3) {
-        size_t b = i / ((size_t)d.T * 3), t = (i / 3) % d.T;
-        int c = (int)(i % 3);
+    uint32_t n = (uint32_t)d.B * d.T * 3;
+    for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        uint32_t b = per_waypoints.div(i), bt = i / 3u, t = per_time.mod(bt);   // i / 3: a constant divisor
+        int c = (int)(i - bt * 3u);
         if (chosen[b] < 0) continue;
-        const float *w = weights + b * d.K;
+        const float *w = weights + (size_t)b * d.K;
         double wsum = 0, acc = 0;
         for (int k = 0; k < d.K; k++) wsum += w[k];
         for (int k = 0; k < d.K; k++) {
             double ck = d.mode == TRAJ_BEST ? (double)(k == (int)chosen[b]) : w[k] / wsum;
             if (!(w[k] > 0) || ck == 0) continue;
-            acc += ck * smooth_l1_slope(traj_diff(pred + (b * d.T + t) * 3, targets + ((b * d.K + k) * d.T + t) * 3, c), d.beta);
+            acc += ck * smooth_l1_slope(traj_diff(pred + ((size_t)b * d.T + t) * 3,
+                                                  targets + (((size_t)b * d.K + k) * d.T + t) * 3, c), d.beta);
         }
         dpred[i] += (float)(g * (c == 2 ? d.yaw_weight : 1.0) * acc);
     }
@@ -119,13 +136,15 @@ __global__ void traj_backward_kernel(float *dpred, const float *pred, const floa
 extern "C" void traj_loss_forward_cuda(Tensor *out) {
     TrajDims d = traj_dims(out);
     size_t BK = (size_t)d.B * d.K;
+    cuda_check_index32(BK * d.T * 3, "traj_loss");
     float *l = out->saved;                                    // (B, K)
     double *l64 = (double *)cuda_workspace(BK * sizeof(double));   // (B, K)
     const float *weights = (const float *)out->src[2]->data;  // (B, K)
-    traj_candidate_kernel<<<cuda_grid_for(BK), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
-        l64, l, (const float *)out->src[0]->data, (const float *)out->src[1]->data, weights, d);
+    cudaStream_t s = cuda_compute_stream();
+    traj_candidate_kernel<<<cuda_grid_for_items(BK), CUDA_BLOCK, 0, s>>>(
+        l64, l, (const float *)out->src[0]->data, (const float *)out->src[1]->data, weights, d, divmod32((uint32_t)d.K));
     CUDA_CHECK_LAUNCH();
-    traj_reduce_kernel<<<1, 1, 0, cuda_compute_stream()>>>((float *)out->data, l + BK, l64, weights, d);
+    traj_reduce_kernel<<<1, TRAJ_REDUCE_THREADS, 0, s>>>((float *)out->data, l + BK, l64, weights, d);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -133,12 +152,13 @@ extern "C" void traj_loss_backward_cuda(Tensor *out) {
     Tensor *pred = out->src[0];
     if (!pred->grad) return;
     TrajDims d = traj_dims(out);
-    traj_backward_kernel<<<cuda_grid_for(pred->numel), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
+    traj_backward_kernel<<<cuda_grid_for_items(pred->numel), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
         pred->grad,                                    // (B, T, 3)
         (const float *)pred->data,                     // (B, T, 3)
         (const float *)out->src[1]->data,              // (B, K, T, 3)
         (const float *)out->src[2]->data,              // (B, K)
         out->saved + (size_t)d.B * d.K,                // (B + 1): chosen k, then the count
-        out->grad, d);                                 // (1)
+        out->grad, d,                                  // (1)
+        divmod32((uint32_t)d.T * 3), divmod32((uint32_t)d.T));
     CUDA_CHECK_LAUNCH();
 }

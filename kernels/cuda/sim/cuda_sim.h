@@ -192,6 +192,9 @@ template <class T> inline T __ldcs(const T *p) { return *p; }
 template <class T> inline void __stcs(T *p, T v) { *p = v; }
 using std::max;
 using std::min;
+using std::isfinite;   // device code has them unqualified
+using std::isnan;
+using std::isinf;
 
 namespace sim {
 // One lane's value handed to another through the warp's slots: a write, a

@@ -1,0 +1,234 @@
+// gemm_bf16.c: the bf16 matrix products of the CPU (see gemm_bf16.h).
+//
+// The AVX512-BF16 kernel. vdpbf16ps adds, in each of 16 fp32 lanes, the two
+// products of a pair of bf16 numbers: with A's pair (a[i, k], a[i, k + 1])
+// broadcast to every lane and B's pairs (b[k, j], b[k + 1, j]) for 16
+// columns j, one instruction advances a 1 x 16 strip of C by two steps of k.
+// So both operands are packed once into bf16 pairs (rounded by f32_to_bf16,
+// the rounding point):
+//   B, a block of KC rows of k at a time, into panels of 32 columns:
+//     Bp[panel][k pair][32] (uint32: low half row k, high half row k + 1);
+//   A, a tile of 8 rows at a time (per thread), Ap[k pair][8].
+// The micro-kernel keeps an 8 x 32 tile of C in 16 zmm accumulators, and per
+// k pair loads two B vectors and broadcasts 8 A pairs: 16 vdpbf16ps per 10
+// loads, so it is bound by the arithmetic, not the loads. Threads take
+// tiles of 8 rows; each K block's partial sums are added into C in fp32.
+// Zero padding (odd K, ragged edges) adds exact zeros.
+#include "kernels/cpu/gemm_bf16.h"
+#include <cblas.h>
+#include <dlfcn.h>
+#include <immintrin.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "autograd/tensor.h"   // defines: f32_to_bf16, bf16_to_f32
+
+#define MR 8      // rows of C per micro-kernel tile
+#define NR 32     // columns of C per micro-kernel tile (two zmm)
+#define KC 512    // rows of k per packed block of B (256 pairs: a panel is 32 KiB)
+
+typedef enum { PATH_SBGEMM = 0, PATH_AVX512BF16, PATH_SGEMM } Bf16Path;
+static const char *const path_names[] = { "OpenBLAS cblas_sbgemm", "AVX512-BF16 kernel", "sgemm on bf16-rounded inputs" };
+
+// OpenBLAS's signature, for the symbol found at run time (bfloat16 is uint16_t there).
+typedef void (*SbgemmFn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANSPOSE, int, int, int, float,
+                         const uint16_t *, int, const uint16_t *, int, float, float *, int);
+
+static SbgemmFn sbgemm_fn;
+static int chosen = -1;   // the Bf16Path in use, -1 before the first call
+
+// The named path ("sbgemm", "avx512bf16", "sgemm"), or -1 when this
+// machine lacks it or the name is none of them.
+static int available(const char *name) {
+    sbgemm_fn = (SbgemmFn)dlsym(RTLD_DEFAULT, "cblas_sbgemm");
+    int has_avx = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+    if (!strcmp(name, "sbgemm")) return sbgemm_fn ? PATH_SBGEMM : -1;
+    if (!strcmp(name, "avx512bf16")) return has_avx ? PATH_AVX512BF16 : -1;
+    if (!strcmp(name, "sgemm")) return PATH_SGEMM;
+    return -1;
+}
+
+static Bf16Path path(void) {
+    if (chosen >= 0) return (Bf16Path)chosen;
+    const char *force = getenv("DISTIL_BF16_GEMM");
+    if (force && *force) {
+        if ((chosen = available(force)) < 0) {
+            fprintf(stderr, "distil: error: DISTIL_BF16_GEMM=%s: expected sbgemm (needs an OpenBLAS with cblas_sbgemm), "
+                    "avx512bf16 (needs the processor's AVX512-BF16) or sgemm, one this machine has\n", force);
+            exit(2);
+        }
+        return (Bf16Path)chosen;
+    }
+    chosen = available("sbgemm");
+    if (chosen < 0) chosen = available("avx512bf16");
+    if (chosen < 0) chosen = PATH_SGEMM;
+    return (Bf16Path)chosen;
+}
+
+int cpu_gemm_bf16_use(const char *name) {
+    int p = available(name);
+    if (p < 0) return -1;
+    chosen = p;
+    return 0;
+}
+
+const char *cpu_gemm_bf16_path(void) { return path_names[path()]; }
+
+// Scratch for the packed or rounded operands: grows in the first step and
+// is then reused, so the training step allocates nothing.
+static void *workspace(size_t bytes) {
+    static void *ws;
+    static size_t ws_bytes;
+    if (bytes <= ws_bytes) return ws;
+    free(ws);
+    ws_bytes = (bytes + 4095) / 4096 * 4096;
+    ws = aligned_alloc(64, ws_bytes);
+    if (!ws) { fprintf(stderr, "distil: error: out of memory for %zu bytes of bf16 product scratch\n", ws_bytes); exit(2); }
+    return ws;
+}
+
+void cpu_round_bf16(float *x, long n) {
+    #pragma omp parallel for if (n > 65536)
+    for (long i = 0; i < n; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
+}
+
+// ---- OpenBLAS sbgemm, and the sgemm fallback -----------------------------------------------
+// The stored (rows, cols) matrix at src with row stride ld, rounded into a
+// dense (rows, cols) copy: bf16 bits, or bf16 values as floats.
+static void round_to_bf16(uint16_t *dst, const float *src, int rows, int cols, int ld) {
+    #pragma omp parallel for if ((long)rows * cols > 65536)
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)r * cols + c] = f32_to_bf16(src[(size_t)r * ld + c]);
+}
+static void round_to_f32(float *dst, const float *src, int rows, int cols, int ld) {
+    #pragma omp parallel for if ((long)rows * cols > 65536)
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)r * cols + c] = bf16_to_f32(f32_to_bf16(src[(size_t)r * ld + c]));
+}
+
+static void gemm_via_blas(Bf16Path p, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
+                          int ldb, float beta, float *C, int ldc) {
+    int a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
+    size_t na = (size_t)a_rows * a_cols, nb = (size_t)b_rows * b_cols;
+    enum CBLAS_TRANSPOSE ca = ta ? CblasTrans : CblasNoTrans, cb = tb ? CblasTrans : CblasNoTrans;
+    if (p == PATH_SBGEMM) {
+        uint16_t *a16 = workspace((na + nb) * sizeof(uint16_t) + 64), *b16 = a16 + (na + 31) / 32 * 32;
+        round_to_bf16(a16, A, a_rows, a_cols, lda);
+        round_to_bf16(b16, B, b_rows, b_cols, ldb);
+        sbgemm_fn(CblasRowMajor, ca, cb, M, N, K, 1.0f, a16, a_cols, b16, b_cols, beta, C, ldc);
+        return;
+    }
+    float *a32 = workspace((na + nb) * sizeof(float) + 64), *b32 = a32 + (na + 15) / 16 * 16;
+    round_to_f32(a32, A, a_rows, a_cols, lda);
+    round_to_f32(b32, B, b_rows, b_cols, ldb);
+    cblas_sgemm(CblasRowMajor, ca, cb, M, N, K, 1.0f, a32, a_cols, b32, b_cols, beta, C, ldc);
+}
+
+// ---- the AVX512-BF16 kernel --------------------------------------------------------------
+static inline uint32_t bf16_pair(float lo, float hi) {
+    return (uint32_t)f32_to_bf16(lo) | (uint32_t)f32_to_bf16(hi) << 16;
+}
+
+// op(A)[i, k] and op(B)[k, j], 0 outside the matrix (the padding).
+static inline float a_at(const float *A, int lda, int ta, int M, int K, int i, int k) {
+    if (i >= M || k >= K) return 0.0f;
+    return ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+}
+static inline float b_at(const float *B, int ldb, int tb, int K, int N, int k, int j) {
+    if (k >= K || j >= N) return 0.0f;
+    return tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+}
+
+// Bp (panels, kp, NR) = the pairs of rows [k0, k0 + 2 kp) of op(B).
+static void pack_b(uint32_t *Bp, const float *B, int ldb, int tb, int K, int N, int k0, int kp, int panels) {
+    #pragma omp parallel for schedule(static)
+    for (int pn = 0; pn < panels; pn++)
+        for (int p = 0; p < kp; p++) {
+            uint32_t *dst = Bp + ((size_t)pn * kp + p) * NR;
+            int k = k0 + 2 * p;
+            for (int c = 0; c < NR; c++) {
+                int j = pn * NR + c;
+                dst[c] = bf16_pair(b_at(B, ldb, tb, K, N, k, j), b_at(B, ldb, tb, K, N, k + 1, j));
+            }
+        }
+}
+
+// Ap (kp, MR) = the pairs of columns [k0, k0 + 2 kp) of rows [i0, i0 + MR) of op(A).
+static void pack_a(uint32_t *Ap, const float *A, int lda, int ta, int M, int K, int i0, int k0, int kp) {
+    for (int p = 0; p < kp; p++)
+        for (int r = 0; r < MR; r++)
+            Ap[(size_t)p * MR + r] = bf16_pair(a_at(A, lda, ta, M, K, i0 + r, k0 + 2 * p),
+                                               a_at(A, lda, ta, M, K, i0 + r, k0 + 2 * p + 1));
+}
+
+// C tile (rows <= MR, cols <= NR) = scale C + Ap Bp over kp pairs; scale 0
+// writes C without reading it.
+__attribute__((target("avx512f,avx512bf16")))
+static void micro_kernel(int kp, const uint32_t *Ap, const uint32_t *Bp, float *C, int ldc, int rows, int cols, float scale) {
+    __m512 acc[MR][2];
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int p = 0; p < kp; p++) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(Bp + (size_t)p * NR);
+        __m512bh b1 = (__m512bh)_mm512_loadu_si512(Bp + (size_t)p * NR + 16);
+        #pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            __m512bh a = (__m512bh)_mm512_set1_epi32((int)Ap[(size_t)p * MR + r]);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], a, b0);
+            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1);
+        }
+    }
+    __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+    __mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
+    __m512 s = _mm512_set1_ps(scale);
+    for (int r = 0; r < rows; r++) {
+        float *c = C + (size_t)r * ldc;
+        if (scale != 0.0f) {
+            acc[r][0] = _mm512_fmadd_ps(s, _mm512_maskz_loadu_ps(m0, c), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(s, _mm512_maskz_loadu_ps(m1, c + 16), acc[r][1]);
+        }
+        _mm512_mask_storeu_ps(c, m0, acc[r][0]);
+        _mm512_mask_storeu_ps(c + 16, m1, acc[r][1]);
+    }
+}
+
+static void gemm_avx512bf16(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                            float beta, float *C, int ldc) {
+    int panels = (N + NR - 1) / NR, tiles = (M + MR - 1) / MR, threads = omp_get_max_threads();
+    int kp_max = KC / 2;
+    size_t b_words = (size_t)panels * kp_max * NR, a_words = (size_t)MR * kp_max;
+    uint32_t *Bp = workspace((b_words + a_words * threads) * sizeof(uint32_t) + 64);
+    uint32_t *Ap_all = Bp + b_words;
+    for (int k0 = 0; k0 < K; k0 += KC) {
+        int kb = K - k0 < KC ? K - k0 : KC, kp = (kb + 1) / 2;
+        float scale = k0 == 0 ? beta : 1.0f;   // later K blocks add into the first's sums
+        pack_b(Bp, B, ldb, tb, k0 + kb, N, k0, kp, panels);
+        #pragma omp parallel
+        {
+            uint32_t *Ap = Ap_all + (size_t)omp_get_thread_num() * a_words;
+            #pragma omp for schedule(static)
+            for (int t = 0; t < tiles; t++) {
+                int i0 = t * MR, rows = M - i0 < MR ? M - i0 : MR;
+                pack_a(Ap, A, lda, ta, M, k0 + kb, i0, k0, kp);
+                for (int pn = 0; pn < panels; pn++) {
+                    int j0 = pn * NR, cols = N - j0 < NR ? N - j0 : NR;
+                    micro_kernel(kp, Ap, Bp + (size_t)pn * kp * NR, C + (size_t)i0 * ldc + j0, ldc, rows, cols, scale);
+                }
+            }
+        }
+    }
+}
+
+void cpu_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                   float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {   // no products: C = beta C
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+    Bf16Path p = path();
+    if (p == PATH_AVX512BF16) gemm_avx512bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    else gemm_via_blas(p, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}

@@ -1,0 +1,35 @@
+// gemm_bf16.h: the matrix products of train.precision bf16 on the CPU
+// (kernels/cpu/gemm_bf16.c).
+//
+// Every element of both operands is rounded to bf16 first (round to nearest
+// even, autograd/tensor.h's f32_to_bf16: the same rounding point and bits as
+// the CUDA backend's cuBLASLt products), then the products are summed in
+// fp32. Three paths, the first this machine allows:
+//   - OpenBLAS's cblas_sbgemm, when the loaded OpenBLAS was built with it
+//     (BUILD_BFLOAT16; Debian 12's is not);
+//   - an AVX512-BF16 kernel (vdpbf16ps: two bf16 products added into an
+//     fp32 lane per instruction, twice fp32 FMA's rate), when the processor
+//     has it;
+//   - cblas_sgemm on the bf16-rounded values held in fp32 (same rounding
+//     points and results up to summation order, no speed-up).
+// DISTIL_BF16_GEMM=sbgemm|avx512bf16|sgemm forces one (tests, benchmarks);
+// a forced path the machine lacks is an error.
+#pragma once
+
+// C (M, N) = beta C + op(A) op(B), all row-major:
+//   op(A) is (M, K): A stored (M, K) with row stride lda, or (K, M) when trans_a;
+//   op(B) is (K, N): B stored (K, N) with row stride ldb, or (N, K) when trans_b.
+// beta 0 writes C without reading it. Not reentrant: one call at a time
+// (the kernels run on one thread; OpenMP runs inside).
+void cpu_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                   float beta, float *C, int ldc);
+
+// The path cpu_gemm_bf16 takes here: "OpenBLAS cblas_sbgemm",
+// "AVX512-BF16 kernel" or "sgemm on bf16-rounded inputs".
+const char *cpu_gemm_bf16_path(void);
+// Makes cpu_gemm_bf16 take the path named as DISTIL_BF16_GEMM names it
+// (tests, benchmarks). Returns 0, or -1 when this machine lacks it.
+int cpu_gemm_bf16_use(const char *name);
+
+// Rounds n floats to bf16 precision in place (kept as fp32).
+void cpu_round_bf16(float *x, long n);
