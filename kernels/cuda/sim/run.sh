@@ -36,7 +36,7 @@ TRAIN_CC="${CC/-DDISTIL_CUDA /}"
 # timestamps, so a second run rebuilds only what changed.
 mkdir -p "$OUT/src/kernels/cuda/lab"
 for f in kernels/cuda/*.cu kernels/cuda/*.cuh kernels/cuda/*.h kernels/cuda/lab/*.cu kernels/cuda/lab/*.cuh; do
-  perl -0pe 's/([A-Za-z_]\w*(?:<[^<>;()]*>)?)<<<(.*?)>>>\(/sim::Launch($2).run($1, /gs;
+  perl -0pe 's/((?:\w+::)*[A-Za-z_]\w*(?:<[^<>;()]*>)?)<<<(.*?)>>>\(/sim::Launch($2).run($1, /gs;
             s/extern __shared__ (?:(?:__align__|alignas)\(\d+\) )?(\w+) (\w+)\[\];/$1 *$2 = ($1 *)sim::dynamic_smem();/g;
             s{__shared__\s+(?:(?:__align__|alignas)\(\d+\)\s+)?([A-Za-z_][\w:]*(?:<[^;<>]*>)?)\s+([^;]+);}
              {my $t = $1; join " ", map { /^\s*(\w+)\s*(.*?)\s*$/;
