@@ -9,7 +9,9 @@
 // trainer's backward too.
 #include <vector>
 #include "autograd/ops.h"                 // defines: DISTILL_*, DISTILL_KL_MAX_K
+extern "C" {
 #include "kernels/cpu/cpu_ops.h"          // defines: distill_kl_forward_cpu, distill_kl_backward_cpu
+}
 #include "kernels/cuda/cuda_ops.h"        // defines: distill_kl_forward_cuda, distill_kl_backward_cuda
 #include "kernels/cuda/lab/lab.cuh"
 

@@ -5,7 +5,9 @@
 //       (the trainer's, kernels/cuda/softmax.cu)
 // Checked against the CPU twin (kernels/cpu/softmax.c).
 #include <vector>
+extern "C" {
 #include "kernels/cpu/cpu_ops.h"          // defines: softmax_forward_cpu
+}
 #include "kernels/cuda/cuda_ops.h"        // defines: softmax_forward_cuda
 #include "kernels/cuda/lab/lab.cuh"
 
