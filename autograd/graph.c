@@ -21,8 +21,11 @@ Graph *graph_new(Device device) {
     Graph *g = calloc(1, sizeof *g);
     if (!g) { fprintf(stderr, "distil: error: out of host memory\n"); exit(2); }
     g->device = device;
+    g->products = DT_F32;
     return g;
 }
+
+void graph_set_products(Graph *g, DType dt) { g->products = dt; }
 
 void graph_free(Graph *g) {
     if (!g) return;

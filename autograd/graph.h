@@ -37,6 +37,10 @@ typedef struct Graph {
     Tensor **flat_order;
     int n_grad_params;
     Device device;
+    // DT_F32, or DT_BF16 for train.precision bf16: the operands of every
+    // matrix product recorded after graph_set_products are rounded to bf16
+    // (ops.h's OP_IATTR_BF16), the sums and results stay fp32.
+    DType products;
 
     // Arenas, filled by graph_plan(). The flat layout: parameter i of flat_order
     // starts where the ones before it end, no padding; [0, grad_numel) is
@@ -66,6 +70,9 @@ typedef struct Graph {
 } Graph;
 
 Graph *graph_new(Device device);
+// The precision of the matrix products recorded from now on (DT_F32, the
+// default, or DT_BF16).
+void graph_set_products(Graph *g, DType dt);
 void graph_free(Graph *g);
 
 // Leaves. Shapes are given outermost first; ndim <= 4.

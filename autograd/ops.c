@@ -391,11 +391,15 @@ static Tensor *record(Graph *g, int op, Tensor **src, int nsrc, const int *iattr
 }
 
 Tensor *op_matmul(Graph *g, Tensor *a, Tensor *b) {
-    return record(g, OP_MATMUL, (Tensor *[]){ a, b }, 2, NULL, 0, NULL, 0);
+    Tensor *t = record(g, OP_MATMUL, (Tensor *[]){ a, b }, 2, NULL, 0, NULL, 0);
+    t->iattr[OP_IATTR_BF16] = g->products == DT_BF16;
+    return t;
 }
 
 Tensor *op_linear(Graph *g, Tensor *x, Tensor *w, Tensor *bias) {
-    return record(g, OP_LINEAR, (Tensor *[]){ x, w, bias }, bias ? 3 : 2, NULL, 0, NULL, 0);
+    Tensor *t = record(g, OP_LINEAR, (Tensor *[]){ x, w, bias }, bias ? 3 : 2, NULL, 0, NULL, 0);
+    t->iattr[OP_IATTR_BF16] = g->products == DT_BF16;
+    return t;
 }
 
 Tensor *op_add(Graph *g, Tensor *a, Tensor *b) {

@@ -61,6 +61,13 @@ extern const OpDef op_table[OP_COUNT];
 // the model code (recipes are validated before a model is built), so it is
 // reported on one line and the process exits with status 2.
 
+// The iattr slot where matmul and linear record the graph's product
+// precision (graph_set_products): 1 when both operands of each of their
+// products (forward and backward) are rounded to bf16 before an fp32-summed
+// product, on the CPU (kernels/cpu/gemm_bf16.h) and on CUDA (cuBLASLt) at
+// the same points; 0 for fp32 products.
+#define OP_IATTR_BF16 7
+
 // a [M, K] or [B, M, K]; b [K, N] (shared over the batch) or [B, K, N].
 // -> [M, N] or [B, M, N].
 Tensor *op_matmul(Graph *g, Tensor *a, Tensor *b);

@@ -22,6 +22,14 @@ const char *backend_cuda_unavailable_reason(void) {
 #endif
 }
 
+void backend_set_allow_tf32(Device d, int allow) {
+#ifdef DISTIL_CUDA
+    if (d == DEV_CUDA) cuda_set_allow_tf32(allow);
+#endif
+    (void)d;
+    (void)allow;
+}
+
 void *backend_alloc(Device d, size_t bytes) {
     if (bytes == 0) bytes = 64;
 #ifdef DISTIL_CUDA

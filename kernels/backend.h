@@ -12,6 +12,10 @@ int backend_cuda_device_count(void);
 // runtime's own reason...).
 const char *backend_cuda_unavailable_reason(void);
 
+// Whether device d's fp32 matrix products may use TF32 tensor cores
+// (train.allow_tf32; ~1e-3 relative error per product). A no-op on the CPU.
+void backend_set_allow_tf32(Device d, int allow);
+
 // Zero-filled allocation, 64-byte aligned. Returns NULL on failure.
 void *backend_alloc(Device d, size_t bytes);
 void backend_free(Device d, void *p);
@@ -46,6 +50,8 @@ size_t backend_capture_nodes(const BackendCapture *c);
 void backend_capture_free(BackendCapture *c);
 
 #ifdef DISTIL_CUDA
+// Implemented in kernels/cuda/context.cu.
+void cuda_set_allow_tf32(int allow);
 // Implemented in kernels/cuda/backend_cuda.cu and kernels/cuda/capture.cu.
 void cuda_capture_begin(void);
 struct CudaCapture *cuda_capture_end(void);

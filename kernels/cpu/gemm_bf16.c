@@ -232,3 +232,10 @@ void cpu_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, const float *A
     if (p == PATH_AVX512BF16) gemm_avx512bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
     else gemm_via_blas(p, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
+
+void cpu_gemm(int bf16, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+              float beta, float *C, int ldc) {
+    if (bf16) { cpu_gemm_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc); return; }
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
+                A, lda, B, ldb, beta, C, ldc);
+}

@@ -31,5 +31,10 @@ const char *cpu_gemm_bf16_path(void);
 // (tests, benchmarks). Returns 0, or -1 when this machine lacks it.
 int cpu_gemm_bf16_use(const char *name);
 
+// The product of either precision, as matmul and linear call it: bf16 = 1
+// (OP_IATTR_BF16) goes through cpu_gemm_bf16, 0 through OpenBLAS's sgemm.
+void cpu_gemm(int bf16, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+              float beta, float *C, int ldc);
+
 // Rounds n floats to bf16 precision in place (kept as fp32).
 void cpu_round_bf16(float *x, long n);

@@ -1,8 +1,10 @@
 // linear.c: y = x W^T + b, the matrix products through OpenBLAS.
-#include <cblas.h>
+#include "autograd/ops.h"              // defines: OP_IATTR_BF16
+#include "kernels/cpu/gemm_bf16.h"   // defines: cpu_gemm
 #include "kernels/cpu/cpu_ops.h"
 
 void linear_forward_cpu(Tensor *out) {
+    int bf16 = out->iattr[OP_IATTR_BF16];   // train.precision bf16 (ops.h)
     const Tensor *x = out->src[0], *w = out->src[1], *bias = out->nsrc > 2 ? out->src[2] : NULL;
     int O = w->shape[0], In = w->shape[1];
     int M = (int)(x->numel / In);
@@ -14,19 +16,19 @@ void linear_forward_cpu(Tensor *out) {
             for (int o = 0; o < O; o++) y[(size_t)m * O + o] = b[o];
     }
     // y (M,O) = x (M,I) . w (O,I)^T  [+ y]
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, O, In, 1.0f,
-                x->data, In, w->data, In, bias ? 1.0f : 0.0f, y, O);
+    cpu_gemm(bf16, 0, 1, M, O, In, x->data, In, w->data, In, bias ? 1.0f : 0.0f, y, O);
 }
 
 void linear_backward_cpu(Tensor *out) {
+    int bf16 = out->iattr[OP_IATTR_BF16];   // train.precision bf16 (ops.h)
     Tensor *x = out->src[0], *w = out->src[1], *bias = out->nsrc > 2 ? out->src[2] : NULL;
     int O = w->shape[0], In = w->shape[1];
     int M = (int)(x->numel / In);
     const float *dy = out->grad;                // (M, O)
     if (x->grad)   // dx (M,I) += dy (M,O) . w (O,I)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, In, O, 1.0f, dy, O, w->data, In, 1.0f, x->grad, In);
+        cpu_gemm(bf16, 0, 0, M, In, O, dy, O, w->data, In, 1.0f, x->grad, In);
     if (w->grad)   // dw (O,I) += dy^T (O,M) . x (M,I)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, In, M, 1.0f, dy, O, x->data, In, 1.0f, w->grad, In);
+        cpu_gemm(bf16, 1, 0, O, In, M, dy, O, x->data, In, 1.0f, w->grad, In);
     if (bias && bias->grad) {
         float *db = bias->grad;
         #pragma omp parallel for

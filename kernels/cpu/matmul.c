@@ -1,7 +1,8 @@
 // matmul.c: C = a @ b, batched a [B, M, K] with b shared [K, N] or batched
 // [B, K, N]; the products through OpenBLAS (itself threaded, so the batch
 // loop stays serial rather than nesting two thread pools).
-#include <cblas.h>
+#include "autograd/ops.h"              // defines: OP_IATTR_BF16
+#include "kernels/cpu/gemm_bf16.h"   // defines: cpu_gemm
 #include "kernels/cpu/cpu_ops.h"
 
 // Dims of one product and how many there are; b_batched says whether b has
@@ -20,23 +21,23 @@ static MatmulDims matmul_dims(const Tensor *out) {
 }
 
 void matmul_forward_cpu(Tensor *out) {
+    int bf16 = out->iattr[OP_IATTR_BF16];   // train.precision bf16 (ops.h)
     MatmulDims d = matmul_dims(out);
     const float *a = out->src[0]->data;         // (B, M, K)
     const float *b = out->src[1]->data;         // (K, N) or (B, K, N)
     float *c = out->data;                       // (B, M, N)
     if (!d.b_batched) {
         // A shared b: the batch folds into the rows, one (B*M, K) @ (K, N).
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d.B * d.M, d.N, d.K, 1.0f,
-                    a, d.K, b, d.N, 0.0f, c, d.N);
+        cpu_gemm(bf16, 0, 0, d.B * d.M, d.N, d.K, a, d.K, b, d.N, 0.0f, c, d.N);
         return;
     }
     for (int i = 0; i < d.B; i++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d.M, d.N, d.K, 1.0f,
-                    a + (size_t)i * d.M * d.K, d.K, b + (size_t)i * d.K * d.N, d.N,
+        cpu_gemm(bf16, 0, 0, d.M, d.N, d.K, a + (size_t)i * d.M * d.K, d.K, b + (size_t)i * d.K * d.N, d.N,
                     0.0f, c + (size_t)i * d.M * d.N, d.N);
 }
 
 void matmul_backward_cpu(Tensor *out) {
+    int bf16 = out->iattr[OP_IATTR_BF16];   // train.precision bf16 (ops.h)
     MatmulDims d = matmul_dims(out);
     Tensor *ta = out->src[0], *tb = out->src[1];
     const float *a = ta->data, *b = tb->data;   // (B, M, K), (K, N) or (B, K, N)
@@ -44,11 +45,9 @@ void matmul_backward_cpu(Tensor *out) {
     if (!d.b_batched) {
         int rows = d.B * d.M;
         if (ta->grad)   // da (B*M, K) += dC (B*M, N) . b^T (N, K)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, d.K, d.N, 1.0f,
-                        dc, d.N, b, d.N, 1.0f, ta->grad, d.K);
+            cpu_gemm(bf16, 0, 1, rows, d.K, d.N, dc, d.N, b, d.N, 1.0f, ta->grad, d.K);
         if (tb->grad)   // db (K, N) += a^T (K, B*M) . dC (B*M, N): the batch sum is the inner dim
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d.K, d.N, rows, 1.0f,
-                        a, d.K, dc, d.N, 1.0f, tb->grad, d.N);
+            cpu_gemm(bf16, 1, 0, d.K, d.N, rows, a, d.K, dc, d.N, 1.0f, tb->grad, d.N);
         return;
     }
     for (int i = 0; i < d.B; i++) {
@@ -56,10 +55,8 @@ void matmul_backward_cpu(Tensor *out) {
         const float *bi = b + (size_t)i * d.K * d.N;    // (K, N)
         const float *dci = dc + (size_t)i * d.M * d.N;  // (M, N)
         if (ta->grad)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d.M, d.K, d.N, 1.0f,
-                        dci, d.N, bi, d.N, 1.0f, ta->grad + (size_t)i * d.M * d.K, d.K);
+            cpu_gemm(bf16, 0, 1, d.M, d.K, d.N, dci, d.N, bi, d.N, 1.0f, ta->grad + (size_t)i * d.M * d.K, d.K);
         if (tb->grad)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d.K, d.N, d.M, 1.0f,
-                        ai, d.K, dci, d.N, 1.0f, tb->grad + (size_t)i * d.K * d.N, d.N);
+            cpu_gemm(bf16, 1, 0, d.K, d.N, d.M, ai, d.K, dci, d.N, 1.0f, tb->grad + (size_t)i * d.K * d.N, d.N);
     }
 }

@@ -24,3 +24,11 @@ void cuda_gemm_rowmajor_bf16(bool trans_p, bool trans_q, int m, int n, int k,
                              const float *P, int ldP, long long strideP,
                              const float *Q, int ldQ, long long strideQ,
                              float beta, float *D, int ldD, long long strideD, int batch);
+
+// Either of the two, as matmul and linear call it (bf16: OP_IATTR_BF16).
+static inline void cuda_gemm(bool bf16, bool trans_p, bool trans_q, int m, int n, int k, const float *P, int ldP,
+                             long long strideP, const float *Q, int ldQ, long long strideQ, float beta, float *D,
+                             int ldD, long long strideD, int batch) {
+    if (bf16) cuda_gemm_rowmajor_bf16(trans_p, trans_q, m, n, k, P, ldP, strideP, Q, ldQ, strideQ, beta, D, ldD, strideD, batch);
+    else cuda_gemm_rowmajor(trans_p, trans_q, m, n, k, P, ldP, strideP, Q, ldQ, strideQ, beta, D, ldD, strideD, batch);
+}

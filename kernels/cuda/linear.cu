@@ -1,10 +1,11 @@
 // linear.cu: y = x W^T + b through cuBLAS, the twin of kernels/cpu/linear.c.
 // x [..., In] viewed as (M, In); w (Out, In), PyTorch's layout; bias (Out) or none.
 #include "kernels/cuda/cuda_ops.h"
+#include "autograd/ops.h"                 // defines: OP_IATTR_BF16
 #include "kernels/cuda/axis.cuh"          // defines: cuda_reduce_axis
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_GRID_STRIDE
-#include "kernels/cuda/gemm.cuh"          // defines: cuda_gemm_rowmajor
+#include "kernels/cuda/gemm.cuh"          // defines: cuda_gemm
 
 namespace {
 
@@ -16,6 +17,7 @@ __global__ void fill_rows_kernel(float *y, const float *bias, size_t total, int 
 }  // namespace
 
 extern "C" void linear_forward_cuda(Tensor *out) {
+    bool bf16 = out->iattr[OP_IATTR_BF16] != 0;   // train.precision bf16 (ops.h)
     const Tensor *x = out->src[0], *w = out->src[1], *bias = out->nsrc > 2 ? out->src[2] : nullptr;
     int O = w->shape[0], In = w->shape[1];
     int M = (int)(x->numel / In);
@@ -26,19 +28,20 @@ extern "C" void linear_forward_cuda(Tensor *out) {
         CUDA_CHECK_LAUNCH();
     }
     // y (M, O) = x (M, In) . w (O, In)^T  [+ y]
-    cuda_gemm_rowmajor(false, true, M, O, In, (const float *)x->data, In, 0, (const float *)w->data, In, 0,
+    cuda_gemm(bf16, false, true, M, O, In, (const float *)x->data, In, 0, (const float *)w->data, In, 0,
                        bias ? 1.0f : 0.0f, y, O, 0, 1);
 }
 
 extern "C" void linear_backward_cuda(Tensor *out) {
+    bool bf16 = out->iattr[OP_IATTR_BF16] != 0;   // train.precision bf16 (ops.h)
     Tensor *x = out->src[0], *w = out->src[1], *bias = out->nsrc > 2 ? out->src[2] : nullptr;
     int O = w->shape[0], In = w->shape[1];
     int M = (int)(x->numel / In);
     const float *dy = out->grad;   // (M, O)
     if (x->grad)   // dx (M, In) += dy (M, O) . w (O, In)
-        cuda_gemm_rowmajor(false, false, M, In, O, dy, O, 0, (const float *)w->data, In, 0, 1.0f, x->grad, In, 0, 1);
+        cuda_gemm(bf16, false, false, M, In, O, dy, O, 0, (const float *)w->data, In, 0, 1.0f, x->grad, In, 0, 1);
     if (w->grad)   // dw (O, In) += dy^T (O, M) . x (M, In)
-        cuda_gemm_rowmajor(true, false, O, In, M, dy, O, 0, (const float *)x->data, In, 0, 1.0f, w->grad, In, 0, 1);
+        cuda_gemm(bf16, true, false, O, In, M, dy, O, 0, (const float *)x->data, In, 0, 1.0f, w->grad, In, 0, 1);
     if (bias && bias->grad)   // db (O) += sum_rows dy, a fixed-tree column sum (no atomics)
         cuda_reduce_axis(bias->grad, dy, nullptr, 1, (size_t)M, (size_t)O, 1.0f, true);
 }

@@ -118,6 +118,11 @@ int train_state_open_on(TrainState *ts, Recipe *r, Device device) {
 
     // The graph, recorded once, then the weights and the optimizer.
     ts->model.g = graph_new(device);
+    // train.precision bf16: the matrix products round their operands to
+    // bf16 (fp32 sums, fp32 master weights, moments, losses); fp32 products
+    // on a GPU may use TF32 when train.allow_tf32 says so.
+    if (r->train.precision == PRECISION_BF16) graph_set_products(ts->model.g, DT_BF16);
+    backend_set_allow_tf32(device, r->train.precision == PRECISION_FP32 && r->train.allow_tf32);
     objective_build(ts->model.g, &ts->model.st, &ts->model.obj, &ts->data.setup, r, r->train.micro_batch);
     ts->model.frozen = apply_freeze(ts->model.g, r);
     if (graph_plan(ts->model.g)) return 2;

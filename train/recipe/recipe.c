@@ -151,15 +151,17 @@ static const RecipeKey keys[] = {
     INT_KEY("train", "keep_checkpoints", "3", 0, 1000000, train.keep_checkpoints,
       "Checkpoints kept in the run directory, newest first; 0 keeps them all."),
     ENUM_KEY("train", "precision", "fp32", precision_names, train.precision,
-      "Precision of the model's matmuls and activations; the losses are always fp32, and so are the "
-      "master weights and optimizer state. bf16 needs CUDA training, which this version refuses "
-      "until the CUDA backend is verified on a GPU."),
+      "Precision of the model's matrix products: bf16 rounds both operands of every product (forward "
+      "and backward) to bf16 and sums in fp32, on the CPU and on CUDA at the same points; every "
+      "other op, the losses, the master weights and the optimizer state stay fp32. Checkpoints are "
+      "fp32 either way, so a run resumes in the other precision."),
     ENUM_KEY("train", "device", "auto", device_names, train.device,
       "Where to train. This version trains on the CPU: auto means cpu, and cuda is refused with a "
       "message until the CUDA backend is verified on a GPU (the kernels are built and tested on a "
       "simulator)."),
     BOOL_KEY("train", "allow_tf32", "true", train.allow_tf32,
-      "Let fp32 matmuls on the GPU use TF32 tensor cores."),
+      "Let the fp32 matrix products on the GPU use TF32 tensor cores (~1e-3 relative error per "
+      "product; train.precision fp32 only)."),
     INT_KEY("train", "max_bad_steps", "5", 1, 1000000, train.max_bad_steps,
       "A step with a non-finite loss or gradient is skipped (no weight is touched) and counted; "
       "this many in a row stop the run."),
