@@ -1,5 +1,6 @@
 // test_model.c: the student's structure: its config round-trips through
-// JSON, its attention is causal and honours the key mask, the trajectory
+// JSON, its trace is causal under both masks and honours the key mask, the
+// prefix mask lets image tokens see the later prefix tokens, the trajectory
 // head depends on the cameras, the unicycle head integrates as docs/model.md
 // says, and end-to-end gradients match finite differences.
 #include <string.h>
@@ -55,6 +56,7 @@ static void test_config_json_round_trip(void) {
     a.hz = 1.0f / 3.0f;
     a.img_mean[1] = 0.48500001f;
     a.img_std[2] = 0x1.fffffep-3f;
+    a.attention = ATTN_PREFIX;
     char *text = model_config_to_json(&a), err[256];
     REQUIRE(text, "to_json");
     int rc = model_config_from_json(text, &b, err, sizeof err);
@@ -80,6 +82,17 @@ static void test_config_json_round_trip(void) {
     snprintf(twice, sizeof twice, "{\"dim\": 8,\n%s", text + 1);
     CHECK(model_config_from_json(twice, &b, err, sizeof err) != 0 && strstr(err, "line 2, column 5: duplicate object key"),
           "dim twice: %s", err);
+    // A config written before the "attention" key is a causal student; the
+    // mask alone makes two configs differ; a mask of another name is refused.
+    o = jsonio_parse(text, strlen(text), err, sizeof err);
+    REQUIRE(o && json_is_string(json_object_get(o, "attention")), "no attention in %s", text);
+    json_object_del(o, "attention");
+    CHECK(model_config_from_object(o, &b, err, sizeof err) == 0 && b.attention == ATTN_CAUSAL, "no key: %s", err);
+    diff = model_config_diff(&a, &b);
+    CHECK(diff && strstr(diff, "model.attention is prefix in the checkpoint and causal here"), "diff: %s", diff ? diff : "(none)");
+    json_object_set_new(o, "attention", json_string("bidirectional"));
+    CHECK(model_config_from_object(o, &b, err, sizeof err) != 0 && strstr(err, "expected prefix or causal"), "bad mask: %s", err);
+    json_decref(o);
     free(text);
 }
 
@@ -93,10 +106,12 @@ static int logits_equal(const float *a, const float *b, int from, int to, int B,
 // LM position i predicts trace token i from tokens < i. Changing token j
 // leaves positions 0..j exactly as they were (causal) and changes position
 // j+1; a masked-out trace position's
-// token changes nothing the action token sees.
-static void test_causal_and_mask(void) {
+// token changes nothing the action token sees. The same under both masks.
+static void check_causal_and_mask(AttnMode mode) {
     Student s;
-    Graph *g = build(&s, tiny_config(TRAJ_XYYAW), 2);
+    ModelConfig c = tiny_config(TRAJ_XYYAW);
+    c.attention = mode;
+    Graph *g = build(&s, c, 2);
     int L = s.cfg.max_trace, V = s.cfg.vocab, B = 2;
     graph_forward(g);
     size_t n = s.lm_logits->numel;
@@ -121,6 +136,51 @@ static void test_causal_and_mask(void) {
     free(before);
     free(traj);
     graph_free(g);
+}
+
+static void test_causal_and_mask(void) {
+    check_causal_and_mask(ATTN_CAUSAL);
+    check_causal_and_mask(ATTN_PREFIX);
+}
+
+// The first block's attention node: its output (B, S, D) starts with image
+// token 0 of sample 0.
+static const Tensor *first_attention(const Graph *g) {
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->op == OP_ATTENTION) return g->nodes[i];
+    return NULL;
+}
+
+// Under the prefix mask the first image token sees the command token after
+// it (docs/model.md); under the causal one it does not. Every block records
+// the mask with n_prefix = image tokens + 2.
+static void test_prefix_sees_both_ways(void) {
+    for (int mode = ATTN_CAUSAL; mode <= ATTN_PREFIX; mode++) {
+        Student s;
+        ModelConfig c = tiny_config(TRAJ_XYYAW);
+        c.attention = (AttnMode)mode;
+        Graph *g = build(&s, c, 1);
+        int blocks = 0, right = 0;
+        for (int i = 0; i < g->n_nodes; i++) {
+            const Tensor *t = g->nodes[i];
+            if (t->op != OP_ATTENTION) continue;
+            blocks++;
+            right += t->iattr[1] == mode && t->iattr[2] == (mode == ATTN_PREFIX ? s.n_img_tokens + 2 : 0);
+        }
+        CHECK(blocks == c.layers && right == blocks, "mode %d: %d of %d attention nodes have the mask", mode, right, blocks);
+        const Tensor *att = first_attention(g);
+        REQUIRE(att, "no attention node");
+        int D = c.dim;
+        float before[64];
+        graph_forward(g);
+        memcpy(before, att->data, (size_t)D * sizeof(float));
+        int *cmd = s.command->data;
+        cmd[0] = (cmd[0] + 1) % 4;
+        graph_forward(g);
+        int moved = memcmp(before, att->data, (size_t)D * sizeof(float)) != 0;
+        CHECK(moved == (mode == ATTN_PREFIX), "mode %d: image token 0 %s the command", mode, moved ? "sees" : "does not see");
+        graph_free(g);
+    }
 }
 
 // The trajectory reads the cameras: one changed pixel of the second
@@ -224,6 +284,7 @@ int main(void) {
     rng_seed(&rng, test_seed("test_model"));
     RUN(test_config_json_round_trip);
     RUN(test_causal_and_mask);
+    RUN(test_prefix_sees_both_ways);
     RUN(test_traj_sees_cameras);
     RUN(test_unicycle_head);
     RUN(test_end_to_end_gradient);

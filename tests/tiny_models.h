@@ -8,7 +8,7 @@
 
 // One block of the student's own kind (train/model/model.c), no key mask.
 static inline Tensor *tiny_block(Graph *g, Tensor *x, int n_head, int mlp_ratio, const char *prefix) {
-    return transformer_block(g, x, NULL, n_head, mlp_ratio, 1, prefix);
+    return transformer_block(g, x, NULL, ATTN_CAUSAL, 0, n_head, mlp_ratio, 1, prefix);
 }
 
 // A one-block language model over ids [B, T] -> logits [B, T, V], and the

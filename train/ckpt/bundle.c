@@ -231,6 +231,7 @@ static void recipe_for(Recipe *r, const Bundle *b) {
     r->model.patch = mc->patch;
     r->model.horizon = mc->horizon;
     r->model.traj_repr = mc->traj_repr == TRAJ_ACCEL_CURVATURE ? TRAJ_REPR_ACCEL_CURVATURE : TRAJ_REPR_XYYAW;
+    r->model.attention = mc->attention == ATTN_PREFIX ? ATTENTION_PREFIX : ATTENTION_CAUSAL;
     for (int c = 0; c < 3; c++) {
         r->model.image_mean[c] = mc->img_mean[c];
         r->model.image_std[c] = mc->img_std[c];

@@ -1,11 +1,12 @@
 // init_from.c: `train.init_from`: start from a student's weights (an
 // export bundle, a checkpoint directory, or a .safetensors file), keeping
-// that student's vocabulary so its token embedding still means the same ids.
+// that student's vocabulary and attention mask.
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include "train/formats/safetensors.h"   // defines: st_load_graph_params, StLoadReport
 #include "train/core/init_from.h"   // defines: init_from_*
+#include "train/model/model.h"       // defines: model_config_from_json
 
 // The weights file and its directory: PATH/model.safetensors for a
 // directory, PATH itself for a file.
@@ -39,6 +40,27 @@ int init_from_vocab(const Recipe *r, const DlSet *train, Vocab *v, char *err, si
         return -1;
     }
     return 1;
+}
+
+int init_from_attention(const Recipe *r, AttnMode *mode, char *err, size_t errlen) {
+    if (!r->train.init_from || !r->train.init_from[0]) return 0;
+    char file[1024], dir[1024];
+    resolve(r->train.init_from, file, sizeof file, dir, sizeof dir);
+    StFile *f = st_open(file, err, errlen);
+    if (!f) return -1;
+    const char *config = st_meta(f, "model_config");
+    ModelConfig mc;
+    char cerr[512];
+    int rc = 0;
+    if (config && model_config_from_json(config, &mc, cerr, sizeof cerr)) {
+        snprintf(err, errlen, "%s: metadata \"model_config\": %s", file, cerr);
+        rc = -1;
+    } else if (config && mc.attention != *mode) {
+        *mode = mc.attention;
+        rc = 1;
+    }
+    st_close(f);
+    return rc;
 }
 
 int init_from_weights(const Recipe *r, Graph *g, char *err, size_t errlen) {

@@ -76,6 +76,7 @@ int setup_from_shards(Setup *s, const Recipe *r, const DlSet *set, int vocab_siz
     mc->horizon = r->model.horizon;
     mc->hz = (float)sh->hz;
     mc->traj_repr = r->model.traj_repr == TRAJ_REPR_ACCEL_CURVATURE ? TRAJ_ACCEL_CURVATURE : TRAJ_XYYAW;
+    mc->attention = r->model.attention == ATTENTION_CAUSAL ? ATTN_CAUSAL : ATTN_PREFIX;
     mc->vocab = vocab_size;
     mc->max_trace = r->data.max_trace_tokens;
     mc->feat_dim = (r->distill.w_feature > 0 && sh->D > 0) ? sh->D : 0;

@@ -5,11 +5,13 @@
 #include "train/formats/json_io.h"   // defines: json_pack, jsonio_get_*, jsonio_f32_array
 #include "train/model/model.h"
 
+const char *model_attention_name(AttnMode mode) { return mode == ATTN_PREFIX ? "prefix" : "causal"; }
+
 json_t *model_config_object(const ModelConfig *c) {
     const float ego_scale[4] = { EGO_SCALE_X, EGO_SCALE_Y, EGO_SCALE_YAW, EGO_SCALE_SPEED };
     const float traj_scale[3] = { TRAJ_SCALE_X, TRAJ_SCALE_Y, TRAJ_SCALE_YAW };
     return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o, s:s, s:i, s:i, s:i,"
-                     " s:o, s:o, s:o, s:o, s:o, s:o, s:f}",
+                     " s:o, s:o, s:o, s:o, s:o, s:o, s:f, s:s}",
                      "dim", c->dim, "layers", c->layers, "heads", c->heads, "mlp_ratio", c->mlp_ratio, "patch", c->patch,
                      "n_cams", c->n_cams, "frames", c->frames, "img_h", c->img_h, "img_w", c->img_w, "hist", c->hist,
                      "horizon", c->horizon, "hz", jsonio_real(c->hz),
@@ -17,7 +19,8 @@ json_t *model_config_object(const ModelConfig *c) {
                      "max_trace", c->max_trace, "feat_dim", c->feat_dim, "img_mean", jsonio_f32_array(c->img_mean, 3),
                      "img_std", jsonio_f32_array(c->img_std, 3), "ego_scale", jsonio_f32_array(ego_scale, 4),
                      "traj_scale", jsonio_f32_array(traj_scale, 3), "accel_scale", jsonio_real(ACCEL_SCALE),
-                     "curvature_scale", jsonio_real(CURVATURE_SCALE), "layernorm_eps", 1e-5);
+                     "curvature_scale", jsonio_real(CURVATURE_SCALE), "layernorm_eps", 1e-5,
+                     "attention", model_attention_name(c->attention));
 }
 
 char *model_config_to_json(const ModelConfig *c) {
@@ -70,6 +73,13 @@ int model_config_from_object(const json_t *o, ModelConfig *c, char *err, size_t 
     if (!strcmp(repr, "xyyaw")) c->traj_repr = TRAJ_XYYAW;
     else if (!strcmp(repr, "accel_curvature")) c->traj_repr = TRAJ_ACCEL_CURVATURE;
     else { snprintf(err, errlen, "\"traj_repr\" is \"%s\", expected xyyaw or accel_curvature", repr); return -1; }
+    // "attention" came with the prefix mask; a config written before it is
+    // a causal student.
+    const char *attention = "causal";
+    if (json_object_get(o, "attention") && jsonio_get_string(o, "attention", &attention, err, errlen)) return -1;
+    if (!strcmp(attention, "prefix")) c->attention = ATTN_PREFIX;
+    else if (!strcmp(attention, "causal")) c->attention = ATTN_CAUSAL;
+    else { snprintf(err, errlen, "\"attention\" is \"%s\", expected prefix or causal", attention); return -1; }
     const char *bad = model_config_check(c);
     if (bad) { snprintf(err, errlen, "%s", bad); return -1; }
     return 0;
@@ -100,5 +110,11 @@ const char *model_config_diff(const ModelConfig *a, const ModelConfig *b) {
             snprintf(msg, sizeof msg, "%s is %d in the checkpoint and %d here", f[i].name, f[i].x, f[i].y);
             return msg;
         }
+    // Not a parameter, but the same weights under another mask are another model.
+    if (a->attention != b->attention) {
+        snprintf(msg, sizeof msg, "model.attention is %s in the checkpoint and %s here (--set model.attention=%s keeps it)",
+                 model_attention_name(a->attention), model_attention_name(b->attention), model_attention_name(a->attention));
+        return msg;
+    }
     return NULL;
 }

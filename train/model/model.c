@@ -28,8 +28,8 @@ static Tensor *layernorm(Graph *g, Tensor *x, const char *prefix) {
     return op_layernorm(g, x, w, b, 1e-5f);
 }
 
-Tensor *transformer_block(Graph *g, Tensor *x, Tensor *key_mask, int heads, int mlp_ratio, int n_layers,
-                          const char *prefix) {
+Tensor *transformer_block(Graph *g, Tensor *x, Tensor *key_mask, AttnMode mask, int n_prefix, int heads,
+                          int mlp_ratio, int n_layers, const char *prefix) {
     int C = x->shape[2];
     char p[48];
     // Residual projections start smaller (GPT-2): the stream's variance
@@ -39,7 +39,8 @@ Tensor *transformer_block(Graph *g, Tensor *x, Tensor *key_mask, int heads, int 
     Tensor *h = layernorm(g, x, p);
     snprintf(p, sizeof p, "%s.attn.qkv", prefix);
     h = linear(g, h, p, 3 * C, C, INIT_STD);                     // (B, S, 3C)
-    h = op_attention(g, h, key_mask, heads);                     // (B, S, C)
+    h = mask == ATTN_PREFIX ? op_attention_prefix(g, h, key_mask, heads, n_prefix)
+                            : op_attention(g, h, key_mask, heads);          // (B, S, C)
     snprintf(p, sizeof p, "%s.attn.proj", prefix);
     h = linear(g, h, p, C, C, resid_std);
     x = op_residual(g, x, h);
@@ -59,6 +60,7 @@ const char *model_config_check(const ModelConfig *c) {
     if (c->n_cams <= 0 || c->frames <= 0) return "at least one camera and one frame are needed";
     if (c->hist <= 0 || c->horizon <= 0 || c->hz <= 0) return "history, horizon and hz must be positive";
     if (c->vocab <= 1 || c->max_trace <= 0) return "the vocabulary and the trace length must be positive";
+    if (c->attention != ATTN_CAUSAL && c->attention != ATTN_PREFIX) return "the attention mask must be prefix or causal";
     return NULL;
 }
 
@@ -72,6 +74,7 @@ Student student_build(Graph *g, const ModelConfig *cfg, int B) {
     const int NF = cfg->n_cams * cfg->frames;
     s.n_img_tokens = NF * P;
     s.seq_len = s.n_img_tokens + 2 + L + 1;
+    s.n_prefix = s.n_img_tokens + 2;
     const int S = s.seq_len;
 
     // Inputs.
@@ -118,7 +121,8 @@ Student student_build(Graph *g, const ModelConfig *cfg, int B) {
     for (int l = 0; l < cfg->layers; l++) {
         char prefix[32];
         snprintf(prefix, sizeof prefix, "blocks.%d", l);
-        x = transformer_block(g, x, s.key_mask, cfg->heads, cfg->mlp_ratio, cfg->layers, prefix);
+        x = transformer_block(g, x, s.key_mask, cfg->attention, cfg->attention == ATTN_PREFIX ? s.n_prefix : 0,
+                              cfg->heads, cfg->mlp_ratio, cfg->layers, prefix);
     }
     x = layernorm(g, x, "ln_f");                                                      // (B, S, D)
 

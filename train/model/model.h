@@ -2,6 +2,7 @@
 // transformer recorded on a Graph. docs/model.md specifies it exactly.
 #pragma once
 #include "autograd/graph.h"   // defines: Graph, Tensor
+#include "autograd/ops.h"     // defines: AttnMode
 #include "train/formats/json_io.h"   // defines: json_t
 
 typedef enum { TRAJ_XYYAW = 0, TRAJ_ACCEL_CURVATURE = 1 } TrajRepr;
@@ -17,6 +18,10 @@ typedef struct ModelConfig {
     int max_trace;                      // L, trace tokens per sample (padded)
     int feat_dim;                       // teacher embedding width (0: no feature head)
     float img_mean[3], img_std[3];      // pixel normalisation after /255
+    // Which tokens attend to which (docs/model.md): ATTN_PREFIX, the image,
+    // ego and command tokens both ways; ATTN_CAUSAL, every token only
+    // backwards. 0 (causal) is what a config without the key means.
+    AttnMode attention;
 } ModelConfig;
 
 // Fixed input and output scales (docs/model.md): the network sees and emits
@@ -34,6 +39,7 @@ typedef struct ModelConfig {
 typedef struct Student {
     ModelConfig cfg;
     int B, n_img_tokens, seq_len;       // seq_len S = n_img_tokens + 2 + L + 1
+    int n_prefix;                       // tokens seen both ways under ATTN_PREFIX: n_img_tokens + 2
     // Inputs, written by the trainer each step:
     Tensor *cameras;        // u8 (B*n_cams*frames, H, W, 3), sample-major, then camera, then frame (oldest first)
     Tensor *ego;            // f32 (B, hist*4): (x, y, yaw, speed) rows, oldest first, times EGO_SCALE_*
@@ -53,9 +59,10 @@ typedef struct Student {
 } Student;
 
 // One pre-norm block: x + proj(attn(ln1(x))), then + mlp(ln2(.)); x (B, S, C).
-// key_mask (B, S) or NULL; n_layers scales the residual projections' init.
-Tensor *transformer_block(Graph *g, Tensor *x, Tensor *key_mask, int heads, int mlp_ratio, int n_layers,
-                          const char *prefix);
+// key_mask (B, S) or NULL; mask and n_prefix as op_attention's (ops.h; n_prefix
+// 0 when causal); n_layers scales the residual projections' init.
+Tensor *transformer_block(Graph *g, Tensor *x, Tensor *key_mask, AttnMode mask, int n_prefix, int heads,
+                          int mlp_ratio, int n_layers, const char *prefix);
 
 // Record the student for batch size B on g (parameters named like a
 // PyTorch state dict: "blocks.0.attn.qkv.weight"...). Validate cfg first
@@ -78,5 +85,8 @@ char *model_config_to_json(const ModelConfig *cfg);
 // with more keys is fine). Returns 0, or -1 with err set.
 int model_config_from_object(const json_t *obj, ModelConfig *cfg, char *err, size_t errlen);
 int model_config_from_json(const char *text, ModelConfig *cfg, char *err, size_t errlen);
-// NULL when a and b build the same parameters, else what differs (static).
+// NULL when a and b are the same model (the same parameters and attention
+// mask), else what differs (static).
 const char *model_config_diff(const ModelConfig *a, const ModelConfig *b);
+// "prefix" or "causal", as recipes and config.json spell the mask.
+const char *model_attention_name(AttnMode mode);

@@ -90,7 +90,7 @@ static const char *gelu(Builder *b, const char *h) {
     return scale(b, onnx_op2(og, "Mul", h, onnx_op2(og, "Add", t, onnx_const_f32(og, 1.0f))), 0.5f);
 }
 
-// Causal self-attention over (B, S, 3D) with the precomputed mask bias.
+// Self-attention over (B, S, 3D) with the precomputed mask bias.
 static const char *attention(Builder *b, const char *qkv) {
     const int D = b->c->dim, H = b->c->heads, dh = D / H;
     const int64_t heads_shape[4] = { 0, 0, H, dh }, merged[3] = { 0, 0, D };
@@ -151,18 +151,21 @@ static const char *image_tokens(Builder *b) {
     return onnx_op2(b->og, "Add", x, pos);
 }
 
-// (B, 1, S, S): 0 where query i may see key j (j <= i, key not a padded
-// trace position), MASKED_SCORE (or twice it) elsewhere.
+// (B, 1, S, S): 0 where query i may see key j (j < visible_end(i) of
+// docs/model.md: i + 1, or max(i + 1, NI + 2) under the prefix mask; and the
+// key not a padded trace position), MASKED_SCORE (or twice it) elsewhere.
 static const char *attention_bias(Builder *b) {
-    const int S = b->S;
-    float *causal = malloc((size_t)S * S * sizeof *causal);
-    if (!causal) { b->og->body.oom = 1; return "oom"; }
-    for (int i = 0; i < S; i++)
-        for (int j = 0; j < S; j++) causal[(size_t)i * S + j] = j <= i ? 0.0f : MASKED_SCORE;
-    const char *name = "causal_mask";
+    const int S = b->S, n_prefix = b->c->attention == ATTN_PREFIX ? b->NI + 2 : 0;
+    float *positional = malloc((size_t)S * S * sizeof *positional);
+    if (!positional) { b->og->body.oom = 1; return "oom"; }
+    for (int i = 0; i < S; i++) {
+        int visible_end = i + 1 > n_prefix ? i + 1 : n_prefix;
+        for (int j = 0; j < S; j++) positional[(size_t)i * S + j] = j < visible_end ? 0.0f : MASKED_SCORE;
+    }
+    const char *name = b->c->attention == ATTN_PREFIX ? "prefix_mask" : "causal_mask";
     int64_t dims[2] = { S, S };
-    onnx_initializer(b->og, name, ONNX_FLOAT, 2, dims, causal, (size_t)S * S * sizeof *causal);
-    free(causal);
+    onnx_initializer(b->og, name, ONNX_FLOAT, 2, dims, positional, (size_t)S * S * sizeof *positional);
+    free(positional);
     // trace_mask (B, L) in {0, 1} -> (B, L) in {MASKED_SCORE, 0}, padded with
     // zeros to the whole sequence: image, ego and command tokens before it,
     // the action query after it.

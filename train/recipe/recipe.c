@@ -24,6 +24,7 @@ _Static_assert(sizeof(RecipeKl) == sizeof(int), "recipe enums are stored as int"
 static const char *const bad_sample_names[] = { "error", "skip", NULL };
 static const char *const traj_repr_names[] = { "xyyaw", "accel_curvature", NULL };
 static const char *const vocab_names[] = { "teacher", "from_logs", NULL };
+static const char *const attention_names[] = { "prefix", "causal", NULL };
 static const char *const kl_names[] = { "forward", "reverse", "jsd", NULL };
 static const char *const traj_target_names[] = {
     "teacher_mean", "teacher_best", "teacher_all", "ground_truth", NULL };
@@ -72,6 +73,11 @@ static const RecipeKey keys[] = {
       "Number of pre-norm transformer blocks."),
     INT_KEY("model", "heads", "8", 1, 1024, model.heads,
       "Attention heads per block; must divide dim."),
+    ENUM_KEY("model", "attention", "prefix", attention_names, model.attention,
+      "Which tokens attend to which: prefix lets the image, ego and command tokens see each other both "
+      "ways, the trace tokens see that prefix and the trace before them, the action query sees "
+      "everything; causal lets every token see only itself and the tokens before it (students before "
+      "this key). train.init_from keeps the mask of the student it starts from (docs/model.md)."),
     INT_KEY("model", "mlp_ratio", "4", 1, 64, model.mlp_ratio,
       "MLP hidden width as a multiple of dim."),
     INT_KEY("model", "patch", "16", 1, 1024, model.patch,

@@ -16,6 +16,7 @@ typedef struct RecipeList {
 typedef enum { BAD_SAMPLE_ERROR, BAD_SAMPLE_SKIP } RecipeBadSample;
 typedef enum { TRAJ_REPR_XYYAW, TRAJ_REPR_ACCEL_CURVATURE } RecipeTrajRepr;
 typedef enum { VOCAB_TEACHER, VOCAB_FROM_LOGS } RecipeVocab;
+typedef enum { ATTENTION_PREFIX, ATTENTION_CAUSAL } RecipeAttention;
 typedef enum { KL_FORWARD, KL_REVERSE, KL_JSD } RecipeKl;
 typedef enum {
     TRAJ_TARGET_TEACHER_MEAN, TRAJ_TARGET_TEACHER_BEST,
@@ -38,6 +39,7 @@ typedef struct RecipeData {
 
 typedef struct RecipeModel {
     int dim, layers, heads;
+    RecipeAttention attention;   // the attention mask (docs/model.md)
     int mlp_ratio;               // MLP hidden width = dim * mlp_ratio
     int patch;                   // square patch side, pixels
     int horizon;                 // T future waypoints

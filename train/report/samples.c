@@ -62,7 +62,8 @@ static void set_trace(Student *st, const int32_t *gen, const int *len, int L) {
 }
 
 // Greedy decoding, all samples at once: position t's logits see only the
-// tokens before t (causal attention), so one forward per position suffices.
+// trace tokens before t (both masks keep the trace causal), so one forward
+// per position suffices.
 static void greedy_trace(Inference *m, const uint8_t *valid, int eos, int32_t *gen, int *len) {
     const int B = m->st.B, L = m->s.mc.max_trace, V = m->s.mc.vocab;
     int *done = calloc((size_t)B, sizeof *done);
