@@ -231,6 +231,24 @@ void graph_upload_inputs(Graph *g) {
     backend_upload(g->device, g->act_mem, g->input_host_mem, g->input_bytes);
 }
 
+GraphMemory graph_memory(const Graph *g) {
+    GraphMemory m = { 0 };
+    for (int i = 0; i < g->n_params; i++) {
+        const Tensor *p = g->params[i];
+        m.params += align_up(p->numel * sizeof(float));
+        if (p->requires_grad) m.grads += p->numel * sizeof(float);
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const Tensor *t = g->nodes[i];
+        if (t->op == OP_PARAM || t->view) continue;
+        size_t saved = align_up(t->saved_numel * sizeof(float));
+        m.activations += align_up(t->numel * dtype_size(t->dtype)) + saved;
+        m.saved += saved;
+        if (t->requires_grad) m.act_grads += align_up(t->numel * sizeof(float));
+    }
+    return m;
+}
+
 int graph_plan(Graph *g) {
     if (g->planned) return 0;
     find_grad_ready(g);

@@ -94,6 +94,19 @@ int graph_share_params(Graph *g, Graph *owner);
 
 // Allocate the arenas. Returns 0, or -1 with a message on stderr.
 int graph_plan(Graph *g);
+
+// The bytes graph_plan() lays out, computed without allocating anything
+// (`distil recipe check --memory` sizes a recipe that would not fit here).
+// It follows graph_plan's rules; tests/test_model.c checks the two agree,
+// so a planner that changes the layout changes this with it.
+typedef struct GraphMemory {
+    size_t params;          // fp32 master weights
+    size_t grads;           // parameter gradients (trainable parameters only)
+    size_t activations;     // inputs, op outputs and saved state
+    size_t saved;           // of which the ops' saved state
+    size_t act_grads;       // activation gradients
+} GraphMemory;
+GraphMemory graph_memory(const Graph *g);
 // Initialise parameters from their InitKind with rng.
 void graph_init_params(Graph *g, Rng *rng);
 

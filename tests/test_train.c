@@ -5,10 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "autograd/ops.h"   // defines: OP_ATTENTION, ATTN_*
 #include "data/synth/synth.h"
 #include "tests/test.h"
 #include "tests/tiny_recipe.h"   // defines: tiny_recipe_load
 #include "train/formats/safetensors.h"
+#include "train/core/memory.h"
 #include "train/core/state.h"
 
 static char dir[256];
@@ -248,6 +250,79 @@ static void test_init_from_and_freeze(void) {
     recipe_free(&r);
 }
 
+// The attention mask of the student's first block (iattr[1] of its attention node).
+static int graph_attention_mode(const Graph *g) {
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->op == OP_ATTENTION) return g->nodes[i]->iattr[1];
+    return -1;
+}
+
+// init_from keeps the attention mask of the student it starts from, read
+// from the model config saved with its weights: an older export's config
+// has no "attention" and is causal; without a config the recipe decides.
+static void test_init_from_keeps_attention(void) {
+    Recipe r;
+    REQUIRE(load_recipe(&r, NULL, NULL) == 0, "recipe");
+    CHECK(r.model.attention == ATTENTION_PREFIX, "prefix is the default");
+    TrainState ts;
+    REQUIRE(train_state_open(&ts, &r) == 0, "open");
+    CHECK(graph_attention_mode(ts.model.g) == ATTN_PREFIX, "a new student gets the prefix mask");
+    char *config = model_config_to_json(&ts.data.setup.mc);
+    // The config as exports wrote it before the key.
+    json_t *o = model_config_object(&ts.data.setup.mc);
+    REQUIRE(o && !json_object_del(o, "attention"), "config without attention");
+    char *old_config = json_dumps(o, JSONIO_F32);
+    json_decref(o);
+    REQUIRE(config && old_config && strstr(config, "prefix") && !strstr(old_config, "attention"), "configs");
+    struct { const char *name, *config; int want; } cases[] = {
+        { "old", old_config, ATTN_CAUSAL }, { "new", config, ATTN_PREFIX }, { "bare", NULL, ATTN_PREFIX },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char path[400], err[512], init[420];
+        snprintf(path, sizeof path, "%s/%s.safetensors", dir, cases[k].name);
+        StMeta meta = { "model_config", cases[k].config };
+        REQUIRE(st_save_graph_params(path, ts.model.g, &meta, cases[k].config ? 1 : 0, ST_F32, err, sizeof err) == 0, "save: %s", err);
+        snprintf(init, sizeof init, "train.init_from=%s", path);
+        char *extra[1] = { init };
+        Recipe r2;
+        REQUIRE(load_recipe_sets(&r2, extra, 1) == 0, "recipe 2");
+        TrainState t2;
+        REQUIRE(train_state_open(&t2, &r2) == 0, "open from %s", cases[k].name);
+        CHECK(t2.data.setup.mc.attention == (AttnMode)cases[k].want && graph_attention_mode(t2.model.g) == cases[k].want,
+              "%s: mask %d, graph %d, want %d", cases[k].name, t2.data.setup.mc.attention, graph_attention_mode(t2.model.g), cases[k].want);
+        train_state_close(&t2);
+        recipe_free(&r2);
+    }
+    free(config);
+    free(old_config);
+    train_state_close(&ts);
+    recipe_free(&r);
+}
+
+// `distil recipe check --memory` plans, without allocating, exactly what
+// opening the run allocates (here with a frozen tensor, so gradients and
+// optimizer state are smaller than the parameters).
+static void test_memory_plan_matches_training(void) {
+    Recipe r;
+    REQUIRE(load_recipe(&r, "train.freeze", "[\"patch_embed.*\"]") == 0, "recipe");
+    MemoryPlan m;
+    REQUIRE(memory_plan(&r, &m) == 0, "memory_plan");
+    TrainState ts;
+    REQUIRE(train_state_open(&ts, &r) == 0, "open");
+    const Graph *g = ts.model.g;
+    CHECK(m.graph.params == g->param_bytes, "params %zu planned, %zu allocated", m.graph.params, g->param_bytes);
+    CHECK(m.graph.grads == g->grad_numel * sizeof(float) && m.graph.grads < m.graph.params, "grads %zu planned, %zu allocated",
+          m.graph.grads, g->grad_numel * sizeof(float));
+    CHECK(m.optimizer == 2 * ts.optim.adamw.n * sizeof(float), "optimizer %zu planned, %zu allocated", m.optimizer,
+          2 * ts.optim.adamw.n * sizeof(float));
+    CHECK(m.graph.activations == g->act_bytes, "activations %zu planned, %zu allocated", m.graph.activations, g->act_bytes);
+    CHECK(m.graph.act_grads == g->act_grad_numel * sizeof(float), "activation grads %zu planned, %zu allocated",
+          m.graph.act_grads, g->act_grad_numel * sizeof(float));
+    CHECK(m.seq_len == ts.model.st.seq_len && m.vocab == ts.data.vocab.size, "shape");
+    train_state_close(&ts);
+    recipe_free(&r);
+}
+
 int main(void) {
     test_seed("test_train");
     if (make_shards() != 0) { printf("could not synthesise shards\n"); return 1; }
@@ -258,6 +333,8 @@ int main(void) {
     RUN(test_vocab_remap);
     RUN(test_setup_checks_shards);
     RUN(test_init_from_and_freeze);
+    RUN(test_init_from_keeps_attention);
+    RUN(test_memory_plan_matches_training);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);

@@ -14,8 +14,7 @@
 #include "train/core/state.h"       // defines: TrainState
 #include "train/dist/dist.h"        // defines: dist_world, GradSync
 
-// Freeze every parameter whose name matches one of the recipe's patterns.
-static int apply_freeze(Graph *g, const Recipe *r) {
+int train_apply_freeze(Graph *g, const Recipe *r) {
     int frozen = 0;
     for (int i = 0; i < g->n_params; i++)
         for (int p = 0; p < r->train.freeze.n; p++)
@@ -104,6 +103,12 @@ int train_state_open_on(TrainState *ts, Recipe *r, Device device) {
         return 2;
     }
     if ((rc = setup_from_shards(&ts->data.setup, r, loader_set(ts->data.train), ts->data.vocab.size))) return rc;
+    AttnMode asked = ts->data.setup.mc.attention;
+    int kept = init_from_attention(r, &ts->data.setup.mc.attention, err, sizeof err);
+    if (kept < 0) { fprintf(stderr, "distil: error: train.init_from: %s\n", err); return 2; }
+    if (kept)
+        printf("init_from %s: keeping its %s attention mask (the recipe's model.attention is %s)\n", r->train.init_from,
+               model_attention_name(ts->data.setup.mc.attention), model_attention_name(asked));
     if (r->data.eval.n) {
         // Evaluation reads every sample once, in shard order; the last
         // batch is padded with invalid slots, which every metric skips.
@@ -124,7 +129,7 @@ int train_state_open_on(TrainState *ts, Recipe *r, Device device) {
     if (r->train.precision == PRECISION_BF16) graph_set_products(ts->model.g, DT_BF16);
     backend_set_allow_tf32(device, r->train.precision == PRECISION_FP32 && r->train.allow_tf32);
     objective_build(ts->model.g, &ts->model.st, &ts->model.obj, &ts->data.setup, r, r->train.micro_batch);
-    ts->model.frozen = apply_freeze(ts->model.g, r);
+    ts->model.frozen = train_apply_freeze(ts->model.g, r);
     if (graph_plan(ts->model.g)) return 2;
     student_fill_constants(&ts->model.st);
     Rng rng;

@@ -84,6 +84,9 @@ int train_state_open(TrainState *ts, Recipe *r);
 // (train_state_open: DEV_CPU). Checkpoints still need a CPU TrainState.
 int train_state_open_on(TrainState *ts, Recipe *r, Device device);
 void train_state_close(TrainState *ts);
+// Freeze every parameter of g whose name matches one of train.freeze's
+// patterns (before graph_plan). Returns how many.
+int train_apply_freeze(Graph *g, const Recipe *r);
 
 // One optimizer step at schedule position `step` (step.c). STEP_SKIPPED: a
 // non-finite loss or gradient; no weight and no optimizer state changed.
