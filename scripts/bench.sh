@@ -23,3 +23,5 @@ for b in "$BUILD"/tests/bench_*; do
   echo "== $(basename "$b")"
   "$b"
 done
+echo "== bench_urban4"
+bash scripts/bench_urban4.sh

@@ -180,15 +180,37 @@ def test_split_sizes(tmp):
 
 
 def test_urban4_preset_shapes(tmp):
+    """The urban4 preset is shaped like an Alpamayo-class teacher's logs and
+    recipes/urban4.yaml: 4 cameras of 224x400, 2 frames, a 6.4 s plan at
+    10 Hz, reports of 30-128 tokens, top-32 over a vocabulary of 32k pieces
+    of which the traces use a few thousand, /teacher/embedding."""
     out = os.path.join(tmp, "urban4")
-    synth(out, "--preset", "urban4", "--shards", "1", "--samples-per-shard", "2", "--eval-shards", "0")
+    synth(out, "--preset", "urban4", "--shards", "1", "--samples-per-shard", "40", "--eval-shards", "0")
     with h5py.File(os.path.join(out, "train", "shard-00000.h5"), "r") as f:
         assert as_text(f.attrs["cameras"]) == "front,left,right,rear"
         for cam in ("front", "left", "right", "rear"):
-            assert f[f"/camera/{cam}"].shape == (2, 2, 224, 400, 3), f"{cam}: {f[f'/camera/{cam}'].shape}"
-            frames = read_dataset(f[f"/camera/{cam}"])
+            assert f[f"/camera/{cam}"].shape == (40, 2, 224, 400, 3), f"{cam}: {f[f'/camera/{cam}'].shape}"
+            frames = read_dataset(f[f"/camera/{cam}"][:2])
             assert frames.std() > 5, f"{cam} is blank"
-        assert f["/teacher/trajectory"].shape == (2, 4, 30, 3)
+        assert f["/teacher/trajectory"].shape == (40, 4, 64, 3) and f["/ego/future"].shape == (40, 64, 3)
+        assert f["/teacher/embedding"].shape[0] == 40
+        V = f["/vocab"].shape[0]
+        assert V >= 32000, V
+        off = read_dataset(f["/teacher/trace/offsets"])
+        lengths = np.diff(off)
+        assert lengths.min() >= 30 and lengths.max() <= 128, (lengths.min(), lengths.max())
+        tokens = read_dataset(f["/teacher/trace/tokens"])
+        topk = read_dataset(f["/teacher/trace/topk_ids"])
+        lp = read_dataset(f["/teacher/trace/topk_logprobs"])
+        assert topk.shape == (len(tokens), 32) and (topk[:, 0] == tokens).all(), "the emitted token leads its top-k"
+        assert (np.diff(lp, axis=1) <= 0).all() and (np.exp(lp).sum(axis=1) < 1).all()
+        used = set(tokens.tolist()) | set(topk.ravel().tolist())
+        assert 1000 < len(used) < 0.2 * V, f"{len(used)} of {V} ids used: vocab from_logs should keep a few thousand"
+        vocab = [as_text(v) for v in f["/vocab"][:]]
+        text = as_text(f["/teacher/trace/text"][0])
+        assert "decision :" in text and "plan :" in text, text
+        assert " ".join(vocab[t] for t in tokens[off[0] + 1:off[1] - 1]).replace(" ,", ",").replace(" .", ".") \
+            .replace(" :", ":") == text.replace(" ,", ",").replace(" .", ".").replace(" :", ":"), text
 
 
 def test_bad_arguments_give_one_line_and_exit_2(tmp):

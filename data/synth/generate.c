@@ -13,7 +13,7 @@
 #include "data/synth/shard.h"    // defines: synth_shard_*
 #include "data/synth/world.h"    // defines: SynthPreset, synth_preset_find
 
-#define TEXT_CAP 160             // bytes for one trace as text
+#define TEXT_CAP 1024            // bytes for one trace as text (a 128-token report fits)
 #define BATCH_BYTES (64u << 20)  // raw bytes of samples held at once
 
 typedef struct SynthArgs {

@@ -21,8 +21,14 @@ void synth_sample(const SynthPreset *p, uint64_t seed, int split, int shard, int
 
     synth_teacher_plans(&sc, p, &rng, out->trajectory, out->weight);
     SynthCause cause = synth_teacher_cause(&sc);
-    int n = synth_trace_tokens(&sc, cause, out->tokens, p->max_trace);
-    synth_trace_topk(out->tokens, n, p->topk, &rng, out->topk_ids, out->topk_logprobs);
+    int n;
+    if (p->report) {
+        n = synth_report_tokens(&sc, cause, out->trajectory, p->horizon, p->hz, out->tokens, p->max_trace);
+        synth_report_topk(out->tokens, n, p->topk, p->vocab_size, &rng, out->topk_ids, out->topk_logprobs);
+    } else {
+        n = synth_trace_tokens(&sc, cause, out->tokens, p->max_trace);
+        synth_trace_topk(out->tokens, n, p->topk, &rng, out->topk_ids, out->topk_logprobs);
+    }
     synth_trace_text(out->tokens, n, out->text, out->text_cap);
     *out->n_tokens = n;
     synth_embedding(&sc, cause, p->embed_dim, &rng, out->embedding);

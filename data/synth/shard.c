@@ -297,14 +297,19 @@ static int write_strings(hid_t file, const char *name, hsize_t n, const char *co
     return rc;
 }
 
-static int write_vocab(hid_t file) {
-    int v = synth_vocab_size();
-    const char *pieces[256];
-    for (int i = 0; i < v && i < 256; i++) pieces[i] = synth_vocab_piece(i);
-    if (write_strings(file, "/vocab", (hsize_t)v, pieces) < 0) return -1;
+static int write_vocab(hid_t file, const SynthPreset *p) {
+    int v = p->vocab_size;
+    const char **pieces = malloc((size_t)v * sizeof *pieces);
+    char (*made)[SYNTH_PIECE_CAP] = malloc((size_t)v * sizeof *made);   // the pieces made up on the fly
+    int rc = pieces && made ? 0 : -1;
+    for (int i = 0; !rc && i < v; i++) pieces[i] = synth_piece(i, made[i]);
+    if (!rc) rc = write_strings(file, "/vocab", (hsize_t)v, pieces);
+    free(pieces);
+    free(made);
+    if (rc < 0) return -1;
     hid_t d = H5Dopen2(file, "/vocab", H5P_DEFAULT);
     if (d < 0) return -1;
-    int rc = attr_int(d, "bos", SYNTH_TOKEN_BOS) < 0 || attr_int(d, "eos", SYNTH_TOKEN_EOS) < 0 ? -1 : 0;
+    rc = attr_int(d, "bos", SYNTH_TOKEN_BOS) < 0 || attr_int(d, "eos", SYNTH_TOKEN_EOS) < 0 ? -1 : 0;
     H5Dclose(d);
     return rc;
 }
@@ -326,7 +331,7 @@ static int write_tail(SynthShard *sh, const SynthShardTail *t) {
     H5Dclose(lp);
     if (rc < 0) return -1;
     if (write_strings(f, "/teacher/trace/text", n, t->text) < 0) return -1;
-    return write_vocab(f);
+    return write_vocab(f, sh->preset);
 }
 
 int synth_shard_finish(SynthShard *sh, const SynthShardTail *tail, char *err, size_t errlen) {

@@ -1,14 +1,17 @@
 // world.c: presets, scene sampling, road geometry and the ego history.
 #include "data/synth/world.h"
 #include <math.h>
+#include "data/synth/trace.h"   // defines: SYNTH_DEMO_VOCAB
 #include <string.h>
 
 static const SynthPreset presets[] = {
     // CPU-sized: one small camera, a few minutes of training.
-    { "demo", 1, { "front" }, "front", 2, 32, 64, 10.0f, 10, 30, 4, 32, 8, 16 },
-    // A 4-camera urban rig at a realistic resolution, for benchmarks and GPU runs.
+    { "demo", 1, { "front" }, "front", 2, 32, 64, 10.0f, 10, 30, 4, 32, 8, 16, SYNTH_DEMO_VOCAB, 0 },
+    // A 4-camera urban rig at a realistic resolution, shaped like an
+    // Alpamayo-class teacher's logs: a 6.4 s plan at 10 Hz, reasoning reports
+    // of 30-128 tokens over a 32k vocabulary, top-32, a 256-float embedding.
     { "urban4", 4, { "front", "left", "right", "rear" }, "front,left,right,rear",
-      2, 224, 400, 10.0f, 10, 30, 4, 32, 8, 16 },
+      2, 224, 400, 10.0f, 10, 64, 4, 256, 32, 128, 32768, 1 },
 };
 
 const SynthPreset *synth_preset_find(const char *name) {

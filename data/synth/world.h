@@ -44,6 +44,8 @@ typedef struct SynthPreset {
     int embed_dim;               // D
     int topk;                    // k
     int max_trace;               // most tokens in a trace, <bos> and <eos> included
+    int vocab_size;              // V, the teacher's vocabulary
+    int report;                  // 1: the long reports of data/synth/trace.h, 0: the demo's short traces
 } SynthPreset;
 
 // The preset named `name`, or NULL.
