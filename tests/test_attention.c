@@ -396,6 +396,30 @@ static void test_deterministic(void) {
     free(x); free(dout); free(mask);
 }
 
+// A NaN query stays NaN in its output (the trainer then skips the step as
+// non-finite); the other rows stay finite.
+static void test_nan_propagates(void) {
+    enum { T = 5, C = 8 };
+    Graph *g = graph_new(DEV_CPU);
+    Tensor *qkv = graph_input(g, "qkv", DT_F32, 3, (int[]){ 1, T, 3 * C });
+    Tensor *y = op_attention_prefix(g, qkv, NULL, 2, 2);
+    REQUIRE(graph_plan(g) == 0, "plan");
+    float *x = qkv->data;
+    for (size_t i = 0; i < qkv->numel; i++) x[i] = rng_normal(&rng);
+    for (int c = 0; c < C; c++) x[3 * 3 * C + c] = NAN;   // query 3, every channel
+    graph_forward(g);
+    const float *out = y->data;
+    int nan_rows = 0, finite_rows = 0;
+    for (int t = 0; t < T; t++) {
+        int all_nan = 1, all_finite = 1;
+        for (int c = 0; c < C; c++) { all_nan &= isnan(out[t * C + c]); all_finite &= isfinite(out[t * C + c]); }
+        nan_rows += all_nan;
+        finite_rows += all_finite;
+    }
+    CHECK(nan_rows == 1 && finite_rows == T - 1 && isnan(out[3 * C]), "%d NaN rows, %d finite rows", nan_rows, finite_rows);
+    graph_free(g);
+}
+
 int main(void) {
     rng_seed(&rng, test_seed("test_attention"));
     RUN(test_causal_vs_ref);
@@ -404,5 +428,6 @@ int main(void) {
     RUN(test_torch_sdpa_fixtures);
     RUN(test_saved_state_linear_in_T);
     RUN(test_deterministic);
+    RUN(test_nan_propagates);
     return test_summary();
 }

@@ -61,9 +61,11 @@ static inline int visible_end(const AttnDims *d, int i) {
 // 2 ulp of expf: x = n ln2 + r, |r| <= ln2/2, e^r by Cephes' degree-6
 // polynomial, 2^n put into the exponent bits. Written with selects and no
 // calls so that `omp simd` loops around it vectorise (glibc's vector expf
-// needs -ffast-math). x < -87 (and -inf, a masked score) gives exactly 0.
+// needs -ffast-math). x < -87 (and -inf, a masked score) gives exactly 0; a
+// NaN stays NaN (and takes the lower clamp inside, so no conversion of it
+// to int happens).
 static inline float exp_nonpos(float x) {
-    float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float xc = x > 88.0f ? 88.0f : (x >= -87.0f ? x : -87.0f);
     float n = xc * 1.44269504088896341f;
     n = (float)(int)(n + (n >= 0.0f ? 0.5f : -0.5f));   // round half away from zero
     float r = xc - n * 0.693359375f + n * 2.12194440e-4f;   // ln2 in two parts, so n*ln2 is exact
@@ -74,8 +76,9 @@ static inline float exp_nonpos(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    union { int i; float f; } two_n = { .i = ((int)n + 127) << 23 };
-    return x < -87.0f ? 0.0f : p * two_n.f;
+    union { int i; float f; } two_n = { .i = ((int)n + 127) << 23 };   // n in [-126, 127]
+    float y = x < -87.0f ? 0.0f : p * two_n.f;
+    return x == x ? y : x;
 }
 
 // The row loops are compiled for AVX-512 and AVX2 too (chosen at load time
@@ -90,13 +93,17 @@ static inline float exp_nonpos(float x) {
 ATTN_VECTOR_CLONES
 static float online_softmax_row(float *s, const float *mask, int n, int limit, float *m, float *l) {
     float mx = *m;
-    #pragma omp simd reduction(max:mx)
+    int nan = 0;
+    #pragma omp simd reduction(max:mx) reduction(|:nan)
     for (int j = 0; j < n; j++) {
         int seen = j < limit && (!mask || mask[j] != 0.0f);
         s[j] = seen ? s[j] : -INFINITY;
         mx = s[j] > mx ? s[j] : mx;
+        nan |= s[j] != s[j];
     }
-    if (mx == -INFINITY) {               // nothing visible yet: P row 0, state unchanged
+    // Nothing visible yet: P row 0, state unchanged. (A NaN score goes on,
+    // so that the output is NaN and the step is seen to be non-finite.)
+    if (mx == -INFINITY && !nan) {
         memset(s, 0, (size_t)n * sizeof *s);
         return 1.0f;
     }
