@@ -190,7 +190,7 @@ def test_urban4_preset_shapes(tmp):
         assert as_text(f.attrs["cameras"]) == "front,left,right,rear"
         for cam in ("front", "left", "right", "rear"):
             assert f[f"/camera/{cam}"].shape == (40, 2, 224, 400, 3), f"{cam}: {f[f'/camera/{cam}'].shape}"
-            frames = read_dataset(f[f"/camera/{cam}"][:2])
+            frames = read_dataset(f[f"/camera/{cam}"])
             assert frames.std() > 5, f"{cam} is blank"
         assert f["/teacher/trajectory"].shape == (40, 4, 64, 3) and f["/ego/future"].shape == (40, 64, 3)
         assert f["/teacher/embedding"].shape[0] == 40
