@@ -235,7 +235,7 @@ GraphMemory graph_memory(const Graph *g) {
     GraphMemory m = { 0 };
     for (int i = 0; i < g->n_params; i++) {
         const Tensor *p = g->params[i];
-        m.params += align_up(p->numel * sizeof(float));
+        m.params += p->numel * sizeof(float);   // one flat buffer, no padding
         if (p->requires_grad) m.grads += p->numel * sizeof(float);
     }
     for (int i = 0; i < g->n_nodes; i++) {

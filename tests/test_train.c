@@ -310,7 +310,8 @@ static void test_memory_plan_matches_training(void) {
     TrainState ts;
     REQUIRE(train_state_open(&ts, &r) == 0, "open");
     const Graph *g = ts.model.g;
-    CHECK(m.graph.params == g->param_bytes, "params %zu planned, %zu allocated", m.graph.params, g->param_bytes);
+    CHECK(m.graph.params == g->param_numel * sizeof(float), "params %zu planned, %zu allocated", m.graph.params,
+          g->param_numel * sizeof(float));
     CHECK(m.graph.grads == g->grad_numel * sizeof(float) && m.graph.grads < m.graph.params, "grads %zu planned, %zu allocated",
           m.graph.grads, g->grad_numel * sizeof(float));
     CHECK(m.optimizer == 2 * ts.optim.adamw.n * sizeof(float), "optimizer %zu planned, %zu allocated", m.optimizer,
