@@ -107,6 +107,26 @@ static const char *shape_layernorm(Tensor *out) {
     return NULL;
 }
 
+// x [..., C], the sources after it [..., C] like x (n_same of them, x
+// included), then a bias [C].
+static const char *shape_bias_rows(Tensor *out, int n_same) {
+    Tensor *x = out->src[0], *bias = out->src[n_same];
+    const char *e;
+    if ((e = need_f32(x, "x")) || (e = need_f32(bias, "bias"))) return e;
+    for (int i = 1; i < n_same; i++) {
+        if ((e = need_f32(out->src[i], "fx"))) return e;
+        if (!tensor_same_shape(out->src[i], x)) SHAPE_FAIL("fx's shape differs from x's");
+    }
+    int C = x->shape[x->ndim - 1];
+    if (bias->ndim != 1 || bias->shape[0] != C) SHAPE_FAIL("bias must be [%d]", C);
+    set_shape(out, x->ndim, x->shape);
+    out->dtype = DT_F32;
+    return NULL;
+}
+
+static const char *shape_bias_gelu(Tensor *out) { return shape_bias_rows(out, 1); }
+static const char *shape_bias_residual(Tensor *out) { return shape_bias_rows(out, 2); }
+
 static const char *shape_attention(Tensor *out) {
     Tensor *qkv = out->src[0], *mask = out->nsrc > 1 ? out->src[1] : NULL;
     int H = out->iattr[0], mode = out->iattr[1], n_prefix = out->iattr[2];
@@ -365,6 +385,8 @@ const OpDef op_table[OP_COUNT] = {
     [OP_DISTILL_KL]    = { "distill_kl",    shape_distill_kl,    KERNELS(distill_kl) },
     [OP_TRAJ_LOSS]     = { "traj_loss",     shape_traj_loss,     KERNELS(traj_loss) },
     [OP_COSINE_LOSS]   = { "cosine_loss",   shape_cosine_loss,   KERNELS(cosine_loss) },
+    [OP_BIAS_GELU]     = { "bias_gelu",     shape_bias_gelu,     KERNELS(bias_gelu) },
+    [OP_BIAS_RESIDUAL] = { "bias_residual", shape_bias_residual, KERNELS(bias_residual) },
 };
 
 const char *op_name(int op) {
@@ -430,6 +452,14 @@ Tensor *op_layernorm(Graph *g, Tensor *x, Tensor *gamma, Tensor *beta, float eps
 
 Tensor *op_gelu(Graph *g, Tensor *x) { return record(g, OP_GELU, &x, 1, NULL, 0, NULL, 0); }
 Tensor *op_softmax(Graph *g, Tensor *x) { return record(g, OP_SOFTMAX, &x, 1, NULL, 0, NULL, 0); }
+
+Tensor *op_bias_gelu(Graph *g, Tensor *x, Tensor *bias) {
+    return record(g, OP_BIAS_GELU, (Tensor *[]){ x, bias }, 2, NULL, 0, NULL, 0);
+}
+
+Tensor *op_bias_residual(Graph *g, Tensor *x, Tensor *fx, Tensor *bias) {
+    return record(g, OP_BIAS_RESIDUAL, (Tensor *[]){ x, fx, bias }, 3, NULL, 0, NULL, 0);
+}
 Tensor *op_sin(Graph *g, Tensor *x) { return record(g, OP_SIN, &x, 1, NULL, 0, NULL, 0); }
 Tensor *op_cos(Graph *g, Tensor *x) { return record(g, OP_COS, &x, 1, NULL, 0, NULL, 0); }
 

@@ -40,6 +40,8 @@ typedef enum {
     OP_DISTILL_KL,
     OP_TRAJ_LOSS,
     OP_COSINE_LOSS,
+    OP_BIAS_GELU,
+    OP_BIAS_RESIDUAL,
     OP_COUNT
 } OpId;
 
@@ -87,6 +89,16 @@ Tensor *op_scale(Graph *g, Tensor *a, float s);
 Tensor *op_layernorm(Graph *g, Tensor *x, Tensor *gamma, Tensor *beta, float eps);
 // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 Tensor *op_gelu(Graph *g, Tensor *x);
+// gelu(x + bias): x [..., C] (a linear layer's product, recorded without
+// its bias), bias [C]. The bias add fused into the GELU: one pass over the
+// product forward, and one backward that gives x and the bias their
+// gradients together. Nothing saved (backward recomputes from x).
+Tensor *op_bias_gelu(Graph *g, Tensor *x, Tensor *bias);
+// x + (fx + bias): a residual connection around a linear layer recorded
+// without its bias. x and fx [..., C] of one shape, bias [C]. One pass
+// forward; backward passes d(out) to x and fx and sums it into the bias in
+// one pass.
+Tensor *op_bias_residual(Graph *g, Tensor *x, Tensor *fx, Tensor *bias);
 // Softmax over the last dim (max-subtracted).
 Tensor *op_softmax(Graph *g, Tensor *x);
 // Fused multi-head self-attention, computed in the FlashAttention-2 manner

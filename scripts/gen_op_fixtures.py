@@ -216,6 +216,19 @@ def cases_gelu():
     yield c.finish(F.gelu(x, approximate="tanh"))
 
 
+def cases_bias_fused():
+    """The bias add of a linear layer fused into its neighbour: gelu(x + bias)
+    and x + (fx + bias). 70 columns: past the CPU's 64-wide blocks."""
+    c = Case("bias_gelu", "bias_gelu")
+    x = randn(2, 4, 70, scale=2.0)
+    x[0, 0, :6] = torch.tensor([-9.0, -5.0, -1e-3, 0.0, 5.0, 9.0], dtype=F64)  # tails and zero (bias added below)
+    x, b = c.param("x", x), c.param("bias", randn(70, scale=0.5))
+    yield c.finish(F.gelu(x + b, approximate="tanh"))
+    c = Case("bias_residual", "bias_residual")
+    x, fx, b = c.param("x", randn(2, 4, 70)), c.param("fx", randn(2, 4, 70)), c.param("bias", randn(70))
+    yield c.finish(x + (fx + b))
+
+
 def cases_softmax():
     c = Case("softmax", "softmax")
     x = randn(3, 4, 9, scale=3.0)
@@ -457,7 +470,7 @@ def cases_cast():
 GROUPS = (cases_matmul, cases_linear, cases_add_mul, cases_scale, cases_layernorm, cases_gelu,
           cases_softmax, cases_attention, cases_embedding, cases_concat, cases_slice,
           cases_transpose, cases_reduce, cases_patchify, cases_trig, cases_cumsum,
-          cases_cross_entropy, cases_regression, cases_cast, cases_attention_prefix)
+          cases_cross_entropy, cases_regression, cases_cast, cases_attention_prefix, cases_bias_fused)
 
 
 def main():

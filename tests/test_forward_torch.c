@@ -56,7 +56,10 @@ static const OpTol op_tols[] = {
     { "softmax", 1e-4 },
     // In the tails 1 + tanh and 1 - tanh^2 cancel to ~1e-7, so fp32 keeps
     // only ~|x| u of the gradient there (observed ~4 ulps on the scale).
-    { "gelu", 1e-4 },
+    { "gelu", 1e-4 }, { "bias_gelu", 1e-4 },
+    // x + (fx + bias): two roundings per value; the bias gradient sums up
+    // to 8 rows of d(out).
+    { "bias_residual", 1e-5 },
     // x - mean loses log2(|mean| / std) bits, and the cases put the mean at
     // up to 7 std (observed ~5 ulps on the scale); 2e-4 allows ~30.
     { "layernorm", 2e-4 },
@@ -120,6 +123,8 @@ static Tensor *build(Graph *g, const FxCase *c, Tensor **x, int n) {
     case OP_SCALE:         return n == 1 ? op_scale(g, x[0], fa[0]) : NULL;
     case OP_LAYERNORM:     return n == 3 ? op_layernorm(g, x[0], x[1], x[2], fa[0]) : NULL;
     case OP_GELU:          return n == 1 ? op_gelu(g, x[0]) : NULL;
+    case OP_BIAS_GELU:     return n == 2 ? op_bias_gelu(g, x[0], x[1]) : NULL;
+    case OP_BIAS_RESIDUAL: return n == 3 ? op_bias_residual(g, x[0], x[1], x[2]) : NULL;
     case OP_SOFTMAX:       return n == 1 ? op_softmax(g, x[0]) : NULL;
     case OP_ATTENTION:
         if (n != 1 && n != 2) return NULL;
@@ -248,6 +253,7 @@ OP_TEST(layernorm) OP_TEST(gelu) OP_TEST(softmax) OP_TEST(attention)
 OP_TEST(embedding) OP_TEST(concat) OP_TEST(slice) OP_TEST(transpose)
 OP_TEST(sum) OP_TEST(mean) OP_TEST(patchify) OP_TEST(sin) OP_TEST(cos)
 OP_TEST(cumsum) OP_TEST(cross_entropy) OP_TEST(smooth_l1) OP_TEST(mse) OP_TEST(cast)
+OP_TEST(bias_gelu) OP_TEST(bias_residual)
 
 // Every case in the file belongs to an op tested above (a renamed op would
 // otherwise drop its cases silently).
@@ -268,6 +274,7 @@ int main(void) {
     RUN(test_embedding); RUN(test_concat); RUN(test_slice); RUN(test_transpose);
     RUN(test_sum); RUN(test_mean); RUN(test_patchify); RUN(test_sin); RUN(test_cos);
     RUN(test_cumsum); RUN(test_cross_entropy); RUN(test_smooth_l1); RUN(test_mse); RUN(test_cast);
+    RUN(test_bias_gelu); RUN(test_bias_residual);
     fixture_free(fixture);
     return test_summary();
 }

@@ -215,6 +215,13 @@ static Tensor *build_scale(Graph *g, Tensor **in, const void *ctx) { return op_s
 static Tensor *build_layernorm(Graph *g, Tensor **in, const void *ctx) { return op_layernorm(g, in[0], in[1], in[2], 1e-5f); }
 static Tensor *build_gelu(Graph *g, Tensor **in, const void *ctx) { return op_gelu(g, in[0]); }
 static Tensor *build_softmax(Graph *g, Tensor **in, const void *ctx) { return op_softmax(g, in[0]); }
+static Tensor *build_bias_gelu(Graph *g, Tensor **in, const void *ctx) { return op_bias_gelu(g, in[0], in[1]); }
+static Tensor *build_bias_residual(Graph *g, Tensor **in, const void *ctx) {
+    return op_bias_residual(g, in[0], in[1], in[2]);
+}
+static Tensor *build_bias_residual_self(Graph *g, Tensor **in, const void *ctx) {
+    return op_bias_residual(g, in[0], in[0], in[1]);
+}
 static Tensor *build_attention(Graph *g, Tensor **in, const void *ctx) {
     return op_attention(g, in[0], ctx ? in[1] : NULL, 3);
 }
@@ -328,6 +335,27 @@ static void test_gelu(void) {
     NEED_GPU();
     ParityInput spec[] = { { "x", DT_F32, 2, { 7, 33 }, 1, 2.5f } };
     parity("gelu", spec, 1, build_gelu, NULL, ULP, ULP);
+}
+
+static void test_bias_gelu(void) {
+    NEED_GPU();
+    // 70 columns: past one 64-wide CPU block and two 32-wide GPU ones.
+    ParityInput spec[] = { { "x", DT_F32, 3, { 3, 7, 70 }, 1, 2.5f }, { "bias", DT_F32, 1, { 70 }, 1, 0.5f } };
+    // The bias gradient sums 21 rows of elementwise terms: a reduction.
+    parity("bias_gelu", spec, 2, build_bias_gelu, NULL, ULP, REDUCE);
+}
+
+static void test_bias_residual(void) {
+    NEED_GPU();
+    ParityInput spec[] = {
+        { "x", DT_F32, 3, { 3, 7, 70 }, 1 }, { "fx", DT_F32, 3, { 3, 7, 70 }, 1 }, { "bias", DT_F32, 1, { 70 }, 1 },
+    };
+    // x + (fx + b): the same two roundings on both sides; dx and dfx are dy
+    // itself, db a sum over 21 rows.
+    parity("bias_residual", spec, 3, build_bias_residual, NULL, EXACT, REDUCE);
+    // x + (x + b): x's gradient receives dy twice.
+    ParityInput self[] = { { "x", DT_F32, 2, { 9, 40 }, 1 }, { "bias", DT_F32, 1, { 40 }, 1 } };
+    parity("bias_residual x+x", self, 2, build_bias_residual_self, NULL, EXACT, REDUCE);
 }
 
 static void test_softmax(void) {
@@ -779,6 +807,8 @@ int main(void) {
     RUN(test_scale);
     RUN(test_layernorm);
     RUN(test_gelu);
+    RUN(test_bias_gelu);
+    RUN(test_bias_residual);
     RUN(test_softmax);
     RUN(test_attention);
     RUN(test_attention_tiles);

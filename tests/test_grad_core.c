@@ -1,5 +1,5 @@
 // test_grad_core.c: the core CPU kernels (matmul, add, mul, scale, layernorm,
-// gelu, softmax, attention, sin, cos, cast). Finite-difference gradient
+// gelu, bias_gelu, bias_residual, softmax, attention, sin, cos, cast). Finite-difference gradient
 // checks for every differentiable op, a check that backward accumulates,
 // forward values against double-precision reference loops written here, and
 // cast's rounding and pass-through gradient checked directly.
@@ -46,6 +46,9 @@ static Tensor *build_scale(Graph *g, Tensor **in, void *ctx) { return op_scale(g
 static Tensor *build_layernorm(Graph *g, Tensor **in, void *ctx) { return op_layernorm(g, in[0], in[1], in[2], 1e-5f); }
 static Tensor *build_gelu(Graph *g, Tensor **in, void *ctx) { return op_gelu(g, in[0]); }
 static Tensor *build_softmax(Graph *g, Tensor **in, void *ctx) { return op_softmax(g, in[0]); }
+static Tensor *build_bias_gelu(Graph *g, Tensor **in, void *ctx) { return op_bias_gelu(g, in[0], in[1]); }
+static Tensor *build_bias_residual(Graph *g, Tensor **in, void *ctx) { return op_bias_residual(g, in[0], in[1], in[2]); }
+static Tensor *build_bias_residual_self(Graph *g, Tensor **in, void *ctx) { return op_bias_residual(g, in[0], in[0], in[1]); }
 static Tensor *build_sin(Graph *g, Tensor **in, void *ctx) { return op_sin(g, in[0]); }
 static Tensor *build_cos(Graph *g, Tensor **in, void *ctx) { return op_cos(g, in[0]); }
 // Two heads; in[1], when given, is the key mask.
@@ -172,6 +175,35 @@ static void test_pointwise_grad(void) {
     CHECK_OP(spec, 1, build_sin, NULL);
     CHECK_OP(spec, 1, build_cos, NULL);
     CHECK_OP(spec, 1, build_softmax, NULL);
+}
+
+// The fused bias ops: 70 columns (past one 64-wide block, with a tail of 6),
+// and each source alone differentiable, so every path of the kernels runs.
+static void test_bias_fused_grad(void) {
+    GcInput gelu[] = {
+        { "x", DT_F32, 3, { 2, 3, 70 }, 1, 1.5f },
+        { "bias", DT_F32, 1, { 70 }, 1, 0.5f },
+    };
+    CHECK_OP(gelu, 2, build_bias_gelu, NULL);
+    gelu[1].diff = 0;
+    CHECK_OP(gelu, 2, build_bias_gelu, NULL);
+    gelu[0].diff = 0, gelu[1].diff = 1;
+    CHECK_OP(gelu, 2, build_bias_gelu, NULL);
+    GcInput res[] = {
+        { "x", DT_F32, 3, { 2, 3, 70 }, 1 },
+        { "fx", DT_F32, 3, { 2, 3, 70 }, 1 },
+        { "bias", DT_F32, 1, { 70 }, 1 },
+    };
+    CHECK_OP(res, 3, build_bias_residual, NULL);
+    res[2].diff = 0;
+    CHECK_OP(res, 3, build_bias_residual, NULL);
+    res[0].diff = 0, res[2].diff = 1;
+    CHECK_OP(res, 3, build_bias_residual, NULL);
+    GcInput self[] = {   // x + (x + b)
+        { "x", DT_F32, 2, { 4, 9 }, 1 },
+        { "bias", DT_F32, 1, { 9 }, 1 },
+    };
+    CHECK_OP(self, 2, build_bias_residual_self, NULL);
 }
 
 // T = 6; batch 0 masks key 0, so its query 0 has no allowed key (zero output
@@ -615,6 +647,7 @@ int main(void) {
     RUN(test_scale_grad);
     RUN(test_layernorm_grad);
     RUN(test_pointwise_grad);
+    RUN(test_bias_fused_grad);
     RUN(test_attention_grad);
     RUN(test_matmul_forward);
     RUN(test_add_mul_forward);

@@ -1,47 +1,64 @@
 // add.c: y = a + b, b of a's shape or of a's trailing dims (broadcast over
-// a's leading dims). b's gradient sums dy over the broadcast rows; each
-// thread owns a block of b's elements, so the sum has no races and does not
-// depend on the thread count.
+// a's leading dims). b's gradient sums dy over the broadcast rows with the
+// cache-blocked column sum (colsum.c), so it does not depend on the thread
+// count.
 #include <stddef.h>
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/vec.h"   // defines: f32x8, v8_*, VEC_CLONES
 
-// b's elements per thread task in the reduction: a cache line's worth of
-// accumulators kept in registers/L1 while the rows stream past.
-#define ADD_BLOCK 64
+// Floats per parallel task in the elementwise loops (a multiple of 8).
+#define ADD_SPAN 4096
+
+// y (n) = a (n) + b (n)
+VEC_CLONES static void add_span(float *y, const float *a, const float *b, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i += 8) {
+        ptrdiff_t k = n - i < 8 ? n - i : 8;
+        v8_store_k(y + i, v8_load_k(a + i, k) + v8_load_k(b + i, k), k);
+    }
+}
+
+// dst (n) += src (n)
+VEC_CLONES static void accumulate_span(float *dst, const float *src, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i += 8) {
+        ptrdiff_t k = n - i < 8 ? n - i : 8;
+        v8_store_k(dst + i, v8_load_k(dst + i, k) + v8_load_k(src + i, k), k);
+    }
+}
 
 void add_forward_cpu(Tensor *out) {
     const float *a = out->src[0]->data;         // (rows, nb)
     const float *b = out->src[1]->data;         // (nb)
     float *y = out->data;                       // (rows, nb)
-    ptrdiff_t nb = (ptrdiff_t)out->src[1]->numel, rows = (ptrdiff_t)out->numel / nb;
-    #pragma omp parallel for if (out->numel >= 16384)
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        const float *ar = a + r * nb;
-        float *yr = y + r * nb;
-        for (ptrdiff_t j = 0; j < nb; j++) yr[j] = ar[j] + b[j];
+    ptrdiff_t n = (ptrdiff_t)out->numel, nb = (ptrdiff_t)out->src[1]->numel, rows = n / nb;
+    if (nb == n) {   // same shapes: spans, not one row
+        ptrdiff_t spans = (n + ADD_SPAN - 1) / ADD_SPAN;
+        #pragma omp parallel for if (n >= 16384)
+        for (ptrdiff_t s = 0; s < spans; s++) {
+            ptrdiff_t i = s * ADD_SPAN;
+            add_span(y + i, a + i, b + i, n - i < ADD_SPAN ? n - i : ADD_SPAN);
+        }
+        return;
+    }
+    #pragma omp parallel for if (n >= 16384)
+    for (ptrdiff_t r = 0; r < rows; r++) add_span(y + r * nb, a + r * nb, b, nb);
+}
+
+static void accumulate(float *dst, const float *src, ptrdiff_t n) {
+    ptrdiff_t spans = (n + ADD_SPAN - 1) / ADD_SPAN;
+    #pragma omp parallel for if (n >= 65536)
+    for (ptrdiff_t s = 0; s < spans; s++) {
+        ptrdiff_t i = s * ADD_SPAN;
+        accumulate_span(dst + i, src + i, n - i < ADD_SPAN ? n - i : ADD_SPAN);
     }
 }
 
 void add_backward_cpu(Tensor *out) {
     Tensor *ta = out->src[0], *tb = out->src[1];
     const float *dy = out->grad;                // (rows, nb)
-    ptrdiff_t n = (ptrdiff_t)out->numel, nb = (ptrdiff_t)tb->numel, rows = n / nb;
-    if (ta->grad) {
-        float *da = ta->grad;                   // (rows, nb)
-        #pragma omp parallel for simd if (n >= 65536)
-        for (ptrdiff_t i = 0; i < n; i++) da[i] += dy[i];
-    }
+    ptrdiff_t n = (ptrdiff_t)out->numel, nb = (ptrdiff_t)tb->numel;
+    // a and b may be one tensor (x + x): the two updates run one after the other.
+    if (ta->grad) accumulate(ta->grad, dy, n);
     if (!tb->grad) return;
-    float *db = tb->grad;                       // (nb)
-    ptrdiff_t nblocks = (nb + ADD_BLOCK - 1) / ADD_BLOCK;
-    #pragma omp parallel for if (n >= 16384)
-    for (ptrdiff_t blk = 0; blk < nblocks; blk++) {
-        ptrdiff_t j0 = blk * ADD_BLOCK, len = nb - j0 < ADD_BLOCK ? nb - j0 : ADD_BLOCK;
-        float acc[ADD_BLOCK] = { 0 };
-        for (ptrdiff_t r = 0; r < rows; r++) {
-            const float *dyr = dy + r * nb + j0;
-            for (ptrdiff_t j = 0; j < len; j++) acc[j] += dyr[j];
-        }
-        for (ptrdiff_t j = 0; j < len; j++) db[j0 + j] += acc[j];
-    }
+    if (nb == n) accumulate(tb->grad, dy, n);
+    else cpu_colsum_add(tb->grad, dy, n / nb, nb);   // db (nb) += sum_rows dy
 }

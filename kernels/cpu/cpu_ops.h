@@ -4,6 +4,7 @@
 // and accumulate into src[i]->grad where it is non-NULL (backward).
 // fp32 storage only on the CPU, except op_cast and the i32/u8 inputs.
 #pragma once
+#include <stddef.h>
 #include "autograd/tensor.h"   // defines: Tensor
 
 #define CPU_KERNEL_PAIR(op) \
@@ -36,8 +37,28 @@ CPU_KERNEL_PAIR(cast)
 CPU_KERNEL_PAIR(distill_kl)
 CPU_KERNEL_PAIR(traj_loss)
 CPU_KERNEL_PAIR(cosine_loss)
+CPU_KERNEL_PAIR(bias_gelu)
+CPU_KERNEL_PAIR(bias_residual)
+
+// Plain reference twins of the vectorised kernels: scalar loops, libm, the
+// same contract; tests/test_fused.c checks the fast ones against them.
+#define CPU_KERNEL_REF(op) \
+    void op##_forward_ref(Tensor *out); \
+    void op##_backward_ref(Tensor *out);
+
+CPU_KERNEL_REF(gelu)
+CPU_KERNEL_REF(bias_gelu)
+CPU_KERNEL_REF(bias_residual)
+CPU_KERNEL_REF(layernorm)
 
 // Helpers shared by the kernels.
+// Columns per task in the reductions over rows (bias and gamma/beta
+// gradients): 64 floats of accumulators, eight 8-wide vectors.
+#define BIAS_BLOCK 64
+// y (cols) += sum over rows of x (rows, cols), cache-blocked, in row order
+// for every column whatever the thread count (colsum.c); _ref: its twin.
+void cpu_colsum_add(float *y, const float *x, ptrdiff_t rows, ptrdiff_t cols);
+void cpu_colsum_add_ref(float *y, const float *x, ptrdiff_t rows, ptrdiff_t cols);
 // Split x's shape around `axis`: outer = prod(shape[:axis]), n = shape[axis],
 // inner = prod(shape[axis+1:]).
 void cpu_axis_split(const Tensor *x, int axis, size_t *outer, size_t *n, size_t *inner);

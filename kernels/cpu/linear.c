@@ -1,4 +1,5 @@
-// linear.c: y = x W^T + b, the matrix products through OpenBLAS.
+// linear.c: y = x W^T + b, the matrix products through OpenBLAS (or the
+// bf16 GEMM); the bias gradient through the cache-blocked column sum (colsum.c).
 #include "autograd/ops.h"              // defines: OP_IATTR_BF16
 #include "kernels/cpu/gemm_bf16.h"   // defines: cpu_gemm
 #include "kernels/cpu/cpu_ops.h"
@@ -29,13 +30,5 @@ void linear_backward_cpu(Tensor *out) {
         cpu_gemm(bf16, 0, 0, M, In, O, dy, O, w->data, In, 1.0f, x->grad, In);
     if (w->grad)   // dw (O,I) += dy^T (O,M) . x (M,I)
         cpu_gemm(bf16, 1, 0, O, In, M, dy, O, x->data, In, 1.0f, w->grad, In);
-    if (bias && bias->grad) {
-        float *db = bias->grad;
-        #pragma omp parallel for
-        for (int o = 0; o < O; o++) {
-            float s = 0.0f;
-            for (int m = 0; m < M; m++) s += dy[(size_t)m * O + o];
-            db[o] += s;
-        }
-    }
+    if (bias && bias->grad) cpu_colsum_add(bias->grad, dy, M, O);   // db (O) += sum_rows dy
 }

@@ -37,6 +37,8 @@ CUDA_KERNEL_PAIR(cast)
 CUDA_KERNEL_PAIR(distill_kl)
 CUDA_KERNEL_PAIR(traj_loss)
 CUDA_KERNEL_PAIR(cosine_loss)
+CUDA_KERNEL_PAIR(bias_gelu)
+CUDA_KERNEL_PAIR(bias_residual)
 
 // TF32 tensor cores for matmul and linear (off by default; see
 // kernels/cuda/context.cuh). Callable before any CUDA tape exists.
