@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Run every benchmark program ($BUILD/tests/bench_*). Each prints its own
-# figures next to a peer measured in the same run (a ratio, never a bare time).
+# Run every benchmark program ($BUILD/tests/bench_*), then distil train
+# against its PyTorch peer (scripts/bench_student.py). Each prints its own
+# figures next to a peer measured in the same run (a ratio, never a bare
+# time). BENCH_QUICK=1: a few steps of the student bench, to check it runs.
 set -euo pipefail
 BUILD=${BUILD:?set by make}
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -25,3 +27,8 @@ for b in "$BUILD"/tests/bench_*; do
 done
 echo "== bench_urban4"
 bash scripts/bench_urban4.sh
+
+echo "== bench_student (distil train against PyTorch)"
+torch_py=$(bash scripts/torch_python.sh) || torch_py=""
+"$PYTHON" scripts/bench_student.py --distil "$BUILD/distil" --sgemm "$BUILD/tests/bench_block --sgemm" \
+  --torch-python "$torch_py" --work "$BUILD/bench-student" ${BENCH_QUICK:+--quick}

@@ -62,7 +62,12 @@ static double block_seconds(int B, int T, int C, int H, int reps, double *flops)
     return best;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    // --sgemm: only the ceiling, for scripts/bench_student.py's line.
+    if (argc > 1 && strcmp(argv[1], "--sgemm") == 0) {
+        printf("sgemm 1024^3 %.1f GFLOP/s\n", sgemm_gflops(1024, 1024, 1024, 5));
+        return 0;
+    }
     int threads = omp_get_max_threads();
     printf("bench_block: transformer block forward+backward, fp32, CPU, %d threads\n", threads);
     struct { int B, T, C, H; const char *what; } cases[] = {
