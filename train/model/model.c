@@ -15,10 +15,28 @@ static Tensor *param(Graph *g, const char *prefix, const char *name, int ndim, c
 }
 
 // Weights decay; biases, norms and embeddings do not.
-static Tensor *linear(Graph *g, Tensor *x, const char *prefix, int out, int in, float std) {
+static Tensor *linear_params(Graph *g, const char *prefix, int out, int in, float std, Tensor **bias) {
     Tensor *w = param(g, prefix, "weight", 2, (int[]){ out, in }, INIT_NORMAL, std, 1);
-    Tensor *b = param(g, prefix, "bias", 1, (int[]){ out }, INIT_ZEROS, 0, 0);
+    *bias = param(g, prefix, "bias", 1, (int[]){ out }, INIT_ZEROS, 0, 0);
+    return w;
+}
+
+static Tensor *linear(Graph *g, Tensor *x, const char *prefix, int out, int in, float std) {
+    Tensor *b, *w = linear_params(g, prefix, out, in, std, &b);
     return op_linear(g, x, w, b);
+}
+
+// gelu(x W^T + b): the product without its bias, which the GELU's pass adds.
+static Tensor *linear_gelu(Graph *g, Tensor *x, const char *prefix, int out, int in, float std) {
+    Tensor *b, *w = linear_params(g, prefix, out, in, std, &b);
+    return op_bias_gelu(g, op_linear(g, x, w, NULL), b);
+}
+
+// res + (x W^T + b): a residual around a linear layer, its bias added in the
+// residual's pass.
+static Tensor *linear_residual(Graph *g, Tensor *res, Tensor *x, const char *prefix, int out, int in, float std) {
+    Tensor *b, *w = linear_params(g, prefix, out, in, std, &b);
+    return op_bias_residual(g, res, op_linear(g, x, w, NULL), b);
 }
 
 static Tensor *layernorm(Graph *g, Tensor *x, const char *prefix) {
@@ -42,15 +60,13 @@ Tensor *transformer_block(Graph *g, Tensor *x, Tensor *key_mask, AttnMode mask, 
     h = mask == ATTN_PREFIX ? op_attention_prefix(g, h, key_mask, heads, n_prefix)
                             : op_attention(g, h, key_mask, heads);          // (B, S, C)
     snprintf(p, sizeof p, "%s.attn.proj", prefix);
-    h = linear(g, h, p, C, C, resid_std);
-    x = op_residual(g, x, h);
+    x = linear_residual(g, x, h, p, C, C, resid_std);            // x + proj(h)
     snprintf(p, sizeof p, "%s.ln2", prefix);
     h = layernorm(g, x, p);
     snprintf(p, sizeof p, "%s.mlp.fc", prefix);
-    h = op_gelu(g, linear(g, h, p, mlp_ratio * C, C, INIT_STD)); // (B, S, rC)
+    h = linear_gelu(g, h, p, mlp_ratio * C, C, INIT_STD);        // (B, S, rC)
     snprintf(p, sizeof p, "%s.mlp.proj", prefix);
-    h = linear(g, h, p, C, mlp_ratio * C, resid_std);
-    return op_residual(g, x, h);
+    return linear_residual(g, x, h, p, C, mlp_ratio * C, resid_std);
 }
 
 const char *model_config_check(const ModelConfig *c) {
