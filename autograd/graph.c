@@ -357,16 +357,46 @@ void graph_backward(Graph *g, Tensor *loss) {
     graph_backward_seeded(g, loss, &one);
 }
 
+// The tensor whose gradient buffer t's is (a view's is its source's).
+static Tensor *grad_owner(Tensor *t) {
+    while (t->view) t = t->src[0];
+    return t;
+}
+
+// Before t's backward: bit s of t->grad_assign for each source whose
+// gradient nothing has written yet in this backward (the kernel assigns
+// it), and those gradients marked written. A source listed twice (x + x)
+// is assigned by its first listing and added to by the second.
+static void set_grad_assign(Graph *g, Tensor *t) {
+    t->grad_assign = 0;
+    for (int s = 0; s < t->nsrc; s++) {
+        Tensor *o = grad_owner(t->src[s]);
+        if (!o->grad) continue;
+        if (!o->grad_written) {
+            t->grad_assign |= 1u << s;
+            if (g->poison_grads) backend_memset(g->device, o->grad, 0xff, o->numel * sizeof(float));
+        }
+        o->grad_written = 1;
+    }
+}
+
 void graph_backward_seeded(Graph *g, Tensor *loss, const float *seed) {
     if (!loss->requires_grad) return;
-    backend_zero(g->device, g->act_grad_mem, g->act_grad_numel * sizeof(float));
+    // No gradient buffer is zeroed: the first writer of an activation
+    // gradient assigns it, and a node whose gradient nothing wrote (no path
+    // to the seed) is skipped, its contribution being zero. Parameter
+    // gradients accumulate (graph_zero_grad clears them once per step).
+    for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->grad_written = g->nodes[i]->op == OP_PARAM;
     backend_from_host(g->device, loss->grad, seed, loss->numel * sizeof(float));
+    grad_owner(loss)->grad_written = 1;
     // Parameters whose grad completes at tape index i, walked with `next`.
     int next = 0;
     for (int i = loss->id; i >= 0; i--) {
         Tensor *t = g->nodes[i];
-        if (t->op != OP_INPUT && t->op != OP_PARAM && !t->view && t->requires_grad)
+        if (t->op != OP_INPUT && t->op != OP_PARAM && !t->view && t->requires_grad && t->grad_written) {
+            set_grad_assign(g, t);
             op_table[t->op].backward[g->device](t);
+        }
         if (!g->grad_ready || g->param_owner) continue;
         while (next < g->n_grad_params && g->flat_order[next]->grad_ready_after == i)
             g->grad_ready(g->grad_ready_ctx, g->flat_order[next++]);

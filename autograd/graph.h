@@ -65,6 +65,11 @@ typedef struct Graph {
     int planned;
     struct Graph *param_owner;                 // non-NULL: parameters live in that graph
 
+    // Tests: fill each activation gradient with NaN bytes just before its
+    // first writer runs, so a backward kernel that adds where the contract
+    // says assign (Tensor.grad_assign) shows.
+    int poison_grads;
+
     GradReadyFn grad_ready;
     void *grad_ready_ctx;
 } Graph;
@@ -121,9 +126,11 @@ static inline void *graph_input_host(const Tensor *t) { return t->host; }
 void graph_upload_inputs(Graph *g);
 
 void graph_forward(Graph *g);
-// Seeds d(loss)=1 (loss must have one element), zeroes activation grads and
-// walks the tape backwards. Parameter grads accumulate: call
-// graph_zero_grad() before the first micro-step of a step.
+// Seeds d(loss)=1 (loss must have one element) and walks the tape
+// backwards. The first writer of each activation gradient assigns it
+// (Tensor.grad_assign), so none is zeroed; a gradient nothing wrote holds
+// no value. Parameter grads accumulate: call graph_zero_grad() before the
+// first micro-step of a step.
 void graph_backward(Graph *g, Tensor *loss);
 // The same from any tensor, with d(out) = seed (out->numel floats, host).
 void graph_backward_seeded(Graph *g, Tensor *out, const float *seed);

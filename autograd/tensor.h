@@ -38,6 +38,14 @@ struct Tensor {
 
     int requires_grad;
     int view;                        // 1: data and grad alias src[0] (reshape)
+    // The first writer of a gradient assigns it, later ones add: no
+    // gradient buffer is zeroed before backward. graph_backward sets, just
+    // before this node's backward runs, bit i when src[i]'s gradient holds
+    // nothing yet in this backward (tensor_grad_assigns); a kernel then
+    // writes src[i]->grad with = instead of +=, everywhere (zeros where it
+    // has nothing to add). Parameter gradients always accumulate.
+    unsigned grad_assign;
+    int grad_written;                // graph_backward's: this gradient holds a value in the current backward
 
     // parameters only
     int decay;                       // AdamW weight decay applies
@@ -47,6 +55,9 @@ struct Tensor {
 
     char name[TENSOR_NAME_LEN];
 };
+
+// Whether out's backward assigns (1) or adds into (0) src[i]'s gradient.
+static inline int tensor_grad_assigns(const Tensor *out, int i) { return (int)((out->grad_assign >> i) & 1u); }
 
 size_t dtype_size(DType dt);
 const char *dtype_name(DType dt);

@@ -60,6 +60,15 @@ void backend_zero(Device d, void *p, size_t bytes) {
     memset(p, 0, bytes);
 }
 
+void backend_memset(Device d, void *p, int byte, size_t bytes) {
+    if (!p || !bytes) return;
+#ifdef DISTIL_CUDA
+    if (d == DEV_CUDA) { cuda_memset(p, byte, bytes); return; }
+#endif
+    (void)d;
+    memset(p, byte, bytes);
+}
+
 void backend_to_host(Device d, void *host_dst, const void *src, size_t bytes) {
     if (!bytes) return;
 #ifdef DISTIL_CUDA

@@ -20,6 +20,8 @@ void backend_set_allow_tf32(Device d, int allow);
 void *backend_alloc(Device d, size_t bytes);
 void backend_free(Device d, void *p);
 void backend_zero(Device d, void *p, size_t bytes);
+// Every byte of p[0, bytes) set to `byte` (0xff: NaNs in fp32, a test's poison).
+void backend_memset(Device d, void *p, int byte, size_t bytes);
 void backend_to_host(Device d, void *host_dst, const void *src, size_t bytes);
 void backend_from_host(Device d, void *dst, const void *host_src, size_t bytes);
 // Wait for queued device work (no-op on the CPU).
@@ -62,6 +64,7 @@ int cuda_device_count(const char **why);
 void *cuda_alloc(size_t bytes);
 void cuda_free(void *p);
 void cuda_zero(void *p, size_t bytes);
+void cuda_memset(void *p, int byte, size_t bytes);
 void cuda_to_host(void *host_dst, const void *src, size_t bytes);
 void cuda_from_host(void *dst, const void *host_src, size_t bytes);
 void cuda_sync(void);

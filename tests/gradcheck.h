@@ -5,6 +5,11 @@
 // any other op. The analytic gradient comes from graph_backward_seeded(out, R);
 // the numeric one from central differences (L(x+eps) - L(x-eps)) / 2 eps on
 // up to GC_MAX_PROBES elements of each differentiable input.
+//
+// Each differentiable input reaches the op through a copy (op_scale by 1),
+// so the op's backward writes activation gradients, which it must assign
+// (Tensor.grad_assign): the graph poisons them with NaNs first
+// (poison_grads), and a kernel that adds instead fails the check.
 #pragma once
 #include <string.h>
 #include "autograd/graph.h"   // defines: Graph, graph_*
@@ -51,17 +56,20 @@ static double gc_weighted_sum(Graph *g, Tensor *out, const double *R, float *hos
 static GcResult gradcheck(const GcInput *spec, int n, GcBuild build, void *ctx, Rng *rng, double eps, double floor) {
     GcResult res = { 0, -1, 0, 0, 0 };
     Graph *g = graph_new(DEV_CPU);
-    Tensor *in[GC_MAX_INPUTS];
+    g->poison_grads = 1;
+    Tensor *leaf[GC_MAX_INPUTS], *in[GC_MAX_INPUTS];
     for (int k = 0; k < n; k++) {
-        if (spec[k].diff)
-            in[k] = graph_param(g, spec[k].name, spec[k].ndim, spec[k].shape, INIT_ZEROS, 0, 0);
-        else
-            in[k] = graph_input(g, spec[k].name, spec[k].dtype, spec[k].ndim, spec[k].shape);
+        if (spec[k].diff) {
+            leaf[k] = graph_param(g, spec[k].name, spec[k].ndim, spec[k].shape, INIT_ZEROS, 0, 0);
+            in[k] = op_scale(g, leaf[k], 1.0f);   // exact: the op sees the same values
+        } else {
+            leaf[k] = in[k] = graph_input(g, spec[k].name, spec[k].dtype, spec[k].ndim, spec[k].shape);
+        }
     }
     Tensor *out = build(g, in, ctx);
     if (graph_plan(g)) { fprintf(stderr, "gradcheck: plan failed\n"); exit(1); }
     for (int k = 0; k < n; k++) {
-        Tensor *t = in[k];
+        Tensor *t = leaf[k];
         if (spec[k].dtype == DT_F32) {
             float *v = (float *)t->data;
             float sc = spec[k].scale ? spec[k].scale : 1.0f;
@@ -87,7 +95,7 @@ static GcResult gradcheck(const GcInput *spec, int n, GcBuild build, void *ctx, 
 
     for (int k = 0; k < n; k++) {
         if (!spec[k].diff) continue;
-        Tensor *t = in[k];
+        Tensor *t = leaf[k];
         float *x = (float *)t->data;
         size_t probes = t->numel < GC_MAX_PROBES ? t->numel : GC_MAX_PROBES;
         for (size_t p = 0; p < probes; p++) {

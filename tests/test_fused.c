@@ -15,7 +15,7 @@
 #include "autograd/graph.h"        // defines: Graph, graph_*
 #include "autograd/ops.h"          // defines: op_*
 #include "autograd/rng.h"          // defines: Rng
-#include "kernels/cpu/cpu_ops.h"   // defines: *_forward_cpu, *_ref, cpu_colsum_add
+#include "kernels/cpu/cpu_ops.h"   // defines: *_forward_cpu, *_ref, cpu_colsum
 #include "kernels/cpu/gelu.h"      // defines: gelu_v8
 #include "kernels/cpu/vec.h"       // defines: v8_tanh, v8_exp
 #include "tests/test.h"
@@ -210,7 +210,7 @@ static void run_ref(Kernel k, Case *c) {
         graph_zero_grad(c->g);
         linear_backward_cpu(o);
         memset(b->grad, 0, C * sizeof(float));
-        cpu_colsum_add_ref(b->grad, o->grad, rows, C);
+        cpu_colsum_ref(b->grad, o->grad, rows, C, 0);
         break;
     }
     default: {
@@ -218,7 +218,7 @@ static void run_ref(Kernel k, Case *c) {
         int rows = x->shape[0], C = x->shape[1];
         for (size_t i = 0; i < o->numel; i++) ((float *)o->data)[i] = ((float *)x->data)[i] + ((float *)b->data)[i % C];
         for (size_t i = 0; i < o->numel; i++) x->grad[i] += o->grad[i];
-        cpu_colsum_add_ref(b->grad, o->grad, rows, C);
+        cpu_colsum_ref(b->grad, o->grad, rows, C, 0);
     }
     }
 }

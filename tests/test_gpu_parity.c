@@ -151,13 +151,19 @@ static ParityRun run_graph(Device dev, const ParityInput *spec, int n, void *con
     ParityRun r;
     memset(&r, 0, sizeof r);
     Graph *g = graph_new(dev);
-    Tensor *in[MAX_IN];
-    for (int k = 0; k < n; k++)
-        in[k] = spec[k].grad ? graph_param(g, spec[k].name, spec[k].ndim, spec[k].shape, INIT_ZEROS, 0, 0)
-                             : graph_input(g, spec[k].name, spec[k].dtype, spec[k].ndim, spec[k].shape);
+    // Parameters reach the op through a copy (scale by 1, exact), so the op
+    // writes activation gradients, poisoned with NaNs before their first
+    // writer: a kernel that adds where the contract says assign shows.
+    g->poison_grads = 1;
+    Tensor *leaf[MAX_IN], *in[MAX_IN];
+    for (int k = 0; k < n; k++) {
+        leaf[k] = spec[k].grad ? graph_param(g, spec[k].name, spec[k].ndim, spec[k].shape, INIT_ZEROS, 0, 0)
+                               : graph_input(g, spec[k].name, spec[k].dtype, spec[k].ndim, spec[k].shape);
+        in[k] = spec[k].grad ? op_scale(g, leaf[k], 1.0f) : leaf[k];
+    }
     Tensor *out = build(g, in, ctx);
     if (graph_plan(g)) { fprintf(stderr, "test_gpu_parity: graph_plan failed on %s\n", dev == DEV_CUDA ? "CUDA" : "CPU"); exit(1); }
-    for (int k = 0; k < n; k++) load_input(in[k], host[k]);
+    for (int k = 0; k < n; k++) load_input(leaf[k], host[k]);
     graph_forward(g);
     r.out_numel = out->numel;
     r.out = malloc(out->numel * sizeof *r.out);
@@ -170,8 +176,8 @@ static ParityRun run_graph(Device dev, const ParityInput *spec, int n, void *con
     graph_backward_seeded(g, out, *seed);
     for (int k = 0; k < n; k++) {
         if (!spec[k].grad) continue;
-        r.grad[k] = malloc(in[k]->numel * sizeof *r.grad[k]);
-        tensor_grad_to_host(in[k], r.grad[k]);
+        r.grad[k] = malloc(leaf[k]->numel * sizeof *r.grad[k]);
+        tensor_grad_to_host(leaf[k], r.grad[k]);
     }
     graph_free(g);
     return r;

@@ -17,11 +17,11 @@ VEC_CLONES static void add_span(float *y, const float *a, const float *b, ptrdif
     }
 }
 
-// dst (n) += src (n)
-VEC_CLONES static void accumulate_span(float *dst, const float *src, ptrdiff_t n) {
+// dst (n) = src (n) (assign) or += src
+VEC_CLONES static void put_span(float *dst, const float *src, ptrdiff_t n, int assign) {
     for (ptrdiff_t i = 0; i < n; i += 8) {
         ptrdiff_t k = n - i < 8 ? n - i : 8;
-        v8_store_k(dst + i, v8_load_k(dst + i, k) + v8_load_k(src + i, k), k);
+        v8_put_k(dst + i, v8_load_k(src + i, k), k, assign);
     }
 }
 
@@ -43,12 +43,12 @@ void add_forward_cpu(Tensor *out) {
     for (ptrdiff_t r = 0; r < rows; r++) add_span(y + r * nb, a + r * nb, b, nb);
 }
 
-static void accumulate(float *dst, const float *src, ptrdiff_t n) {
+static void put(float *dst, const float *src, ptrdiff_t n, int assign) {
     ptrdiff_t spans = (n + ADD_SPAN - 1) / ADD_SPAN;
     #pragma omp parallel for if (n >= 65536)
     for (ptrdiff_t s = 0; s < spans; s++) {
         ptrdiff_t i = s * ADD_SPAN;
-        accumulate_span(dst + i, src + i, n - i < ADD_SPAN ? n - i : ADD_SPAN);
+        put_span(dst + i, src + i, n - i < ADD_SPAN ? n - i : ADD_SPAN, assign);
     }
 }
 
@@ -56,9 +56,10 @@ void add_backward_cpu(Tensor *out) {
     Tensor *ta = out->src[0], *tb = out->src[1];
     const float *dy = out->grad;                // (rows, nb)
     ptrdiff_t n = (ptrdiff_t)out->numel, nb = (ptrdiff_t)tb->numel;
-    // a and b may be one tensor (x + x): the two updates run one after the other.
-    if (ta->grad) accumulate(ta->grad, dy, n);
+    // a and b may be one tensor (x + x): the two updates run one after the
+    // other, the first assigning (tensor_grad_assigns), the second adding.
+    if (ta->grad) put(ta->grad, dy, n, tensor_grad_assigns(out, 0));
     if (!tb->grad) return;
-    if (nb == n) accumulate(tb->grad, dy, n);
-    else cpu_colsum_add(tb->grad, dy, n / nb, nb);   // db (nb) += sum_rows dy
+    if (nb == n) put(tb->grad, dy, n, tensor_grad_assigns(out, 1));
+    else cpu_colsum(tb->grad, dy, n / nb, nb, tensor_grad_assigns(out, 1));   // db (nb) (+)= sum_rows dy
 }

@@ -251,7 +251,8 @@ static void backward_head(const AttnDims *d, const float *qkv, const float *key_
 
 void attention_backward_cpu(Tensor *out) {
     Tensor *tqkv = out->src[0];
-    if (!tqkv->grad) return;   // the mask takes no gradient
+    cpu_grad_none(out, 1);                 // the key mask takes no gradient
+    if (!cpu_grad_begin(out, 0)) return;   // adds key tile by key tile: zero first when assigning
     AttnDims d = attn_dims(out);
     const float *key_mask = out->nsrc > 1 ? out->src[1]->data : NULL;   // (B, T) or NULL
     size_t BHT = (size_t)d.B * d.H * d.T;

@@ -26,9 +26,10 @@ void bias_gelu_forward_cpu(Tensor *out) {
     for (ptrdiff_t r = 0; r < rows; r++) bias_gelu_row(y + r * C, x + r * C, b, C);
 }
 
-// Columns [c0, c0 + w) of every row: dx += dz (when dx), db += sum_rows dz.
+// Columns [c0, c0 + w) of every row: dx (+)= dz (when dx), db (+)= sum_rows dz
+// (= where set_dx, set_db: the assign/accumulate contract).
 VEC_CLONES static void bias_gelu_grad_block(float *dx, float *db, const float *x, const float *b, const float *dy,
-                                            ptrdiff_t rows, ptrdiff_t C, ptrdiff_t c0, ptrdiff_t w) {
+                                            ptrdiff_t rows, ptrdiff_t C, ptrdiff_t c0, ptrdiff_t w, int set_dx, int set_db) {
     f32x8 acc[BIAS_BLOCK / 8], bias[BIAS_BLOCK / 8];
     for (ptrdiff_t j = 0; j < w; j += 8) {
         acc[j / 8] = v8_set1(0.0f);
@@ -40,21 +41,19 @@ VEC_CLONES static void bias_gelu_grad_block(float *dx, float *db, const float *x
             ptrdiff_t k = w - j < 8 ? w - j : 8;
             f32x8 dz = gelu_grad_v8(v8_load_k(x + at + j, k) + bias[j / 8]) * v8_load_k(dy + at + j, k);
             acc[j / 8] += dz;
-            if (dx) v8_store_k(dx + at + j, v8_load_k(dx + at + j, k) + dz, k);
+            if (dx) v8_put_k(dx + at + j, dz, k, set_dx);
         }
     }
-    for (ptrdiff_t j = 0; j < w; j += 8) {
-        ptrdiff_t k = w - j < 8 ? w - j : 8;
-        v8_store_k(db + c0 + j, v8_load_k(db + c0 + j, k) + acc[j / 8], k);
-    }
+    for (ptrdiff_t j = 0; j < w; j += 8) v8_put_k(db + c0 + j, acc[j / 8], w - j < 8 ? w - j : 8, set_db);
 }
 
 // Every column of a row, when the bias takes no gradient.
-VEC_CLONES static void bias_gelu_grad_row(float *dx, const float *x, const float *b, const float *dy, ptrdiff_t C) {
+VEC_CLONES static void bias_gelu_grad_row(float *dx, const float *x, const float *b, const float *dy, ptrdiff_t C,
+                                          int set_dx) {
     for (ptrdiff_t c = 0; c < C; c += 8) {
         ptrdiff_t k = C - c < 8 ? C - c : 8;
         f32x8 dz = gelu_grad_v8(v8_load_k(x + c, k) + v8_load_k(b + c, k)) * v8_load_k(dy + c, k);
-        v8_store_k(dx + c, v8_load_k(dx + c, k) + dz, k);
+        v8_put_k(dx + c, dz, k, set_dx);
     }
 }
 
@@ -63,16 +62,17 @@ void bias_gelu_backward_cpu(Tensor *out) {
     const float *x = tx->data, *b = tb->data, *dy = out->grad;   // (rows, C), (C), (rows, C)
     float *dx = tx->grad, *db = tb->grad;                        // (rows, C) or NULL, (C) or NULL
     ptrdiff_t C = tx->shape[tx->ndim - 1], rows = (ptrdiff_t)tx->numel / C;
+    int set_dx = tensor_grad_assigns(out, 0), set_db = tensor_grad_assigns(out, 1);
     if (db) {
         ptrdiff_t blocks = (C + BIAS_BLOCK - 1) / BIAS_BLOCK;
         #pragma omp parallel for if (out->numel >= 16384)
         for (ptrdiff_t blk = 0; blk < blocks; blk++) {
             ptrdiff_t c0 = blk * BIAS_BLOCK;
-            bias_gelu_grad_block(dx, db, x, b, dy, rows, C, c0, C - c0 < BIAS_BLOCK ? C - c0 : BIAS_BLOCK);
+            bias_gelu_grad_block(dx, db, x, b, dy, rows, C, c0, C - c0 < BIAS_BLOCK ? C - c0 : BIAS_BLOCK, set_dx, set_db);
         }
     } else if (dx) {
         #pragma omp parallel for if (out->numel >= 16384)
-        for (ptrdiff_t r = 0; r < rows; r++) bias_gelu_grad_row(dx + r * C, x + r * C, b, dy + r * C, C);
+        for (ptrdiff_t r = 0; r < rows; r++) bias_gelu_grad_row(dx + r * C, x + r * C, b, dy + r * C, C, set_dx);
     }
 }
 
@@ -88,9 +88,11 @@ void bias_gelu_backward_ref(Tensor *out) {
     Tensor *tx = out->src[0], *tb = out->src[1];
     const float *x = tx->data, *b = tb->data, *dy = out->grad;
     size_t C = (size_t)tx->shape[tx->ndim - 1];
+    if (tb->grad && tensor_grad_assigns(out, 1))
+        for (size_t c = 0; c < C; c++) tb->grad[c] = 0.0f;
     for (size_t i = 0; i < tx->numel; i++) {
         float dz = gelu_grad_ref(x[i] + b[i % C]) * dy[i];
-        if (tx->grad) tx->grad[i] += dz;
+        if (tx->grad) tx->grad[i] = (tensor_grad_assigns(out, 0) ? 0.0f : tx->grad[i]) + dz;
         if (tb->grad) tb->grad[i % C] += dz;
     }
 }

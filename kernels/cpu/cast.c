@@ -31,6 +31,7 @@ void cast_backward_cpu(Tensor *out) {
     if (!dx) return;
     const float *dy = out->grad;                // (n)
     ptrdiff_t n = (ptrdiff_t)out->numel;
+    int assign = tensor_grad_assigns(out, 0);
     #pragma omp parallel for simd if (n >= 65536)
-    for (ptrdiff_t i = 0; i < n; i++) dx[i] += dy[i];
+    for (ptrdiff_t i = 0; i < n; i++) dx[i] = assign ? dy[i] : dx[i] + dy[i];
 }

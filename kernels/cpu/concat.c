@@ -37,11 +37,12 @@ void concat_backward_cpu(Tensor *out) {
         float *dx = x_t->grad;                          // (outer, n_i, inner)
         if (dx) {
             ptrdiff_t O = (ptrdiff_t)outer, R = (ptrdiff_t)run;
+            int assign = tensor_grad_assigns(out, s);
             #pragma omp parallel for if (x_t->numel >= CONCAT_PAR_MIN)
             for (ptrdiff_t o = 0; o < O; o++) {
                 const float *dyr = dy + (o * n_out + off) * inner;
                 float *dxr = dx + o * R;
-                for (ptrdiff_t k = 0; k < R; k++) dxr[k] += dyr[k];
+                for (ptrdiff_t k = 0; k < R; k++) dxr[k] = assign ? dyr[k] : dxr[k] + dyr[k];
             }
         }
         off += n_i;

@@ -59,7 +59,9 @@ void cosine_loss_forward_cpu(Tensor *out) {
 
 void cosine_loss_backward_cpu(Tensor *out) {
     Tensor *ta = out->src[0], *tb = out->src[1];
-    float *da = ta->grad, *db = tb->grad;                // (B, D) or NULL
+    // Uncounted rows add nothing: zero first when assigning.
+    float *da = cpu_grad_begin(out, 0), *db = cpu_grad_begin(out, 1);   // (B, D) or NULL
+    cpu_grad_none(out, 2);                               // the mask takes no gradient
     if (!da && !db) return;
     int B = ta->shape[0], D = ta->shape[1];
     const float *a = ta->data, *b = tb->data;            // (B, D), (B, D)

@@ -52,13 +52,22 @@ CPU_KERNEL_REF(bias_residual)
 CPU_KERNEL_REF(layernorm)
 
 // Helpers shared by the kernels.
+// The assign/accumulate contract (tensor_grad_assigns) for a kernel that
+// adds into src[i]'s gradient in part or in scattered order: zeroes it
+// first when this backward assigns it. Returns src[i]->grad (may be NULL).
+float *cpu_grad_begin(Tensor *out, int i);
+// For sources an op sends no gradient (masks, targets, teacher values)
+// that still have a gradient buffer: zero it when this backward is its
+// first writer, so the contract holds. src[from..nsrc) only.
+void cpu_grad_none(Tensor *out, int from);
 // Columns per task in the reductions over rows (bias and gamma/beta
 // gradients): 64 floats of accumulators, eight 8-wide vectors.
 #define BIAS_BLOCK 64
-// y (cols) += sum over rows of x (rows, cols), cache-blocked, in row order
-// for every column whatever the thread count (colsum.c); _ref: its twin.
-void cpu_colsum_add(float *y, const float *x, ptrdiff_t rows, ptrdiff_t cols);
-void cpu_colsum_add_ref(float *y, const float *x, ptrdiff_t rows, ptrdiff_t cols);
+// y (cols) (+)= sum over rows of x (rows, cols), cache-blocked, in row order
+// for every column whatever the thread count (colsum.c); assign: = instead
+// of +=. _ref: its twin.
+void cpu_colsum(float *y, const float *x, ptrdiff_t rows, ptrdiff_t cols, int assign);
+void cpu_colsum_ref(float *y, const float *x, ptrdiff_t rows, ptrdiff_t cols, int assign);
 // Split x's shape around `axis`: outer = prod(shape[:axis]), n = shape[axis],
 // inner = prod(shape[axis+1:]).
 void cpu_axis_split(const Tensor *x, int axis, size_t *outer, size_t *n, size_t *inner);

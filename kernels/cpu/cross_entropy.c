@@ -66,7 +66,7 @@ void cross_entropy_forward_cpu(Tensor *out) {
 void cross_entropy_backward_cpu(Tensor *out) {
     Tensor *logits_t = out->src[0];
     const Tensor *targets_t = out->src[1];
-    if (!logits_t->grad) return;
+    if (!cpu_grad_begin(out, 0)) return;   // ignored targets add nothing: zero first when assigning
     ptrdiff_t V = logits_t->shape[logits_t->ndim - 1], R = (ptrdiff_t)(logits_t->numel / (size_t)V);
     const float *lse = out->saved;              // (R), then the count at [R]
     if (lse[R] == 0.0f) return;                 // every target ignored: the loss is the constant 0

@@ -34,7 +34,7 @@ void cumsum_forward_cpu(Tensor *out) {
 
 void cumsum_backward_cpu(Tensor *out) {
     Tensor *x_t = out->src[0];
-    if (!x_t->grad) return;
+    if (!cpu_grad_begin(out, 0)) return;
     size_t outer, n, inner;
     cpu_axis_split(x_t, out->iattr[0], &outer, &n, &inner);
     const float *dy = out->grad;                // (outer, n, inner)

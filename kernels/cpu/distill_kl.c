@@ -235,7 +235,8 @@ static void distill_grad_full(const DistillRow *row, const float *x, float *dx, 
 
 void distill_kl_backward_cpu(Tensor *out) {
     Tensor *logits_t = out->src[0];
-    if (!logits_t->grad) return;
+    cpu_grad_none(out, 1);                 // teacher values and the mask take no gradient
+    if (!cpu_grad_begin(out, 0)) return;   // masked rows add nothing: zero first when assigning
     DistillDims d = distill_dims(out);
     const double *lse = (const double *)out->saved, *p_tail = lse + d.R;   // (R), (R)
     float count = ((const float *)(p_tail + d.R))[d.R];

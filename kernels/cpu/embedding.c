@@ -33,7 +33,7 @@ void embedding_forward_cpu(Tensor *out) {
 void embedding_backward_cpu(Tensor *out) {
     const Tensor *ids_t = out->src[0];
     Tensor *table_t = out->src[1];
-    if (!table_t->grad) return;                 // ids are integers: no grad
+    if (!cpu_grad_begin(out, 1)) return;        // ids are integers: no grad; a scatter: zero first when assigning
     const int *ids = ids_t->data;               // (N)
     const float *dy = out->grad;                // (N, D)
     float *dtable = table_t->grad;              // (V, D)

@@ -15,11 +15,10 @@ VEC_CLONES static void gelu_span(float *y, const float *x, ptrdiff_t n) {
     }
 }
 
-VEC_CLONES static void gelu_grad_span(float *dx, const float *x, const float *dy, ptrdiff_t n) {
+VEC_CLONES static void gelu_grad_span(float *dx, const float *x, const float *dy, ptrdiff_t n, int assign) {
     for (ptrdiff_t i = 0; i < n; i += 8) {
         ptrdiff_t k = n - i < 8 ? n - i : 8;
-        f32x8 g = gelu_grad_v8(v8_load_k(x + i, k)) * v8_load_k(dy + i, k);
-        v8_store_k(dx + i, v8_load_k(dx + i, k) + g, k);
+        v8_put_k(dx + i, gelu_grad_v8(v8_load_k(x + i, k)) * v8_load_k(dy + i, k), k, assign);
     }
 }
 
@@ -40,10 +39,11 @@ void gelu_backward_cpu(Tensor *out) {
     const float *x = src->data, *dy = out->grad;   // (n), (n)
     float *dx = src->grad;                         // (n)
     ptrdiff_t n = (ptrdiff_t)out->numel, spans = (n + GELU_SPAN - 1) / GELU_SPAN;
+    int assign = tensor_grad_assigns(out, 0);
     #pragma omp parallel for if (n >= 16384)
     for (ptrdiff_t s = 0; s < spans; s++) {
         ptrdiff_t i = s * GELU_SPAN;
-        gelu_grad_span(dx + i, x + i, dy + i, n - i < GELU_SPAN ? n - i : GELU_SPAN);
+        gelu_grad_span(dx + i, x + i, dy + i, n - i < GELU_SPAN ? n - i : GELU_SPAN, assign);
     }
 }
 
@@ -57,5 +57,6 @@ void gelu_backward_ref(Tensor *out) {
     Tensor *src = out->src[0];
     if (!src->grad) return;
     const float *x = src->data, *dy = out->grad;
-    for (size_t i = 0; i < out->numel; i++) src->grad[i] += gelu_grad_ref(x[i]) * dy[i];
+    int assign = tensor_grad_assigns(out, 0);
+    for (size_t i = 0; i < out->numel; i++) src->grad[i] = (assign ? 0.0f : src->grad[i]) + gelu_grad_ref(x[i]) * dy[i];
 }

@@ -54,9 +54,9 @@ void layernorm_forward_cpu(Tensor *out) {
     for (ptrdiff_t r = 0; r < rows; r++) layernorm_row(y + r * C, mean + r, rstd + r, x + r * C, gamma, beta, C, eps);
 }
 
-// dx += rstd * (dy*gamma - mean(dy*gamma) - xhat * mean(dy*gamma*xhat)) for one row.
+// dx (+)= rstd * (dy*gamma - mean(dy*gamma) - xhat * mean(dy*gamma*xhat)) for one row.
 VEC_CLONES static void layernorm_grad_row(float *dx, const float *x, const float *dy, const float *gamma,
-                                          float m, float s, ptrdiff_t C) {
+                                          float m, float s, ptrdiff_t C, int assign) {
     f32x8 a = v8_set1(0.0f), b = v8_set1(0.0f);
     for (ptrdiff_t c = 0; c < C; c += 8) {
         ptrdiff_t k = C - c < 8 ? C - c : 8;   // dy pads with 0, so the tail adds nothing
@@ -69,15 +69,15 @@ VEC_CLONES static void layernorm_grad_row(float *dx, const float *x, const float
         ptrdiff_t k = C - c < 8 ? C - c : 8;
         f32x8 xhat = (v8_load_k(x + c, k) - m) * s;
         f32x8 g = (v8_load_k(dy + c, k) * v8_load_k(gamma + c, k) - dnorm_mean - xhat * dnorm_xhat_mean) * s;
-        v8_store_k(dx + c, v8_load_k(dx + c, k) + g, k);
+        v8_put_k(dx + c, g, k, assign);
     }
 }
 
-// dgamma += sum_rows dy * xhat, dbeta += sum_rows dy over columns [c0, c0 + w):
-// the rows stream past BIAS_BLOCK columns of accumulators.
+// dgamma (+)= sum_rows dy * xhat, dbeta (+)= sum_rows dy over columns
+// [c0, c0 + w): the rows stream past BIAS_BLOCK columns of accumulators.
 VEC_CLONES static void layernorm_affine_block(float *dgamma, float *dbeta, const float *x, const float *dy,
                                               const float *mean, const float *rstd, ptrdiff_t rows, ptrdiff_t C,
-                                              ptrdiff_t c0, ptrdiff_t w) {
+                                              ptrdiff_t c0, ptrdiff_t w, int set_gamma, int set_beta) {
     f32x8 acc_g[BIAS_BLOCK / 8], acc_b[BIAS_BLOCK / 8];
     for (ptrdiff_t j = 0; j < w; j += 8) acc_g[j / 8] = acc_b[j / 8] = v8_set1(0.0f);
     for (ptrdiff_t r = 0; r < rows; r++) {
@@ -92,8 +92,8 @@ VEC_CLONES static void layernorm_affine_block(float *dgamma, float *dbeta, const
     }
     for (ptrdiff_t j = 0; j < w; j += 8) {
         ptrdiff_t k = w - j < 8 ? w - j : 8;
-        if (dgamma) v8_store_k(dgamma + c0 + j, v8_load_k(dgamma + c0 + j, k) + acc_g[j / 8], k);
-        if (dbeta) v8_store_k(dbeta + c0 + j, v8_load_k(dbeta + c0 + j, k) + acc_b[j / 8], k);
+        if (dgamma) v8_put_k(dgamma + c0 + j, acc_g[j / 8], k, set_gamma);
+        if (dbeta) v8_put_k(dbeta + c0 + j, acc_b[j / 8], k, set_beta);
     }
 }
 
@@ -106,15 +106,18 @@ void layernorm_backward_cpu(Tensor *out) {
     const float *mean = out->saved, *rstd = out->saved + rows;
     if (tx->grad) {
         float *dx = tx->grad;                           // (rows, C)
+        int assign = tensor_grad_assigns(out, 0);
         #pragma omp parallel for if (out->numel >= 16384)
-        for (ptrdiff_t r = 0; r < rows; r++) layernorm_grad_row(dx + r * C, x + r * C, dy + r * C, gamma, mean[r], rstd[r], C);
+        for (ptrdiff_t r = 0; r < rows; r++)
+            layernorm_grad_row(dx + r * C, x + r * C, dy + r * C, gamma, mean[r], rstd[r], C, assign);
     }
     if (dgamma || dbeta) {
         ptrdiff_t blocks = (C + BIAS_BLOCK - 1) / BIAS_BLOCK;
         #pragma omp parallel for if (out->numel >= 16384)
         for (ptrdiff_t blk = 0; blk < blocks; blk++) {
             ptrdiff_t c0 = blk * BIAS_BLOCK;
-            layernorm_affine_block(dgamma, dbeta, x, dy, mean, rstd, rows, C, c0, C - c0 < BIAS_BLOCK ? C - c0 : BIAS_BLOCK);
+            layernorm_affine_block(dgamma, dbeta, x, dy, mean, rstd, rows, C, c0, C - c0 < BIAS_BLOCK ? C - c0 : BIAS_BLOCK,
+                                   tensor_grad_assigns(out, 1), tensor_grad_assigns(out, 2));
         }
     }
 }
@@ -147,6 +150,10 @@ void layernorm_backward_ref(Tensor *out) {
     int C = tx->shape[tx->ndim - 1];
     size_t rows = tx->numel / C;
     const float *mean = out->saved, *rstd = out->saved + rows;
+    for (int c = 0; c < C; c++) {
+        if (tg->grad && tensor_grad_assigns(out, 1)) tg->grad[c] = 0.0f;
+        if (tb->grad && tensor_grad_assigns(out, 2)) tb->grad[c] = 0.0f;
+    }
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * C, *dyr = dy + r * C;
         double a = 0, b = 0;
@@ -160,7 +167,8 @@ void layernorm_backward_ref(Tensor *out) {
         if (!tx->grad) continue;
         for (int c = 0; c < C; c++) {
             double xhat = (xr[c] - mean[r]) * (double)rstd[r];
-            tx->grad[r * C + c] += (float)((dyr[c] * (double)gamma[c] - a / C - xhat * b / C) * rstd[r]);
+            float g = (float)((dyr[c] * (double)gamma[c] - a / C - xhat * b / C) * rstd[r]);
+            tx->grad[r * C + c] = (tensor_grad_assigns(out, 0) ? 0.0f : tx->grad[r * C + c]) + g;
         }
     }
 }

@@ -26,9 +26,10 @@ void linear_backward_cpu(Tensor *out) {
     int O = w->shape[0], In = w->shape[1];
     int M = (int)(x->numel / In);
     const float *dy = out->grad;                // (M, O)
-    if (x->grad)   // dx (M,I) += dy (M,O) . w (O,I)
-        cpu_gemm(bf16, 0, 0, M, In, O, dy, O, w->data, In, 1.0f, x->grad, In);
-    if (w->grad)   // dw (O,I) += dy^T (O,M) . x (M,I)
-        cpu_gemm(bf16, 1, 0, O, In, M, dy, O, x->data, In, 1.0f, w->grad, In);
-    if (bias && bias->grad) cpu_colsum_add(bias->grad, dy, M, O);   // db (O) += sum_rows dy
+    // beta 0 when this backward assigns the gradient (tensor_grad_assigns), 1 when it adds.
+    if (x->grad)   // dx (M,I) (+)= dy (M,O) . w (O,I)
+        cpu_gemm(bf16, 0, 0, M, In, O, dy, O, w->data, In, tensor_grad_assigns(out, 0) ? 0.0f : 1.0f, x->grad, In);
+    if (w->grad)   // dw (O,I) (+)= dy^T (O,M) . x (M,I)
+        cpu_gemm(bf16, 1, 0, O, In, M, dy, O, x->data, In, tensor_grad_assigns(out, 1) ? 0.0f : 1.0f, w->grad, In);
+    if (bias && bias->grad) cpu_colsum(bias->grad, dy, M, O, tensor_grad_assigns(out, 2));   // db (O) (+)= sum_rows dy
 }

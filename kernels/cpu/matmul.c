@@ -42,12 +42,14 @@ void matmul_backward_cpu(Tensor *out) {
     Tensor *ta = out->src[0], *tb = out->src[1];
     const float *a = ta->data, *b = tb->data;   // (B, M, K), (K, N) or (B, K, N)
     const float *dc = out->grad;                // (B, M, N)
+    // beta 0 when this backward assigns the gradient (tensor_grad_assigns).
+    float beta_a = tensor_grad_assigns(out, 0) ? 0.0f : 1.0f, beta_b = tensor_grad_assigns(out, 1) ? 0.0f : 1.0f;
     if (!d.b_batched) {
         int rows = d.B * d.M;
         if (ta->grad)   // da (B*M, K) += dC (B*M, N) . b^T (N, K)
-            cpu_gemm(bf16, 0, 1, rows, d.K, d.N, dc, d.N, b, d.N, 1.0f, ta->grad, d.K);
+            cpu_gemm(bf16, 0, 1, rows, d.K, d.N, dc, d.N, b, d.N, beta_a, ta->grad, d.K);
         if (tb->grad)   // db (K, N) += a^T (K, B*M) . dC (B*M, N): the batch sum is the inner dim
-            cpu_gemm(bf16, 1, 0, d.K, d.N, rows, a, d.K, dc, d.N, 1.0f, tb->grad, d.N);
+            cpu_gemm(bf16, 1, 0, d.K, d.N, rows, a, d.K, dc, d.N, beta_b, tb->grad, d.N);
         return;
     }
     for (int i = 0; i < d.B; i++) {
@@ -55,8 +57,8 @@ void matmul_backward_cpu(Tensor *out) {
         const float *bi = b + (size_t)i * d.K * d.N;    // (K, N)
         const float *dci = dc + (size_t)i * d.M * d.N;  // (M, N)
         if (ta->grad)
-            cpu_gemm(bf16, 0, 1, d.M, d.K, d.N, dci, d.N, bi, d.N, 1.0f, ta->grad + (size_t)i * d.M * d.K, d.K);
+            cpu_gemm(bf16, 0, 1, d.M, d.K, d.N, dci, d.N, bi, d.N, beta_a, ta->grad + (size_t)i * d.M * d.K, d.K);
         if (tb->grad)
-            cpu_gemm(bf16, 1, 0, d.K, d.N, d.M, ai, d.K, dci, d.N, 1.0f, tb->grad + (size_t)i * d.K * d.N, d.N);
+            cpu_gemm(bf16, 1, 0, d.K, d.N, d.M, ai, d.K, dci, d.N, beta_b, tb->grad + (size_t)i * d.K * d.N, d.N);
     }
 }

@@ -19,7 +19,7 @@ void mean_forward_cpu(Tensor *out) {
 
 void mean_backward_cpu(Tensor *out) {
     Tensor *x = out->src[0];
-    if (!x->grad) return;
+    if (!cpu_grad_begin(out, 0)) return;
     size_t outer, n, inner;
     mean_split(out, &outer, &n, &inner);
     cpu_broadcast_axis_add(out->grad, x->grad, outer, n, inner, (float)(1.0 / (double)n));

@@ -28,12 +28,17 @@ void mul_backward_cpu(Tensor *out) {
     ptrdiff_t n = (ptrdiff_t)out->numel, nb = (ptrdiff_t)tb->numel, rows = n / nb;
     if (ta->grad) {
         float *da = ta->grad;                   // (rows, nb)
+        int assign = tensor_grad_assigns(out, 0);
         #pragma omp parallel for if (n >= 16384)
         for (ptrdiff_t r = 0; r < rows; r++)
-            for (ptrdiff_t j = 0; j < nb; j++) da[r * nb + j] += dy[r * nb + j] * b[j];
+            for (ptrdiff_t j = 0; j < nb; j++) {
+                float g = dy[r * nb + j] * b[j];
+                da[r * nb + j] = assign ? g : da[r * nb + j] + g;
+            }
     }
     if (!tb->grad) return;
     float *db = tb->grad;                       // (nb)
+    int assign_b = tensor_grad_assigns(out, 1);
     ptrdiff_t nblocks = (nb + MUL_BLOCK - 1) / MUL_BLOCK;
     #pragma omp parallel for if (n >= 16384)
     for (ptrdiff_t blk = 0; blk < nblocks; blk++) {
@@ -43,6 +48,6 @@ void mul_backward_cpu(Tensor *out) {
             const float *dyr = dy + r * nb + j0, *ar = a + r * nb + j0;
             for (ptrdiff_t j = 0; j < len; j++) acc[j] += dyr[j] * ar[j];
         }
-        for (ptrdiff_t j = 0; j < len; j++) db[j0 + j] += acc[j];
+        for (ptrdiff_t j = 0; j < len; j++) db[j0 + j] = assign_b ? acc[j] : db[j0 + j] + acc[j];
     }
 }

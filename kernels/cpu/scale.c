@@ -17,6 +17,7 @@ void scale_backward_cpu(Tensor *out) {
     const float *dy = out->grad;                // (n)
     float s = out->fattr[0];
     ptrdiff_t n = (ptrdiff_t)out->numel;
+    int assign = tensor_grad_assigns(out, 0);
     #pragma omp parallel for simd if (n >= 65536)
-    for (ptrdiff_t i = 0; i < n; i++) da[i] += s * dy[i];
+    for (ptrdiff_t i = 0; i < n; i++) da[i] = assign ? s * dy[i] : da[i] + s * dy[i];
 }

@@ -17,6 +17,7 @@ void sin_backward_cpu(Tensor *out) {
     const float *x = src->data, *dy = out->grad;   // (n), (n)
     float *dx = src->grad;                         // (n)
     ptrdiff_t n = (ptrdiff_t)out->numel;
+    int assign = tensor_grad_assigns(out, 0);
     #pragma omp parallel for if (n >= 16384)
-    for (ptrdiff_t i = 0; i < n; i++) dx[i] += cosf(x[i]) * dy[i];
+    for (ptrdiff_t i = 0; i < n; i++) dx[i] = (assign ? 0.0f : dx[i]) + cosf(x[i]) * dy[i];
 }

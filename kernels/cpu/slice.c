@@ -22,7 +22,7 @@ void slice_forward_cpu(Tensor *out) {
 
 void slice_backward_cpu(Tensor *out) {
     Tensor *x_t = out->src[0];
-    if (!x_t->grad) return;
+    if (!cpu_grad_begin(out, 0)) return;   // the slice covers part of x: zero it first when assigning
     size_t outer, n, inner;
     cpu_axis_split(x_t, out->iattr[0], &outer, &n, &inner);
     size_t start = (size_t)out->iattr[1];

@@ -32,7 +32,9 @@ void smooth_l1_forward_cpu(Tensor *out) {
 
 void smooth_l1_backward_cpu(Tensor *out) {
     Tensor *pred_t = out->src[0], *target_t = out->src[1];
-    float *dpred = pred_t->grad, *dtarget = target_t->grad;          // (numel) or NULL
+    // Masked elements add nothing: zero first when assigning.
+    float *dpred = cpu_grad_begin(out, 0), *dtarget = cpu_grad_begin(out, 1);   // (numel) or NULL
+    cpu_grad_none(out, 2);                      // the mask takes no gradient
     if (!dpred && !dtarget) return;
     const float *pred = pred_t->data, *target = target_t->data;      // (numel)
     float beta = out->fattr[0];

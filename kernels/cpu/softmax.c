@@ -30,12 +30,13 @@ void softmax_backward_cpu(Tensor *out) {
     float *dx = tx->grad;                          // (rows, C)
     int C = tx->shape[tx->ndim - 1];
     ptrdiff_t rows = (ptrdiff_t)(tx->numel / C);
+    int assign = tensor_grad_assigns(out, 0);
     #pragma omp parallel for if (out->numel >= 16384)
     for (ptrdiff_t r = 0; r < rows; r++) {
         const float *yr = y + r * C, *dyr = dy + r * C;
         float *dxr = dx + r * C;
         float dot = 0.0f;
         for (int c = 0; c < C; c++) dot += dyr[c] * yr[c];
-        for (int c = 0; c < C; c++) dxr[c] += yr[c] * (dyr[c] - dot);
+        for (int c = 0; c < C; c++) dxr[c] = (assign ? 0.0f : dxr[c]) + yr[c] * (dyr[c] - dot);
     }
 }

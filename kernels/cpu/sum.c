@@ -19,7 +19,7 @@ void sum_forward_cpu(Tensor *out) {
 
 void sum_backward_cpu(Tensor *out) {
     Tensor *x = out->src[0];
-    if (!x->grad) return;
+    if (!cpu_grad_begin(out, 0)) return;
     size_t outer, n, inner;
     sum_split(out, &outer, &n, &inner);
     cpu_broadcast_axis_add(out->grad, x->grad, outer, n, inner, 1.0f);

@@ -103,7 +103,8 @@ void traj_loss_forward_cpu(Tensor *out) {
 
 void traj_loss_backward_cpu(Tensor *out) {
     Tensor *pred_t = out->src[0];
-    if (!pred_t->grad) return;
+    cpu_grad_none(out, 1);                 // targets and weights take no gradient
+    if (!cpu_grad_begin(out, 0)) return;   // masked samples add nothing: zero first when assigning
     TrajDims d = traj_dims(out);
     const float *pred = pred_t->data;             // (B, T, 3)
     const float *targets = out->src[1]->data;     // (B, K, T, 3)

@@ -44,5 +44,5 @@ void transpose_backward_cpu(Tensor *out) {
     if (!x->grad) return;
     // dy is (A, n1, B, n0, C); swapping n0 and n1 back gives dx's layout.
     TransposeDims t = transpose_dims(out), back = { t.A, t.n1, t.B, t.n0, t.C };
-    transpose_copy(out->grad, x->grad, back, 1, out->numel >= TRANSPOSE_PAR_MIN);
+    transpose_copy(out->grad, x->grad, back, !tensor_grad_assigns(out, 0), out->numel >= TRANSPOSE_PAR_MIN);
 }

@@ -50,6 +50,12 @@ V8_INLINE void v8_store_k(float *p, f32x8 v, ptrdiff_t k) {
     else v8_store_n(p, v, k);
 }
 
+// p[0, k) = v (assign) or += v: the assign/accumulate contract of gradients.
+V8_INLINE void v8_put_k(float *p, f32x8 v, ptrdiff_t k, int assign) {
+    if (!assign) v += v8_load_k(p, k);
+    v8_store_k(p, v, k);
+}
+
 // mask ? a : b, mask lanes all ones or all zeros (a comparison's result).
 V8_INLINE f32x8 v8_select(i32x8 mask, f32x8 a, f32x8 b) {
     return (f32x8)((mask & (i32x8)a) | (~mask & (i32x8)b));

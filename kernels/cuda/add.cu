@@ -3,6 +3,7 @@
 // over the broadcast rows with the fixed-tree reduction of axis.cu, so it is
 // deterministic.
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/axis.cuh"          // defines: cuda_reduce_axis
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_GRID_STRIDE
@@ -36,6 +37,7 @@ extern "C" void add_forward_cuda(Tensor *out) {
 }
 
 extern "C" void add_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *ta = out->src[0], *tb = out->src[1];
     const float *dy = out->grad;            // (rows, nb)
     size_t n = out->numel, nb = tb->numel;

@@ -24,6 +24,7 @@
 // (float today; a bf16 variant only needs load_f32 for __nv_bfloat16):
 // all arithmetic is fp32 in shared memory and registers.
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include <cstdio>
 #include <cstdlib>
 #include "autograd/ops.h"                 // defines: ATTN_PREFIX
@@ -317,6 +318,7 @@ extern "C" void attention_forward_cuda(Tensor *out) {
 }
 
 extern "C" void attention_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *tqkv = out->src[0];
     if (!tqkv->grad) return;   // the mask takes no gradient
     AttnDims d = attn_dims(out);

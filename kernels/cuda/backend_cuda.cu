@@ -42,6 +42,10 @@ extern "C" void cuda_zero(void *p, size_t bytes) {
     CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cuda_compute_stream()));
 }
 
+extern "C" void cuda_memset(void *p, int byte, size_t bytes) {
+    CUDA_CHECK(cudaMemsetAsync(p, byte, bytes, cuda_compute_stream()));
+}
+
 namespace {
 
 // The two events that order one kind of transfer on the copy stream between

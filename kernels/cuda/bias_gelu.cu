@@ -5,6 +5,7 @@
 // walking the rows, then a fixed tree (no atomics: the bits depend only on
 // the shapes).
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_GRID_STRIDE
 
@@ -66,6 +67,7 @@ extern "C" void bias_gelu_forward_cuda(Tensor *out) {
 }
 
 extern "C" void bias_gelu_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *x = out->src[0], *bias = out->src[1];
     int C = x->shape[x->ndim - 1];
     size_t n = out->numel, rows = n / C;

@@ -4,6 +4,7 @@
 // x + x adds twice), and summed over rows into db with axis.cu's fixed-tree
 // reduction (deterministic).
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/axis.cuh"          // defines: cuda_reduce_axis
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_GRID_STRIDE
@@ -37,6 +38,7 @@ extern "C" void bias_residual_forward_cuda(Tensor *out) {
 }
 
 extern "C" void bias_residual_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *x = out->src[0], *fx = out->src[1], *bias = out->src[2];
     int C = x->shape[x->ndim - 1];
     size_t n = out->numel;

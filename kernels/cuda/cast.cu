@@ -9,6 +9,7 @@
 // grid-stride loop (no division per element); W = 1 when a pointer is not
 // aligned for that.
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include <cstdint>
 #include <cuda_bf16.h>
 #include "kernels/cuda/bf16.cuh"          // defines: bf16_round
@@ -75,6 +76,7 @@ extern "C" void cast_forward_cuda(Tensor *out) {
 }
 
 extern "C" void cast_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     float *dx = out->src[0]->grad;   // (n)
     if (!dx) return;
     const float *dy[1] = { out->grad };

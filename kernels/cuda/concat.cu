@@ -9,6 +9,7 @@
 // (concat(x, x)), and separate launches in stream order keep its two
 // gradient updates from racing.
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/map.cuh"   // defines: cuda_copy_rows
 
 namespace {
@@ -39,6 +40,7 @@ extern "C" void concat_forward_cuda(Tensor *out) {
 }
 
 extern "C" void concat_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     size_t outer, n_out, inner, off = 0;
     concat_split(out, &outer, &n_out, &inner);
     for (int s = 0; s < out->nsrc; s++) {

@@ -3,6 +3,7 @@
 // intrinsic, whose error grows with |x| (positional encodings reach |x| ~ 1e3).
 // Elementwise through map.cuh (128-bit packs, no division per element).
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/map.cuh"   // defines: cuda_map
 
 namespace {
@@ -22,6 +23,7 @@ extern "C" void cos_forward_cuda(Tensor *out) {
 }
 
 extern "C" void cos_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *src = out->src[0];
     if (!src->grad) return;
     const float *in[2] = { (const float *)src->data, out->grad };   // (n), (n)

@@ -9,6 +9,7 @@
 // the sums the same way rather than reading fp32 state. One block of 1024
 // threads adds the row losses in a fixed tree. No atomics.
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, block_sum_f64, cuda_row_threads
 #include "kernels/cuda/vec.cuh"           // defines: Vec, load_vec, store_vec
@@ -120,6 +121,7 @@ extern "C" void cosine_loss_forward_cuda(Tensor *out) {
 }
 
 extern "C" void cosine_loss_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *ta = out->src[0], *tb = out->src[1];
     const Tensor *mask = out->nsrc > 2 ? out->src[2] : nullptr;
     if (!ta->grad && !tb->grad) return;

@@ -23,6 +23,7 @@
 // Backward: one block per row, 128-bit packs, dlogits += g softmax - g
 // [v == target]: no division per element.
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include <cfloat>
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream, cuda_workspace
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, block_sum, block_max, cuda_row_threads
@@ -125,6 +126,7 @@ extern "C" void cross_entropy_forward_cuda(Tensor *out) {
 }
 
 extern "C" void cross_entropy_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *logits = out->src[0];
     const Tensor *targets = out->src[1];
     if (!logits->grad) return;

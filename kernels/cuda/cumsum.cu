@@ -7,6 +7,7 @@
 // whenever inner > 1; a line's (outer, inner) position is a multiply-high
 // (DivMod32), not a division.
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_GRID_STRIDE
 #include "kernels/cuda/vec.cuh"           // defines: DivMod32, divmod32, cuda_grid_for_items
@@ -60,6 +61,7 @@ extern "C" void cumsum_forward_cuda(Tensor *out) {
 }
 
 extern "C" void cumsum_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *x = out->src[0];
     if (!x->grad) return;
     size_t outer, n, inner;

@@ -35,6 +35,7 @@
 #include <cfloat>
 #include <cstdint>
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, block_max, block_sum_f64, block_max_f64
 #include "kernels/cuda/vec.cuh"           // defines: Vec, load_vec, store_vec
@@ -371,6 +372,7 @@ extern "C" void distill_kl_forward_cuda(Tensor *out) {
 }
 
 extern "C" void distill_kl_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *logits = out->src[0];
     if (!logits->grad) return;
     DistillDims d = distill_dims(out);

@@ -15,6 +15,7 @@
 // N ids (a warp reads the same id, one broadcast load), but only its own dy
 // columns, 4 at a time when D allows.
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH
 #include "kernels/cuda/vec.cuh"           // defines: Vec, DivMod32, cuda_grid_for_items
@@ -79,6 +80,7 @@ extern "C" void embedding_forward_cuda(Tensor *out) {
 }
 
 extern "C" void embedding_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     const Tensor *ids = out->src[0];
     Tensor *table = out->src[1];
     if (!table->grad) return;   // ids are integers: no grad

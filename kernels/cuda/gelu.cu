@@ -2,6 +2,7 @@
 // the twin of kernels/cpu/gelu.c. tanhf, not a fast intrinsic, so the
 // result stays within a few ulp of the CPU's.
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_GRID_STRIDE
 
@@ -39,6 +40,7 @@ extern "C" void gelu_forward_cuda(Tensor *out) {
 }
 
 extern "C" void gelu_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *src = out->src[0];
     if (!src->grad) return;
     size_t n = out->numel;

@@ -8,6 +8,7 @@
 // channels, 8 lanes per channel walking the rows, then a fixed tree, so no
 // atomics anywhere and the bits depend only on the shapes.
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, block_sum
 
@@ -94,6 +95,7 @@ extern "C" void layernorm_forward_cuda(Tensor *out) {
 }
 
 extern "C" void layernorm_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *tx = out->src[0];
     int C = tx->shape[tx->ndim - 1];
     size_t rows = tx->numel / C;

@@ -2,6 +2,7 @@
 // x [..., In] viewed as (M, In); w (Out, In), PyTorch's layout; bias (Out) or none.
 #include "kernels/cuda/cuda_ops.h"
 #include "autograd/ops.h"                 // defines: OP_IATTR_BF16
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/axis.cuh"          // defines: cuda_reduce_axis
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_GRID_STRIDE
@@ -33,15 +34,19 @@ extern "C" void linear_forward_cuda(Tensor *out) {
 }
 
 extern "C" void linear_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0x7u);   // the assign/accumulate contract (grad.cuh)
     bool bf16 = out->iattr[OP_IATTR_BF16] != 0;   // train.precision bf16 (ops.h)
     Tensor *x = out->src[0], *w = out->src[1], *bias = out->nsrc > 2 ? out->src[2] : nullptr;
     int O = w->shape[0], In = w->shape[1];
     int M = (int)(x->numel / In);
     const float *dy = out->grad;   // (M, O)
-    if (x->grad)   // dx (M, In) += dy (M, O) . w (O, In)
-        cuda_gemm(bf16, false, false, M, In, O, dy, O, 0, (const float *)w->data, In, 0, 1.0f, x->grad, In, 0, 1);
-    if (w->grad)   // dw (O, In) += dy^T (O, M) . x (M, In)
-        cuda_gemm(bf16, true, false, O, In, M, dy, O, 0, (const float *)x->data, In, 0, 1.0f, w->grad, In, 0, 1);
-    if (bias && bias->grad)   // db (O) += sum_rows dy, a fixed-tree column sum (no atomics)
-        cuda_reduce_axis(bias->grad, dy, nullptr, 1, (size_t)M, (size_t)O, 1.0f, true);
+    // Each product and the column sum assign or add as the contract says (beta 0 or 1).
+    if (x->grad)   // dx (M, In) (+)= dy (M, O) . w (O, In)
+        cuda_gemm(bf16, false, false, M, In, O, dy, O, 0, (const float *)w->data, In, 0, cuda_grad_beta(out, 0),
+                  x->grad, In, 0, 1);
+    if (w->grad)   // dw (O, In) (+)= dy^T (O, M) . x (M, In)
+        cuda_gemm(bf16, true, false, O, In, M, dy, O, 0, (const float *)x->data, In, 0, cuda_grad_beta(out, 1),
+                  w->grad, In, 0, 1);
+    if (bias && bias->grad)   // db (O) (+)= sum_rows dy, a fixed-tree column sum (no atomics)
+        cuda_reduce_axis(bias->grad, dy, nullptr, 1, (size_t)M, (size_t)O, 1.0f, !tensor_grad_assigns(out, 2));
 }

@@ -3,6 +3,7 @@
 // sum scaled by 1/n.
 // The reductions are the fixed-tree ones of axis.cu (deterministic, fp32).
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "autograd/ops.h"          // defines: OP_ALL
 #include "kernels/cuda/axis.cuh"   // defines: cuda_reduce_axis, cuda_broadcast_axis_add
 
@@ -30,6 +31,7 @@ extern "C" void mean_forward_cuda(Tensor *out) {
 }
 
 extern "C" void mean_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *x = out->src[0];
     if (!x->grad) return;
     size_t outer, n, inner;

@@ -4,6 +4,7 @@
 // division). b's gradient sums a * dy over the broadcast rows with the
 // fixed-tree reduction of axis.cu.
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/axis.cuh"   // defines: cuda_reduce_axis
 #include "kernels/cuda/map.cuh"    // defines: cuda_map, cuda_map_broadcast
 
@@ -29,6 +30,7 @@ extern "C" void mul_forward_cuda(Tensor *out) {
 }
 
 extern "C" void mul_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *ta = out->src[0], *tb = out->src[1];
     const float *a = (const float *)ta->data, *b = (const float *)tb->data;   // (rows, nb), (nb)
     const float *dy = out->grad;                                              // (rows, nb)

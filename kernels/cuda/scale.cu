@@ -1,6 +1,7 @@
 // scale.cu: y = s * a, s = fattr[0]; the twin of kernels/cpu/scale.c.
 // Elementwise through map.cuh (128-bit packs, no division per element).
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/map.cuh"   // defines: cuda_map
 
 namespace {
@@ -18,6 +19,7 @@ extern "C" void scale_forward_cuda(Tensor *out) {
 }
 
 extern "C" void scale_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     float *da = out->src[0]->grad;   // (n)
     if (!da) return;
     const float *dy[1] = { out->grad };

@@ -5,6 +5,7 @@
 // lengths allow, no division per element). Backward adds dy into the slice
 // of dx; the map is one-to-one, so no two threads write the same float.
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/map.cuh"   // defines: cuda_copy_rows
 
 namespace {
@@ -31,6 +32,7 @@ extern "C" void slice_forward_cuda(Tensor *out) {
 }
 
 extern "C" void slice_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *x = out->src[0];
     if (!x->grad) return;
     size_t outer, n, inner, start = (size_t)out->iattr[1], len = (size_t)out->iattr[2];

@@ -3,6 +3,7 @@
 //   l(d) = 0.5 d^2 / beta if |d| < beta, else |d| - 0.5 beta   (fattr[0] = beta)
 // beta = 0 gives the L1 loss (|d| < 0 never holds).
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/regression.cuh"   // defines: regression_forward, regression_backward
 
 namespace {
@@ -22,4 +23,7 @@ struct SmoothL1 {
 }  // namespace
 
 extern "C" void smooth_l1_forward_cuda(Tensor *out) { regression_forward(out, SmoothL1{ out->fattr[0] }); }
-extern "C" void smooth_l1_backward_cuda(Tensor *out) { regression_backward(out, SmoothL1{ out->fattr[0] }); }
+extern "C" void smooth_l1_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
+    regression_backward(out, SmoothL1{ out->fattr[0] });
+}

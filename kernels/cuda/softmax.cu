@@ -8,6 +8,7 @@
 // packs when C is a multiple of 4. The trees are fixed, so the result is
 // deterministic.
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, warp_sum, warp_max, block_sum, block_max
 #include "kernels/cuda/vec.cuh"           // defines: Vec, load_vec, store_vec
@@ -94,6 +95,7 @@ extern "C" void softmax_forward_cuda(Tensor *out) {
 }
 
 extern "C" void softmax_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *tx = out->src[0];
     if (!tx->grad) return;
     int C = tx->shape[tx->ndim - 1], rows = (int)(tx->numel / (size_t)C);

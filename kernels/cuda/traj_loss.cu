@@ -12,6 +12,7 @@
 // multiply-highs (DivMod32), never a division per element. No atomics.
 #include "autograd/ops.h"                 // defines: TRAJ_WEIGHTED, TRAJ_BEST
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream, cuda_workspace
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, block_sum_f64
 #include "kernels/cuda/vec.cuh"           // defines: DivMod32, divmod32, cuda_grid_for_items
@@ -149,6 +150,7 @@ extern "C" void traj_loss_forward_cuda(Tensor *out) {
 }
 
 extern "C" void traj_loss_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *pred = out->src[0];
     if (!pred->grad) return;
     TrajDims d = traj_dims(out);

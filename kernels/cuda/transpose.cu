@@ -4,6 +4,7 @@
 // the output is (A, n1, B, n0, C). A permutation: in backward every dx
 // element receives exactly one dy element, so threads never share a write.
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH
 #include "kernels/cuda/vec.cuh"           // defines: Vec, DivMod32, cuda_grid_for_items
@@ -72,6 +73,7 @@ extern "C" void transpose_forward_cuda(Tensor *out) {
 }
 
 extern "C" void transpose_backward_cuda(Tensor *out) {
+    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
     Tensor *x = out->src[0];
     if (!x->grad) return;
     // dy is (A, n1, B, n0, C); swapping n0 and n1 back gives dx's layout.
