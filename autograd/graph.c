@@ -40,7 +40,7 @@ void graph_free(Graph *g) {
     }
     backend_free(g->device, g->act_mem);
     backend_host_free(g->input_host_mem, g->input_host_pinned);
-    backend_free(g->device, g->act_grad_mem);
+    free(g->remat);
     backend_free(g->device, g->reduce_dev);
     free(g->reduce_host);
     free(g);
@@ -100,6 +100,8 @@ Tensor *graph_find_param(Graph *g, const char *name) {
 }
 
 void graph_freeze(Tensor *param) { param->requires_grad = 0; }
+
+void graph_keep(Tensor *t) { t->keep = 1; }
 
 Tensor *graph_node(Graph *g, int op, Tensor **src, int nsrc) {
     Tensor *t = append(g, op);
@@ -238,69 +240,81 @@ GraphMemory graph_memory(const Graph *g) {
         m.params += p->numel * sizeof(float);   // one flat buffer, no padding
         if (p->requires_grad) m.grads += p->numel * sizeof(float);
     }
-    for (int i = 0; i < g->n_nodes; i++) {
-        const Tensor *t = g->nodes[i];
-        if (t->op == OP_PARAM || t->view) continue;
-        size_t saved = align_up(t->saved_numel * sizeof(float));
-        m.activations += align_up(t->numel * dtype_size(t->dtype)) + saved;
-        m.saved += saved;
-        if (t->requires_grad) m.act_grads += align_up(t->numel * sizeof(float));
+    for (int i = 0; i < g->n_nodes; i++)   // the inputs' prefix, as graph_plan lays it
+        if (g->nodes[i]->op == OP_INPUT) m.inputs += align_up(g->nodes[i]->numel * dtype_size(g->nodes[i]->dtype));
+    PlanSlot *slots = malloc((g->n_nodes ? g->n_nodes : 1) * sizeof *slots);
+    PlanStats st;
+    if (!slots || plan_arena(g->nodes, g->n_nodes, slots, &st)) {
+        free(slots);
+        m.ok = 0;
+        return m;
     }
+    free(slots);
+    m.ok = 1;
+    m.act_peak = st.act_peak;
+    m.grad_peak = st.grad_peak;
+    m.arena = m.inputs + st.arena_bytes;
+    m.unshared = m.inputs + st.act_unshared + st.grad_unshared;
+    m.n_remat = st.n_remat;
     return m;
+}
+
+// Backward order: the node whose backward comes first (the highest index) first.
+static int by_remat_order(const void *a, const void *b) {
+    const struct GraphRemat *x = a, *y = b;
+    if (x->before != y->before) return y->before - x->before;
+    return x->t->id - y->t->id;
 }
 
 int graph_plan(Graph *g) {
     if (g->planned) return 0;
     find_grad_ready(g);
     if (plan_params(g)) return -1;
-    // Activations (inputs included) and saved state: one arena, each node
-    // its own aligned slot. Activation grads: a second arena.
-    size_t act = 0, act_grad = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
-        Tensor *t = g->nodes[i];
-        if (t->op == OP_PARAM || t->view) continue;
-        act += align_up(t->numel * dtype_size(t->dtype));
-        act += align_up(t->saved_numel * sizeof(float));
-        if (t->requires_grad) act_grad += align_up(t->numel * sizeof(float)) / sizeof(float);
-    }
-    g->act_bytes = act;
-    g->act_grad_numel = act_grad;
-    g->act_mem = backend_alloc(g->device, act);
-    g->act_grad_mem = backend_alloc(g->device, (act_grad ? act_grad : 1) * sizeof(float));
-    if (!g->act_mem || !g->act_grad_mem) {
-        fprintf(stderr, "distil: error: cannot allocate %zu bytes of activations\n", act + act_grad * sizeof(float));
+    // Inputs first, each its own slot, so they form one prefix of the arena
+    // that a device uploads from its host mirror with one copy; then the
+    // planned arena (plan.h).
+    size_t off = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->op == OP_INPUT) off += align_up(g->nodes[i]->numel * dtype_size(g->nodes[i]->dtype));
+    g->input_bytes = off;
+    PlanSlot *slots = malloc((g->n_nodes ? g->n_nodes : 1) * sizeof *slots);
+    if (!slots || plan_arena(g->nodes, g->n_nodes, slots, &g->plan)) {
+        free(slots);
+        fprintf(stderr, "distil: error: out of host memory planning the graph\n");
         return -1;
     }
-    // Inputs first, so they form one prefix of the arena that a device
-    // graph uploads from its host mirror with one copy.
-    size_t off = 0, goff = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
-        Tensor *t = g->nodes[i];
-        if (t->op != OP_INPUT) continue;
-        t->data = (char *)g->act_mem + off;
-        off += align_up(t->numel * dtype_size(t->dtype));
+    g->act_bytes = g->input_bytes + g->plan.arena_bytes;
+    g->act_mem = backend_alloc(g->device, g->act_bytes ? g->act_bytes : 1);
+    g->remat = calloc(g->plan.n_remat ? g->plan.n_remat : 1, sizeof *g->remat);
+    if (!g->act_mem || !g->remat) {
+        free(slots);
+        fprintf(stderr, "distil: error: cannot allocate %zu bytes of activations\n", g->act_bytes);
+        return -1;
     }
-    g->input_bytes = off;
+    off = 0;
+    char *arena = (char *)g->act_mem + g->input_bytes;
     for (int i = 0; i < g->n_nodes; i++) {
         Tensor *t = g->nodes[i];
-        if (t->op == OP_PARAM || t->op == OP_INPUT) continue;
+        const PlanSlot *s = &slots[i];
+        if (t->op == OP_PARAM) continue;
+        if (t->op == OP_INPUT) {
+            t->data = (char *)g->act_mem + off;
+            off += align_up(t->numel * dtype_size(t->dtype));
+            continue;
+        }
         if (t->view) {
             t->data = t->src[0]->data;
             t->grad = t->src[0]->grad;
             t->requires_grad = t->src[0]->requires_grad;
             continue;
         }
-        t->data = (char *)g->act_mem + off;
-        off += align_up(t->numel * dtype_size(t->dtype));
-        if (t->saved_numel) {
-            t->saved = (float *)((char *)g->act_mem + off);
-            off += align_up(t->saved_numel * sizeof(float));
-        }
-        if (t->requires_grad) {
-            t->grad = g->act_grad_mem + goff;
-            goff += align_up(t->numel * sizeof(float)) / sizeof(float);
-        }
+        t->data = arena + s->data;
+        t->saved = s->saved != PLAN_NONE ? (float *)(arena + s->saved) : NULL;
+        t->grad = s->grad != PLAN_NONE ? (float *)(arena + s->grad) : NULL;
+        if (s->remat != PLAN_NONE) g->remat[g->n_remat++] = (struct GraphRemat){ t, t->data, arena + s->remat, s->remat_before };
     }
+    free(slots);
+    qsort(g->remat, g->n_remat, sizeof *g->remat, by_remat_order);
     for (int i = 0; i < g->n_nodes; i++) {
         Tensor *t = g->nodes[i];
         if (t->op == OP_INPUT || t->op == OP_PARAM || t->view) continue;
@@ -340,6 +354,9 @@ void graph_init_params(Graph *g, Rng *rng) {
 }
 
 void graph_forward(Graph *g) {
+    // Rematerialised nodes write their forward buffer again (backward left
+    // them pointing at the second one).
+    for (int r = 0; r < g->n_remat; r++) g->remat[r].t->data = g->remat[r].fwd;
     for (int i = 0; i < g->n_nodes; i++) {
         Tensor *t = g->nodes[i];
         if (t->op == OP_INPUT || t->op == OP_PARAM || t->view) continue;
@@ -389,10 +406,17 @@ void graph_backward_seeded(Graph *g, Tensor *loss, const float *seed) {
     for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->grad_written = g->nodes[i]->op == OP_PARAM;
     backend_from_host(g->device, loss->grad, seed, loss->numel * sizeof(float));
     grad_owner(loss)->grad_written = 1;
-    // Parameters whose grad completes at tape index i, walked with `next`.
-    int next = 0;
+    // Parameters whose grad completes at tape index i, walked with `next`;
+    // the outputs recomputed before node i's backward, with `r` (those past
+    // the seed have no reader that runs).
+    int next = 0, r = 0;
+    while (r < g->n_remat && g->remat[r].before > loss->id) r++;
     for (int i = loss->id; i >= 0; i--) {
         Tensor *t = g->nodes[i];
+        for (; r < g->n_remat && g->remat[r].before == i; r++) {
+            g->remat[r].t->data = g->remat[r].bwd;
+            op_table[g->remat[r].t->op].forward[g->device](g->remat[r].t);
+        }
         if (t->op != OP_INPUT && t->op != OP_PARAM && !t->view && t->requires_grad && t->grad_written) {
             set_grad_assign(g, t);
             op_table[t->op].backward[g->device](t);

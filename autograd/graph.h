@@ -2,12 +2,15 @@
 //
 // A step is recorded once: graph_input/graph_param and the op constructors in
 // ops.h append nodes to the tape in topological order and infer shapes, but
-// compute nothing. graph_plan() then lays every buffer out in four
-// allocations (parameters, parameter gradients, activations + saved state,
-// activation gradients); parameters, their gradients and the optimizer's
-// moments share one flat layout (docs/autograd.md). After that the same tape is replayed each step with
+// compute nothing. graph_plan() then lays every buffer out in three
+// allocations (parameters, parameter gradients, and one arena for the
+// inputs, activations, saved state and activation gradients, placed by
+// the memory planner, plan.h); parameters, their gradients and the
+// optimizer's moments share one flat layout (docs/autograd.md). After that
+// the same tape is replayed each step with
 // graph_forward/graph_backward, and nothing is allocated inside the step.
 #pragma once
+#include "autograd/plan.h"     // defines: PlanStats
 #include "autograd/tensor.h"   // defines: Tensor, DType, Device
 
 typedef struct Rng Rng;
@@ -50,14 +53,22 @@ typedef struct Graph {
     float *grad_mem;   size_t grad_numel;      // gradients of the trainable prefix
     DecaySpan *decay_spans;                    // cover [0, grad_numel) in order
     int n_decay_spans;
-    void *act_mem;    size_t act_bytes;        // inputs (first), activations, saved state
+    // Inputs (first, each its own slot), then the planned arena
+    // (autograd/plan.h): activations, saved state and activation
+    // gradients, placed by liveness so that buffers never live at the same
+    // time share memory.
+    void *act_mem;    size_t act_bytes;
     size_t input_bytes;                        // the inputs' prefix of act_mem
     // A device tape's host mirror of that prefix, laid out the same, where
     // the host writes a batch (graph_input_host) before graph_upload_inputs;
     // pinned when the backend can. NULL on the CPU: inputs are written in place.
     void *input_host_mem;
     int input_host_pinned;
-    float *act_grad_mem; size_t act_grad_numel;
+    PlanStats plan;                            // what the planner made of the arena
+    // Nodes whose output is recomputed in backward (plan.h), in the order
+    // backward reaches them.
+    struct GraphRemat { Tensor *t; void *fwd, *bwd; int before; } *remat;
+    int n_remat;
     // Partial sums for reductions over the gradient buffer (the norm), one
     // per REDUCE_CHUNK floats: on the graph's device, and a host mirror.
     double *reduce_dev, *reduce_host;
@@ -84,6 +95,10 @@ void graph_free(Graph *g);
 Tensor *graph_input(Graph *g, const char *name, DType dt, int ndim, const int *shape);
 Tensor *graph_param(Graph *g, const char *name, int ndim, const int *shape,
                     InitKind init, float init_scale, int decay);
+// The host reads t after the step (a loss component, an output): the
+// planner keeps its data to the end instead of reusing it. Call before
+// graph_plan(); sinks (nodes nothing consumes) are kept anyway.
+void graph_keep(Tensor *t);
 // Look a parameter up by name; NULL if absent.
 Tensor *graph_find_param(Graph *g, const char *name);
 // Mark a parameter frozen (no gradient). Call before graph_plan().
@@ -100,16 +115,19 @@ int graph_share_params(Graph *g, Graph *owner);
 // Allocate the arenas. Returns 0, or -1 with a message on stderr.
 int graph_plan(Graph *g);
 
-// The bytes graph_plan() lays out, computed without allocating anything
-// (`distil recipe check --memory` sizes a recipe that would not fit here).
-// It follows graph_plan's rules; tests/test_model.c checks the two agree,
-// so a planner that changes the layout changes this with it.
+// The bytes graph_plan() lays out, computed by the same planner (plan.h)
+// without allocating the arenas (`distil recipe check --memory` sizes a
+// recipe that would not fit here); tests/test_train.c checks the two agree.
 typedef struct GraphMemory {
+    int ok;                 // 0 when the host had no memory to plan with
     size_t params;          // fp32 master weights
     size_t grads;           // parameter gradients (trainable parameters only)
-    size_t activations;     // inputs, op outputs and saved state
-    size_t saved;           // of which the ops' saved state
-    size_t act_grads;       // activation gradients
+    size_t inputs;          // the inputs, a fixed prefix of the arena
+    size_t act_peak;        // op outputs and saved state live at once, at most
+    size_t grad_peak;       // activation gradients live at once, at most
+    size_t arena;           // the one arena of inputs, activations and their gradients (g->act_bytes)
+    size_t unshared;        // that arena's size if no buffer were reused
+    int n_remat;            // outputs recomputed in backward
 } GraphMemory;
 GraphMemory graph_memory(const Graph *g);
 // Initialise parameters from their InitKind with rng.
@@ -130,7 +148,8 @@ void graph_forward(Graph *g);
 // backwards. The first writer of each activation gradient assigns it
 // (Tensor.grad_assign), so none is zeroed; a gradient nothing wrote holds
 // no value. Parameter grads accumulate: call graph_zero_grad() before the
-// first micro-step of a step.
+// first micro-step of a step. Backward reuses the memory of activations it
+// is done with: run graph_forward again before another backward.
 void graph_backward(Graph *g, Tensor *loss);
 // The same from any tensor, with d(out) = seed (out->numel floats, host).
 void graph_backward_seeded(Graph *g, Tensor *out, const float *seed);

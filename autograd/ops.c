@@ -351,6 +351,9 @@ static const char *shape_cosine_loss(Tensor *out) {
     return shape_scalar(out);
 }
 
+// bwd_skips: what each backward leaves unread (ops.h); rows without it read
+// everything. The kernels under kernels/cpu and kernels/cuda are the
+// authority: a backward that starts reading a source must drop its bit.
 #define KERNELS(op) \
     .forward = { [DEV_CPU] = op##_forward_cpu, CUDA_FWD(op) }, \
     .backward = { [DEV_CPU] = op##_backward_cpu, CUDA_BWD(op) }
@@ -358,35 +361,35 @@ static const char *shape_cosine_loss(Tensor *out) {
 const OpDef op_table[OP_COUNT] = {
     [OP_INPUT]         = { .name = "input" },
     [OP_PARAM]         = { .name = "param" },
-    [OP_MATMUL]        = { "matmul",        shape_matmul,        KERNELS(matmul) },
-    [OP_LINEAR]        = { "linear",        shape_linear,        KERNELS(linear) },
-    [OP_ADD]           = { "add",           shape_broadcast,     KERNELS(add) },
-    [OP_MUL]           = { "mul",           shape_broadcast,     KERNELS(mul) },
-    [OP_SCALE]         = { "scale",         shape_same_as_src,   KERNELS(scale) },
-    [OP_LAYERNORM]     = { "layernorm",     shape_layernorm,     KERNELS(layernorm) },
-    [OP_GELU]          = { "gelu",          shape_same_as_src,   KERNELS(gelu) },
-    [OP_SOFTMAX]       = { "softmax",       shape_same_as_src,   KERNELS(softmax) },
+    [OP_MATMUL]        = { "matmul",        shape_matmul,        KERNELS(matmul), .bwd_skips = BWD_SKIPS_OUT },
+    [OP_LINEAR]        = { "linear",        shape_linear,        KERNELS(linear), .bwd_skips = BWD_SKIPS_OUT | BWD_SKIPS_SRC(2) },
+    [OP_ADD]           = { "add",           shape_broadcast,     KERNELS(add), .bwd_skips = BWD_SKIPS_ALL },
+    [OP_MUL]           = { "mul",           shape_broadcast,     KERNELS(mul), .bwd_skips = BWD_SKIPS_OUT },
+    [OP_SCALE]         = { "scale",         shape_same_as_src,   KERNELS(scale), .bwd_skips = BWD_SKIPS_ALL },
+    [OP_LAYERNORM]     = { "layernorm",     shape_layernorm,     KERNELS(layernorm), .bwd_skips = BWD_SKIPS_OUT | BWD_SKIPS_SRC(2), .remat = 1 },
+    [OP_GELU]          = { "gelu",          shape_same_as_src,   KERNELS(gelu), .bwd_skips = BWD_SKIPS_OUT, .remat = 1 },
+    [OP_SOFTMAX]       = { "softmax",       shape_same_as_src,   KERNELS(softmax), .bwd_skips = BWD_SKIPS_SRC(0) },
     [OP_ATTENTION]     = { "attention",     shape_attention,     KERNELS(attention) },
-    [OP_EMBEDDING]     = { "embedding",     shape_embedding,     KERNELS(embedding) },
-    [OP_CONCAT]        = { "concat",        shape_concat,        KERNELS(concat) },
-    [OP_SLICE]         = { "slice",         shape_slice,         KERNELS(slice) },
+    [OP_EMBEDDING]     = { "embedding",     shape_embedding,     KERNELS(embedding), .bwd_skips = BWD_SKIPS_OUT | BWD_SKIPS_SRC(1) },
+    [OP_CONCAT]        = { "concat",        shape_concat,        KERNELS(concat), .bwd_skips = BWD_SKIPS_ALL },
+    [OP_SLICE]         = { "slice",         shape_slice,         KERNELS(slice), .bwd_skips = BWD_SKIPS_ALL },
     [OP_RESHAPE]       = { .name = "reshape", .shape = shape_reshape },   // a view: no kernel
-    [OP_TRANSPOSE]     = { "transpose",     shape_transpose,     KERNELS(transpose) },
-    [OP_SUM]           = { "sum",           shape_reduce,        KERNELS(sum) },
-    [OP_MEAN]          = { "mean",          shape_reduce,        KERNELS(mean) },
+    [OP_TRANSPOSE]     = { "transpose",     shape_transpose,     KERNELS(transpose), .bwd_skips = BWD_SKIPS_ALL },
+    [OP_SUM]           = { "sum",           shape_reduce,        KERNELS(sum), .bwd_skips = BWD_SKIPS_ALL },
+    [OP_MEAN]          = { "mean",          shape_reduce,        KERNELS(mean), .bwd_skips = BWD_SKIPS_ALL },
     [OP_PATCHIFY]      = { "patchify",      shape_patchify,      KERNELS(patchify) },
-    [OP_SIN]           = { "sin",           shape_same_as_src,   KERNELS(sin) },
-    [OP_COS]           = { "cos",           shape_same_as_src,   KERNELS(cos) },
-    [OP_CUMSUM]        = { "cumsum",        shape_cumsum,        KERNELS(cumsum) },
+    [OP_SIN]           = { "sin",           shape_same_as_src,   KERNELS(sin), .bwd_skips = BWD_SKIPS_OUT },
+    [OP_COS]           = { "cos",           shape_same_as_src,   KERNELS(cos), .bwd_skips = BWD_SKIPS_OUT },
+    [OP_CUMSUM]        = { "cumsum",        shape_cumsum,        KERNELS(cumsum), .bwd_skips = BWD_SKIPS_ALL },
     [OP_CROSS_ENTROPY] = { "cross_entropy", shape_cross_entropy, KERNELS(cross_entropy) },
     [OP_SMOOTH_L1]     = { "smooth_l1",     shape_regression,    KERNELS(smooth_l1) },
     [OP_MSE]           = { "mse",           shape_regression,    KERNELS(mse) },
-    [OP_CAST]          = { "cast",          shape_cast,          KERNELS(cast) },
+    [OP_CAST]          = { "cast",          shape_cast,          KERNELS(cast), .bwd_skips = BWD_SKIPS_ALL },
     [OP_DISTILL_KL]    = { "distill_kl",    shape_distill_kl,    KERNELS(distill_kl) },
     [OP_TRAJ_LOSS]     = { "traj_loss",     shape_traj_loss,     KERNELS(traj_loss) },
     [OP_COSINE_LOSS]   = { "cosine_loss",   shape_cosine_loss,   KERNELS(cosine_loss) },
-    [OP_BIAS_GELU]     = { "bias_gelu",     shape_bias_gelu,     KERNELS(bias_gelu) },
-    [OP_BIAS_RESIDUAL] = { "bias_residual", shape_bias_residual, KERNELS(bias_residual) },
+    [OP_BIAS_GELU]     = { "bias_gelu",     shape_bias_gelu,     KERNELS(bias_gelu), .bwd_skips = BWD_SKIPS_OUT, .remat = 1 },
+    [OP_BIAS_RESIDUAL] = { "bias_residual", shape_bias_residual, KERNELS(bias_residual), .bwd_skips = BWD_SKIPS_ALL },
 };
 
 const char *op_name(int op) {

@@ -47,6 +47,14 @@ typedef enum {
 
 typedef void (*KernelFn)(Tensor *out);
 
+// OpDef.bwd_skips: what an op's backward does not read, so the memory
+// planner (autograd/plan.h) may reuse it once the forward is done with it.
+// Bit i: src[i]'s data; BWD_SKIPS_OUT: the op's own output. 0 (the
+// default) claims it reads everything, which is always safe.
+#define BWD_SKIPS_SRC(i) (1u << (i))
+#define BWD_SKIPS_OUT (1u << 8)
+#define BWD_SKIPS_ALL 0x1ffu
+
 typedef struct OpDef {
     const char *name;
     // Checks the sources and attributes of `out` and sets out->ndim/shape/dtype
@@ -54,6 +62,11 @@ typedef struct OpDef {
     const char *(*shape)(Tensor *out);
     KernelFn forward[DEV_COUNT];
     KernelFn backward[DEV_COUNT];    // NULL: no source can take a gradient
+    unsigned bwd_skips;
+    // 1: cheap to run again (one elementwise pass over data still live in
+    // backward), so the planner may drop its output after the forward and
+    // recompute it just before the backward that reads it.
+    int remat;
 } OpDef;
 
 extern const OpDef op_table[OP_COUNT];

@@ -46,6 +46,7 @@ struct Tensor {
     // has nothing to add). Parameter gradients always accumulate.
     unsigned grad_assign;
     int grad_written;                // graph_backward's: this gradient holds a value in the current backward
+    int keep;                        // the host reads it after the step: its data lives to the end (graph_keep)
 
     // parameters only
     int decay;                       // AdamW weight decay applies

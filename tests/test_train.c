@@ -316,9 +316,10 @@ static void test_memory_plan_matches_training(void) {
           m.graph.grads, g->grad_numel * sizeof(float));
     CHECK(m.optimizer == 2 * ts.optim.adamw.n * sizeof(float), "optimizer %zu planned, %zu allocated", m.optimizer,
           2 * ts.optim.adamw.n * sizeof(float));
-    CHECK(m.graph.activations == g->act_bytes, "activations %zu planned, %zu allocated", m.graph.activations, g->act_bytes);
-    CHECK(m.graph.act_grads == g->act_grad_numel * sizeof(float), "activation grads %zu planned, %zu allocated",
-          m.graph.act_grads, g->act_grad_numel * sizeof(float));
+    CHECK(m.graph.arena == g->act_bytes && m.graph.arena < m.graph.unshared, "arena %zu planned, %zu allocated, %zu unshared",
+          m.graph.arena, g->act_bytes, m.graph.unshared);
+    CHECK(m.graph.act_peak == g->plan.act_peak && m.graph.grad_peak == g->plan.grad_peak, "peaks %zu/%zu planned, %zu/%zu",
+          m.graph.act_peak, m.graph.grad_peak, g->plan.act_peak, g->plan.grad_peak);
     CHECK(m.seq_len == ts.model.st.seq_len && m.vocab == ts.data.vocab.size, "shape");
     train_state_close(&ts);
     recipe_free(&r);

@@ -91,6 +91,20 @@ static void write_metrics_line(FILE *f, json_t *line) {
     json_decref(line);
 }
 
+static double mb(size_t bytes) { return (double)bytes / 1e6; }
+
+// The planned bytes of the step (autograd/plan.h): what the arenas hold.
+static void print_memory_plan(const TrainState *ts) {
+    const Graph *g = ts->model.g;
+    const PlanStats *p = &g->plan;
+    printf("memory plan: parameters %.1f MB, gradients %.1f MB, optimizer state %.1f MB, activations %.1f MB and "
+           "activation gradients %.1f MB at their peaks, in one arena of %.1f MB with the inputs (%.1f MB without "
+           "reuse; %d outputs recomputed in backward)\n",
+           mb(g->param_numel * sizeof(float)), mb(g->grad_numel * sizeof(float)), mb(2 * ts->optim.adamw.n * sizeof(float)),
+           mb(p->act_peak), mb(p->grad_peak), mb(g->act_bytes), mb(g->input_bytes + p->act_unshared + p->grad_unshared),
+           p->n_remat);
+}
+
 static void write_step_json(FILE *f, long step, const StepStats *st, float lr, double norm, double sps, int skipped) {
     double m = st->micro ? st->micro : 1;
     write_metrics_line(f, json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i}", "step", (json_int_t)step,
@@ -261,6 +275,7 @@ int cmd_train(int argc, char **argv) {
     printf("distil train: %s: %zu parameters (%d frozen tensors), %d tokens per sample, vocab %d, "
            "micro-batch %d x %d accumulation, %ld of %ld steps\n",
            r.name, graph_param_numel(ts.model.g), ts.model.frozen, ts.model.st.seq_len, ts.data.vocab.size, r.train.micro_batch, ts.data.accum, last, total);
+    print_memory_plan(&ts);
     fflush(stdout);
 
     // The evaluation due at the resumed step ran before the checkpoint, but

@@ -32,6 +32,7 @@ int memory_plan(const Recipe *r, MemoryPlan *m) {
         objective_build(g, &st, &obj, &s, r, r->train.micro_batch);
         train_apply_freeze(g, r);
         m->graph = graph_memory(g);
+        if (!m->graph.ok) { fprintf(stderr, "distil: error: out of host memory planning the step\n"); rc = 2; }
         m->optimizer = 2 * m->graph.grads;
         m->n_params = graph_param_numel(g);
         m->seq_len = st.seq_len;
@@ -58,8 +59,11 @@ void memory_plan_print(const MemoryPlan *m, const Recipe *r, FILE *f) {
     line(f, "gradients", g->grads, "trainable parameters");
     snprintf(note, sizeof note, "AdamW m and v%s", r->dist.zero ? "; ZeRO-1 divides it by the number of ranks" : "");
     line(f, "optimizer state", m->optimizer, note);
-    snprintf(note, sizeof note, "inputs, op outputs and saved state (%.1f MiB saved)", g->saved / 1048576.0);
-    line(f, "activations", g->activations, note);
-    line(f, "activation gradients", g->act_grads, "");
-    line(f, "total", g->params + g->grads + m->optimizer + g->activations + g->act_grads, "");
+    snprintf(note, sizeof note, "at its peak; %d outputs recomputed in backward", g->n_remat);
+    line(f, "activations", g->act_peak, note);
+    line(f, "activation gradients", g->grad_peak, "at their peak");
+    snprintf(note, sizeof note, "inputs, activations and their gradients by liveness (%.1f MiB without reuse)",
+             g->unshared / 1048576.0);
+    line(f, "activation arena", g->arena, note);
+    line(f, "total", g->params + g->grads + m->optimizer + g->arena, "");
 }

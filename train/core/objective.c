@@ -140,4 +140,8 @@ void objective_build(Graph *g, Student *st, Objective *obj, const Setup *s, cons
         total = add_weighted(g, total, obj->feature, d->w_feature);
     }
     obj->total = total;
+    // The step reads each component on the host after backward.
+    Tensor *read[] = { obj->kl, obj->ce, obj->traj, obj->feature, obj->total };
+    for (size_t i = 0; i < sizeof read / sizeof read[0]; i++)
+        if (read[i]) graph_keep(read[i]);
 }

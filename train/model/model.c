@@ -169,6 +169,10 @@ Student student_build(Graph *g, const ModelConfig *cfg, int B) {
         s.traj = op_concat(g, (Tensor *[]){ xs, ys, yaw }, 3, 2);                     // (B, T, 3)
     }
     if (cfg->feat_dim > 0) s.feature = linear(g, act, "feat_proj", cfg->feat_dim, D, INIT_STD);
+    // The evaluation and the export read the outputs after forward.
+    graph_keep(s.lm_logits);
+    graph_keep(s.traj);
+    if (s.feature) graph_keep(s.feature);
     return s;
 }
 
