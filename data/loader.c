@@ -17,8 +17,8 @@
 // task under the loader mutex, provided its batch fits in the ring (batch
 // g < base + prefetch, base = the oldest batch the consumer has not released),
 // reads the sample into its slot with no loader lock held, and counts it done.
-// loader_next releases the batch it handed out last, then waits for the next
-// one to have all B samples. Which worker reads which sample never changes the
+// loader_next releases the batches it handed out last, then waits for the
+// next one (loader_next_many: the next n) to have all B samples. Which worker reads which sample never changes the
 // bytes: a sample always lands in the same slot, so 1 and 8 workers give
 // identical batches.
 //
@@ -80,7 +80,7 @@ struct Loader {
     pthread_cond_t ready;       // a batch was completed (the consumer waits)
     int stop, running;
     int64_t base;               // oldest batch not released by the consumer
-    int holding;                // the consumer holds batch `base`
+    int holding;                // the consumer holds batches [base, base + holding)
     int64_t next_task;          // global task index: batch * B + sample
     int failed;
     char error[DL_ERR_LEN];
@@ -333,7 +333,7 @@ static int check_options(const LoaderOptions *o, char *err, size_t errlen) {
                      : o->max_trace_tokens < 0 ? "max trace tokens must be >= 0"
                      : o->world < 1 || o->rank < 0 || o->rank >= o->world ? "rank must be in [0, world)"
                      : o->workers < 1 || o->workers > 256 ? "workers must be in 1..256"
-                     : o->prefetch < 2 || o->prefetch > 1024 ? "prefetch must be in 2..1024"
+                     : o->prefetch < 2 || o->prefetch > (1 << 20) ? "prefetch must be in 2..1048576"
                      : o->on_bad_sample != DL_ON_BAD_ERROR && o->on_bad_sample != DL_ON_BAD_SKIP ? "on_bad_sample must be error or skip"
                      : NULL;
     if (what) snprintf(err, errlen, "loader: %s", what);
@@ -439,29 +439,43 @@ void loader_close(Loader *ld) {
 }
 
 const Batch *loader_next(Loader *ld) {
+    const Batch *b;
+    return loader_next_many(ld, 1, &b) ? NULL : b;
+}
+
+int loader_next_many(Loader *ld, int n, const Batch **out) {
     pthread_mutex_lock(&ld->mu);
-    if (ld->failed) { pthread_mutex_unlock(&ld->mu); return NULL; }
+    if (ld->failed) { pthread_mutex_unlock(&ld->mu); return -1; }
+    if (n < 1 || n > ld->opt.prefetch) {
+        ld->failed = 1;
+        snprintf(ld->error, sizeof ld->error, "loader: %d batches asked at once, the ring holds %d", n, ld->opt.prefetch);
+        pthread_mutex_unlock(&ld->mu);
+        return -1;
+    }
     if (ld->holding) {
+        ld->base += ld->holding;
         ld->holding = 0;
-        ld->base++;
         pthread_cond_broadcast(&ld->space);
     }
-    Slot *slot = &ld->ring[ld->base % ld->opt.prefetch];
-    while (!(slot->g == ld->base && slot->done == ld->opt.batch_size)) pthread_cond_wait(&ld->ready, &ld->mu);
-    if (slot->err_b >= 0 && ld->opt.on_bad_sample == DL_ON_BAD_ERROR) {
-        ld->failed = 1;
-        snprintf(ld->error, sizeof ld->error, "%s", slot->err);
-        pthread_mutex_unlock(&ld->mu);
-        return NULL;
+    for (int i = 0; i < n; i++) {
+        Slot *slot = &ld->ring[(ld->base + i) % ld->opt.prefetch];
+        while (!(slot->g == ld->base + i && slot->done == ld->opt.batch_size)) pthread_cond_wait(&ld->ready, &ld->mu);
+        if (slot->err_b >= 0 && ld->opt.on_bad_sample == DL_ON_BAD_ERROR) {
+            ld->failed = 1;
+            snprintf(ld->error, sizeof ld->error, "%s", slot->err);
+            pthread_mutex_unlock(&ld->mu);
+            return -1;
+        }
+        slot->batch.n_bad = slot->n_bad;
+        slot->batch.n_padding = slot->n_padding;
+        slot->batch.n_truncated = slot->n_truncated;
+        ld->bad_total += slot->n_bad;
+        ld->truncated_total += slot->n_truncated;
+        out[i] = &slot->batch;
     }
-    ld->holding = 1;
-    slot->batch.n_bad = slot->n_bad;
-    slot->batch.n_padding = slot->n_padding;
-    slot->batch.n_truncated = slot->n_truncated;
-    ld->bad_total += slot->n_bad;
-    ld->truncated_total += slot->n_truncated;
+    ld->holding = n;
     pthread_mutex_unlock(&ld->mu);
-    return &slot->batch;
+    return 0;
 }
 
 const char *loader_error(const Loader *ld) { return ld->error; }

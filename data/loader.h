@@ -86,6 +86,11 @@ void loader_close(Loader *ld);
 // The next batch, valid until the next loader_next or loader_seek. NULL when a bad sample meets
 // on_bad_sample: error (loader_error says which; every later call is NULL too).
 const Batch *loader_next(Loader *ld);
+// The next n batches at once (n <= prefetch), all valid until the next
+// loader_next, loader_next_many or loader_seek: a training step reads its
+// micro-batches together to count their tokens before any backward.
+// Returns 0, or -1 as loader_next returns NULL.
+int loader_next_many(Loader *ld, int n, const Batch **out);
 const char *loader_error(const Loader *ld);
 
 // The position of the batch the next loader_next returns; seek restarts the

@@ -531,6 +531,34 @@ static void test_one_and_two_workers_give_identical_batches(void) {
     loader_close(b);
 }
 
+// A training step takes its micro-batches together (loader_next_many): the
+// same batches as one at a time, all valid at once, the position after the
+// last; more than the ring holds is an error.
+static void test_next_many_is_next_in_a_row(void) {
+    LoaderOptions o = loader_defaults();
+    o.batch_size = 3; o.seed = seed + 2; o.workers = 2; o.prefetch = 4; o.max_trace_tokens = 4;
+    Loader *one = open_set(o), *many = open_set(o);
+    REQUIRE(one && many, "open");
+    int same = 0, n = 0;
+    for (int step = 0; step < 4; step++) {
+        const Batch *held[3];
+        REQUIRE(loader_next_many(many, 3, held) == 0, "next_many: %s", loader_error(many));
+        for (int m = 0; m < 3; m++, n++) {
+            const Batch *b = loader_next(one);
+            REQUIRE(b, "next");
+            same += !memcmp(b->frames, held[m]->frames, loader_batch_bytes(one)) && b->step == held[m]->step;
+        }
+        LoaderPosition p1 = loader_tell(one), p3 = loader_tell(many);
+        CHECK(p1.epoch == p3.epoch && p1.step == p3.step, "position after step %d", step);
+    }
+    CHECK(same == n, "%d of %d batches identical", same, n);
+    const Batch *too_many[5];
+    CHECK(loader_next_many(many, 5, too_many) != 0 && strstr(loader_error(many), "5 batches asked at once, the ring holds 4"),
+          "5 batches from a ring of 4: %s", loader_error(many));
+    loader_close(one);
+    loader_close(many);
+}
+
 static void test_batch_fields(void) {
     LoaderOptions o = loader_defaults();
     o.batch_size = 4; o.max_trace_tokens = 5; o.seed = seed;
@@ -646,6 +674,7 @@ int main(void) {
     RUN(test_eval_order_keeps_the_tail);
     RUN(test_resume_gives_the_same_batches);
     RUN(test_one_and_two_workers_give_identical_batches);
+    RUN(test_next_many_is_next_in_a_row);
     RUN(test_batch_fields);
     RUN(test_skip_and_error);
     RUN(test_alloc_hook_and_options);

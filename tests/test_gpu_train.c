@@ -120,8 +120,8 @@ static void test_steps_match_cpu(void) {
         StepStats a, b;
         int ra = train_step(&cpu.ts, s, &a), rb = train_step(&gpu.ts, s, &b);
         CHECK(ra == STEP_OK && rb == STEP_OK, "step %ld: cpu %d, cuda %d", s, ra, rb);
-        printf("  step %ld: loss cpu %.7f cuda %.7f, grad norm cpu %.7f cuda %.7f\n", s, a.loss / a.micro,
-               b.loss / b.micro, a.grad_norm, b.grad_norm);
+        printf("  step %ld: loss cpu %.7f cuda %.7f, grad norm cpu %.7f cuda %.7f\n", s, a.loss,
+               b.loss, a.grad_norm, b.grad_norm);
         CHECK(a.micro == b.micro && a.samples == b.samples, "step %ld: micro-batches %d/%d", s, a.micro, b.micro);
         double ca[5] = { a.loss, a.kl, a.ce, a.traj, a.feature }, cb[5] = { b.loss, b.kl, b.ce, b.traj, b.feature };
         const char *names[5] = { "loss", "kl", "ce", "traj", "feature" };

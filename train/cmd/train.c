@@ -106,24 +106,22 @@ static void print_memory_plan(const TrainState *ts) {
 }
 
 static void write_step_json(FILE *f, long step, const StepStats *st, float lr, double norm, double sps, int skipped) {
-    double m = st->micro ? st->micro : 1;
     write_metrics_line(f, json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i}", "step", (json_int_t)step,
-                                    "loss", jsonio_real(st->loss / m), "token_kl", jsonio_real(st->kl / m),
-                                    "ce", jsonio_real(st->ce / m), "traj", jsonio_real(st->traj / m),
-                                    "feature", jsonio_real(st->feature / m), "lr", jsonio_real(lr),
+                                    "loss", jsonio_real(st->loss), "token_kl", jsonio_real(st->kl),
+                                    "ce", jsonio_real(st->ce), "traj", jsonio_real(st->traj),
+                                    "feature", jsonio_real(st->feature), "lr", jsonio_real(lr),
                                     "grad_norm", jsonio_real(isfinite(norm) ? norm : -1.0),
                                     "samples_per_s", jsonio_real(sps), "skipped", skipped));
 }
 
 static void progress(int tty, long step, long total, const StepStats *st, float lr, double sps, double eta_s) {
-    double m = st->micro ? st->micro : 1;
     if (tty) {
-        fprintf(stderr, "\rstep %ld/%ld  loss %.4f  lr %.2e  %.0f samples/s  ETA %dm%02ds   ", step, total, st->loss / m, lr,
+        fprintf(stderr, "\rstep %ld/%ld  loss %.4f  lr %.2e  %.0f samples/s  ETA %dm%02ds   ", step, total, st->loss, lr,
                 sps, (int)(eta_s / 60), (int)fmod(eta_s, 60));
         fflush(stderr);
     } else {
-        printf("step %ld/%ld loss %.4f (kl %.4f ce %.4f traj %.4f) lr %.2e %.0f samples/s\n", step, total, st->loss / m,
-               st->kl / m, st->ce / m, st->traj / m, lr, sps);
+        printf("step %ld/%ld loss %.4f (kl %.4f ce %.4f traj %.4f) lr %.2e %.0f samples/s\n", step, total, st->loss,
+               st->kl, st->ce, st->traj, lr, sps);
         fflush(stdout);
     }
 }

@@ -87,5 +87,8 @@ int batch_to_inputs(const Batch *b, const Setup *s, const Recipe *r, const Vocab
             feat_mask[i] = b->valid[i] && b->has_embedding[i] ? 1.0f : 0.0f;
         }
     }
+    // The micro-batch alone is the whole batch; train_step sets its share.
+    LossCounts one = { 1, 1, 1, 1 };
+    objective_set_shares(obj, &one, &one);
     return n_valid;
 }

@@ -1,6 +1,8 @@
 // objective.c: the recipe and the first shard checked against each other
-// (setup_from_shards: the model config, cameras, horizon, top-k), and the
-// distillation objective recorded on the tape (objective_build).
+// (setup_from_shards: the model config, cameras, horizon, top-k), the
+// distillation objective recorded on the tape (objective_build), and the
+// counts and shares that normalise it over the global batch
+// (objective_counts, objective_set_shares).
 #include "train/core/objective.h"
 #include <stdio.h>
 #include <string.h>
@@ -97,6 +99,12 @@ static int traj_candidates(const Setup *s, const Recipe *r) {
     }
 }
 
+// The op's mean over this micro-batch times its share of the global batch.
+static Tensor *shared(Graph *g, Tensor *mean, Tensor **share, const char *name) {
+    *share = graph_input(g, name, DT_F32, 1, (int[]){ 1 });
+    return op_mul(g, mean, *share);
+}
+
 // total += w * component
 static Tensor *add_weighted(Graph *g, Tensor *total, Tensor *component, double w) {
     Tensor *term = w == 1.0 ? component : op_scale(g, component, (float)w);
@@ -108,6 +116,7 @@ void objective_build(Graph *g, Student *st, Objective *obj, const Setup *s, cons
     *st = student_build(g, &s->mc, B);
     const int L = s->mc.max_trace, k = s->k, T = s->mc.horizon, Kt = traj_candidates(s, r);
     const RecipeDistill *d = &r->distill;
+    obj->vocab = s->mc.vocab;
     obj->ce_targets = graph_input(g, "ce_targets", DT_I32, 2, (int[]){ B, L });
     obj->topk_ids = graph_input(g, "topk_ids", DT_I32, 3, (int[]){ B, L, k });
     obj->topk_logprobs = graph_input(g, "topk_logprobs", DT_F32, 3, (int[]){ B, L, k });
@@ -121,22 +130,25 @@ void objective_build(Graph *g, Student *st, Objective *obj, const Setup *s, cons
             .mode = d->kl == KL_REVERSE ? DISTILL_REVERSE_KL : d->kl == KL_JSD ? DISTILL_JSD : DISTILL_FORWARD_KL,
             .beta = (float)d->jsd_beta, .tail = d->tail_bucket, .t2 = d->t2_scaling,
         };
-        obj->kl = op_distill_kl(g, st->lm_logits, obj->topk_ids, obj->topk_logprobs, obj->kl_mask, &cfg);
+        obj->kl = shared(g, op_distill_kl(g, st->lm_logits, obj->topk_ids, obj->topk_logprobs, obj->kl_mask, &cfg),
+                         &obj->kl_share, "kl_share");
         total = add_weighted(g, total, obj->kl, d->w_token_kl);
     }
     if (d->w_ce > 0) {
-        obj->ce = op_cross_entropy(g, st->lm_logits, obj->ce_targets, -1);
+        obj->ce = shared(g, op_cross_entropy(g, st->lm_logits, obj->ce_targets, -1), &obj->ce_share, "ce_share");
         total = add_weighted(g, total, obj->ce, d->w_ce);
     }
     if (d->w_traj > 0) {
         int mode = d->traj_target == TRAJ_TARGET_TEACHER_BEST ? TRAJ_BEST : TRAJ_WEIGHTED;
-        obj->traj = op_traj_loss(g, st->traj, obj->traj_targets, obj->traj_weights, mode, (float)d->huber_beta, (float)d->yaw_weight);
+        obj->traj = shared(g, op_traj_loss(g, st->traj, obj->traj_targets, obj->traj_weights, mode, (float)d->huber_beta,
+                                           (float)d->yaw_weight), &obj->traj_share, "traj_share");
         total = add_weighted(g, total, obj->traj, d->w_traj);
     }
     if (st->feature) {
         obj->feat_target = graph_input(g, "feat_target", DT_F32, 2, (int[]){ B, s->mc.feat_dim });
         obj->feat_mask = graph_input(g, "feat_mask", DT_F32, 1, (int[]){ B });
-        obj->feature = op_cosine_loss(g, st->feature, obj->feat_target, obj->feat_mask);
+        obj->feature = shared(g, op_cosine_loss(g, st->feature, obj->feat_target, obj->feat_mask), &obj->feature_share,
+                              "feature_share");
         total = add_weighted(g, total, obj->feature, d->w_feature);
     }
     obj->total = total;
@@ -144,4 +156,46 @@ void objective_build(Graph *g, Student *st, Objective *obj, const Setup *s, cons
     Tensor *read[] = { obj->kl, obj->ce, obj->traj, obj->feature, obj->total };
     for (size_t i = 0; i < sizeof read / sizeof read[0]; i++)
         if (read[i]) graph_keep(read[i]);
+}
+
+// The counting rules are the ops' (autograd/ops.h): distill_kl counts the
+// rows whose mask is not 0, cross_entropy the targets that are not -1 and
+// lie in [0, V), traj_loss the samples whose weights sum above 0,
+// cosine_loss the rows whose mask is not 0.
+LossCounts objective_counts(const Objective *obj) {
+    LossCounts n = { 0 };
+    if (obj->kl) {
+        const float *mask = graph_input_host(obj->kl_mask);
+        for (size_t i = 0; i < obj->kl_mask->numel; i++) n.kl += mask[i] != 0.0f;
+    }
+    if (obj->ce) {
+        const int V = obj->vocab;
+        const int32_t *targets = graph_input_host(obj->ce_targets);
+        for (size_t i = 0; i < obj->ce_targets->numel; i++) n.ce += targets[i] != -1 && targets[i] >= 0 && targets[i] < V;
+    }
+    if (obj->traj) {
+        const int B = obj->traj_weights->shape[0], Kt = obj->traj_weights->shape[1];
+        const float *w = graph_input_host(obj->traj_weights);
+        for (int b = 0; b < B; b++) {
+            double sum = 0;
+            for (int k = 0; k < Kt; k++) sum += w[(size_t)b * Kt + k];
+            n.traj += sum > 0;
+        }
+    }
+    if (obj->feature) {
+        const float *mask = graph_input_host(obj->feat_mask);
+        for (size_t i = 0; i < obj->feat_mask->numel; i++) n.feature += mask[i] != 0.0f;
+    }
+    return n;
+}
+
+static void set_share(Tensor *share, double mine, double global) {
+    if (share) *(float *)graph_input_host(share) = global > 0 ? (float)(mine / global) : 0.0f;
+}
+
+void objective_set_shares(Objective *obj, const LossCounts *mine, const LossCounts *global) {
+    set_share(obj->kl_share, mine->kl, global->kl);
+    set_share(obj->ce_share, mine->ce, global->ce);
+    set_share(obj->traj_share, mine->traj, global->traj);
+    set_share(obj->feature_share, mine->feature, global->feature);
 }

@@ -78,6 +78,9 @@ int train_state_open_on(TrainState *ts, Recipe *r, Device device) {
     dist_set_timeout(r->dist.timeout_s);
     if ((rc = check_batch_split(r, d->world))) return rc;
     ts->data.accum = r->train.batch_size / (r->train.micro_batch * d->world);
+    ts->data.step_batches = calloc((size_t)ts->data.accum, sizeof *ts->data.step_batches);
+    ts->data.step_counts = calloc((size_t)ts->data.accum, sizeof *ts->data.step_counts);
+    if (!ts->data.step_batches || !ts->data.step_counts) { fprintf(stderr, "distil: error: out of memory\n"); return 2; }
     LoaderOptions lo = loader_defaults();
     lo.batch_size = r->train.micro_batch;
     lo.max_trace_tokens = r->data.max_trace_tokens;
@@ -85,7 +88,9 @@ int train_state_open_on(TrainState *ts, Recipe *r, Device device) {
     lo.rank = d->rank;
     lo.world = d->world;
     lo.workers = r->data.loader_threads;
-    lo.prefetch = r->data.prefetch;
+    // A step holds its accum micro-batches at once (train_step counts their
+    // tokens before any backward); data.prefetch more are read ahead.
+    lo.prefetch = r->data.prefetch + ts->data.accum;
     lo.on_bad_sample = r->data.on_bad_sample == BAD_SAMPLE_SKIP ? DL_ON_BAD_SKIP : DL_ON_BAD_ERROR;
     ts->data.train = loader_open(r->data.train.items, r->data.train.n, &lo, err, sizeof err);
     if (!ts->data.train) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
@@ -113,6 +118,7 @@ int train_state_open_on(TrainState *ts, Recipe *r, Device device) {
         // Evaluation reads every sample once, in shard order; the last
         // batch is padded with invalid slots, which every metric skips.
         LoaderOptions eo = lo;
+        eo.prefetch = r->data.prefetch + 1;
         eo.shuffle = 0;
         eo.keep_tail = 1;
         ts->data.eval = loader_open(r->data.eval.items, r->data.eval.n, &eo, err, sizeof err);
@@ -157,6 +163,8 @@ void train_state_close(TrainState *ts) {
     if (ts->data.vocab.size) vocab_free(&ts->data.vocab);
     if (ts->data.eval) loader_close(ts->data.eval);
     if (ts->data.train) loader_close(ts->data.train);
+    free(ts->data.step_batches);
+    free(ts->data.step_counts);
     memset(ts, 0, sizeof *ts);
 }
 

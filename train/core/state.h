@@ -24,6 +24,8 @@ typedef struct TrainData {
     Vocab vocab;
     Setup setup;
     int accum;                 // micro-batches per step on this rank
+    const Batch **step_batches;   // (accum) the step's micro-batches, read together
+    LossCounts *step_counts;      // (accum) each one's loss counts
 } TrainData;
 
 // The student recorded on its tape, with its objective.
@@ -66,10 +68,10 @@ struct TrainState {
     TrainHooks hooks;
 };
 
-// Per-step figures (sums over the step's micro-batches).
+// Per-step figures, over the global batch (every micro-batch, every rank).
 typedef struct StepStats {
-    double loss, kl, ce, traj, feature;
-    int micro;
+    double loss, kl, ce, traj, feature;   // the global batch's mean of each (objective.h)
+    int micro;                            // micro-batches that ran backward
     long samples;
     float lr;
     double grad_norm;

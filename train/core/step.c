@@ -1,11 +1,15 @@
 // step.c: one optimizer step of a training run (see state.h).
 //
-// Micro-batches (batch_size / (micro_batch x ranks) of them on each rank)
-// each run forward and backward on the recorded tape, their gradients
-// accumulate, the last backward all-reduces them across the ranks bucket by
-// bucket as it goes (train/dist/dist.h), then the global norm is checked (a
-// non-finite loss or norm on any rank skips the step everywhere without
-// touching a weight or the optimizer), clipped, and AdamW updates.
+// The step's micro-batches (batch_size / (micro_batch x ranks) of them on
+// each rank) are read together first, and each loss's rows are counted in
+// every one of them; one small all-reduce gives the counts of the global
+// batch. Then each micro-batch runs forward and backward on the recorded
+// tape with its share of each loss (objective.h), so the gradients that
+// accumulate, and that the last backward all-reduces across the ranks
+// bucket by bucket (train/dist/dist.h), are those of the global batch's
+// mean loss however it is split. The global norm is checked (a non-finite
+// loss or norm on any rank skips the step everywhere without touching a
+// weight or the optimizer), clipped, and AdamW updates.
 //
 // Under mpirun each rank reads its own part of every batch (the loader's
 // rank/world), and the step's figures are summed over the ranks so that
@@ -40,27 +44,49 @@ static void reduce_step_stats(StepStats *ss, int *bad) {
     *bad = v[7] > 0;
 }
 
+// Read the step's micro-batches and count each loss's rows in them, on this
+// rank (counts[m]) and over the global batch (*global). The inputs then
+// hold the last micro-batch.
+static int count_step(TrainState *ts, const Batch **batches, LossCounts *counts, LossCounts *global) {
+    TrainData *td = &ts->data;
+    if (loader_next_many(td->train, td->accum, batches)) {
+        fprintf(stderr, "distil: error: %s\n", loader_error(td->train));
+        return STEP_ERROR;
+    }
+    double sum[4] = { 0, 0, 0, 0 };
+    for (int m = 0; m < td->accum; m++) {
+        batch_to_inputs(batches[m], &td->setup, ts->r, &td->vocab, &ts->model.st, &ts->model.obj);
+        counts[m] = objective_counts(&ts->model.obj);
+        sum[0] += counts[m].kl; sum[1] += counts[m].ce; sum[2] += counts[m].traj; sum[3] += counts[m].feature;
+    }
+    if (dist_allreduce_sum(sum, 4, "loss counts")) return STEP_ERROR;
+    *global = (LossCounts){ sum[0], sum[1], sum[2], sum[3] };
+    return STEP_OK;
+}
+
 int train_step(TrainState *ts, long step, StepStats *ss) {
     const Recipe *r = ts->r;
-    const int world = dist_world()->world;
+    TrainData *td = &ts->data;
     memset(ss, 0, sizeof *ss);
     ss->lr = lr_schedule(step, r->train.warmup_steps, r->train.steps, (float)r->train.lr, (float)r->train.min_lr);
+    LossCounts global;
+    if (count_step(ts, td->step_batches, td->step_counts, &global)) return STEP_ERROR;
     graph_zero_grad(ts->model.g);
     int finite = 1;
-    for (int m = 0; m < ts->data.accum; m++) {
-        const Batch *b = loader_next(ts->data.train);
-        if (!b) { fprintf(stderr, "distil: error: %s\n", loader_error(ts->data.train)); return STEP_ERROR; }
-        batch_to_inputs(b, &ts->data.setup, r, &ts->data.vocab, &ts->model.st, &ts->model.obj);
+    for (int m = 0; m < td->accum; m++) {
+        const Batch *b = td->step_batches[m];
+        // The inputs still hold the last micro-batch counted.
+        if (td->accum > 1) batch_to_inputs(b, &td->setup, r, &td->vocab, &ts->model.st, &ts->model.obj);
+        objective_set_shares(&ts->model.obj, &td->step_counts[m], &global);
         if (ts->hooks.after_inputs) ts->hooks.after_inputs(ts->hooks.ctx, ts);
         graph_upload_inputs(ts->model.g);
         graph_forward(ts->model.g);
         float loss = read_scalar(ts->model.obj.total);
         ss->samples += b->B;
-        // The rest of a step's batches are still consumed, so the data order
-        // does not depend on whether a step was skipped.
+        // A non-finite loss skips the step (below): no more backward.
         if (!finite || !isfinite(loss)) { finite = 0; continue; }
         // Only the last micro-batch's backward launches the all-reduce.
-        if (ts->sync && m == ts->data.accum - 1) grad_sync_arm(ts->sync);
+        if (ts->sync && m == td->accum - 1) grad_sync_arm(ts->sync);
         graph_backward(ts->model.g, ts->model.obj.total);
         ss->micro++;
         ss->loss += loss;
@@ -69,16 +95,15 @@ int train_step(TrainState *ts, long step, StepStats *ss) {
         add_component(&ss->traj, ts->model.obj.traj);
         add_component(&ss->feature, ts->model.obj.feature);
     }
-    // Gradients are sums over micro-batches (and ranks) of per-micro-batch
-    // means; the norm and the update are of their mean.
-    double per_mean = (double)ts->data.accum * world;
+    // The gradients are the global batch's mean loss's already: each
+    // micro-batch's loss carries its share.
     int bad = !finite;
     if (ts->sync) {
         grad_sync_finish(ts->sync);   // every rank, even one that skipped its backward
         reduce_step_stats(ss, &bad);
-        ss->grad_norm = bad ? NAN : sqrt(grad_sync_sumsq(ts->sync)) / per_mean;
+        ss->grad_norm = bad ? NAN : sqrt(grad_sync_sumsq(ts->sync));
     } else {
-        ss->grad_norm = bad ? NAN : grad_global_norm(ts->model.g) / per_mean;
+        ss->grad_norm = bad ? NAN : grad_global_norm(ts->model.g);
     }
     if (bad || !isfinite(ss->grad_norm)) {
         ts->optim.bad_total++;
@@ -91,7 +116,7 @@ int train_step(TrainState *ts, long step, StepStats *ss) {
         return STEP_SKIPPED;
     }
     ts->optim.bad_in_a_row = 0;
-    float scale = grad_clip_scale(ss->grad_norm, (float)r->train.grad_clip) / (float)per_mean;
+    float scale = grad_clip_scale(ss->grad_norm, (float)r->train.grad_clip);
     if (ts->sync) grad_sync_update(ts->sync, &ts->optim.adamw, ss->lr, scale);
     else adamw_step(&ts->optim.adamw, ts->model.g, ss->lr, scale);
     return STEP_OK;

@@ -65,7 +65,8 @@ static const RecipeKey keys[] = {
     INT_KEY("data", "loader_threads", "2", 0, 256, data.loader_threads,
       "Loader threads reading and decompressing shards; 0 loads on the training thread."),
     INT_KEY("data", "prefetch", "4", 1, 1024, data.prefetch,
-      "Micro-batches the loader keeps ready ahead of the training step."),
+      "Micro-batches the loader reads ahead of the training step, beyond the step's own micro-batches "
+      "(a step holds all of them at once, to normalise its losses over the global batch)."),
 
     INT_KEY("model", "dim", "256", 8, 65536, model.dim,
       "Width of the transformer (embedding size)."),
