@@ -77,6 +77,8 @@ def test_dump(tmp):
     table = json.load(open(f"{tmp}/d.json"))
     with h5py.File(f"{tmp}/dump.h5", "r") as d:
         assert d.attrs["format"] in ("distil-eval-dump", b"distil-eval-dump")
+        hz = d.attrs["hz"]   # a number, not a string
+        assert isinstance(hz, np.floating) and hz == 10.0, repr(hz)
         n = len(d["index"])
         assert n == 26
         for name, shape in (("trajectory", (n, 30, 3)), ("teacher_mean", (n, 30, 3)), ("ground_truth", (n, 30, 3)),

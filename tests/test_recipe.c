@@ -300,7 +300,9 @@ static void test_cli(void) {
         { "recipe check recipes/demo.yaml --set train.lr=fast", "distil: error: --set train.lr: expected a number, got \"fast\"" },
         { "recipe check recipes/demo.yaml --set train.lrr=1", "distil: error: --set train.lrr: unknown key; did you mean train.lr?" },
         { "recipe check recipes/demo.yaml --set model.heads=5", "distil: error: --set model.heads: 5 does not divide model.dim 128" },
-        { "recipe check recipes/demo.yaml --set train.steps=10", "distil: error: recipes/demo.yaml:65:17: train.warmup_steps: 30 is more than train.steps 10" },
+        // A rule broken by a --set names the --set, not the file's line it collides with.
+        { "recipe check recipes/demo.yaml --set train.steps=10", "distil: error: --set train.steps: 10 is fewer than train.warmup_steps 30 (recipes/demo.yaml:65:17)" },
+        { "recipe check recipes/demo.yaml --set train.micro_batch=5", "distil: error: --set train.micro_batch: 5 does not divide train.batch_size 32" },
         { "recipe check recipes/demo.yaml --set", "distil: error: --set needs section.key=value" },
         { "recipe check recipes/nope.yaml", "distil: error: recipes/nope.yaml: cannot read the recipe" },
         { "recipe frobnicate", "distil: error: recipe: unknown subcommand 'frobnicate'" },
@@ -313,6 +315,10 @@ static void test_cli(void) {
     }
     CHECK(run_distil("recipe check recipes/demo.yaml --set=seed=3", err, sizeof err) == 0 && !err[0], "check: %s", err);
     CHECK(run_distil("recipe --help", err, sizeof err) == 0, "--help");
+    // Each subcommand's --help is help, not an error.
+    CHECK(run_distil("recipe check --help", err, sizeof err) == 0 && !err[0], "recipe check --help: %s", err);
+    CHECK(run_distil("recipe doc --help", err, sizeof err) == 0 && !err[0], "recipe doc --help: %s", err);
+    CHECK(run_distil("recipe doc a.md b.md", err, sizeof err) == 2 && count_lines(err) == 1, "recipe doc a b: %s", err);
 }
 
 int main(int argc, char **argv) {

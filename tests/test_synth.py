@@ -233,6 +233,22 @@ def test_bad_arguments_give_one_line_and_exit_2(tmp):
     assert r.returncode == 2 and len(lines) == 1 and "a-file" in lines[0], f"unwritable --out: {r.stderr!r}"
 
 
+def test_existing_shards_are_refused_unless_force(tmp):
+    """A fleet written over another would leave the old shards for the
+    recipe's glob to pick up: refused, and --force deletes them first."""
+    out = os.path.join(tmp, "over")
+    synth(out, "--shards", "3", "--samples-per-shard", "2", "--seed", "1", "--eval-shards", "1")
+    r = distil("logs", "synth", "--out", out, "--shards", "1", "--samples-per-shard", "2", "--seed", "2")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "already holds 3 shards" in lines[0] and "--force" in lines[0], \
+        f"exit {r.returncode}: {r.stderr!r}"
+    assert len(os.listdir(os.path.join(out, "train"))) == 3, "the refused run touched the old shards"
+    synth(out, "--shards", "1", "--samples-per-shard", "2", "--seed", "2", "--force")
+    assert sorted(os.listdir(os.path.join(out, "train"))) == ["shard-00000.h5"], os.listdir(os.path.join(out, "train"))
+    with h5py.File(os.path.join(out, "train", "shard-00000.h5"), "r") as f:
+        assert f["/clip_id"].shape == (2,)
+
+
 def test_synth_shards_pass_validate(tmp):
     out, _ = demo_fleet(tmp)
     require_subcommand("validate")

@@ -1,12 +1,14 @@
 // generate.c: `distil logs synth`: the command line, and the loop that fills
 // shards batch by batch (samples generated in parallel, chunks compressed in
 // parallel, HDF5 fed from one thread).
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <hdf5.h>
 #include "data/synth/synth.h"          // defines: logs_synth_main
 #include "data/synth/sample.h"   // defines: synth_sample, SynthSampleOut
@@ -22,19 +24,22 @@ typedef struct SynthArgs {
     uint64_t seed;
     int level;                   // zstd level
     const SynthPreset *preset;
+    int force;                   // delete the shards already in DIR/train and DIR/eval
 } SynthArgs;
 
 static void usage(FILE *f) {
     fprintf(f,
         "usage: distil logs synth --out DIR [--shards N] [--samples-per-shard M] [--seed S]\n"
         "                         [--preset %s] [--eval-shards E] [--eval-samples-per-shard ME]\n"
-        "                         [--zstd-level L]\n"
+        "                         [--zstd-level L] [--force]\n"
         "\n"
         "Writes a synthetic fleet: DIR/train/shard-00000.h5 .. (N shards of M samples) and\n"
         "DIR/eval/shard-00000.h5 .. (E shards of ME samples), drive-log v1, zstd chunks.\n"
         "Defaults: N 8, M 512, S 0, preset demo, E max(1, N/4), ME max(1, M/2), L 3\n"
         "(--zstd-level 0 stores the chunks uncompressed).\n"
-        "The same arguments give the same datasets, whatever the thread count.\n",
+        "The same arguments give the same datasets, whatever the thread count.\n"
+        "DIR/train and DIR/eval must hold no shard (*.h5) yet, which a glob over them would\n"
+        "mix with the new ones: --force deletes those shards first.\n",
         synth_preset_names());
 }
 
@@ -63,6 +68,7 @@ static int parse_args(int argc, char **argv, SynthArgs *a) {
     for (int i = 0; i < argc; i++) {
         const char *opt = argv[i];
         if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) { usage(stdout); return -1; }
+        if (!strcmp(opt, "--force")) { a->force = 1; continue; }
         if (i + 1 >= argc) {
             fprintf(stderr, "distil: error: logs synth: %s: %s; see 'distil logs synth --help'\n", opt,
                     strncmp(opt, "--", 2) ? "unexpected argument" : "missing its value");
@@ -259,6 +265,37 @@ static double now_s(void) {
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
+static int is_shard(const char *name) {
+    size_t n = strlen(name);
+    return n > 3 && !strcmp(name + n - 3, ".h5");
+}
+
+// DIR/train or DIR/eval holding shards the new ones would be mixed with:
+// refused, or (--force) those shards deleted. Returns 0 or 2 (printed).
+static int clear_split(const SynthArgs *a, const char *name) {
+    char dir[4096], path[4400];
+    snprintf(dir, sizeof dir, "%s/%s", a->out, name);
+    DIR *d = opendir(dir);
+    if (!d) return 0;   // not there yet
+    int found = 0, rc = 0;
+    char first[256] = "";
+    for (struct dirent *e; (e = readdir(d)) && !rc;) {
+        if (!is_shard(e->d_name)) continue;
+        if (!found++) snprintf(first, sizeof first, "%s", e->d_name);
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (a->force && unlink(path) < 0) {
+            fprintf(stderr, "distil: error: logs synth: %s: cannot delete it (%s)\n", path, strerror(errno));
+            rc = 2;
+        }
+    }
+    closedir(d);
+    if (rc || !found || a->force) return rc;
+    fprintf(stderr, "distil: error: logs synth: %s already holds %d shard%s (%s%s), which a glob over it would mix "
+            "with the new ones; choose another --out, or pass --force to delete them first\n",
+            dir, found, found == 1 ? "" : "s", first, found > 1 ? ", ..." : "");
+    return 2;
+}
+
 static int write_split(const SynthArgs *a, int split, int shards, int samples, Batch *batch, size_t *bytes) {
     const char *name = split == 0 ? "train" : "eval";
     char dir[4096], path[4200];
@@ -280,6 +317,7 @@ int logs_synth_main(int argc, char **argv) {
     SynthArgs a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc < 0 ? 0 : rc;   // -1: --help was printed
+    if ((rc = clear_split(&a, "train")) || (rc = clear_split(&a, "eval"))) return rc;
     Batch batch;
     int most = a.samples > a.eval_samples ? a.samples : a.eval_samples;
     if (batch_alloc(&batch, a.preset, most) < 0) {

@@ -163,6 +163,15 @@ static int h5_attr_string(hid_t obj, const char *name, const char *value) {
     return rc;
 }
 
+static int h5_attr_double(hid_t obj, const char *name, double value) {
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t attr = H5Acreate2(obj, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = attr >= 0 && H5Awrite(attr, H5T_NATIVE_DOUBLE, &value) >= 0 ? 0 : -1;
+    if (attr >= 0) H5Aclose(attr);
+    H5Sclose(space);
+    return rc;
+}
+
 // The dump file (docs/cli.md lists its datasets). HDF5 runs under the
 // process-wide lock (data/drivelog.h).
 static int dump_write(const Dump *d, const char *path, const DlSet *set, const Bundle *b, float hz) {
@@ -193,11 +202,9 @@ static int dump_write(const Dump *d, const char *path, const DlSet *set, const B
         } else rc = -1;
         H5Tclose(str);
         free(paths);
-        char hz_s[32];
-        snprintf(hz_s, sizeof hz_s, "%g", hz);
         rc |= h5_attr_string(f, "format", "distil-eval-dump");
         rc |= h5_attr_string(f, "model", b->dir);
-        rc |= h5_attr_string(f, "hz", hz_s);
+        rc |= h5_attr_double(f, "hz", hz);
     }
     if (f >= 0 && H5Fclose(f) < 0) rc = -1;
     dl_hdf5_unlock();

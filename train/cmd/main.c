@@ -12,7 +12,7 @@ typedef struct {
 
 static const Command commands[] = {
     { "train", cmd_train, "train a student from a recipe" },
-    { "logs", cmd_logs, "drive logs: synth, inspect, validate, stats" },
+    { "logs", cmd_logs, "drive logs: synth, inspect, validate, stats, load" },
     { "recipe", cmd_recipe, "recipes: check and print a resolved recipe, key docs" },
     { "export", cmd_export, "a deployment bundle from a checkpoint: safetensors, config.json, ONNX" },
     { "eval", cmd_eval, "the metrics table of a checkpoint or an export on any shards" },

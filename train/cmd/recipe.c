@@ -48,6 +48,7 @@ static int check(int argc, char **argv) {
     char **overrides = calloc((size_t)argc + 1, sizeof *overrides);
     int n = 0, rc = 0, memory = 0;
     for (int i = 0; i < argc && !rc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); free(overrides); return 0; }
         const char *value;
         int got = recipe_arg_set(argc, argv, &i, &value);
         if (got < 0) rc = 2;
@@ -123,8 +124,15 @@ int cmd_recipe(int argc, char **argv) {
     if (argc < 1) { usage(stderr); return 2; }
     if (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h") || !strcmp(argv[0], "help")) { usage(stdout); return 0; }
     if (!strcmp(argv[0], "check")) return check(argc - 1, argv + 1);
-    if (!strcmp(argv[0], "doc") && argc == 1) { recipe_print_doc(stdout); return 0; }
-    if (!strcmp(argv[0], "doc") && argc == 2) return rewrite_doc(argv[1]);
+    if (!strcmp(argv[0], "doc")) {
+        for (int i = 1; i < argc; i++)
+            if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
+        if (argc == 1) { recipe_print_doc(stdout); return 0; }
+        if (argc == 2 && argv[1][0] != '-') return rewrite_doc(argv[1]);
+        fprintf(stderr, "distil: error: recipe doc: expected at most one DOC.md, got '%s'; run 'distil recipe --help'\n",
+                argv[argc - 1]);
+        return 2;
+    }
     fprintf(stderr, "distil: error: recipe: unknown subcommand '%s'; run 'distil recipe --help'\n", argv[0]);
     return 2;
 }

@@ -143,7 +143,8 @@ static const RecipeKey keys[] = {
     INT_KEY("train", "warmup_steps", "100", 0, INT_MAX, train.warmup_steps,
       "Steps of linear warmup from 0 to lr; at most steps."),
     NUM_KEY("train", "weight_decay", "0.05", 0, 10, 0, train.weight_decay,
-      "AdamW decoupled weight decay, applied to matrices (not to norms, biases or embeddings of size < 2D)."),
+      "AdamW decoupled weight decay, applied to the linear layers' weight matrices only: not to biases, "
+      "layernorms or embedding tables (the tied tok_emb included); see docs/model.md."),
     NUM_KEY("train", "beta1", "0.9", 0, 1, RK_MAX_OPEN, train.beta1, "AdamW beta1."),
     NUM_KEY("train", "beta2", "0.95", 0, 1, RK_MAX_OPEN, train.beta2, "AdamW beta2."),
     NUM_KEY("train", "eps", "1e-8", 0, 1, RK_MIN_OPEN, train.eps, "AdamW epsilon."),
@@ -179,7 +180,7 @@ static const RecipeKey keys[] = {
     LIST_KEY("train", "freeze", "[]", 0, train.freeze,
       "Glob patterns of parameter names (as in docs/model.md) that are not trained."),
     INT_KEY("train", "log_every", "10", 1, INT_MAX, train.log_every,
-      "Write a line to metrics.jsonl (and the progress line) every this many steps."),
+      "Print the progress line every this many steps (metrics.jsonl and TensorBoard get every step)."),
 
     NUM_KEY("dist", "bucket_mb", "25", 0, 4096, RK_MIN_OPEN, dist.bucket_mb,
       "Size of the gradient all-reduce buckets, MiB of fp32 gradients (fractions allowed: 0.0001 is 26 floats)."),
@@ -194,8 +195,9 @@ static const RecipeKey keys[] = {
       "Type of the exported weights."),
     BOOL_KEY("export", "onnx", "false", export.onnx,
       "Also write an ONNX graph of the student."),
-    INT_KEY("export", "opset", "17", 13, 21, export.opset,
-      "ONNX opset of that graph."),
+    // 17: the student's graph uses LayerNormalization (train/cmd/export.c).
+    INT_KEY("export", "opset", "17", 17, 21, export.opset,
+      "ONNX opset of that graph (LayerNormalization needs 17)."),
 };
 #define N_KEYS (int)(sizeof keys / sizeof keys[0])
 
@@ -356,9 +358,28 @@ static int fail_key(const Reader *rd, int i, const char *fmt, ...) {
 
 static int is_given(const Reader *rd, int i) { return rd->src[i].from_set || rd->src[i].line; }
 
-// Of two keys in a broken rule, the one to point at: b when it was given,
-// else a (a rule between two defaults cannot break).
-static int blame(const Reader *rd, int a, int b) { return is_given(rd, b) || !is_given(rd, a) ? b : a; }
+// Of two keys in a broken rule, the one to point at: one given by --set
+// (what the user just changed), else b when it was given, else a (a rule
+// between two defaults cannot break).
+static int blame(const Reader *rd, int a, int b) {
+    if (rd->src[b].from_set) return b;
+    if (rd->src[a].from_set) return a;
+    return is_given(rd, b) || !is_given(rd, a) ? b : a;
+}
+
+// Where the other key of a broken rule came from, for the message:
+// " (--set KEY)", " (FILE:L:C)" beside a blamed --set, " (line L)" beside
+// a blamed line of the same file, " (the default)".
+static const char *other_where(const Reader *rd, int blamed, int i, char *buf, size_t n) {
+    const RecipeSource *s = &rd->src[i];
+    char name[96];
+    dotted_name(i, name, sizeof name);
+    if (s->from_set) snprintf(buf, n, " (--set %s)", name);
+    else if (s->line && rd->src[blamed].from_set) snprintf(buf, n, " (%s:%d:%d)", rd->path, s->line, s->column);
+    else if (s->line) snprintf(buf, n, " (line %d)", s->line);
+    else snprintf(buf, n, " (the default)");
+    return buf;
+}
 
 // ---- converting one YAML node to a key's value --------------------------------
 
@@ -829,31 +850,51 @@ static int check_rules(Reader *rd, const Recipe *r) {
     const RecipeModel *m = &r->model;
     const RecipeTrain *t = &r->train;
     const RecipeDistill *ds = &r->distill;
+    char other[4400];
+    int k;
     if (check_name(rd, r)) return 2;
-    if (m->dim % m->heads)
-        return fail_key(rd, blame(rd, K("model.dim"), K("model.heads")),
-                        "%d does not divide model.dim %d; pick heads so that dim/heads is whole",
-                        m->heads, m->dim);
-    if (t->batch_size % t->micro_batch)
-        return fail_key(rd, blame(rd, K("train.micro_batch"), K("train.batch_size")),
-                        "%d is not a multiple of train.micro_batch %d",
-                        t->batch_size, t->micro_batch);
-    if (t->min_lr > t->lr)
-        return fail_key(rd, blame(rd, K("train.lr"), K("train.min_lr")),
-                        "%g is above train.lr %g; the schedule decays from lr down to min_lr",
-                        t->min_lr, t->lr);
-    if (t->warmup_steps > t->steps)
-        return fail_key(rd, blame(rd, K("train.steps"), K("train.warmup_steps")),
-                        "%d is more than train.steps %d", t->warmup_steps, t->steps);
+    // Each rule between two keys is told from the side of the key blamed,
+    // naming where the other one came from.
+    if (m->dim % m->heads) {
+        if ((k = blame(rd, K("model.dim"), K("model.heads"))) == K("model.heads"))
+            return fail_key(rd, k, "%d does not divide model.dim %d%s; pick heads so that dim/heads is whole",
+                            m->heads, m->dim, other_where(rd, k, K("model.dim"), other, sizeof other));
+        return fail_key(rd, k, "%d is not divisible by model.heads %d%s; pick dim so that dim/heads is whole",
+                        m->dim, m->heads, other_where(rd, k, K("model.heads"), other, sizeof other));
+    }
+    if (t->batch_size % t->micro_batch) {
+        if ((k = blame(rd, K("train.micro_batch"), K("train.batch_size"))) == K("train.batch_size"))
+            return fail_key(rd, k, "%d is not a multiple of train.micro_batch %d%s", t->batch_size, t->micro_batch,
+                            other_where(rd, k, K("train.micro_batch"), other, sizeof other));
+        return fail_key(rd, k, "%d does not divide train.batch_size %d%s", t->micro_batch, t->batch_size,
+                        other_where(rd, k, K("train.batch_size"), other, sizeof other));
+    }
+    if (t->min_lr > t->lr) {
+        if ((k = blame(rd, K("train.lr"), K("train.min_lr"))) == K("train.min_lr"))
+            return fail_key(rd, k, "%g is above train.lr %g%s; the schedule decays from lr down to min_lr", t->min_lr,
+                            t->lr, other_where(rd, k, K("train.lr"), other, sizeof other));
+        return fail_key(rd, k, "%g is below train.min_lr %g%s; the schedule decays from lr down to min_lr", t->lr,
+                        t->min_lr, other_where(rd, k, K("train.min_lr"), other, sizeof other));
+    }
+    if (t->warmup_steps > t->steps) {
+        if ((k = blame(rd, K("train.steps"), K("train.warmup_steps"))) == K("train.warmup_steps"))
+            return fail_key(rd, k, "%d is more than train.steps %d%s", t->warmup_steps, t->steps,
+                            other_where(rd, k, K("train.steps"), other, sizeof other));
+        return fail_key(rd, k, "%d is fewer than train.warmup_steps %d%s; lower the warmup too "
+                        "(--set train.warmup_steps=N)", t->steps, t->warmup_steps,
+                        other_where(rd, k, K("train.warmup_steps"), other, sizeof other));
+    }
     if (ds->w_token_kl + ds->w_ce + ds->w_traj + ds->w_feature <= 0)
         return fail_key(rd, blame(rd, K("distill.w_token_kl"), K("distill.w_traj")),
                         "every loss weight (w_token_kl, w_ce, w_traj, w_feature) is 0; nothing would be trained");
     if (r->data.max_trace_tokens == 0 && (ds->w_token_kl > 0 || ds->w_ce > 0)) {
         int i = ds->w_token_kl > 0 ? K("distill.w_token_kl") : K("distill.w_ce");
-        return fail_key(rd, blame(rd, i, K("data.max_trace_tokens")),
-                        "no trace tokens are kept (data.max_trace_tokens 0) but distill.%s is %g; keep some "
-                        "tokens or set w_token_kl and w_ce to 0",
-                        keys[i].key, ds->w_token_kl > 0 ? ds->w_token_kl : ds->w_ce);
+        double w = ds->w_token_kl > 0 ? ds->w_token_kl : ds->w_ce;
+        if ((k = blame(rd, i, K("data.max_trace_tokens"))) == K("data.max_trace_tokens"))
+            return fail_key(rd, k, "no trace tokens are kept (data.max_trace_tokens 0) but distill.%s is %g%s; keep some tokens or set "
+                            "w_token_kl and w_ce to 0", keys[i].key, w, other_where(rd, k, i, other, sizeof other));
+        return fail_key(rd, k, "%g, but no trace tokens are kept (data.max_trace_tokens 0%s); keep some tokens or "
+                        "set w_token_kl and w_ce to 0", w, other_where(rd, k, K("data.max_trace_tokens"), other, sizeof other));
     }
     return 0;
 }
