@@ -1,6 +1,7 @@
 // chunkread.c: rows of a shard dataset, raw chunks decoded outside the HDF5
 // lock (see chunkread.h for the design).
 #include "data/chunkread.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@ struct DlReader {
     void *raw; size_t raw_cap;          // one chunk as stored
     void *stage; size_t stage_cap;      // between two filters of the pipeline
     void *scratch; size_t scratch_cap;  // a field read only to check its rules
+    void *wide; size_t wide_cap;        // a field stored wider than its type, before narrowing
     ChunkCache cache[DL_N_SLOTS];
     int32_t *tokens, *topk_ids;         // (M_n), (M_n, k): one sample's whole trace
     float *topk_logprobs;               // (M_n, k)
@@ -43,6 +45,7 @@ void dl_reader_free(DlReader *rd) {
     free(rd->raw);
     free(rd->stage);
     free(rd->scratch);
+    free(rd->wide);
     for (int i = 0; i < DL_N_SLOTS; i++) free(rd->cache[i].buf);
     free(rd->tokens);
     free(rd->topk_ids);
@@ -88,8 +91,9 @@ int dl_reader_trace_room(DlReader *rd, size_t n_tokens, size_t n_topk,
 size_t dl_mem_size(DlKind kind) {
     switch (kind) {
     case DL_U8: case DL_I8: return 1;
-    case DL_I32: case DL_F16: case DL_F32: return 4;
-    case DL_I64: return 8;
+    case DL_I16: case DL_U16: return 2;
+    case DL_I32: case DL_U32: case DL_F16: case DL_F32: return 4;
+    case DL_I64: case DL_U64: case DL_F64: return 8;
     default: return 0;
     }
 }
@@ -100,7 +104,12 @@ hid_t dl_mem_type(DlKind kind) {
     case DL_I8: return H5T_NATIVE_INT8;
     case DL_I32: return H5T_NATIVE_INT32;
     case DL_I64: return H5T_NATIVE_INT64;
+    case DL_I16: return H5T_NATIVE_INT16;
+    case DL_U16: return H5T_NATIVE_UINT16;
+    case DL_U32: return H5T_NATIVE_UINT32;
+    case DL_U64: return H5T_NATIVE_UINT64;
     case DL_F16: case DL_F32: return H5T_NATIVE_FLOAT;
+    case DL_F64: return H5T_NATIVE_DOUBLE;
     default: return -1;
     }
 }
@@ -316,8 +325,9 @@ static int read_one_chunk(DlReader *rd, const DlShard *sh, int slot, const hsize
     return 0;
 }
 
-int dl_read_rows(DlReader *rd, const DlShard *sh, int slot, int64_t a, int64_t b, void *dst,
-                 int64_t sample, char *err, size_t errlen) {
+// Rows [a, b) as stored (at the stored type's width).
+static int read_rows_stored(DlReader *rd, const DlShard *sh, int slot, int64_t a, int64_t b, void *dst,
+                            int64_t sample, char *err, size_t errlen) {
     const DlDataset *d = &sh->ds[slot];
     if (b <= a) return 0;
     if (!d->raw_ok) return read_rows_hdf5(sh, d, a, b, dst, sample, err, errlen);
@@ -341,4 +351,76 @@ int dl_read_rows(DlReader *rd, const DlShard *sh, int slot, int64_t a, int64_t b
         }
     }
     return 0;
+}
+
+// ---- fields stored wider than their type ----------------------------------------
+
+static int fits(DlKind field, int64_t v) {
+    switch (field) {
+    case DL_U8: return v >= 0 && v <= UINT8_MAX;
+    case DL_I8: return v >= INT8_MIN && v <= INT8_MAX;
+    case DL_I32: return v >= INT32_MIN && v <= INT32_MAX;
+    default: return 1;   // DL_I64
+    }
+}
+
+// count values of stored kind `kind` (src) into the field's type (dst); a
+// value that does not fit is a bad sample.
+static int narrow(const DlShard *sh, const DlDataset *d, const uint8_t *src, void *dst, size_t count, int64_t sample,
+                  char *err, size_t errlen) {
+    for (size_t i = 0; i < count; i++) {
+        if (d->field == DL_F32) {   // from float64
+            double x;
+            memcpy(&x, src + i * 8, 8);
+            float f = (float)x;
+            if (isfinite(x) && !isfinite(f)) {
+                snprintf(err, errlen, "%s: %s: value %g (element %zu) does not fit float32 at sample %lld", sh->path,
+                         d->path, x, i, (long long)sample);
+                return -1;
+            }
+            ((float *)dst)[i] = f;
+            continue;
+        }
+        int64_t v;
+        int over = 0;
+        switch (d->kind) {
+        case DL_U8: v = src[i]; break;
+        case DL_I8: v = (int8_t)src[i]; break;
+        case DL_I16: { int16_t x; memcpy(&x, src + i * 2, 2); v = x; break; }
+        case DL_U16: { uint16_t x; memcpy(&x, src + i * 2, 2); v = x; break; }
+        case DL_I32: { int32_t x; memcpy(&x, src + i * 4, 4); v = x; break; }
+        case DL_U32: { uint32_t x; memcpy(&x, src + i * 4, 4); v = x; break; }
+        case DL_U64: { uint64_t x; memcpy(&x, src + i * 8, 8); over = x > INT64_MAX; v = (int64_t)x; break; }
+        default: { memcpy(&v, src + i * 8, 8); break; }   // DL_I64
+        }
+        if (over || !fits(d->field, v)) {
+            char value[32];
+            if (over) snprintf(value, sizeof value, "%llu", (unsigned long long)(uint64_t)v);
+            else snprintf(value, sizeof value, "%lld", (long long)v);
+            snprintf(err, errlen, "%s: %s: value %s (element %zu) does not fit %s at sample %lld", sh->path, d->path,
+                     value, i, dl_kind_name(d->field), (long long)sample);
+            return -1;
+        }
+        switch (d->field) {
+        case DL_U8: ((uint8_t *)dst)[i] = (uint8_t)v; break;
+        case DL_I8: ((int8_t *)dst)[i] = (int8_t)v; break;
+        case DL_I32: ((int32_t *)dst)[i] = (int32_t)v; break;
+        default: ((int64_t *)dst)[i] = v; break;
+        }
+    }
+    return 0;
+}
+
+int dl_read_rows(DlReader *rd, const DlShard *sh, int slot, int64_t a, int64_t b, void *dst,
+                 int64_t sample, char *err, size_t errlen) {
+    const DlDataset *d = &sh->ds[slot];
+    if (d->field == d->kind || b <= a) return read_rows_stored(rd, sh, slot, a, b, dst, sample, err, errlen);
+    size_t count = (size_t)(b - a);
+    for (int i = 1; i < d->rank; i++) count *= d->dims[i];
+    if (grow(&rd->wide, &rd->wide_cap, count * dl_mem_size(d->kind))) {
+        snprintf(err, errlen, "%s: %s: out of memory at sample %lld", sh->path, d->path, (long long)sample);
+        return -1;
+    }
+    if (read_rows_stored(rd, sh, slot, a, b, rd->wide, sample, err, errlen)) return -1;
+    return narrow(sh, d, rd->wide, dst, count, sample, err, errlen);
 }

@@ -33,7 +33,8 @@ int dl_parse_on_bad_sample(const char *s) {
 }
 
 const char *dl_kind_name(DlKind kind) {
-    static const char *names[] = { "other", "uint8", "int8", "int32", "int64", "float16", "float32", "string" };
+    static const char *names[] = { "other", "uint8", "int8", "int32", "int64", "float16", "float32", "string",
+                                   "int16", "uint16", "uint32", "uint64", "float64" };
     return names[kind];
 }
 
@@ -83,11 +84,12 @@ static DlKind type_kind(hid_t t) {
     case H5T_INTEGER: {
         int sign = H5Tget_sign(t) == H5T_SGN_2;
         if (size == 1) return sign ? DL_I8 : DL_U8;
-        if (size == 4 && sign) return DL_I32;
-        if (size == 8 && sign) return DL_I64;
+        if (size == 2) return sign ? DL_I16 : DL_U16;
+        if (size == 4) return sign ? DL_I32 : DL_U32;
+        if (size == 8) return sign ? DL_I64 : DL_U64;
         return DL_KIND_OTHER;
     }
-    case H5T_FLOAT: return size == 2 ? DL_F16 : size == 4 ? DL_F32 : DL_KIND_OTHER;
+    case H5T_FLOAT: return size == 2 ? DL_F16 : size == 4 ? DL_F32 : size == 8 ? DL_F64 : DL_KIND_OTHER;
     case H5T_STRING: return DL_STR;
     default: return DL_KIND_OTHER;
     }
@@ -108,12 +110,13 @@ void dl_type_name(hid_t t, char *buf, size_t len) {
     }
 }
 
-// Is `t` an IEEE binary16 or binary32 float as stored by numpy/h5py?
+// Is `t` an IEEE binary16, binary32 or binary64 float as stored by numpy/h5py?
 static int ieee_float(hid_t t) {
     size_t spos, epos, esize, mpos, msize;
     if (H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) < 0) return 0;
     size_t bias = H5Tget_ebias(t);
     if (H5Tget_size(t) == 2) return spos == 15 && epos == 10 && esize == 5 && mpos == 0 && msize == 10 && bias == 15;
+    if (H5Tget_size(t) == 8) return spos == 63 && epos == 52 && esize == 11 && mpos == 0 && msize == 52 && bias == 1023;
     return spos == 31 && epos == 23 && esize == 8 && mpos == 0 && msize == 23 && bias == 127;
 }
 
@@ -219,6 +222,22 @@ static const SlotRule slot_rules[DL_CAMERA0] = {
     [DL_VOCAB]         = { "/vocab", 1, DL_STR, 0, 1, "[V]" },
 };
 static const SlotRule camera_rule = { NULL, 1, DL_U8, 0, 5, "[N, F, H, W, 3]" };
+
+static int is_integer_kind(DlKind k) {
+    return k == DL_U8 || k == DL_I8 || k == DL_I16 || k == DL_U16 || k == DL_I32 || k == DL_U32 || k == DL_I64 || k == DL_U64;
+}
+
+// The type a field stored as `kind` is read as, by the rule: its own type,
+// float16 where allowed, any integer type for an integer field (each value
+// checked to fit when read), float64 for a float32 one; DL_KIND_OTHER when
+// the rule refuses it.
+static DlKind field_kind(DlKind kind, const SlotRule *rule) {
+    if (kind == rule->kind) return kind;
+    if (rule->alt_kind && kind == rule->alt_kind) return kind;
+    if (is_integer_kind(rule->kind) && is_integer_kind(kind)) return rule->kind;
+    if (rule->kind == DL_F32 && kind == DL_F64) return DL_F32;
+    return DL_KIND_OTHER;
+}
 
 // Does every group on the way to `path` exist, and the link itself?
 static int link_exists(hid_t file, const char *path) {
@@ -329,13 +348,16 @@ static int open_dataset(DlShard *sh, int slot, const SlotRule *rule, const char 
     hid_t type = H5Dget_type(d->id), space = H5Dget_space(d->id);
     int rc = 1;
     d->kind = type_kind(type);
+    d->field = field_kind(d->kind, rule);
     d->type_size = H5Tget_size(type);
     d->rank = H5Sget_simple_extent_ndims(space);
     char tname[64];
     dl_type_name(type, tname, sizeof tname);
-    if (d->kind != rule->kind && (!rule->alt_kind || d->kind != rule->alt_kind)) {
-        snprintf(err, errlen, "%s: %s: dtype %s, expected %s%s%s", sh->path, dpath, tname,
-                 rule->alt_kind ? dl_kind_name(rule->alt_kind) : "", rule->alt_kind ? " or " : "", dl_kind_name(rule->kind));
+    if (d->field == DL_KIND_OTHER) {
+        const char *wider = is_integer_kind(rule->kind) ? " (or any integer type whose values fit)"
+                          : rule->kind == DL_F32 ? " (or float64)" : "";
+        snprintf(err, errlen, "%s: %s: dtype %s, expected %s%s%s%s", sh->path, dpath, tname,
+                 rule->alt_kind ? dl_kind_name(rule->alt_kind) : "", rule->alt_kind ? " or " : "", dl_kind_name(rule->kind), wider);
         rc = -1;
     } else if (d->rank != rule->rank) {
         snprintf(err, errlen, "%s: %s: rank %d, expected %d (%s)", sh->path, dpath, d->rank, rule->rank, rule->shape);
@@ -401,6 +423,19 @@ static int parse_cameras(DlShard *sh, char *err, size_t errlen) {
     }
 }
 
+// ---- structural problems ------------------------------------------------------
+
+// A structural problem was found (its line is in err). With a listener
+// (dl_shard_check) it is handed over and the checks go on with what does
+// not depend on it; without one the first problem ends the open. Returns 1
+// to stop, 0 to go on.
+static int found(DlShard *sh, const char *err) {
+    sh->n_problems++;
+    if (!sh->on_problem) return 1;
+    sh->on_problem(err, sh->problem_ctx);
+    return 0;
+}
+
 static int read_root_attributes(DlShard *sh, char *err, size_t errlen) {
     static const char *need[] = { "drivelog_version", "fleet", "teacher", "hz", "cameras" };
     int64_t i64 = 0;
@@ -408,42 +443,56 @@ static int read_root_attributes(DlShard *sh, char *err, size_t errlen) {
     char *s = NULL;
     int got[5];
     got[0] = read_attr(sh->file, "", "drivelog_version", ATTR_INT, &sh->version, &f, &s, sh->path, err, errlen);
-    got[1] = got[0] < 0 ? -1 : read_attr(sh->file, "", "fleet", ATTR_STRING, &i64, &f, &sh->fleet, sh->path, err, errlen);
-    got[2] = got[1] < 0 ? -1 : read_attr(sh->file, "", "teacher", ATTR_STRING, &i64, &f, &sh->teacher, sh->path, err, errlen);
-    got[3] = got[2] < 0 ? -1 : read_attr(sh->file, "", "hz", ATTR_FLOAT, &i64, &sh->hz, &s, sh->path, err, errlen);
-    got[4] = got[3] < 0 ? -1 : read_attr(sh->file, "", "cameras", ATTR_STRING, &i64, &f, &sh->cameras, sh->path, err, errlen);
-    for (int i = 0; i < 5; i++) {
-        if (got[i] < 0) return -1;
+    if (got[0] < 0 && found(sh, err)) return -1;
+    got[1] = read_attr(sh->file, "", "fleet", ATTR_STRING, &i64, &f, &sh->fleet, sh->path, err, errlen);
+    if (got[1] < 0 && found(sh, err)) return -1;
+    got[2] = read_attr(sh->file, "", "teacher", ATTR_STRING, &i64, &f, &sh->teacher, sh->path, err, errlen);
+    if (got[2] < 0 && found(sh, err)) return -1;
+    got[3] = read_attr(sh->file, "", "hz", ATTR_FLOAT, &i64, &sh->hz, &s, sh->path, err, errlen);
+    if (got[3] < 0 && found(sh, err)) return -1;
+    got[4] = read_attr(sh->file, "", "cameras", ATTR_STRING, &i64, &f, &sh->cameras, sh->path, err, errlen);
+    if (got[4] < 0 && found(sh, err)) return -1;
+    for (int i = 0; i < 5; i++)
         if (got[i] == 0) {
             snprintf(err, errlen, "%s: root attribute %s: missing; every drive-log v1 shard needs it", sh->path, need[i]);
-            return -1;
+            if (found(sh, err)) return -1;
         }
-    }
-    if (sh->version != DL_VERSION) {
+    if (got[0] > 0 && sh->version != DL_VERSION) {
         snprintf(err, errlen, "%s: root attribute drivelog_version: %lld, but this reader reads version %d",
                  sh->path, (long long)sh->version, DL_VERSION);
-        return -1;
+        if (found(sh, err)) return -1;
     }
-    if (!isfinite(sh->hz) || sh->hz <= 0) {
+    if (got[3] > 0 && (!isfinite(sh->hz) || sh->hz <= 0)) {
         snprintf(err, errlen, "%s: root attribute hz: %g, expected a positive rate in steps per second", sh->path, sh->hz);
-        return -1;
+        if (found(sh, err)) return -1;
     }
-    return parse_cameras(sh, err, errlen);
+    if (got[4] > 0 && parse_cameras(sh, err, errlen) && found(sh, err)) return -1;
+    return 0;
 }
 
-// Open every dataset and check dtypes, ranks, N and the shapes they share.
+// Open every dataset and check dtypes, ranks, N and the shapes they share;
+// a check that needs a dataset with a problem of its own is left out.
 static int check_datasets(DlShard *sh, char *err, size_t errlen) {
     for (int s = 0; s < DL_N_SLOTS; s++) sh->ds[s].id = -1;
-    int present[DL_N_SLOTS] = {0};
+    int present[DL_N_SLOTS] = {0};   // open, with the right dtype and rank
+    int missing = 0;                 // required datasets absent or unusable
     for (int s = 0; s < DL_CAMERA0; s++) {
         int rc = open_dataset(sh, s, &slot_rules[s], slot_rules[s].path, err, errlen);
-        if (rc < 0) return -1;
+        if (rc < 0) {
+            if (found(sh, err)) return -1;
+            missing += slot_rules[s].required;
+            continue;
+        }
         present[s] = rc;
     }
     for (int c = 0; c < sh->n_cameras; c++) {
         char path[96];
         snprintf(path, sizeof path, "/camera/%s", sh->camera_names[c]);
-        if (open_dataset(sh, DL_CAMERA0 + c, &camera_rule, path, err, errlen) < 0) return -1;
+        if (open_dataset(sh, DL_CAMERA0 + c, &camera_rule, path, err, errlen) < 0) {
+            if (found(sh, err)) return -1;
+            missing++;
+            continue;
+        }
         present[DL_CAMERA0 + c] = 1;
     }
     DlDataset *ds = sh->ds;
@@ -457,52 +506,100 @@ static int check_datasets(DlShard *sh, char *err, size_t errlen) {
             shape_text(&ds[s], shape, sizeof shape);
             snprintf(err, errlen, "%s: %s: shape %s is beyond what distil reads (2^36 rows, 2 GiB a row); the file is damaged",
                      sh->path, ds[s].path, shape);
-            return -1;
+            if (found(sh, err)) return -1;
+            present[s] = 0;
+            missing += s < DL_CAMERA0 ? slot_rules[s].required : 1;
         }
     }
-    hsize_t N = ds[DL_CLIP_ID].dims[0];
-    sh->n = (int64_t)N;
     // N first, so a short dataset reads as "mismatched N" rather than a shape.
-    for (int s = 0; s < DL_N_SLOTS; s++) {
-        if (!present[s] || s == DL_CLIP_ID || s == DL_VOCAB || s == DL_TOKENS || s == DL_TOPK_IDS || s == DL_TOPK_LOGPROBS) continue;
-        hsize_t want = s == DL_OFFSETS ? N + 1 : N;
-        if (ds[s].dims[0] != want) {
+    if (present[DL_CLIP_ID]) {
+        hsize_t N = ds[DL_CLIP_ID].dims[0];
+        sh->n = (int64_t)N;
+        for (int s = 0; s < DL_N_SLOTS; s++) {
+            if (!present[s] || s == DL_CLIP_ID || s == DL_VOCAB || s == DL_TOKENS || s == DL_TOPK_IDS || s == DL_TOPK_LOGPROBS) continue;
+            hsize_t want = s == DL_OFFSETS ? N + 1 : N;
+            if (ds[s].dims[0] == want) continue;
             snprintf(err, errlen, "%s: %s: %llu %s, but /clip_id has %llu samples; every per-sample dataset needs the same N",
                      sh->path, ds[s].path, (unsigned long long)ds[s].dims[0], s == DL_OFFSETS ? "offsets (N + 1)" : "samples",
                      (unsigned long long)N);
-            return -1;
+            if (found(sh, err)) return -1;
+            present[s] = 0;
+            missing++;
         }
     }
+    // Each shape check on its own; a failed one leaves out what depends on it.
+#define CHECK_SHAPE(call) do { if (call) { if (found(sh, err)) return -1; ok = 0; } } while (0)
+    int ok;
     for (int c = 0; c < sh->n_cameras; c++) {
         DlDataset *d = &ds[DL_CAMERA0 + c];
-        if (check_size(sh, d, 1, "F", &sh->frames[c], err, errlen) || check_size(sh, d, 2, "H", &sh->height[c], err, errlen) ||
-            check_size(sh, d, 3, "W", &sh->width[c], err, errlen) || check_dim(sh, d, 4, 3, "RGB", camera_rule.shape, err, errlen))
-            return -1;
+        if (!present[DL_CAMERA0 + c]) continue;
+        ok = 1;
+        CHECK_SHAPE(check_size(sh, d, 1, "F", &sh->frames[c], err, errlen));
+        CHECK_SHAPE(check_size(sh, d, 2, "H", &sh->height[c], err, errlen));
+        CHECK_SHAPE(check_size(sh, d, 3, "W", &sh->width[c], err, errlen));
+        CHECK_SHAPE(check_dim(sh, d, 4, 3, "RGB", camera_rule.shape, err, errlen));
+        missing += !ok;
     }
-    if (check_size(sh, &ds[DL_HISTORY], 1, "Th", &sh->Th, err, errlen) ||
-        check_dim(sh, &ds[DL_HISTORY], 2, 4, "(x, y, yaw, speed)", slot_rules[DL_HISTORY].shape, err, errlen))
-        return -1;
-    DlDataset *traj = &ds[DL_TRAJECTORY];
-    if (check_size(sh, traj, 1, "K", &sh->K, err, errlen) || check_size(sh, traj, 2, "T", &sh->T, err, errlen) ||
-        check_dim(sh, traj, 3, 3, "(x, y, yaw)", slot_rules[DL_TRAJECTORY].shape, err, errlen))
-        return -1;
-    if (present[DL_FUTURE] && (check_dim(sh, &ds[DL_FUTURE], 1, (hsize_t)sh->T, "T of /teacher/trajectory", slot_rules[DL_FUTURE].shape, err, errlen) ||
-                               check_dim(sh, &ds[DL_FUTURE], 2, 3, "(x, y, yaw)", slot_rules[DL_FUTURE].shape, err, errlen)))
-        return -1;
-    if (present[DL_WEIGHT] && check_dim(sh, &ds[DL_WEIGHT], 1, (hsize_t)sh->K, "K of /teacher/trajectory", slot_rules[DL_WEIGHT].shape, err, errlen))
-        return -1;
-    sh->M = (int64_t)ds[DL_TOKENS].dims[0];
-    if (check_dim(sh, &ds[DL_TOPK_IDS], 0, (hsize_t)sh->M, "M of /teacher/trace/tokens", slot_rules[DL_TOPK_IDS].shape, err, errlen) ||
-        check_size(sh, &ds[DL_TOPK_IDS], 1, "k", &sh->k, err, errlen) ||
-        check_dim(sh, &ds[DL_TOPK_LOGPROBS], 0, (hsize_t)sh->M, "M of /teacher/trace/tokens", slot_rules[DL_TOPK_LOGPROBS].shape, err, errlen) ||
-        check_dim(sh, &ds[DL_TOPK_LOGPROBS], 1, (hsize_t)sh->k, "k of /teacher/trace/topk_ids", slot_rules[DL_TOPK_LOGPROBS].shape, err, errlen))
-        return -1;
+    if (present[DL_HISTORY]) {
+        ok = 1;
+        CHECK_SHAPE(check_size(sh, &ds[DL_HISTORY], 1, "Th", &sh->Th, err, errlen));
+        CHECK_SHAPE(check_dim(sh, &ds[DL_HISTORY], 2, 4, "(x, y, yaw, speed)", slot_rules[DL_HISTORY].shape, err, errlen));
+        missing += !ok;
+    }
+    int have_K = 0, have_T = 0;
+    if (present[DL_TRAJECTORY]) {
+        DlDataset *traj = &ds[DL_TRAJECTORY];
+        ok = 1;
+        CHECK_SHAPE(check_size(sh, traj, 1, "K", &sh->K, err, errlen));
+        have_K = ok;
+        CHECK_SHAPE(check_size(sh, traj, 2, "T", &sh->T, err, errlen));
+        have_T = ok;
+        CHECK_SHAPE(check_dim(sh, traj, 3, 3, "(x, y, yaw)", slot_rules[DL_TRAJECTORY].shape, err, errlen));
+        missing += !ok;
+    }
+    if (present[DL_FUTURE]) {
+        ok = 1;
+        if (have_T)
+            CHECK_SHAPE(check_dim(sh, &ds[DL_FUTURE], 1, (hsize_t)sh->T, "T of /teacher/trajectory", slot_rules[DL_FUTURE].shape, err, errlen));
+        CHECK_SHAPE(check_dim(sh, &ds[DL_FUTURE], 2, 3, "(x, y, yaw)", slot_rules[DL_FUTURE].shape, err, errlen));
+        missing += !ok;
+    }
+    if (present[DL_WEIGHT] && have_K) {
+        ok = 1;
+        CHECK_SHAPE(check_dim(sh, &ds[DL_WEIGHT], 1, (hsize_t)sh->K, "K of /teacher/trajectory", slot_rules[DL_WEIGHT].shape, err, errlen));
+        missing += !ok;
+    }
+    if (present[DL_TOKENS] && present[DL_TOPK_IDS] && present[DL_TOPK_LOGPROBS]) {
+        sh->M = (int64_t)ds[DL_TOKENS].dims[0];
+        ok = 1;
+        CHECK_SHAPE(check_dim(sh, &ds[DL_TOPK_IDS], 0, (hsize_t)sh->M, "M of /teacher/trace/tokens", slot_rules[DL_TOPK_IDS].shape, err, errlen));
+        int have_k = 1;
+        if (check_size(sh, &ds[DL_TOPK_IDS], 1, "k", &sh->k, err, errlen)) { if (found(sh, err)) return -1; ok = have_k = 0; }
+        CHECK_SHAPE(check_dim(sh, &ds[DL_TOPK_LOGPROBS], 0, (hsize_t)sh->M, "M of /teacher/trace/tokens", slot_rules[DL_TOPK_LOGPROBS].shape, err, errlen));
+        if (have_k)
+            CHECK_SHAPE(check_dim(sh, &ds[DL_TOPK_LOGPROBS], 1, (hsize_t)sh->k, "k of /teacher/trace/topk_ids", slot_rules[DL_TOPK_LOGPROBS].shape, err, errlen));
+        missing += !ok;
+    } else {
+        missing++;
+    }
     sh->D = 0;
-    if (present[DL_EMBEDDING] && check_size(sh, &ds[DL_EMBEDDING], 1, "D", &sh->D, err, errlen)) return -1;
-    sh->V = (int64_t)ds[DL_VOCAB].dims[0];
-    if (sh->V < 1) { snprintf(err, errlen, "%s: /vocab: empty; it needs every teacher token piece", sh->path); return -1; }
-    if (sh->V > INT32_MAX) { snprintf(err, errlen, "%s: /vocab: %lld pieces, more than int32 token ids can name", sh->path, (long long)sh->V); return -1; }
-    return 0;
+    if (present[DL_EMBEDDING]) {
+        ok = 1;
+        CHECK_SHAPE(check_size(sh, &ds[DL_EMBEDDING], 1, "D", &sh->D, err, errlen));
+        missing += !ok;
+    }
+#undef CHECK_SHAPE
+    if (present[DL_VOCAB]) {
+        sh->V = (int64_t)ds[DL_VOCAB].dims[0];
+        if (sh->V < 1 || sh->V > INT32_MAX) {
+            if (sh->V < 1) snprintf(err, errlen, "%s: /vocab: empty; it needs every teacher token piece", sh->path);
+            else snprintf(err, errlen, "%s: /vocab: %lld pieces, more than int32 token ids can name", sh->path, (long long)sh->V);
+            if (found(sh, err)) return -1;
+            missing++;
+        }
+    }
+    // The offsets and vocab are loaded only from a shard whose datasets are sound.
+    return missing || sh->n_problems ? -1 : 0;
 }
 
 // The whole /teacher/trace/offsets; offsets[0] = 0 and offsets[N] = M hold
@@ -605,6 +702,7 @@ static int open_locked(DlShard *sh, const char *path, char *err, size_t errlen) 
     if (!sh->path) { snprintf(err, errlen, "%s: out of memory", path); return -1; }
     if (access(path, R_OK) != 0) {
         snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
+        found(sh, err);
         return -1;
     }
     sh->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -613,21 +711,46 @@ static int open_locked(DlShard *sh, const char *path, char *err, size_t errlen) 
         dl_hdf5_error_text(why, sizeof why);
         snprintf(err, errlen, "%s: not a readable HDF5 file (HDF5: %s); the file is truncated or damaged, copy or export it again",
                  path, why);
+        found(sh, err);
         return -1;
     }
-    if (read_root_attributes(sh, err, errlen) || check_datasets(sh, err, errlen) || load_offsets(sh, err, errlen) ||
-        load_vocab(sh, err, errlen) || read_temperature(sh, err, errlen))
-        return -1;
-    return 0;
+    if (read_root_attributes(sh, err, errlen)) return -1;
+    // The offsets, the vocabulary and the temperature are read from sound datasets only.
+    if (check_datasets(sh, err, errlen)) return -1;
+    if (load_offsets(sh, err, errlen) && found(sh, err)) return -1;
+    if (load_vocab(sh, err, errlen) && found(sh, err)) return -1;
+    if (read_temperature(sh, err, errlen) && found(sh, err)) return -1;
+    return sh->n_problems ? -1 : 0;
+}
+
+static int dl_shard_open_listening(DlShard *sh, const char *path, char *err, size_t errlen);
+
+int dl_shard_check(DlShard *sh, const char *path, void (*problem)(const char *line, void *ctx), void *ctx) {
+    char err[DL_ERR_LEN];
+    memset(sh, 0, sizeof *sh);
+    sh->on_problem = problem;
+    sh->problem_ctx = ctx;
+    int rc = dl_shard_open_listening(sh, path, err, sizeof err);
+    sh->on_problem = NULL;
+    return rc < 0 ? (sh->n_problems ? sh->n_problems : 1) : 0;
 }
 
 int dl_shard_open(DlShard *sh, const char *path, char *err, size_t errlen) {
     memset(sh, 0, sizeof *sh);
+    return dl_shard_open_listening(sh, path, err, errlen);
+}
+
+// dl_shard_open with sh's listener (set by the caller, kept).
+static int dl_shard_open_listening(DlShard *sh, const char *path, char *err, size_t errlen) {
     sh->serial = atomic_fetch_add(&next_serial, 1);
     sh->file = -1;
     for (int s = 0; s < DL_N_SLOTS; s++) sh->ds[s].id = -1;
     err[0] = 0;
-    if (dl_zstd_register() < 0) { snprintf(err, errlen, "%s: cannot register the zstd filter with HDF5", path); return -1; }
+    if (dl_zstd_register() < 0) {
+        snprintf(err, errlen, "%s: cannot register the zstd filter with HDF5", path);
+        found(sh, err);
+        return -1;
+    }
     dl_hdf5_lock();
     int rc = open_locked(sh, path, err, errlen);
     dl_hdf5_unlock();

@@ -29,8 +29,13 @@
 enum { DL_ON_BAD_ERROR = 0, DL_ON_BAD_SKIP = 1 };
 enum { DL_OK = 0, DL_BAD_SAMPLE = 1 };
 
-// Element types as the reader sees them in the file.
-typedef enum { DL_KIND_OTHER = 0, DL_U8, DL_I8, DL_I32, DL_I64, DL_F16, DL_F32, DL_STR } DlKind;
+// Element types as the reader sees them in the file. The contract's types
+// are U8 .. STR; the rest are the wider types a writer may use where the
+// values survive (numpy's defaults: int64 for any integer, float64).
+typedef enum {
+    DL_KIND_OTHER = 0, DL_U8, DL_I8, DL_I32, DL_I64, DL_F16, DL_F32, DL_STR,
+    DL_I16, DL_U16, DL_U32, DL_U64, DL_F64
+} DlKind;
 
 // The datasets of a shard; cameras take DL_CAMERA0 + camera index.
 enum {
@@ -51,7 +56,10 @@ typedef struct DlFilter {
 typedef struct DlDataset {
     hid_t id;               // -1 when the shard has no such dataset
     char path[96];          // "/camera/front"
-    DlKind kind;
+    DlKind kind;            // as stored
+    DlKind field;           // the contract's type of the field when the file stores
+                            // another (read at kind's width, then narrowed, each
+                            // value checked to fit), else kind
     int rank;
     hsize_t dims[DL_MAX_RANK];
     size_t type_size;       // bytes per element in the file
@@ -86,6 +94,10 @@ typedef struct DlShard {
     char **vocab;                       // (V) pieces, NUL-terminated; NULL once dropped
     int64_t *offsets;                   // (N + 1) trace offsets, loaded at open
     DlDataset ds[DL_N_SLOTS];
+    // Structural problems while opening (dl_shard_check's listener).
+    void (*on_problem)(const char *line, void *ctx);
+    void *problem_ctx;
+    int n_problems;
 } DlShard;
 
 // A set of shards that agree; samples are numbered 0..n_samples-1 across them.
@@ -130,6 +142,10 @@ void dl_free_paths(char **paths, int n_paths);
 // Open one shard and check every structural rule; loads the offsets and vocab.
 // On failure the shard holds nothing (dl_shard_close is still safe).
 int dl_shard_open(DlShard *sh, const char *path, char *err, size_t errlen);
+// The same, but every structural problem is handed to problem() (one line,
+// no prefix) and the checks go on with what does not depend on it. Returns
+// the number of problems: 0 leaves the shard open, as dl_shard_open does.
+int dl_shard_check(DlShard *sh, const char *path, void (*problem)(const char *line, void *ctx), void *ctx);
 void dl_shard_close(DlShard *sh);
 void dl_shard_drop_vocab(DlShard *sh);
 // Check that b agrees with a (vocab, hz, cameras, per-sample shapes); the

@@ -151,6 +151,22 @@ def check_structural(name, paths, words):
     report(name, problems)
 
 
+def check_all_structural(name, path, expected):
+    """validate lists every structural problem of one shard, one line each
+    (expected: a fragment of each, in order); load stops at the first."""
+    problems = []
+    rc, out, err = run("validate", path)
+    lines = error_lines(err)
+    if crashed(rc, err) or rc != 2:
+        problems.append("validate: exit %d; stderr: %s" % (rc, err.strip()))
+    elif len(lines) != len(expected) or any(w not in l for w, l in zip(expected, lines)):
+        problems.append("validate: %d lines, expected %d with %s: %s" % (len(lines), len(expected), expected, lines))
+    rc, out, err = run("load", path, "--batch-size", "2")
+    if rc != 2 or len(error_lines(err)) != 1 or expected[0] not in err:
+        problems.append("load: exit %d, expected 2 and one line with %r: %s" % (rc, expected[0], err.strip()))
+    report(name, problems)
+
+
 def check_per_sample(name, path, dataset, sample, words=()):
     """One bad sample: an error naming file, dataset and sample, or a skip counted once."""
     problems = []
@@ -274,12 +290,24 @@ def corpus(d):
         def change(a, at):
             a[k] = a[k].astype(dt)
         return change
-    check_structural("wrong dtype: float64 history", [mutated(d, "dtype", retype("/ego/history", np.float64))],
-                     ["/ego/history", "dtype float64"])
-    check_structural("wrong dtype: int64 top-k ids", [mutated(d, "dtype_ids", retype("/teacher/trace/topk_ids", np.int64))],
-                     ["/teacher/trace/topk_ids", "dtype int64"])
+    # Wider types where the values survive (numpy's float64, int64) are
+    # valid (tests/test_interop.py); another kind of number is not.
+    check_structural("wrong dtype: int64 history", [mutated(d, "dtype", retype("/ego/history", np.int64))],
+                     ["/ego/history", "dtype int64"])
+    check_structural("wrong dtype: float32 top-k ids", [mutated(d, "dtype_ids", retype("/teacher/trace/topk_ids", np.float32))],
+                     ["/teacher/trace/topk_ids", "dtype float32"])
     check_structural("wrong dtype: float16 trajectory", [mutated(d, "dtype_f16", retype("/teacher/trajectory", np.float16))],
                      ["/teacher/trajectory", "dtype float16"])
+
+    def several(a, at):
+        del at["fleet"]
+        del a["/teacher/trajectory"]
+        a["/ego/history"] = a["/ego/history"].astype(np.int64)
+        a["/t0_us"] = a["/t0_us"][:-1]
+        a["/camera/front"] = np.zeros((N, F, H, W, 4), np.uint8)
+    check_all_structural("every structural problem listed", mutated(d, "several", several),
+                         ["root attribute fleet: missing", "/ego/history: dtype int64", "/teacher/trajectory: missing",
+                          "/t0_us: 7 samples", "/camera/front: shape"])
 
     def flatten(a, at):
         a["/teacher/trajectory"] = a["/teacher/trajectory"].reshape(N, K, T * 3)

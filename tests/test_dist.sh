@@ -57,6 +57,16 @@ else
   fail batch_split_refused "rc $rc; $(grep -m1 error err.txt)"
 fi
 
+# ---- a mistake every rank makes is printed once ---------------------------------------
+$MPIRUN -np 2 "$DISTIL" train tiny.yaml --out once --set train.warmup_steps=9 >/dev/null 2>err.txt
+rc=$?
+errors=$(grep -c '^distil: error:' err.txt)
+if [ $rc -ne 0 ] && [ "$errors" = 1 ] && grep -q -- '--set train.warmup_steps: 9 is more than train.steps 8' err.txt; then
+  ok recipe_error_printed_once
+else
+  fail recipe_error_printed_once "rc $rc, $errors error lines: $(grep '^distil: error:' err.txt | head -3)"
+fi
+
 # ---- failures end the job -------------------------------------------------------------
 # The pid of rank $1 among mpirun $2's children.
 rank_pid() {

@@ -420,6 +420,79 @@ def test_synth_shards_validate(tmp):
     assert r.returncode == 0, f"validate rejected synth shards: {(r.stdout + r.stderr).strip()}"
 
 
+# ---- (c) numpy's default dtypes ----------------------------------------------------
+
+# What a fleet engineer's numpy writes without asking: int64 integers,
+# float64 floats (and an int32 /clip_id from a narrower source).
+NUMPY_DEFAULTS = {
+    "/clip_id": np.int32, "/t0_us": np.int64, "/ego/command": np.int64, "/ego/history": np.float64,
+    "/ego/future": np.float64, "/teacher/trajectory": np.float64, "/teacher/weight": np.float64,
+    "/teacher/trace/tokens": np.int64, "/teacher/trace/topk_ids": np.int64,
+    "/teacher/trace/topk_logprobs": np.float64, "/teacher/embedding": np.float64,
+}
+
+
+def numpy_default_copy(src, dst, poke=None):
+    """src (uncompressed) rewritten with NUMPY_DEFAULTS; poke(arrays) may change values."""
+    shutil.copy(src, dst)
+    with h5py.File(dst, "a") as f:
+        arrays = {k: f[k][()].astype(t) for k, t in NUMPY_DEFAULTS.items()}
+        if poke:
+            poke(arrays)
+        for k, v in arrays.items():
+            del f[k]
+            f.create_dataset(k, data=v)
+    return dst
+
+
+def train_losses(tmp, name, shard_glob):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from harness import tiny_recipe
+    recipe = tiny_recipe(os.path.join(tmp, name + ".yaml"), data__train=f'["{shard_glob}"]', data__eval="[]",
+                         train__steps=3)
+    r = distil("train", recipe, "--out", os.path.join(tmp, name), timeout=300)
+    assert r.returncode == 0, f"train on {shard_glob}: {r.stderr.strip()}"
+    with open(os.path.join(tmp, name, "metrics.jsonl")) as f:
+        return [line.split('"loss": ')[1].split(",")[0] for line in f if '"loss"' in line]
+
+
+def test_numpy_default_dtypes_train_like_the_contract_types(tmp):
+    _, plain = synth_pair(tmp)
+    os.makedirs(os.path.join(tmp, "numpy"), exist_ok=True)
+    wide = numpy_default_copy(plain, os.path.join(tmp, "numpy", "shard-00000.h5"))
+    r = validate(wide)
+    assert r.returncode == 0, f"validate refused numpy's dtypes: {(r.stdout + r.stderr).strip()}"
+    want = train_losses(tmp, "run_contract", os.path.dirname(plain) + "/*.h5")
+    got = train_losses(tmp, "run_numpy", os.path.join(tmp, "numpy") + "/*.h5")
+    assert got == want and len(got) == 3, f"losses {got} on numpy's dtypes, {want} on the contract's"
+
+
+def test_a_value_that_does_not_fit_its_field_is_a_bad_sample(tmp):
+    _, plain = synth_pair(tmp)
+
+    def poke(a):
+        a["/ego/command"][5] = 300            # int64 on disk, int8 in the contract
+        a["/ego/history"][7, 0, 0] = 1e300    # finite as float64, not as float32
+    bad = numpy_default_copy(plain, os.path.join(tmp, "numpy_bad.h5"), poke)
+    r = validate(bad)
+    lines = [l for l in r.stderr.splitlines() if l.startswith("distil: error:")]
+    assert r.returncode == 2 and len(lines) == 2, r.stderr
+    assert "/ego/command: value 300 (element 0) does not fit int8 at sample 5" in lines[0], lines[0]
+    assert "/ego/history: value 1e+300 (element 0) does not fit float32 at sample 7" in lines[1], lines[1]
+
+
+def test_a_field_of_another_kind_is_refused(tmp):
+    _, plain = synth_pair(tmp)
+    path = os.path.join(tmp, "int_history.h5")
+    shutil.copy(plain, path)
+    with h5py.File(path, "a") as f:
+        h = f["/ego/history"][()]
+        del f["/ego/history"]
+        f.create_dataset("/ego/history", data=h.astype(np.int64))
+    r = validate(path)
+    assert r.returncode == 2 and "/ego/history: dtype int64, expected float32 (or float64)" in r.stderr, r.stderr
+
+
 # ---- harness ---------------------------------------------------------------------
 
 def main():

@@ -179,6 +179,25 @@ def test_without_checkpoints_or_samples(tmp):
     assert "Samples turned off" in page(tmp, "nosamples.html")
 
 
+def test_greedy_trace_without_end_marker_stops_at_the_teachers_length(tmp):
+    """Shards that name no bos/eos: the student's greedy trace ends after as
+    many tokens as the teacher's trace, not at L with the last token repeated."""
+    os.makedirs(f"{tmp}/noeos", exist_ok=True)
+    shutil.copy(f"{tmp}/shards/eval/shard-00000.h5", f"{tmp}/noeos/a.h5")
+    with h5py.File(f"{tmp}/noeos/a.h5", "a") as f:
+        del f["vocab"].attrs["bos"], f["vocab"].attrs["eos"]
+        offsets = f["teacher/trace/offsets"][()]
+    r = run(DISTIL, "report", "run", "--logs", "noeos/*.h5", "--out", "noeos.html", cwd=tmp)
+    assert "8 samples" in r.stdout, r.stdout
+    cards = re.findall(r"shard 0, sample (\d+) .*?<b>student</b>([^<]*)</div>", page(tmp, "noeos.html"), re.S)
+    assert len(cards) == 8, len(cards)
+    for index, student in cards:
+        n = int(index)
+        teacher_len = int(offsets[n + 1] - offsets[n])
+        words = student.split()
+        assert 0 < len(words) <= teacher_len, f"sample {n}: {len(words)} student tokens, the teacher's trace has {teacher_len}: {student}"
+
+
 def test_bad_inputs(tmp):
     one_error_line(run(DISTIL, "report", "nowhere", check=False, cwd=tmp), "nowhere")
     os.makedirs(f"{tmp}/empty", exist_ok=True)

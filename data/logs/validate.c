@@ -1,5 +1,6 @@
 // validate.c: `distil logs validate GLOB...`: every rule of drive-log v1
-// on every shard and every sample, one line per problem.
+// on every shard and every sample, one line per problem: every structural
+// problem of a shard, and its bad samples up to --max-lines.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,12 @@ static void validate_samples(const DlShard *sh, DlReader *rd, int on_bad, int ma
                 sh->path, (long long)(bad - max_lines));
     t->bad += bad;
     free(frames);
+}
+
+// Every structural problem of a shard, one line each.
+static void print_problem(const char *line, void *ctx) {
+    (void)ctx;
+    fprintf(stderr, "distil: error: %s\n", line);
 }
 
 static int usage_error(const char *what) {
@@ -94,8 +101,7 @@ int logs_validate_main(int argc, char **argv) {
         for (int i = 0; i < n_paths; i++) {
             DlShard sh;
             t.files++;
-            if (dl_shard_open(&sh, paths[i], err, sizeof err)) {
-                fprintf(stderr, "distil: error: %s\n", err);
+            if (dl_shard_check(&sh, paths[i], print_problem, NULL)) {
                 t.unusable++;
                 dl_shard_close(&sh);
                 continue;

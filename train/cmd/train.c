@@ -208,6 +208,9 @@ static int resume_run(TrainState *ts, const char *ckpt, const char *run_dir, lon
 }
 
 int cmd_train(int argc, char **argv) {
+    // Under mpirun every rank reads the same arguments, recipe and shards:
+    // until the run is set up, a mistake is printed once, by rank 0.
+    dist_hold_errors();
     TrainArgs a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc;
@@ -255,6 +258,7 @@ int cmd_train(int argc, char **argv) {
     EgoOnly ego;
     memset(&ego, 0, sizeof ego);
     if (ts.data.eval && (rc = fit_ego_only(&ego, &r, &ts.data.setup, EGO_ONLY_FIT_SAMPLES))) return rc;
+    dist_release_errors();   // what fails from here on fails on one rank
 
     snprintf(path, sizeof path, "%s/recipe.resolved.yaml", run_dir);
     FILE *f = fopen(root ? path : "/dev/null", "w");

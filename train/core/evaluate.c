@@ -16,6 +16,7 @@ int fit_ego_only(EgoOnly *e, const Recipe *r, const Setup *s, long max_samples) 
     opt.seed = (uint64_t)r->seed + 1;
     opt.workers = r->data.loader_threads;
     opt.on_bad_sample = DL_ON_BAD_SKIP;    // the training run reports bad samples itself
+    opt.keep_tail = 1;                     // a set under one batch still fits (the padding is invalid, skipped)
     char err[1024];
     Loader *ld = loader_open(r->data.train.items, r->data.train.n, &opt, err, sizeof err);
     if (!ld) { fprintf(stderr, "distil: error: %s\n", err); return 2; }

@@ -30,9 +30,12 @@ int memory_plan(const Recipe *r, MemoryPlan *m) {
         Student st;
         Objective obj;
         objective_build(g, &st, &obj, &s, r, r->train.micro_batch);
-        train_apply_freeze(g, r);
-        m->graph = graph_memory(g);
-        if (!m->graph.ok) { fprintf(stderr, "distil: error: out of host memory planning the step\n"); rc = 2; }
+        if (train_apply_freeze(g, r) < 0) {
+            rc = 2;
+        } else {
+            m->graph = graph_memory(g);
+            if (!m->graph.ok) { fprintf(stderr, "distil: error: out of host memory planning the step\n"); rc = 2; }
+        }
         m->optimizer = 2 * m->graph.grads;
         m->n_params = graph_param_numel(g);
         m->seq_len = st.seq_len;

@@ -10,8 +10,16 @@
 
 static int fail_key(const Recipe *r, const char *key, const char *msg) {
     char where[512];
-    fprintf(stderr, "distil: error: %s: %s: %s\n", recipe_where(r, key, where, sizeof where), key, msg);
+    recipe_where(r, key, where, sizeof where);   // "--set KEY" names the key already
+    fprintf(stderr, "distil: error: %s%s%s: %s\n", where, strncmp(where, "--set ", 6) ? ": " : "",
+            strncmp(where, "--set ", 6) ? key : "", msg);
     return 2;
+}
+
+static int count_without_embedding(const DlSet *set) {
+    int n = 0;
+    for (int i = 0; i < set->n_shards; i++) n += set->shards[i].D == 0;
+    return n;
 }
 
 int setup_from_shards(Setup *s, const Recipe *r, const DlSet *set, int vocab_size) {
@@ -51,6 +59,15 @@ int setup_from_shards(Setup *s, const Recipe *r, const DlSet *set, int vocab_siz
         snprintf(msg, sizeof msg, "ground_truth needs /ego/future, which %s does not have", sh->path);
         return fail_key(r, "distill.traj_target", msg);
     }
+    // The feature loss needs the teacher's embedding in every shard: on
+    // shards without it, it would train nothing, in silence.
+    for (int i = 0; i < set->n_shards && r->distill.w_feature > 0; i++)
+        if (set->shards[i].D == 0) {
+            snprintf(msg, sizeof msg, "%g, but %s has no /teacher/embedding (of %d training shards, %d lack it); "
+                     "set distill.w_feature: 0, or train on shards that log the embedding", r->distill.w_feature,
+                     set->shards[i].path, set->n_shards, count_without_embedding(set));
+            return fail_key(r, "distill.w_feature", msg);
+        }
     // One logged temperature for the whole set (the distillation op takes one).
     for (int i = 1; i < set->n_shards; i++)
         if (set->shards[i].temperature != sh->temperature) {
@@ -81,7 +98,7 @@ int setup_from_shards(Setup *s, const Recipe *r, const DlSet *set, int vocab_siz
     mc->attention = r->model.attention == ATTENTION_CAUSAL ? ATTN_CAUSAL : ATTN_PREFIX;
     mc->vocab = vocab_size;
     mc->max_trace = r->data.max_trace_tokens;
-    mc->feat_dim = (r->distill.w_feature > 0 && sh->D > 0) ? sh->D : 0;
+    mc->feat_dim = r->distill.w_feature > 0 ? sh->D : 0;
     for (int c = 0; c < 3; c++) {
         mc->img_mean[c] = (float)r->model.image_mean[c];
         mc->img_std[c] = (float)r->model.image_std[c];

@@ -14,8 +14,54 @@
 #include "train/core/state.h"       // defines: TrainState
 #include "train/dist/dist.h"        // defines: dist_world, GradSync
 
+// The parameter names, for a pattern that matches none: each name without
+// its .weight/.bias, every number (a block index) as N, each once, in order.
+static void parameter_names(const Graph *g, char *out, size_t n) {
+    size_t used = 0;
+    out[0] = 0;
+    char seen[8192] = "";
+    int max_index = -1;
+    for (int i = 0; i < g->n_params; i++) {
+        char name[256], *o = name;
+        for (const char *p = g->params[i]->name; *p && o < name + sizeof name - 2;) {
+            if ((p == g->params[i]->name || p[-1] == '.') && *p >= '0' && *p <= '9') {
+                int idx = atoi(p);
+                if (idx > max_index) max_index = idx;
+                while (*p >= '0' && *p <= '9') p++;
+                *o++ = 'N';
+            } else {
+                *o++ = *p++;
+            }
+        }
+        *o = 0;
+        size_t len = strlen(name);
+        if (len > 7 && !strcmp(name + len - 7, ".weight")) strcpy(name + len - 7, ".*");
+        else if (len > 5 && !strcmp(name + len - 5, ".bias")) strcpy(name + len - 5, ".*");
+        char key[260];
+        snprintf(key, sizeof key, "|%s|", name);
+        if (strstr(seen, key)) continue;
+        if (strlen(seen) + strlen(key) < sizeof seen) strcat(seen, key);
+        used += (size_t)snprintf(out + used, used < n ? n - used : 0, "%s%s", used ? ", " : "", name);
+    }
+    if (max_index >= 0 && used < n) snprintf(out + used, n - used, " (N = 0..%d)", max_index);
+}
+
+// Freeze every parameter whose name matches one of the recipe's patterns;
+// a pattern that matches none is an error (printed), as it would freeze
+// nothing in silence. Returns the frozen count, or -1.
 int train_apply_freeze(Graph *g, const Recipe *r) {
     int frozen = 0;
+    for (int p = 0; p < r->train.freeze.n; p++) {
+        int matched = 0;
+        for (int i = 0; i < g->n_params; i++) matched += fnmatch(r->train.freeze.items[p], g->params[i]->name, 0) == 0;
+        if (matched) continue;
+        char where[512], names[4096];
+        parameter_names(g, names, sizeof names);
+        recipe_where(r, "train.freeze", where, sizeof where);
+        fprintf(stderr, "distil: error: %s%s: '%s' matches no parameter; the parameters are %s\n", where,
+                strncmp(where, "--set ", 6) ? ": train.freeze" : "", r->train.freeze.items[p], names);
+        return -1;
+    }
     for (int i = 0; i < g->n_params; i++)
         for (int p = 0; p < r->train.freeze.n; p++)
             if (fnmatch(r->train.freeze.items[p], g->params[i]->name, 0) == 0) {
@@ -135,7 +181,7 @@ int train_state_open_on(TrainState *ts, Recipe *r, Device device) {
     if (r->train.precision == PRECISION_BF16) graph_set_products(ts->model.g, DT_BF16);
     backend_set_allow_tf32(device, r->train.precision == PRECISION_FP32 && r->train.allow_tf32);
     objective_build(ts->model.g, &ts->model.st, &ts->model.obj, &ts->data.setup, r, r->train.micro_batch);
-    ts->model.frozen = train_apply_freeze(ts->model.g, r);
+    if ((ts->model.frozen = train_apply_freeze(ts->model.g, r)) < 0) return 2;
     if (graph_plan(ts->model.g)) return 2;
     student_fill_constants(&ts->model.st);
     Rng rng;

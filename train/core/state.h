@@ -87,7 +87,8 @@ int train_state_open(TrainState *ts, Recipe *r);
 int train_state_open_on(TrainState *ts, Recipe *r, Device device);
 void train_state_close(TrainState *ts);
 // Freeze every parameter of g whose name matches one of train.freeze's
-// patterns (before graph_plan). Returns how many.
+// patterns (before graph_plan). Returns how many, or -1 (printed) when a
+// pattern matches no parameter: it would freeze nothing in silence.
 int train_apply_freeze(Graph *g, const Recipe *r);
 
 // One optimizer step at schedule position `step` (step.c). STEP_SKIPPED: a

@@ -41,6 +41,14 @@ typedef struct Dist {
 const Dist *dist_world(void);
 static inline int dist_is_root(void) { return dist_world()->rank == 0; }
 
+// Errors every rank would print alike: from dist_hold_errors until
+// dist_release_errors, a non-root rank under a launcher holds its stderr;
+// if it fails meanwhile, it gives rank 0 (failing the same way) a grace
+// period to print and end the job, then prints its own lines, naming its
+// rank. Both are no-ops in a process started alone and on rank 0.
+void dist_hold_errors(void);
+void dist_release_errors(void);
+
 // Seconds a collective may wait before the watchdog ends the job
 // (dist.timeout_s). Rank 0 fires first and names the ranks that never
 // arrived; the others wait a grace period longer, so that when one of them

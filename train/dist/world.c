@@ -86,6 +86,71 @@ static int launched_by_env(void) {
     return 0;
 }
 
+// ---- errors every rank would print ------------------------------------------------
+
+// Until a command has checked what every rank reads alike (the recipe, the
+// shards, the model), the ranks fail alike: a non-root rank holds its
+// stderr in a file meanwhile. On a failure it waits HELD_GRACE_S for rank 0,
+// who fails the same way, to print and end the job; a failure of its own
+// (rank 0 went on) is printed after the grace, prefixed with its rank.
+#define HELD_GRACE_S 10
+static struct {
+    int fd;              // the held stderr (an unlinked file), -1: not holding
+    int saved;           // the real stderr
+    int rank;
+} held = { -1, -1, 0 };
+
+static int env_rank(void) {
+    static const char *const vars[] = { "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID" };
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v) return atoi(v);
+    }
+    return 0;
+}
+
+// Put the real stderr back and copy what was held to it, each line
+// prefixed with "rank R: " when `failed`.
+static void held_release(int failed) {
+    if (held.fd < 0) return;
+    fflush(stderr);
+    dup2(held.saved, STDERR_FILENO);
+    close(held.saved);
+    char buf[4096];
+    FILE *in = fdopen(held.fd, "r");
+    held.fd = -1;
+    if (!in) return;
+    rewind(in);
+    while (fgets(buf, sizeof buf, in)) {
+        if (failed && !strncmp(buf, "distil: error: ", 15)) fprintf(stderr, "distil: error: rank %d: %s", held.rank, buf + 15);
+        else fputs(buf, stderr);
+    }
+    fclose(in);
+    fflush(stderr);
+}
+
+static void held_exit(int status, void *arg) {
+    (void)arg;
+    if (held.fd < 0) return;
+    if (status != 0) sleep(HELD_GRACE_S);   // rank 0's failure, the same one, ends the job meanwhile
+    held_release(status != 0);
+}
+
+void dist_hold_errors(void) {
+    if (!launched_by_env() || (held.rank = env_rank()) == 0 || held.fd >= 0) return;
+    char path[] = "/tmp/distil-stderr-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) return;
+    unlink(path);
+    fflush(stderr);
+    held.saved = dup(STDERR_FILENO);
+    if (held.saved < 0 || dup2(fd, STDERR_FILENO) < 0) { close(fd); return; }
+    held.fd = fd;
+    on_exit(held_exit, NULL);
+}
+
+void dist_release_errors(void) { held_release(0); }
+
 // ---- the watchdog ------------------------------------------------------------
 
 // "1" or "1, 3": the ranks whose latest arrival note is older than wait
@@ -239,6 +304,7 @@ static void board_stop(void) {
 static void world_exit(int status, void *arg) {
     (void)arg;
     watchdog_stop();
+    held_exit(status, NULL);   // before the abort ends this process
     if (status != 0) MPI_Abort(MPI_COMM_WORLD, status);
     // Every rank finished: one barrier, so that the notes above are not
     // cancelled while a peer is still sending its last ones.

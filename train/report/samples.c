@@ -63,12 +63,15 @@ static void set_trace(Student *st, const int32_t *gen, const int *len, int L) {
 
 // Greedy decoding, all samples at once: position t's logits see only the
 // trace tokens before t (both masks keep the trace causal), so one forward
-// per position suffices.
-static void greedy_trace(Inference *m, const uint8_t *valid, int eos, int32_t *gen, int *len) {
+// per position suffices. A sample's trace ends at the end marker; without
+// one (eos < 0: the shards name none, or the student vocabulary lacks it)
+// it ends after as many tokens as the teacher's trace (teacher_len), rather
+// than running to L repeating whatever it ended on.
+static void greedy_trace(Inference *m, const uint8_t *valid, const int32_t *teacher_len, int eos, int32_t *gen, int *len) {
     const int B = m->st.B, L = m->s.mc.max_trace, V = m->s.mc.vocab;
     int *done = calloc((size_t)B, sizeof *done);
     if (!done) return;
-    for (int i = 0; i < B; i++) { len[i] = 0; done[i] = !valid[i]; }
+    for (int i = 0; i < B; i++) { len[i] = 0; done[i] = !valid[i] || (eos < 0 && teacher_len[i] <= 0); }
     for (int t = 0; t < L; t++) {
         int active = 0;
         for (int i = 0; i < B; i++) active += !done[i];
@@ -83,7 +86,7 @@ static void greedy_trace(Inference *m, const uint8_t *valid, int eos, int32_t *g
             for (int v = 1; v < V; v++) if (row[v] > row[best]) best = v;
             gen[(size_t)i * L + t] = best;
             len[i] = t + 1;
-            if (best == eos) done[i] = 1;
+            if (best == eos || (eos < 0 && len[i] >= teacher_len[i])) done[i] = 1;
         }
     }
     free(done);
@@ -177,7 +180,7 @@ int report_run_samples(const Bundle *b, char *const *globs, int n_globs, int wan
         batch_to_inputs(bt, &m.s, &m.r, &b->vocab, &m.st, &m.obj);
         graph_forward(m.g);
         memcpy(forced, m.st.traj->data, (size_t)want * T * 3 * sizeof *forced);
-        greedy_trace(&m, bt->valid, eos, gen, len);
+        greedy_trace(&m, bt->valid, bt->trace_len, eos, gen, len);
         set_trace(&m.st, gen, len, L);
         graph_forward(m.g);
         const float *own = m.st.traj->data;
