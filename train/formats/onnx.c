@@ -1,4 +1,4 @@
-// onnx.c: the protobuf encoder and the ONNX graph builder (see onnx.h).
+// onnx.c: the ONNX graph builder (see onnx.h), on the protobuf encoder of protobuf.c.
 #include "train/formats/onnx.h"
 #include <errno.h>
 #include <stdio.h>
@@ -6,73 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
-// Protobuf wire types.
-enum { WIRE_VARINT = 0, WIRE_LEN = 2, WIRE_FIXED32 = 5 };
-
 // ONNX IR version 8 is the one of opset 17 and 18 (onnx 1.12-1.13); readers
 // accept it for any opset at or above 17.
 #define ONNX_IR_VERSION 8
-
-// ---- protobuf --------------------------------------------------------------------
-
-void pb_free(PbBuf *b) {
-    free(b->data);
-    memset(b, 0, sizeof *b);
-}
-
-static void put(PbBuf *b, const void *src, size_t n) {
-    if (b->oom) return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n) cap *= 2;
-        uint8_t *d = realloc(b->data, cap);
-        if (!d) { b->oom = 1; return; }
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, src, n);
-    b->len += n;
-}
-
-void pb_varint(PbBuf *b, uint64_t v) {
-    uint8_t buf[10];
-    int n = 0;
-    do {
-        buf[n] = (uint8_t)(v & 0x7f);
-        v >>= 7;
-        if (v) buf[n] |= 0x80;
-        n++;
-    } while (v);
-    put(b, buf, n);
-}
-
-static void tag(PbBuf *b, int field, int wire) { pb_varint(b, ((uint64_t)field << 3) | (uint64_t)wire); }
-
-void pb_int(PbBuf *b, int field, int64_t v) {
-    tag(b, field, WIRE_VARINT);
-    pb_varint(b, (uint64_t)v);
-}
-
-void pb_fixed32(PbBuf *b, int field, float v) {
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    uint8_t le[4] = { (uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24) };
-    tag(b, field, WIRE_FIXED32);
-    put(b, le, 4);
-}
-
-void pb_bytes(PbBuf *b, int field, const void *data, size_t n) {
-    tag(b, field, WIRE_LEN);
-    pb_varint(b, n);
-    put(b, data, n);
-}
-
-void pb_string(PbBuf *b, int field, const char *s) { pb_bytes(b, field, s, strlen(s)); }
-
-void pb_message(PbBuf *b, int field, const PbBuf *msg) {
-    if (msg->oom) b->oom = 1;
-    pb_bytes(b, field, msg->data, msg->len);
-}
 
 // ---- field numbers (onnx/onnx.proto) ------------------------------------------------
 
@@ -235,8 +171,7 @@ int onnx_write_model(OnnxGraph *g, const char *graph_name, int opset, const char
     if (doc) pb_string(&head, MODEL_DOC, doc);
     PbBuf name = { 0 };
     pb_string(&name, GRAPH_NAME, graph_name);
-    tag(&head, MODEL_GRAPH, WIRE_LEN);
-    pb_varint(&head, g->body.len + name.len);
+    pb_len_prefix(&head, MODEL_GRAPH, g->body.len + name.len);
     pb_string(&opset_msg, OPSET_DOMAIN, "");
     pb_int(&opset_msg, OPSET_VERSION, opset);
     pb_message(&tail, MODEL_OPSET_IMPORT, &opset_msg);

@@ -1,29 +1,11 @@
-// onnx.h: writing ONNX models without the ONNX library: a minimal protobuf
-// encoder (varints, length-delimited and fixed32 fields) and a graph builder
-// for the messages ONNX needs (ModelProto, GraphProto, NodeProto,
+// onnx.h: writing ONNX models without the ONNX library: a graph builder on
+// the project's protobuf encoder (protobuf.h) for the messages ONNX needs (ModelProto, GraphProto, NodeProto,
 // TensorProto, ValueInfoProto, AttributeProto). Field numbers follow
 // onnx/onnx.proto. The student's graph (onnx_student.c) is built with it.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
-
-// ---- protobuf --------------------------------------------------------------------
-
-// A growing byte buffer holding encoded fields. An allocation failure sets
-// oom; later writes are dropped and the writer reports it at the end.
-typedef struct PbBuf {
-    uint8_t *data;
-    size_t len, cap;
-    int oom;
-} PbBuf;
-
-void pb_free(PbBuf *b);
-void pb_varint(PbBuf *b, uint64_t v);
-void pb_int(PbBuf *b, int field, int64_t v);                          // wire type 0 (negative: 10 bytes, as protobuf)
-void pb_fixed32(PbBuf *b, int field, float v);                        // wire type 5
-void pb_bytes(PbBuf *b, int field, const void *data, size_t n);       // wire type 2
-void pb_string(PbBuf *b, int field, const char *s);
-void pb_message(PbBuf *b, int field, const PbBuf *msg);               // an embedded message
+#include "train/formats/protobuf.h"   // defines: PbBuf, pb_*
 
 // ---- ONNX ------------------------------------------------------------------------
 
