@@ -6,7 +6,8 @@
 #   scripts/deps.sh --test   also what the tests use: headless Chromium (the
 #                            report test), and the Python packages the
 #                            interop tests import (onnx, onnxruntime,
-#                            safetensors), pip-installed into build/pydeps
+#                            safetensors, tensorboard's event reader),
+#                            pip-installed into build/pydeps
 #                            (tests/run.sh puts it on PYTHONPATH). The tests
 #                            themselves install nothing.
 set -euo pipefail
@@ -30,9 +31,12 @@ test_packages=(
 # Pure-Python or manylinux wheels, installed without their dependencies so
 # that Debian's numpy (1.24) stays the one imported. onnx 1.16 is the last
 # that runs with numpy 1.24 (newer ones need ml_dtypes and numpy 2).
+# tensorboard's event reader (tests/test_cli.py) needs only absl-py beside
+# protobuf and numpy; its server's dependencies (grpcio, werkzeug, ...) are
+# not imported by it, so they are left out.
 python_packages=(
   onnxruntime==1.20.1 onnx==1.16.2 protobuf==5.29.3 flatbuffers==24.12.23 packaging sympy==1.13.3 mpmath==1.3.0
-  coloredlogs==15.0.1 humanfriendly==10.0 safetensors==0.5.2
+  coloredlogs==15.0.1 humanfriendly==10.0 safetensors==0.5.2 tensorboard==2.18.0 absl-py==2.1.0
 )
 PYDEPS=build/pydeps
 

@@ -270,7 +270,7 @@ def test_kill9_at_random_instants():
         left = [n for n in os.listdir(f"{run}/checkpoints") if n.startswith(".")]
         check(not left, f"kill {i}: temporary entries left after a clean save: {left}")
         steps = [json.loads(l)["step"] for l in read(f"{run}/metrics.jsonl", "r").splitlines()]
-        check(steps == list(range(step + 1)), f"kill {i}: metrics.jsonl steps {steps[-5:]}, expected 0..{step}")
+        check(steps == list(range(1, step + 2)), f"kill {i}: metrics.jsonl steps {steps[-5:]}, expected 1..{step + 1}")
         last_step = step + 1
     print(f"  {advanced} of 20 killed runs had checkpointed new steps; {partial} were killed mid-save "
           "(a .tmp or .trash directory left)", flush=True)

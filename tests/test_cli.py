@@ -1,9 +1,14 @@
-"""test_cli.py: what distil shows its user: the help texts, and what a
-training run prints and logs as it goes.
+"""test_cli.py: what distil shows its user: the help texts, what a training
+run prints (in a pipe and on a terminal) and logs (metrics.jsonl,
+TensorBoard event files read back with the tensorboard package, which
+scripts/deps.sh --test installs), the progress of eval and report, and
+settings that would do nothing.
 """
+import json
 import os
 import re
 import shutil
+import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -12,10 +17,18 @@ from harness import one_error_line, run, run_suite, tiny_recipe  # noqa: E402
 DISTIL = os.path.abspath(os.environ.get("DISTIL", "build/cpu/distil"))
 
 
+RUN = {}
+
+
 def prepare(tmp):
     run(DISTIL, "logs", "synth", "--out", "shards", "--shards", "1", "--samples-per-shard", "64", "--preset", "demo",
         "--eval-shards", "1", "--eval-samples-per-shard", "16", "--seed", "4", cwd=tmp)
     tiny_recipe(os.path.join(tmp, "tiny.yaml"))
+    # One run in a pipe: 20 steps, evaluations at 10 (and the final one at 20).
+    RUN["piped"] = train(tmp, "--out", "run", "--set", "train.log_every=5").stdout
+    # The same on a terminal (script(1) gives it a pty).
+    cmd = f"{DISTIL} train tiny.yaml --out run_tty --set train.log_every=5"
+    RUN["tty"] = run("script", "-qfec", cmd, "/dev/null", cwd=tmp, timeout=600).stdout
 
 
 def train(tmp, *args, check=True):
@@ -47,6 +60,90 @@ def test_subcommand_help_is_help(tmp):
         assert r.returncode == 0 and not r.stderr and re.search(r"usage: distil", r.stdout), \
             f"distil {' '.join(args)}: exit {r.returncode}, stderr {r.stderr!r}"
 
+
+
+# ---- a training run's console ------------------------------------------------------
+
+STEP_LINE = re.compile(r"step (\d+)/20  loss [0-9.]+ \(token_kl [0-9.]+, ce [0-9.]+, traj [0-9.]+\)  lr \S+  "
+                       r"grad_norm \S+  \d+ samples/s  ETA \S+")
+
+
+def test_piped_progress_lines_carry_everything(tmp):
+    out = RUN["piped"]
+    steps = [int(m.group(1)) for m in STEP_LINE.finditer(out)]
+    assert steps == [5, 10, 15, 20], f"step lines at {steps}: {out}"
+    assert re.search(r"eval at step 10: ade_teacher [0-9.]+ m", out), out
+
+
+def test_start_names_the_recipe_and_the_model(tmp):
+    head = RUN["piped"].splitlines()[:2]
+    assert "recipe tiny.yaml, resolved in run/recipe.resolved.yaml" in head[0], head
+    assert re.search(r"model: [0-9.]+ M parameters \(\d+; 0 frozen tensors\), \d+ tokens per sample .* vocabulary \d+",
+                     head[1]), head
+
+
+def test_terminal_shows_eval_lines_and_a_live_progress_line(tmp):
+    out = RUN["tty"]
+    assert "eval at step 10: ade_teacher" in out, out
+    # The live line is redrawn in place: \r (read as a newline here) and an erase to the end of the line.
+    assert "\x1b[K" in out and STEP_LINE.search(out), repr(out[-600:])
+    assert "eval on 16 samples" in out, out
+
+
+def test_one_step_numbering(tmp):
+    """Step N is the N-th step everywhere: the console, metrics.jsonl, the
+    evaluations and the checkpoints (step_N)."""
+    lines = [json.loads(l) for l in open(f"{tmp}/run/metrics.jsonl")]
+    steps = [l["step"] for l in lines if "loss" in l]
+    evals = [l["step"] for l in lines if "eval" in l]
+    assert steps == list(range(1, 21)), steps
+    assert evals == [10, 20], evals
+    assert sorted(os.listdir(f"{tmp}/run/checkpoints")) == ["latest", "step_0000010", "step_0000020"]
+
+
+# ---- TensorBoard ------------------------------------------------------------------------
+
+def test_tensorboard_reads_the_scalars(tmp):
+    from tensorboard.backend.event_processing import event_accumulator as ea
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+    files = os.listdir(f"{tmp}/run/tensorboard")
+    assert len(files) == 1 and files[0].startswith("events.out.tfevents."), files
+    # Every record's two masked CRC-32Cs, checked here as well as by the reader.
+    blob = open(f"{tmp}/run/tensorboard/{files[0]}", "rb").read()
+    pos = records = 0
+    while pos < len(blob):
+        n, = struct.unpack("<Q", blob[pos:pos + 8])
+        assert struct.unpack("<I", blob[pos + 8:pos + 12])[0] == masked_crc32c(blob[pos:pos + 8]), f"record {records}"
+        data = blob[pos + 12:pos + 12 + n]
+        assert struct.unpack("<I", blob[pos + 12 + n:pos + 16 + n])[0] == masked_crc32c(data), f"record {records}"
+        pos, records = pos + 16 + n, records + 1
+    acc = ea.EventAccumulator(f"{tmp}/run/tensorboard", size_guidance={ea.SCALARS: 0})
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("train/loss", "train/token_kl", "train/ce", "train/traj", "train/lr", "train/grad_norm",
+                "train/samples_per_s", "eval/student/ade_teacher", "eval/baselines/ego_only/ade_teacher",
+                "eval/trace/token_acc", "eval/trace/kl"):
+        assert tag in tags, f"{tag} missing: {sorted(tags)}"
+    assert "train/feature" not in tags, "a loss of weight 0 is left out"
+    metrics = [json.loads(l) for l in open(f"{tmp}/run/metrics.jsonl")]
+    loss = {l["step"]: l["loss"] for l in metrics if "loss" in l}
+    got = {e.step: e.value for e in acc.Scalars("train/loss")}
+    assert sorted(got) == list(range(1, 21)), sorted(got)
+    assert all(abs(got[s] - loss[s]) <= 1e-6 * abs(loss[s]) for s in loss), (got, loss)
+    final = json.load(open(f"{tmp}/run/eval.json"))
+    ade = {e.step: e.value for e in acc.Scalars("eval/student/ade_teacher")}
+    assert sorted(ade) == [10, 20] and abs(ade[20] - final["student"]["ade_teacher"]) < 1e-5, ade
+
+
+# ---- eval and report show progress ------------------------------------------------------
+
+def test_eval_and_report_show_progress(tmp):
+    r = run(DISTIL, "eval", "run/checkpoints/latest", "--logs", "shards/eval/*.h5", "--batch", "2", cwd=tmp)
+    assert re.search(r"reading the shards: 8/8 batches \(100%\)", r.stdout), r.stdout
+    assert re.search(r"evaluating: 2/8 batches \(25%\), ETA \S+\n.*evaluating: 8/8 batches \(100%\)", r.stdout, re.S), r.stdout
+    r = run(DISTIL, "report", "run", "--samples", "2", cwd=tmp)
+    assert "report: run/metrics.jsonl: 20 steps and 2 evaluations" in r.stdout, r.stdout
+    assert re.search(r"report: the students' greedy traces: \d+/16 trace positions \(100%\)", r.stdout), r.stdout
 
 
 # ---- a setting that would do nothing is an error ----------------------------------

@@ -482,13 +482,15 @@ int checkpoint_rewind(const char *run_dir, const char *dir, long step, char *err
     return 0;
 }
 
-// A metrics line's step, or -1 when the line is not a whole JSON object with one.
-static long line_step(const char *line, size_t len) {
+// A metrics line's step, or -1 when the line is not a whole JSON object with
+// one; *eval: whether it is an evaluation's line.
+static long line_step(const char *line, size_t len, int *eval) {
     char jerr[256];
     json_t *j = jsonio_parse(line, len, jerr, sizeof jerr);
     if (!j) return -1;
     int64_t s = -1;
     if (jsonio_get_int64(j, "step", &s, jerr, sizeof jerr)) s = -1;
+    *eval = json_object_get(j, "eval") != NULL;
     json_decref(j);
     return (long)s;
 }
@@ -510,8 +512,10 @@ int metrics_rewind(const char *path, long step, char *err, size_t errlen) {
     while ((n = getline(&line, &cap, in)) > 0) {
         // A line cut short by a kill has no newline: dropped with the rest.
         if (line[n - 1] != '\n') break;
-        long s = line_step(line, (size_t)n - 1);
-        if (s >= 0 && s < step) fwrite(line, 1, (size_t)n, out);
+        // Step N's line came before checkpoint N; the evaluation at N is redone.
+        int eval = 0;
+        long s = line_step(line, (size_t)n - 1, &eval);
+        if (s >= 0 && (s < step || (s == step && !eval))) fwrite(line, 1, (size_t)n, out);
     }
     free(line);
     fclose(in);

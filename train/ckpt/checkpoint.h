@@ -102,6 +102,8 @@ int checkpoint_load(TrainState *ts, const char *dir, long *step, int *threads, c
 int checkpoint_rewind(const char *run_dir, const char *dir, long step, char *err, size_t errlen);
 
 // Rewrite the metrics file at path (atomically) keeping only the lines of
-// steps before `step` (and dropping a torn last line). A missing file is
-// fine. Returns 0, or -1 with err set.
+// steps up to `step` (steps count from 1: step N's line was written before
+// checkpoint N) and of evaluations before it (the one at `step` is redone),
+// dropping a torn last line. A missing file is fine. Returns 0, or -1 with
+// err set.
 int metrics_rewind(const char *path, long step, char *err, size_t errlen);

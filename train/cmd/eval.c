@@ -233,7 +233,11 @@ static int first_pass(Loader *ld, Inference *m, Bundle *b, EgoOnly *ego, Dump *d
     long batches = loader_batches_per_epoch(ld);
     loader_seek(ld, (LoaderPosition){ 0, 0 });
     int rc = 0;
+    Progress progress;
+    progress_start(&progress, dump ? "reading the shards and running the model for the dump" : "reading the shards",
+                   batches);
     for (long bi = 0; bi < batches && !rc; bi++) {
+        progress_update(&progress, bi, "batches");
         const Batch *bt = loader_next(ld);
         if (!bt) { fprintf(stderr, "distil: error: %s\n", loader_error(ld)); rc = 2; break; }
         if (dump) {
@@ -249,6 +253,8 @@ static int first_pass(Loader *ld, Inference *m, Bundle *b, EgoOnly *ego, Dump *d
             if (dump) dump_add(dump, bt, i, m);
         }
     }
+    if (!rc) progress_update(&progress, batches, "batches");
+    progress_break(&progress);
     if (!rc && b->vocab.majority < 0) {
         int best = 0;
         for (int v = 1; v < V; v++) if (counts[v] > counts[best]) best = v;
@@ -300,7 +306,8 @@ static int run_eval(const EvalArgs *a, Bundle *b) {
         rc = 2;
     }
     EvalResult er;
-    if (!rc) rc = evaluate(m.g, &m.st, &m.obj, &m.s, &m.r, &b->vocab, &ego, ld, 0, &er);
+    Progress progress;
+    if (!rc) rc = evaluate(m.g, &m.st, &m.obj, &m.s, &m.r, &b->vocab, &ego, ld, 0, &er, &progress);
     if (!rc) {
         printf("distil eval: %s (%s", b->dir, b->is_export ? "export" : "checkpoint");
         if (b->step >= 0) printf(", step %ld", b->step);

@@ -16,14 +16,10 @@
 #include "train/formats/fsutil.h"      // defines: fs_mkdir_p
 #include "train/formats/json_io.h"     // defines: json_pack, jsonio_dump, jsonio_write_file
 #include "train/core/state.h"     // defines: TrainState, train_step, train_state_open
+#include "train/cmd/train_log.h"      // defines: TrainLog, train_log_*
 
 #define EGO_ONLY_FIT_SAMPLES 4096
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 
 static void usage(FILE *f) {
@@ -84,13 +80,6 @@ static int parse_args(int argc, char **argv, TrainArgs *a) {
     return 0;
 }
 
-// One line of metrics.jsonl: line (consumed) and a newline. Its reals are
-// doubles or fp32 values, each written so that it reads back exactly.
-static void write_metrics_line(FILE *f, json_t *line) {
-    jsonio_dump(line, f, JSONIO_F64);
-    json_decref(line);
-}
-
 static double mb(size_t bytes) { return (double)bytes / 1e6; }
 
 // The planned bytes of the step (autograd/plan.h): what the arenas hold.
@@ -105,48 +94,22 @@ static void print_memory_plan(const TrainState *ts) {
            p->n_remat);
 }
 
-static void write_step_json(FILE *f, long step, const StepStats *st, float lr, double norm, double sps, int skipped) {
-    write_metrics_line(f, json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i}", "step", (json_int_t)step,
-                                    "loss", jsonio_real(st->loss), "token_kl", jsonio_real(st->kl),
-                                    "ce", jsonio_real(st->ce), "traj", jsonio_real(st->traj),
-                                    "feature", jsonio_real(st->feature), "lr", jsonio_real(lr),
-                                    "grad_norm", jsonio_real(isfinite(norm) ? norm : -1.0),
-                                    "samples_per_s", jsonio_real(sps), "skipped", skipped));
-}
-
-static void progress(int tty, long step, long total, const StepStats *st, float lr, double sps, double eta_s) {
-    if (tty) {
-        fprintf(stderr, "\rstep %ld/%ld  loss %.4f  lr %.2e  %.0f samples/s  ETA %dm%02ds   ", step, total, st->loss, lr,
-                sps, (int)(eta_s / 60), (int)fmod(eta_s, 60));
-        fflush(stderr);
-    } else {
-        printf("step %ld/%ld loss %.4f (kl %.4f ce %.4f traj %.4f) lr %.2e %.0f samples/s\n", step, total, st->loss,
-               st->kl, st->ce, st->traj, lr, sps);
-        fflush(stdout);
-    }
-}
-
-static int write_eval(TrainState *ts, const EgoOnly *ego, long batches, long step, FILE *metrics, EvalResult *er) {
-    int rc = train_evaluate(ts, ego, batches, er);   // split across the ranks, reduced
+// An evaluation after `done` steps, split across the ranks and reduced.
+static int run_eval(TrainState *ts, const EgoOnly *ego, long batches, long done, TrainLog *log, int tb, int line, EvalResult *er) {
+    int rc = train_evaluate(ts, ego, batches, er);
     if (rc) return rc;
-    write_metrics_line(metrics, json_pack("{s:I, s:o}", "step", (json_int_t)step, "eval", eval_object(er)));
-    fflush(metrics);
+    train_log_eval(log, done, er, tb, line);
     return 0;
 }
 
 // The periodic evaluation after `done` steps; the last step has the final
-// evaluation instead.
-static int periodic_eval(TrainState *ts, const EgoOnly *ego, long done, long last, int tty, FILE *metrics) {
+// evaluation instead. tb: 0 leaves out its TensorBoard scalars.
+static int periodic_eval(TrainState *ts, const EgoOnly *ego, long done, long last, TrainLog *log, int tb) {
     const Recipe *r = ts->r;
     if (!ts->data.eval || r->train.eval_every <= 0 || done <= 0 || done % r->train.eval_every || done >= last) return 0;
     EvalResult er;
     long batches = (r->train.eval_samples + r->train.micro_batch - 1) / r->train.micro_batch;
-    int rc = write_eval(ts, ego, batches, done, metrics, &er);
-    if (rc) return rc;
-    if (!tty) printf("eval at step %ld: ade_teacher %.3f m (constant velocity %.3f, ego-only %.3f), token_acc %.3f\n",
-                     done, traj_metric(&er.student, "ade_teacher"), traj_metric(&er.constant_velocity, "ade_teacher"),
-                     traj_metric(&er.ego_only, "ade_teacher"), er.trace.positions ? er.trace.correct / er.trace.positions : 0);
-    return 0;
+    return run_eval(ts, ego, batches, done, log, tb, 1, &er);
 }
 
 static int save_checkpoint(const TrainState *ts, const char *run_dir, long done, FILE *metrics) {
@@ -268,57 +231,45 @@ int cmd_train(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/vocab.json", run_dir);
     char verr[1300];
     if (root && vocab_write_json(&ts.data.vocab, path, verr, sizeof verr)) { fprintf(stderr, "distil: error: %s\n", verr); return 2; }
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
-    // A resumed run appends to what metrics_rewind kept.
-    FILE *metrics = fopen(root ? path : "/dev/null", a.resume ? "a" : "w");
-    if (!metrics) { fprintf(stderr, "distil: error: %s: %s\n", path, strerror(errno)); return 2; }
-
-    int tty = root && isatty(STDERR_FILENO);
-    printf("distil train: %s: %zu parameters (%d frozen tensors), %d tokens per sample, vocab %d, "
-           "micro-batch %d x %d accumulation, %ld of %ld steps\n",
-           r.name, graph_param_numel(ts.model.g), ts.model.frozen, ts.model.st.seq_len, ts.data.vocab.size, r.train.micro_batch, ts.data.accum, last, total);
+    TrainLog log;
+    if ((rc = train_log_open(&log, run_dir, root, a.resume, &r, start, last))) return rc;
+    // Where the run is and what it trains, before the first step.
+    printf("distil train: %s: recipe %s, resolved in %s/recipe.resolved.yaml; TensorBoard: %s/tensorboard\n", r.name,
+           a.recipe, run_dir, run_dir);
+    printf("model: %.2f M parameters (%zu; %d frozen tensors), %d tokens per sample (%d image, ego, command, %d trace, "
+           "action), vocabulary %d; micro-batch %d x %d accumulation x %d rank%s; steps %ld to %ld of %ld\n",
+           graph_param_numel(ts.model.g) / 1e6, graph_param_numel(ts.model.g), ts.model.frozen, ts.model.st.seq_len,
+           ts.model.st.n_img_tokens, ts.data.setup.mc.max_trace, ts.data.vocab.size, r.train.micro_batch, ts.data.accum,
+           dist_world()->world, dist_world()->world == 1 ? "" : "s", start + 1, last, total);
     print_memory_plan(&ts);
     fflush(stdout);
 
-    // The evaluation due at the resumed step ran before the checkpoint, but
-    // its line came after it in metrics.jsonl: it is redone (the same weights
-    // and samples give the same line).
-    if (start > 0 && (rc = periodic_eval(&ts, &ego, start, last, tty, metrics))) return rc;
-    double t_start = now_s(), t_window = t_start;
-    long samples_window = 0;
-    for (long step = start; step < last; step++) {
+    // The evaluation due at the resumed step ran before the checkpoint, and
+    // metrics_rewind dropped its line with the later ones: it is redone (the
+    // same weights and samples give the same line). Its TensorBoard scalars
+    // are in the earlier event file still.
+    if (start > 0 && (rc = periodic_eval(&ts, &ego, start, last, &log, 0))) return rc;
+    for (long step = start + 1; step <= last; step++) {   // steps count from 1: step N leaves N done
         StepStats ss;
-        int st = train_step(&ts, step, &ss);
-        if (st == STEP_ERROR) { if (tty) fputc('\n', stderr); return 2; }
-        samples_window += ss.samples;
-        long done = step + 1;
-        if (st == STEP_SKIPPED) {
-            write_metrics_line(metrics, json_pack("{s:I, s:i, s:s}", "step", (json_int_t)step, "skipped", 1,
-                                                  "reason", "non-finite loss or gradient"));
-        } else {
-            double t = now_s(), sps = samples_window / fmax(t - t_window, 1e-9);
-            write_step_json(metrics, step, &ss, ss.lr, ss.grad_norm, sps, 0);
-            if (done % r.train.log_every == 0 || done == last) {
-                progress(tty, done, last, &ss, ss.lr, sps, (t - t_start) / (done - start) * (last - done));
-                t_window = t;
-                samples_window = 0;
-            }
-        }
-        if ((rc = periodic_eval(&ts, &ego, done, last, tty, metrics))) return rc;
-        fflush(metrics);
-        if (r.train.checkpoint_every > 0 && done % r.train.checkpoint_every == 0 && done < last &&
-            (rc = save_checkpoint(&ts, run_dir, done, metrics)))
+        int st = train_step(&ts, step - 1, &ss);
+        if (st == STEP_ERROR) { train_log_break(&log); return 2; }
+        train_log_step(&log, step, &ss, st == STEP_SKIPPED);
+        if ((rc = periodic_eval(&ts, &ego, step, last, &log, 1))) return rc;
+        fflush(log.metrics);
+        if (r.train.checkpoint_every > 0 && step % r.train.checkpoint_every == 0 && step < last &&
+            (rc = save_checkpoint(&ts, run_dir, step, log.metrics)))
             return rc;
     }
-    if (tty) fputc('\n', stderr);
+    train_log_break(&log);
     printf("trained %ld steps in %.1f s (%ld skipped as non-finite, %ld bad samples skipped, %ld traces truncated)\n",
-           last - start, now_s() - t_start, ts.optim.bad_total, (long)loader_bad_samples(ts.data.train), (long)loader_truncated_traces(ts.data.train));
+           last - start, progress_now() - log.console.t0, ts.optim.bad_total, (long)loader_bad_samples(ts.data.train),
+           (long)loader_truncated_traces(ts.data.train));
     // The final checkpoint before the final evaluation, which changes nothing.
-    if (last > start && (rc = save_checkpoint(&ts, run_dir, last, metrics))) return rc;
+    if (last > start && (rc = save_checkpoint(&ts, run_dir, last, log.metrics))) return rc;
 
     if (ts.data.eval) {
         EvalResult er;
-        if ((rc = write_eval(&ts, &ego, 0, last, metrics, &er))) return rc;
+        if ((rc = run_eval(&ts, &ego, 0, last, &log, 1, 0, &er))) return rc;
         snprintf(path, sizeof path, "%s/eval.json", run_dir);
         json_t *doc = eval_object(&er);
         rc = jsonio_write_file(root ? path : "/dev/null", doc, JSONIO_F64);
@@ -327,7 +278,7 @@ int cmd_train(int argc, char **argv) {
         eval_print_table(&er, stdout);
         ego_only_free(&ego);
     }
-    fclose(metrics);
+    train_log_close(&log);
     printf("run directory: %s\n", run_dir);
     train_state_close(&ts);
     recipe_free(&r);

@@ -43,7 +43,7 @@ int fit_ego_only(EgoOnly *e, const Recipe *r, const Setup *s, long max_samples) 
 }
 
 int evaluate(Graph *g, Student *st, Objective *obj, const Setup *s, const Recipe *r, const Vocab *v,
-             const EgoOnly *ego, Loader *ld, long max_batches, EvalResult *out) {
+             const EgoOnly *ego, Loader *ld, long max_batches, EvalResult *out, Progress *progress) {
     memset(out, 0, sizeof *out);
     const int T = s->mc.horizon, L = s->mc.max_trace, V = s->mc.vocab, k = s->k;
     long batches = loader_batches_per_epoch(ld);
@@ -66,7 +66,9 @@ int evaluate(Graph *g, Student *st, Objective *obj, const Setup *s, const Recipe
     }
     const int32_t *ce_targets = graph_input_host(obj->ce_targets), *topk_ids = graph_input_host(obj->topk_ids);
     const float *topk_logprobs = graph_input_host(obj->topk_logprobs);
+    if (progress) progress_start(progress, "evaluating", batches);
     for (long bi = 0; bi < batches; bi++) {
+        if (progress) progress_update(progress, bi, "batches");
         const Batch *b = loader_next(ld);
         if (!b) {
             fprintf(stderr, "distil: error: %s\n", loader_error(ld));
@@ -108,6 +110,10 @@ int evaluate(Graph *g, Student *st, Objective *obj, const Setup *s, const Recipe
         }
     }
     free(pred); free(tmean); free(teacher); free(traj_host); free(logits_host);
+    if (progress) {
+        progress_update(progress, batches, "batches");
+        progress_break(progress);
+    }
     return 0;
 }
 
@@ -175,7 +181,7 @@ int train_evaluate(TrainState *ts, const EgoOnly *ego, long max_batches, EvalRes
     // The eval loader gives each rank every world-th sample; max_batches
     // counts the micro-batches of the whole evaluation.
     long mine = max_batches > 0 ? (max_batches + d->world - 1) / d->world : 0;
-    int rc = evaluate(ts->model.g, &ts->model.st, &ts->model.obj, &ts->data.setup, ts->r, &ts->data.vocab, ego, ts->data.eval, mine, out);
+    int rc = evaluate(ts->model.g, &ts->model.st, &ts->model.obj, &ts->data.setup, ts->r, &ts->data.vocab, ego, ts->data.eval, mine, out, NULL);
     if (rc) return rc;   // this rank's exit status ends the job
     if (d->launched) reduce_eval(out);
     return 0;

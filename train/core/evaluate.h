@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include "train/core/metrics.h"    // defines: TrajMetrics, TraceMetrics, EgoOnly
 #include "train/core/objective.h"   // defines: Setup, Objective, Student
+#include "train/core/progress.h"    // defines: Progress
 
 typedef struct EvalResult {
     TrajMetrics student, teacher, constant_velocity, ego_only;
@@ -16,9 +17,10 @@ typedef struct EvalResult {
 int fit_ego_only(EgoOnly *e, const Recipe *r, const Setup *s, long max_samples);
 
 // Run the student over the eval loader's first max_batches batches (all of
-// one epoch when <= 0), with the training graph (forward only).
+// one epoch when <= 0), with the training graph (forward only). progress:
+// started here and updated per batch, or NULL for a silent pass.
 int evaluate(Graph *g, Student *st, Objective *obj, const Setup *s, const Recipe *r, const Vocab *v,
-             const EgoOnly *ego, Loader *ld, long max_batches, EvalResult *out);
+             const EgoOnly *ego, Loader *ld, long max_batches, EvalResult *out, Progress *progress);
 
 // A new eval.json object (docs/metrics.md lists the keys): doubles, to be
 // dumped with JSONIO_F64; counts are integers. NULL when out of memory.

@@ -338,6 +338,8 @@ static int gather_samples(const ReportRequest *a, const Recipe *recipe, int has_
         return 0;
     }
     Bundle b;
+    printf("report: loading %s\n", ckpt);
+    fflush(stdout);
     int rc = bundle_open(&b, ckpt);
     if (rc) { bundle_close(&b); return rc; }
     // The eval shards: --logs, the run's recipe, or the checkpoint's.
@@ -394,6 +396,8 @@ int report_write(const ReportRequest *req) {
     RunLog log;
     snprintf(path, sizeof path, "%s/metrics.jsonl", a.run_dir);
     if ((rc = read_metrics(path, &log))) { runlog_free(&log); return rc; }
+    printf("report: %s: %ld steps and %d evaluations\n", path, (long)log.step[S_LOSS].n, log.eval[0].n);
+    fflush(stdout);
     // The run's recipe: its name, its eval shards and seed. Optional.
     Recipe recipe;
     snprintf(path, sizeof path, "%s/recipe.resolved.yaml", a.run_dir);

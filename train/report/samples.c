@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "train/core/metrics.h"    // defines: teacher_mean_traj
+#include "train/core/progress.h"   // defines: Progress
 #include "train/report/report.h"
 
 static char *xstrdup(const char *s) {
@@ -67,12 +68,14 @@ static void set_trace(Student *st, const int32_t *gen, const int *len, int L) {
 // one (eos < 0: the shards name none, or the student vocabulary lacks it)
 // it ends after as many tokens as the teacher's trace (teacher_len), rather
 // than running to L repeating whatever it ended on.
-static void greedy_trace(Inference *m, const uint8_t *valid, const int32_t *teacher_len, int eos, int32_t *gen, int *len) {
+static void greedy_trace(Inference *m, const uint8_t *valid, const int32_t *teacher_len, int eos, int32_t *gen, int *len,
+                         Progress *progress) {
     const int B = m->st.B, L = m->s.mc.max_trace, V = m->s.mc.vocab;
     int *done = calloc((size_t)B, sizeof *done);
     if (!done) return;
     for (int i = 0; i < B; i++) { len[i] = 0; done[i] = !valid[i] || (eos < 0 && teacher_len[i] <= 0); }
     for (int t = 0; t < L; t++) {
+        progress_update(progress, t, "trace positions");
         int active = 0;
         for (int i = 0; i < B; i++) active += !done[i];
         if (!active) break;
@@ -180,7 +183,12 @@ int report_run_samples(const Bundle *b, char *const *globs, int n_globs, int wan
         batch_to_inputs(bt, &m.s, &m.r, &b->vocab, &m.st, &m.obj);
         graph_forward(m.g);
         memcpy(forced, m.st.traj->data, (size_t)want * T * 3 * sizeof *forced);
-        greedy_trace(&m, bt->valid, bt->trace_len, eos, gen, len);
+        // The greedy traces are the slow part: one forward per position.
+        Progress progress;
+        progress_start(&progress, "report: the students' greedy traces", L);
+        greedy_trace(&m, bt->valid, bt->trace_len, eos, gen, len, &progress);
+        progress_update(&progress, L, "trace positions");
+        progress_break(&progress);
         set_trace(&m.st, gen, len, L);
         graph_forward(m.g);
         const float *own = m.st.traj->data;

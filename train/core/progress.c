@@ -1,5 +1,5 @@
 // progress.c: live progress on a terminal, plain lines in a pipe (see progress.h).
-#include "train/cmd/progress.h"
+#include "train/core/progress.h"
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
