@@ -166,6 +166,55 @@ def test_browser_renders_it(tmp):
     assert green.mean() > 0.01, f"{green.mean():.3%} green pixels"
 
 
+PANEL_LINES = ("teacher mean plan", "driver", "student, with its own trace", "student, given the teacher's trace")
+
+
+def panel_lines(svg):
+    """{name: (stroke, width, opacity, dashed, order)} of a panel's named polylines."""
+    out = {}
+    for i, m in enumerate(re.finditer(r'<polyline fill="none" stroke="(#[0-9a-f]{6})" stroke-width="([0-9.]+)" '
+                                      r'stroke-opacity="([0-9.]+)"([^>]*)>(?:<title>([^<]*)</title>)?', svg)):
+        name = m.group(5).replace("&#39;", "'") if m.group(5) else None
+        out[name] = (m.group(1), float(m.group(2)), float(m.group(3)), "dasharray" in m.group(4), i)
+    return out
+
+
+def test_trajectory_panels_tell_the_four_lines_apart(tmp):
+    """The four lines of a panel can be told apart: distinct colour or dash
+    each, drawn widest first (each one on top is narrower than those under
+    it), each with a dot at its end; the panel is framed to its content
+    (the lateral axis scaled on its own, said on the panel); and in the
+    browser every one of the four colours shows on screen."""
+    html = page(tmp)
+    panels = re.findall(r'<svg class="topdown".*?</svg>', html, re.S)
+    assert len(panels) == 8, len(panels)
+    for svg in panels:
+        lines = panel_lines(svg)
+        for name in PANEL_LINES:
+            assert name in lines, f"{name} not drawn: {sorted(k for k in lines if k)}"
+        styles = {(lines[n][0], lines[n][3]) for n in PANEL_LINES}
+        assert len(styles) == 4, f"two lines share colour and dash: {styles}"
+        ordered = sorted(PANEL_LINES, key=lambda n: lines[n][4])
+        widths = [lines[n][1] for n in ordered]
+        assert widths == sorted(widths, reverse=True) and len(set(widths)) == 4, \
+            f"a line is drawn over a narrower one: {list(zip(ordered, widths))}"
+        ends = re.findall(r'<circle [^>]*fill="(#[0-9a-f]{6})"', svg)
+        assert {lines[n][0] for n in PANEL_LINES} <= set(ends), f"end dots {ends}"
+        assert re.search(r"grid [0-9.]+ m ahead, [0-9.]+ m across", svg), "the panel does not say its scales"
+    # On screen: the samples part of the page holds each line's colour (as
+    # blended over the panel's background by its opacity).
+    px = screenshot(chromium(), f"{tmp}/run/report.html", f"{tmp}/panels.png", 4400)[2400:].astype(int)
+    bg = np.array([0xf4, 0xf6, 0xf8])
+    lines = panel_lines(panels[0])
+    for name in PANEL_LINES:
+        stroke, _, opacity, _, _ = lines[name]
+        rgb = np.array([int(stroke[i:i + 2], 16) for i in (1, 3, 5)])
+        want = opacity * rgb + (1 - opacity) * bg
+        seen = (np.abs(px[..., :3] - want).max(axis=2) < 24).sum()
+        print(f"  {name}: {seen} pixels of {stroke} at opacity {opacity}")
+        assert seen > 30, f"{name} ({stroke}) hardly shows on screen: {seen} pixels"
+
+
 def test_without_checkpoints_or_samples(tmp):
     run("cp", "-r", f"{tmp}/run", f"{tmp}/bare")
     shutil.rmtree(f"{tmp}/bare/checkpoints")

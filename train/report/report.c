@@ -19,6 +19,7 @@
 #define PANEL_PX 260
 #define FRAME_PX 256           // camera frames are shown this wide (pixels scaled, not smoothed)
 
+static const char *const COLOR_STUDENT_FORCED = "#0b2f6b";   // dark blue, dashed
 static const char *const COLOR_STUDENT = "#1f6fd1", *const COLOR_TEACHER = "#f08a00", *const COLOR_DRIVER = "#2e9e44",
                          *const COLOR_CV = "#8e5cc8", *const COLOR_EGO = "#a0522d", *const COLOR_GREY = "#8a8f96";
 
@@ -285,13 +286,17 @@ static void sample_card(FILE *f, const ReportSamples *rs, const ReportSample *s)
             s->speed);
     SvgPath paths[16];
     int n = 0;
-    paths[n++] = (SvgPath){ "ego history", COLOR_GREY, s->history, rs->Th, 4, 2.0, 0.9, 0, 0 };
+    // Drawn widest first: each line on top is narrower than those under it,
+    // so the four that matter (teacher mean, driver, the student twice) can
+    // be told apart where they overlap, and each ends in a dot of its colour.
+    paths[n++] = (SvgPath){ "ego history", COLOR_GREY, s->history, rs->Th, 4, 2.0, 0.9, 0, 0, 0 };
     for (int k = 0; k < K && n < 10; k++)
-        paths[n++] = (SvgPath){ "a teacher plan", COLOR_TEACHER, s->teacher + (size_t)k * T * 3, T, 3, 1.0, 0.35 + 0.6 * s->weights[k], 0, 1 };
-    paths[n++] = (SvgPath){ "teacher mean plan", COLOR_TEACHER, s->teacher_mean, T, 3, 2.6, 1.0, 0, 1 };
-    if (s->has_future) paths[n++] = (SvgPath){ "driver", COLOR_DRIVER, s->future, T, 3, 2.6, 1.0, 0, 1 };
-    paths[n++] = (SvgPath){ "student, given the teacher's trace", COLOR_STUDENT, s->student_forced, T, 3, 1.8, 0.8, 1, 1 };
-    paths[n++] = (SvgPath){ "student, with its own trace", COLOR_STUDENT, s->student, T, 3, 2.8, 1.0, 0, 1 };
+        paths[n++] = (SvgPath){ "a teacher plan", COLOR_TEACHER, s->teacher + (size_t)k * T * 3, T, 3, 1.0,
+                                0.25 + 0.45 * s->weights[k], 0, 1, 0 };
+    paths[n++] = (SvgPath){ "teacher mean plan", COLOR_TEACHER, s->teacher_mean, T, 3, 8.0, 0.45, 0, 1, 4.5 };
+    if (s->has_future) paths[n++] = (SvgPath){ "driver", COLOR_DRIVER, s->future, T, 3, 4.0, 0.9, 0, 1, 3.5 };
+    paths[n++] = (SvgPath){ "student, with its own trace", COLOR_STUDENT, s->student, T, 3, 3.2, 0.75, 0, 1, 3.0 };
+    paths[n++] = (SvgPath){ "student, given the teacher's trace", COLOR_STUDENT_FORCED, s->student_forced, T, 3, 1.3, 1.0, 1, 1, 2.0 };
     svg_topdown(f, PANEL_PX, paths, n);
     fprintf(f, "<div class=\"traces\"><span class=\"cap\">ADE to the teacher mean: student %.2f m (given the teacher's trace %.2f m)",
             ade(s->student, s->teacher_mean, T), ade(s->student_forced, s->teacher_mean, T));
@@ -313,12 +318,15 @@ static void section_samples(FILE *f, const ReportSamples *rs, const char *ckpt, 
     }
     fputs("<p class=\"sub\">The latest checkpoint (", f);
     html_escape(f, ckpt);
-    fputs(") on eval samples. Top-down, ego frame at t0 (forward is up). The student's trace is its own greedy decoding; the thick "
-          "blue line is the trajectory that trace leads to, the dashed one the trajectory given the teacher's trace (what the "
-          "metrics above measure).</p>\n<p class=\"key\">", f);
-    fprintf(f, "<span><i style=\"background:%s\"></i>student</span><span><i style=\"background:%s\"></i>teacher (mean; its "
-               "plans thin)</span><span><i style=\"background:%s\"></i>driver</span><span><i style=\"background:%s\"></i>ego "
-               "history</span></p>\n<div class=\"samples\">\n", COLOR_STUDENT, COLOR_TEACHER, COLOR_DRIVER, COLOR_GREY);
+    fputs(") on eval samples. Top-down, ego frame at t0 (forward is up); each panel is framed to its own lines, the lateral "
+          "axis stretched when they run far ahead (the panel says by how much). The student's trace is its own greedy "
+          "decoding; the solid blue line is the trajectory that trace leads to, the dashed dark blue one the trajectory given "
+          "the teacher's trace (what the metrics above measure). Wider lines lie under narrower ones, and each ends in a dot."
+          "</p>\n<p class=\"key\">", f);
+    fprintf(f, "<span><i style=\"background:%s\"></i>student</span><span><i style=\"background:%s\"></i>student, given the "
+               "teacher's trace (dashed)</span><span><i style=\"background:%s\"></i>teacher (mean wide; its plans thin)</span>"
+               "<span><i style=\"background:%s\"></i>driver</span><span><i style=\"background:%s\"></i>ego history</span></p>\n"
+               "<div class=\"samples\">\n", COLOR_STUDENT, COLOR_STUDENT_FORCED, COLOR_TEACHER, COLOR_DRIVER, COLOR_GREY);
     for (int i = 0; i < rs->n; i++) sample_card(f, rs, &rs->s[i]);
     fputs("</div>\n", f);
 }

@@ -32,10 +32,12 @@ typedef struct SvgPath {
     double width, opacity;
     int dashed;
     int origin;               // 1: the path starts at the ego car (0, 0) (future plans)
+    double end_mark;          // radius (px) of a dot where the path ends; 0: none
 } SvgPath;
 
-// A square top-down panel (x up, y to the left), framed to fit every path,
-// with a metre grid and the ego car at the origin.
+// A square top-down panel (x up, y to the left), framed to its own content
+// (forward and lateral each scaled to fit, the lateral at most 4x
+// stretched, as the panel says), with a metre grid and the ego car.
 void svg_topdown(FILE *f, int size_px, const SvgPath *paths, int n_paths);
 
 // ---- samples --------------------------------------------------------------------------

@@ -111,43 +111,66 @@ void svg_line_chart(FILE *f, const char *title, const char *x_label, const SvgSe
     fputs("</svg>\n", f);
 }
 
+// Each panel is framed to its own content: the forward (x) and lateral (y)
+// extents of every point and the car, each with a margin and a minimum
+// (TOPDOWN_MIN_X, _Y m). The two axes get their own scales, the lateral one
+// at most TOPDOWN_MAX_STRETCH times the forward one, so that a plan that
+// runs 40 m ahead and drifts 1 m sideways still shows how the lines part;
+// the panel says how much the lateral axis is stretched.
+#define TOPDOWN_MIN_X 8.0
+#define TOPDOWN_MIN_Y 4.0
+#define TOPDOWN_MAX_STRETCH 4.0
+
 void svg_topdown(FILE *f, int size, const SvgPath *paths, int n) {
-    // Frame every point and the car; at least 12 m across.
-    double xmin = -3, xmax = 3, ymin = -3, ymax = 3;
+    double xmin = -1.5, xmax = 1.0, ymin = -1.0, ymax = 1.0;   // the car
     for (int k = 0; k < n; k++)
         for (int i = 0; i < paths[k].n; i++) {
             double x = paths[k].xy[(size_t)i * paths[k].stride], y = paths[k].xy[(size_t)i * paths[k].stride + 1];
             if (!isfinite(x) || !isfinite(y)) continue;
             xmin = fmin(xmin, x); xmax = fmax(xmax, x); ymin = fmin(ymin, y); ymax = fmax(ymax, y);
         }
-    double span = fmax(fmax(xmax - xmin, ymax - ymin), 12) * 1.12, cx = (xmin + xmax) / 2, cy = (ymin + ymax) / 2;
-    double scale = size / span;
+    double span_x = fmax(xmax - xmin, TOPDOWN_MIN_X) * 1.12, span_y = fmax(ymax - ymin, TOPDOWN_MIN_Y) * 1.2;
+    span_y = fmax(span_y, span_x / TOPDOWN_MAX_STRETCH);
+    double cx = (xmin + xmax) / 2, cy = (ymin + ymax) / 2;
+    double sx = size / span_x, sy = size / span_y;   // px per metre, forward and lateral
     // x forward is up, y left is left.
-#define PX(y) (size / 2.0 - ((y) - cy) * scale)
-#define PY(x) (size / 2.0 - ((x) - cx) * scale)
+#define PX(y) (size / 2.0 - ((y) - cy) * sy)
+#define PY(x) (size / 2.0 - ((x) - cx) * sx)
     fprintf(f, "<svg class=\"topdown\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\">\n<rect width=\"%d\" height=\"%d\" fill=\"#f4f6f8\"/>\n",
             size, size, size, size, size, size);
-    double g = nice_step(span, 6);
-    for (double v = ceil((cx - span / 2) / g) * g; v <= cx + span / 2; v += g)
+    double gx = nice_step(span_x, 6), gy = nice_step(span_y, 6);
+    for (double v = ceil((cx - span_x / 2) / gx) * gx; v <= cx + span_x / 2; v += gx)
         fprintf(f, "<line x1=\"0\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>\n", size, PY(v), PY(v));
-    for (double v = ceil((cy - span / 2) / g) * g; v <= cy + span / 2; v += g)
+    for (double v = ceil((cy - span_y / 2) / gy) * gy; v <= cy + span_y / 2; v += gy)
         fprintf(f, "<line y1=\"0\" y2=\"%d\" x1=\"%.1f\" x2=\"%.1f\" class=\"grid\"/>\n", size, PX(v), PX(v));
-    fprintf(f, "<text x=\"4\" y=\"%d\" class=\"tick\">grid %g m</text>\n", size - 5, g);
+    double stretch = sy / sx;
+    if (stretch > 1.05)
+        fprintf(f, "<text x=\"4\" y=\"%d\" class=\"tick\">grid %g m ahead, %g m across (across \u00d7%.1f)</text>\n", size - 5,
+                gx, gy, stretch);
+    else
+        fprintf(f, "<text x=\"4\" y=\"%d\" class=\"tick\">grid %g m ahead, %g m across</text>\n", size - 5, gx, gy);
     // The ego car at t0: 4.5 m by 1.9 m, its reference point 1 m behind the front.
-    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#37474f\" rx=\"2\"/>\n", PX(0.95), PY(1.0),
-            1.9 * scale, 4.5 * scale);
+    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#37474f\" fill-opacity=\"0.8\" rx=\"2\"/>\n",
+            PX(0.95), PY(1.0), 1.9 * sy, 4.5 * sx);
     for (int k = 0; k < n; k++) {
         const SvgPath *p = &paths[k];
-        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"%.1f\" stroke-opacity=\"%.2f\" stroke-linejoin=\"round\"%s points=\"",
-                p->color, p->width, p->opacity, p->dashed ? " stroke-dasharray=\"5 4\"" : "");
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"%.1f\" stroke-opacity=\"%.2f\" stroke-linejoin=\"round\" "
+                "stroke-linecap=\"round\"%s points=\"", p->color, p->width, p->opacity, p->dashed ? " stroke-dasharray=\"5 4\"" : "");
         if (p->origin) fprintf(f, "%.1f,%.1f ", PX(0), PY(0));
+        double ex = NAN, ey = NAN;
         for (int i = 0; i < p->n; i++) {
             double x = p->xy[(size_t)i * p->stride], y = p->xy[(size_t)i * p->stride + 1];
-            if (isfinite(x) && isfinite(y)) fprintf(f, "%.1f,%.1f ", PX(y), PY(x));
+            if (!isfinite(x) || !isfinite(y)) continue;
+            fprintf(f, "%.1f,%.1f ", PX(y), PY(x));
+            ex = x; ey = y;
         }
         fputs("\">", f);
         if (p->name) { fputs("<title>", f); escape(f, p->name); fputs("</title>", f); }
         fputs("</polyline>\n", f);
+        // Where a path ends, a mark of its own (a line drawn over another still shows its end).
+        if (p->end_mark && isfinite(ex))
+            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"%s\" stroke=\"#fff\" stroke-width=\"1\"/>\n", PX(ey),
+                    PY(ex), p->end_mark, p->color);
     }
 #undef PX
 #undef PY
