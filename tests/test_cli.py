@@ -175,5 +175,50 @@ def test_a_training_set_under_64_samples_trains(tmp):
     assert "eval on 8 samples" in r.stdout, r.stdout
 
 
+
+def test_resume_with_a_longer_schedule_says_so(tmp):
+    shutil.copytree(f"{tmp}/run", f"{tmp}/r_longer", symlinks=True)
+    r = train(tmp, "--out", "r_longer", "--resume", "--max-steps", "22", "--set", "train.steps=40")
+    notes = [l for l in r.stdout.splitlines() if l.startswith("note: the checkpoint's schedule")]
+    assert len(notes) == 1 and "was 20 steps" in notes[0] and "this run's is 40" in notes[0] and "from step 21" in notes[0], \
+        r.stdout
+    r = train(tmp, "--out", "r_longer", "--resume", "--max-steps", "24", "--set", "train.steps=40")
+    assert "schedule" not in r.stdout, r.stdout
+
+
+# ---- train.init_from checks what the student was trained on -----------------------------
+
+def test_init_from_refuses_other_inputs_naming_both_values(tmp):
+    ckpt = "run/checkpoints/latest"
+    cases = [
+        ("model.image_mean=[0.42, 0.456, 0.406]", ["--set model.image_mean", "[0.42, 0.456, 0.406] here",
+                                                  "[0.485, 0.456, 0.406] in the student"]),
+        ("model.image_std=[0.2, 0.2, 0.2]", ["--set model.image_std", "[0.2, 0.2, 0.2] here"]),
+        ("model.horizon=20", ["--set model.horizon", "20 here, 30 in the student"]),
+        ("model.traj_repr=accel_curvature", ["--set model.traj_repr", "accel_curvature here, xyyaw in the student"]),
+    ]
+    for change, words in cases:
+        r = train(tmp, "--out", "r_ft", "--max-steps", "1", "--set", f"train.init_from={ckpt}", "--set", change, check=False)
+        one_error_line(r, *words)
+    # The same inputs fine-tune.
+    train(tmp, "--out", "r_ft", "--max-steps", "1", "--set", f"train.init_from={ckpt}")
+
+
+def test_init_from_refuses_another_teacher_vocabulary(tmp):
+    import h5py
+    os.makedirs(f"{tmp}/crimson", exist_ok=True)
+    shutil.copy(f"{tmp}/shards/train/shard-00000.h5", f"{tmp}/crimson/a.h5")
+    with h5py.File(f"{tmp}/crimson/a.h5", "a") as f:
+        pieces, attrs = [p.decode() if isinstance(p, bytes) else p for p in f["vocab"][()]], dict(f["vocab"].attrs)
+        pieces[5] = "crimson"
+        del f["vocab"]
+        f.create_dataset("vocab", data=pieces, dtype=h5py.string_dtype("utf-8"))
+        f["vocab"].attrs.update(attrs)
+    r = train(tmp, "--out", "r_voc", "--max-steps", "1", "--set", "train.init_from=run/checkpoints/latest",
+              "--set", 'data.train=["crimson/*.h5"]', "--set", "data.eval=[]", check=False)
+    one_error_line(r, "crimson/a.h5: /vocab: not the teacher vocabulary the student was trained on",
+                   "run/checkpoints/latest/vocab.json")
+
+
 if __name__ == "__main__":
     sys.exit(run_suite("distil_test_cli_", prepare, globals()))

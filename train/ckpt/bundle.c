@@ -271,9 +271,10 @@ int inference_open(Inference *m, const Bundle *b, const DlSet *set, int B) {
                 "the training rate\n", sh->path, m->s.mc.hz, b->mc.hz);
         return 2;
     }
-    if (b->vocab.teacher_size != sh->V) {
-        fprintf(stderr, "distil: error: %s: a teacher vocabulary of %lld tokens, the model's vocab.json maps %d; "
-                "evaluate on shards of the same teacher\n", sh->path, (long long)sh->V, b->vocab.teacher_size);
+    char where[1100], err[1536];
+    snprintf(where, sizeof where, "%s/vocab.json", b->dir);
+    if (vocab_check_teacher(&b->vocab, where, sh, err, sizeof err)) {
+        fprintf(stderr, "distil: error: %s\n", err);
         return 2;
     }
     m->g = graph_new(DEV_CPU);

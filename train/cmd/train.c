@@ -17,6 +17,7 @@
 #include "train/formats/json_io.h"     // defines: json_pack, jsonio_dump, jsonio_write_file
 #include "train/core/state.h"     // defines: TrainState, train_step, train_state_open
 #include "train/cmd/train_log.h"      // defines: TrainLog, train_log_*
+#include "train/formats/safetensors.h"   // defines: st_open, st_meta
 
 #define EGO_ONLY_FIT_SAMPLES 4096
 
@@ -135,6 +136,30 @@ static int save_checkpoint(const TrainState *ts, const char *run_dir, long done,
     return 0;
 }
 
+// A resumed run whose schedule (train.steps, warmup_steps, lr, min_lr)
+// differs from the checkpoint's goes on, from the same step, along the new
+// curve: said in one line, since an extended train.steps moves every later
+// learning rate.
+static void note_schedule_change(const Recipe *r, const char *ckpt, long start) {
+    char path[1200], err[1024];
+    snprintf(path, sizeof path, "%s/model.safetensors", ckpt);
+    StFile *f = st_open(path, err, sizeof err);
+    const char *yaml = f ? st_meta(f, "recipe") : NULL;
+    Recipe old;
+    if (yaml && recipe_load_text(&old, path, yaml) == 0) {
+        const RecipeTrain *a = &old.train, *b = &r->train;
+        if (a->steps != b->steps || a->warmup_steps != b->warmup_steps || a->lr != b->lr || a->min_lr != b->min_lr) {
+            float was = lr_schedule(start, a->warmup_steps, a->steps, (float)a->lr, (float)a->min_lr);
+            float now = lr_schedule(start, b->warmup_steps, b->steps, (float)b->lr, (float)b->min_lr);
+            printf("note: the checkpoint's schedule was %d steps (warmup %d, lr %g to %g) and this run's is %d (warmup %d, "
+                   "lr %g to %g): from step %ld on the learning rate follows the new one (%.3g where the old had %.3g)\n",
+                   a->steps, a->warmup_steps, a->lr, a->min_lr, b->steps, b->warmup_steps, b->lr, b->min_lr, start + 1, now, was);
+        }
+        recipe_free(&old);
+    }
+    if (f) st_close(f);
+}
+
 // --resume: the checkpoint into ts, the run directory (latest, metrics.jsonl)
 // back to its step. *start gets the step to go on from.
 static int resume_run(TrainState *ts, const char *ckpt, const char *run_dir, long last, long *start) {
@@ -163,6 +188,7 @@ static int resume_run(TrainState *ts, const char *ckpt, const char *run_dir, lon
         return 2;
     }
     printf("resuming from %s at step %ld\n", ckpt, *start);
+    note_schedule_change(ts->r, ckpt, *start);
     if (threads != omp_get_max_threads())
         printf("note: the checkpoint was written with %d OpenMP threads and this run has %d; OpenBLAS's sums depend on "
                "the count, so the run goes on correctly but not bit-identically to an uninterrupted one (OMP_NUM_THREADS=%d)\n",

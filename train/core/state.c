@@ -160,6 +160,7 @@ int train_state_open_on(TrainState *ts, Recipe *r, Device device) {
     if (kept)
         printf("init_from %s: keeping its %s attention mask (the recipe's model.attention is %s)\n", r->train.init_from,
                model_attention_name(ts->data.setup.mc.attention), model_attention_name(asked));
+    if ((rc = init_from_check(r, &ts->data.setup, loader_set(ts->data.train)))) return rc;
     if (r->data.eval.n) {
         // Evaluation reads every sample once, in shard order; the last
         // batch is padded with invalid slots, which every metric skips.

@@ -90,7 +90,40 @@ int vocab_build(Vocab *v, const DlSet *train, VocabMode mode, char *err, size_t 
     }
     free(used);
     v->majority = v->to_student[majority_teacher] >= 0 ? v->to_student[majority_teacher] : 0;
+    if (first->vocab) vocab_teacher_hash(first->vocab, first->V, v->teacher_hash);
     return 0;
+}
+
+void vocab_teacher_hash(char *const *pieces, int64_t V, char out[17]) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int64_t i = 0; i < V; i++)
+        for (const unsigned char *p = (const unsigned char *)pieces[i];; p++) {   // each piece with its NUL
+            h = (h ^ *p) * 0x100000001b3ull;
+            if (!*p) break;
+        }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+int vocab_check_teacher(const Vocab *v, const char *where, const DlShard *sh, char *err, size_t errlen) {
+    if (!sh->vocab) return 0;
+    if (v->teacher_size != sh->V) {
+        snprintf(err, errlen, "%s: /vocab: a teacher vocabulary of %lld pieces, %s maps %d; use shards of the same teacher",
+                 sh->path, (long long)sh->V, where, v->teacher_size);
+        return -1;
+    }
+    char differs[256] = "";
+    for (int s = 0; s < v->size && !differs[0]; s++) {
+        int32_t t = v->to_teacher[s];
+        if (t >= 0 && strcmp(v->pieces[s], sh->vocab[t]))
+            snprintf(differs, sizeof differs, "; teacher id %d is '%.60s' there and '%.60s' in %s", t, sh->vocab[t], v->pieces[s],
+                     where);
+    }
+    char hash[17];
+    vocab_teacher_hash(sh->vocab, sh->V, hash);
+    if (!differs[0] && (!v->teacher_hash[0] || !strcmp(hash, v->teacher_hash))) return 0;
+    snprintf(err, errlen, "%s: /vocab: not the teacher vocabulary the student was trained on (hash %s, %s has %s)%s; "
+             "use shards of the same teacher", sh->path, hash, where, v->teacher_hash[0] ? v->teacher_hash : "none", differs);
+    return -1;
 }
 
 void vocab_free(Vocab *v) {
@@ -119,8 +152,9 @@ int vocab_write_json(const Vocab *v, const char *path, char *err, size_t errlen)
         }
     }
     // json_pack takes pieces and ids (NULL ones fail it: out of memory).
-    json_t *doc = json_pack("{s:s, s:i, s:i, s:i, s:i, s:o, s:o}", "mode", v->mode == VOCAB_MODE_TEACHER ? "teacher" : "from_logs",
-                            "teacher_size", v->teacher_size, "size", v->size, "unk", v->unk, "majority", v->majority,
+    json_t *doc = json_pack("{s:s, s:i, s:s, s:i, s:i, s:i, s:o, s:o}", "mode",
+                            v->mode == VOCAB_MODE_TEACHER ? "teacher" : "from_logs", "teacher_size", v->teacher_size,
+                            "teacher_vocab_hash", v->teacher_hash, "size", v->size, "unk", v->unk, "majority", v->majority,
                             "pieces", pieces, "teacher_ids", ids);
     int rc = jsonio_write_file(path, doc, 0);   // strings and integers only
     if (rc) snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
@@ -154,6 +188,13 @@ static int vocab_from_json(Vocab *v, const json_t *o, char *err, size_t errlen) 
     v->unk = unk;
     v->majority = -1;
     if (json_object_get(o, "majority") && get_count(o, "majority", 0, &v->majority, err, errlen)) return -1;
+    const char *hash = "";
+    if (json_object_get(o, "teacher_vocab_hash") && jsonio_get_string(o, "teacher_vocab_hash", &hash, err, errlen)) return -1;
+    if (hash[0] && (strlen(hash) != 16 || strspn(hash, "0123456789abcdef") != 16)) {
+        snprintf(err, errlen, "\"teacher_vocab_hash\": expected 16 hex digits, found \"%.40s\"", hash);
+        return -1;
+    }
+    snprintf(v->teacher_hash, sizeof v->teacher_hash, "%s", hash);
     const json_t *pieces = json_object_get(o, "pieces"), *ids = json_object_get(o, "teacher_ids");
     if (!json_is_array(pieces) || json_array_size(pieces) != (size_t)v->size || !json_is_array(ids) ||
         json_array_size(ids) != (size_t)v->size) {

@@ -21,12 +21,25 @@ typedef struct Vocab {
     char **pieces;          // (size) the token text; "<unk>" for the unknown id
     int unk;                // student id of <unk>, -1 in teacher mode
     int majority;           // student id of the most frequent trace token in the training shards
+    // FNV-1a 64 of the teacher's whole /vocab (every piece, in id order), in
+    // hex: the same ids mean the same tokens only under the same teacher
+    // vocabulary. "" when unknown (a vocab.json of an older distil).
+    char teacher_hash[17];
 } Vocab;
 
 // Build from the (opened) training set, scanning its traces (not its
 // cameras). Returns 0, or -1 with err set.
 int vocab_build(Vocab *v, const DlSet *train, VocabMode mode, char *err, size_t errlen);
 void vocab_free(Vocab *v);
+
+// The hash of a teacher vocabulary (Vocab.teacher_hash) of V pieces.
+void vocab_teacher_hash(char *const *pieces, int64_t V, char out[17]);
+// Whether shard sh holds the teacher vocabulary v was built from: the hash
+// of its /vocab against v's (and every student piece against the shard's
+// piece of the same teacher id, which names a difference, or stands in for
+// the hash in an older vocab.json). `where` names v's file in the message.
+// Returns 0, or -1 with err = "SHARD: /vocab: ...".
+int vocab_check_teacher(const Vocab *v, const char *where, const DlShard *sh, char *err, size_t errlen);
 
 // A trace token: its student id (<unk> when absent, or 0 in teacher mode for
 // ids outside the table, which the reader has already rejected).

@@ -176,7 +176,9 @@ static const RecipeKey keys[] = {
     { "train", "init_from", RK_PATH, "\"\"", 0, 0, 0, NULL, OFF(train.init_from),
       "Start from the weights of this student: an export bundle or checkpoint directory (its vocab.json "
       "is kept as the run's vocabulary) or a .safetensors file, relative to the working directory; it "
-      "must exist. Parameters the file lacks keep their initialisation. Empty: train from scratch." },
+      "must exist. Its input normalisation, image size, cameras, horizon and trajectory representation "
+      "must be this run's, and the shards' teacher vocabulary the one it was trained on (each checked, "
+      "naming both values). Parameters the file lacks keep their initialisation. Empty: train from scratch." },
     LIST_KEY("train", "freeze", "[]", 0, train.freeze,
       "Glob patterns of parameter names (as in docs/model.md) that are not trained."),
     INT_KEY("train", "log_every", "10", 1, INT_MAX, train.log_every,
@@ -740,6 +742,8 @@ static int yaml_error(Reader *rd, const yaml_parser_t *p) {
     return fail_at(rd, p->problem_mark, "YAML syntax error: %s", p->problem);
 }
 
+static int read_stream(Reader *rd, Recipe *r, FILE *f);
+
 static int read_file(Reader *rd, Recipe *r, const char *path) {
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -751,6 +755,12 @@ static int read_file(Reader *rd, Recipe *r, const char *path) {
         fprintf(stderr, "distil: error: %s: cannot read the recipe: %s\n", path, strerror(errno));
         return 2;
     }
+    int rc = read_stream(rd, r, f);
+    fclose(f);
+    return rc;
+}
+
+static int read_stream(Reader *rd, Recipe *r, FILE *f) {
     yaml_parser_t p;
     yaml_document_t d;
     yaml_parser_initialize(&p);
@@ -768,7 +778,6 @@ static int read_file(Reader *rd, Recipe *r, const char *path) {
         yaml_document_delete(&d);
     }
     yaml_parser_delete(&p);
-    fclose(f);
     return rc;
 }
 
@@ -924,6 +933,21 @@ int recipe_load(Recipe *r, const char *path, char **overrides, int n_overrides) 
     for (int i = 0; !rc && i < n_overrides; i++) rc = apply_override(&rd, r, overrides[i]);
     if (!rc) rc = check_required(&rd);
     if (!rc) rc = check_paths(&rd, r);
+    if (!rc) rc = check_rules(&rd, r);
+    if (rc) recipe_free(r);
+    return rc;
+}
+
+int recipe_load_text(Recipe *r, const char *name, const char *text) {
+    recipe_defaults(r);
+    r->path = strdup(name);
+    r->sources = calloc(N_KEYS, sizeof *r->sources);
+    Reader rd = { .path = name, .src = r->sources };
+    FILE *f = fmemopen((void *)text, strlen(text), "r");
+    if (!f) { fprintf(stderr, "distil: error: %s: cannot read the recipe: %s\n", name, strerror(errno)); recipe_free(r); return 2; }
+    int rc = read_stream(&rd, r, f);
+    fclose(f);
+    if (!rc) rc = check_required(&rd);
     if (!rc) rc = check_rules(&rd, r);
     if (rc) recipe_free(r);
     return rc;

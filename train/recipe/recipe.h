@@ -117,6 +117,10 @@ void recipe_defaults(Recipe *r);
 // checks the cross-field rules. Returns 0, or prints one error line to
 // stderr and returns 2; r is then empty (recipe_free is still safe).
 int recipe_load(Recipe *r, const char *path, char **overrides, int n_overrides);
+// The same from text (a checkpoint's recipe, from its metadata), `name`
+// standing for the file in messages. Paths (train.init_from) are not
+// checked: they were the other run's.
+int recipe_load_text(Recipe *r, const char *name, const char *text);
 
 // Whether argv[*i] is a --set (as "--set k=v" or "--set=k=v"): 1 and the
 // "k=v" in *value (advancing *i past it), 0 if not, -1 (error printed) when
