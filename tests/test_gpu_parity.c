@@ -21,6 +21,7 @@
 #include <string.h>
 #include "autograd/graph.h"     // defines: Graph, graph_*, tensor_*_host*
 #include "autograd/ops.h"       // defines: op_*
+#include "autograd/optim.h"     // defines: AdamW, adamw_begin, adamw_update, adamw_end
 #include "autograd/rng.h"       // defines: Rng, rng_*
 #include "kernels/backend.h"    // defines: backend_cuda_device_count, backend_from_host
 #ifdef DISTIL_CUDA
@@ -754,6 +755,85 @@ static void test_transformer_step(void) {
     for (int i = 0; i < cpu.n_params; i++) { free(cpu.grad[i]); free(gpu.grad[i]); free(again.grad[i]); }
 }
 
+// The optimizer's one pass (adamw_flat_cuda) against its CPU twin
+// (adamw_flat_cpu) over three steps of a flat range whose decay spans end
+// inside 4-float vectors, from the same partial sums (the norm's own
+// reduction order differs by design; the partials are computed once on the
+// host and given to both): the same norm and verdict bit for bit, the
+// weights and moments within ULP (nvcc may contract the rule into FMAs; the
+// simulator does not, and there they agree exactly). The step's loss
+// figures add up on the device, and a non-finite one skips the update.
+static void test_adamw_flat(void) {
+    NEED_GPU();
+    uint64_t seed = rng_u64(&rng);
+    Device devs[2] = { DEV_CPU, other_device() };
+    Graph *g[2];
+    AdamW opt[2];
+    AdamWConfig cfg = { 0.9f, 0.999f, 1e-8f, 0.05f };
+    int sizes[] = { 13, 7, 70001, 3, 1021 };
+    for (int d = 0; d < 2; d++) {
+        g[d] = graph_new(devs[d]);
+        for (int k = 0; k < 5; k++) {
+            char name[32];
+            snprintf(name, sizeof name, "p%d", k);
+            graph_param(g[d], name, 1, (int[]){ sizes[k] }, INIT_ZEROS, 0, k % 2 == 0);
+        }
+        REQUIRE(graph_plan(g[d]) == 0, "plan");
+        for (int i = 0; i < g[d]->n_params; i++) fill_param(g[d]->params[i], i, seed);
+        REQUIRE(adamw_init(&opt[d], g[d], cfg) == 0, "adamw_init");
+    }
+    size_t n = g[0]->grad_numel, chunks = (n + REDUCE_CHUNK - 1) / REDUCE_CHUNK;
+    float *grad = malloc(n * sizeof *grad), *got[2][3];
+    double *partial = calloc(chunks, sizeof *partial);
+    float loss_host[2] = { 0.75f, 0.25f };
+    for (int d = 0; d < 2; d++)
+        for (int k = 0; k < 3; k++) got[d][k] = malloc(n * sizeof(float));
+    for (int step = 1; step <= 4; step++) {
+        Rng r;
+        rng_derive(&r, seed, 3, (uint64_t)step);
+        for (size_t i = 0; i < n; i++) grad[i] = rng_normal(&r);
+        if (step == 3) loss_host[0] = NAN;   // this step is skipped on both sides
+        else loss_host[0] = 0.75f * (float)step;
+        for (size_t i = 0; i < n; i++) partial[i / REDUCE_CHUNK] += (double)grad[i] * grad[i];
+        AdamWStep out[2];
+        for (int d = 0; d < 2; d++) {
+            float *loss_dev = backend_alloc(devs[d], sizeof loss_host);
+            REQUIRE(loss_dev, "alloc");
+            backend_from_host(devs[d], loss_dev, loss_host, sizeof loss_host);
+            backend_from_host(devs[d], g[d]->grad_mem, grad, n * sizeof *grad);
+            backend_from_host(devs[d], g[d]->reduce_dev, partial, chunks * sizeof *partial);
+            adamw_begin(&opt[d], 1e-2f, 40.0f);
+            adamw_add_losses(&opt[d], (StepLosses){ { loss_dev, NULL, loss_dev + 1, NULL, NULL } });
+            adamw_add_losses(&opt[d], (StepLosses){ { loss_dev, NULL, loss_dev + 1, NULL, NULL } });
+            adamw_update(&opt[d], g[d], g[d]->reduce_dev, chunks);
+            adamw_end(&opt[d], &out[d]);
+            backend_to_host(devs[d], got[d][0], g[d]->param_mem, n * sizeof(float));
+            backend_to_host(devs[d], got[d][1], opt[d].m, n * sizeof(float));
+            backend_to_host(devs[d], got[d][2], opt[d].v, n * sizeof(float));
+            backend_free(devs[d], loss_dev);
+        }
+        CHECK(out[0].applied == (step != 3) && out[1].applied == out[0].applied, "step %d: applied %d (cpu) %d (device)",
+              step, out[0].applied, out[1].applied);
+        CHECK(memcmp(&out[0].norm, &out[1].norm, sizeof out[0].norm) == 0 || (isnan(out[0].norm) && isnan(out[1].norm)),
+              "step %d: norm %.17g (cpu) %.17g (device)", step, out[0].norm, out[1].norm);
+        CHECK(memcmp(out[0].losses + 1, out[1].losses + 1, 4 * sizeof(double)) == 0 && out[0].losses[2] == 0.5 &&
+              out[0].losses[1] == 0 && (step == 3 ? isnan(out[1].losses[0]) : out[0].losses[0] == 1.5 * step &&
+              out[1].losses[0] == out[0].losses[0]),
+              "step %d: loss sums %g %g (cpu) %g %g (device)", step, out[0].losses[0], out[0].losses[2], out[1].losses[0], out[1].losses[2]);
+        static const char *what[3] = { "weights", "m", "v" };
+        for (int k = 0; k < 3; k++) check_close("adamw flat", what[k], got[0][k], got[1][k], n, ULP);
+        memset(partial, 0, chunks * sizeof *partial);
+    }
+    CHECK(opt[0].step == 3 && opt[1].step == 3, "updates counted: %ld (cpu) %ld (device)", opt[0].step, opt[1].step);
+    for (int d = 0; d < 2; d++) {
+        for (int k = 0; k < 3; k++) free(got[d][k]);
+        adamw_free(&opt[d]);
+        graph_free(g[d]);
+    }
+    free(grad);
+    free(partial);
+}
+
 // The block's forward captured into a CUDA Graph and replayed: the same
 // loss as the tape run eagerly, on inputs changed between replays (the
 // graph reads its buffers when it runs, not when it was captured), and
@@ -833,6 +913,7 @@ int main(void) {
     RUN(test_traj_loss);
     RUN(test_cosine_loss);
     RUN(test_transformer_step);
+    RUN(test_adamw_flat);
     RUN(test_forward_capture);
     return test_summary();
 }

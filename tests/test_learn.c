@@ -15,8 +15,7 @@ static float train_step(Graph *g, AdamW *opt, Tensor *loss, float lr, float clip
     graph_forward(g);
     graph_zero_grad(g);
     graph_backward(g, loss);
-    float scale = grad_clip_scale(grad_global_norm(g), clip);
-    adamw_step(opt, g, lr, scale);
+    adamw_step(opt, g, lr, clip);
     return *(float *)loss->data;
 }
 

@@ -19,7 +19,8 @@ static Graph *two_param_graph(Tensor **a, Tensor **b) {
 }
 
 // AdamW against the PyTorch formula evaluated in double: decoupled decay
-// p *= 1 - lr*wd, then p -= lr * mhat / (sqrt(vhat) + eps).
+// p *= 1 - lr*wd, then p -= lr * mhat / (sqrt(vhat) + eps), on gradients
+// clipped to norm 1 by the same pass.
 static void test_adamw_matches_reference(void) {
     Tensor *a, *b;
     Graph *g = two_param_graph(&a, &b);
@@ -31,7 +32,12 @@ static void test_adamw_matches_reference(void) {
     Tensor *ps[2] = { a, b };
     for (int step = 1; step <= 6; step++) {
         float lr = 1e-2f * step;
-        for (size_t i = 0; i < n; i++) g->grad_mem[i] = rng_normal(&rng);
+        double norm = 0;
+        for (size_t i = 0; i < n; i++) {
+            g->grad_mem[i] = rng_normal(&rng);
+            norm += (double)g->grad_mem[i] * g->grad_mem[i];
+        }
+        double clip = 1.0 / (sqrt(norm) + 1e-6);   // the norm of 22 N(0,1) is well above 1
         for (int k = 0; k < 2; k++) {
             size_t off = ps[k]->grad - g->grad_mem;
             float *data = ps[k]->data;
@@ -39,14 +45,15 @@ static void test_adamw_matches_reference(void) {
             for (size_t i = 0; i < ps[k]->numel; i++) {
                 size_t j = off + i;
                 if (step == 1) p[j] = data[i];
-                double gr = g->grad_mem[j] * 0.5;
+                double gr = g->grad_mem[j] * clip;
                 m[j] = 0.9 * m[j] + 0.1 * gr;
                 v[j] = 0.95 * v[j] + 0.05 * gr * gr;
                 double mhat = m[j] / (1 - pow(0.9, step)), vhat = v[j] / (1 - pow(0.95, step));
                 p[j] = p[j] * (1 - lr * wd) - lr * mhat / (sqrt(vhat) + 1e-8);
             }
         }
-        adamw_step(&opt, g, lr, 0.5f);
+        CHECK(adamw_step(&opt, g, lr, 1.0f), "step %d not applied", step);
+        CHECK(fabs(opt.step_dev->norm - sqrt(norm)) <= 1e-12 * sqrt(norm), "norm %.17g vs %.17g", opt.step_dev->norm, sqrt(norm));
     }
     // fp32 arithmetic against double over 6 steps of O(lr) updates: the
     // difference is a few fp32 ulps of O(1) weights, so 1e-5 absolute.
@@ -62,6 +69,84 @@ static void test_adamw_matches_reference(void) {
     graph_free(g);
 }
 
+// The threaded 8-wide pass gives, bit for bit, the plain fp32 rule run
+// element by element in the kernel's order, whatever the sizes: spans that
+// end inside a vector, tails, and a range large enough for every thread.
+static void test_flat_pass_bits(void) {
+    Graph *g = graph_new(DEV_CPU);
+    int sizes[] = { 13, 7, 40009, 3, 1021, 30011 };
+    for (int k = 0; k < 6; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "p%d.%s", k, k % 2 ? "bias" : "weight");
+        graph_param(g, name, 1, (int[]){ sizes[k] }, INIT_NORMAL, 1.0f, k % 2 == 0);
+    }
+    if (graph_plan(g)) exit(1);
+    graph_init_params(g, &rng);
+    size_t n = g->grad_numel;
+    AdamWConfig cfg = { 0.9f, 0.999f, 1e-8f, 0.05f };
+    AdamW opt;
+    REQUIRE(adamw_init(&opt, g, cfg) == 0, "init");
+    float *p = malloc(n * sizeof *p), *m = calloc(n, sizeof *m), *v = calloc(n, sizeof *v);
+    memcpy(p, g->param_mem, n * sizeof *p);
+    for (int step = 1; step <= 3; step++) {
+        for (size_t i = 0; i < n; i++) g->grad_mem[i] = rng_normal(&rng);
+        double sumsq = 0;   // REDUCE_CHUNK partial sums, added in order, as the pass does
+        for (size_t c = 0; c * REDUCE_CHUNK < n; c++) {
+            double s = 0;
+            for (size_t i = c * REDUCE_CHUNK; i < n && i < (c + 1) * REDUCE_CHUNK; i++) s += (double)g->grad_mem[i] * g->grad_mem[i];
+            sumsq += s;
+        }
+        float lr = 1e-3f, clip = (float)(50.0f / (sqrt(sumsq) + 1e-6));
+        float bc1 = 1.0f - powf(0.9f, (float)step), bc2 = 1.0f - powf(0.999f, (float)step);
+        for (int s = 0; s < g->n_decay_spans; s++) {
+            const DecaySpan *sp = &g->decay_spans[s];
+            float wd = sp->decay ? cfg.weight_decay : 0.0f;
+            for (size_t i = sp->lo; i < sp->hi; i++) {
+                float gr = g->grad_mem[i] * (clip / 1.0f);
+                m[i] = 0.9f * m[i] + (1.0f - 0.9f) * gr;
+                v[i] = 0.999f * v[i] + (1.0f - 0.999f) * gr * gr;
+                p[i] -= lr * ((m[i] / bc1) / (sqrtf(v[i] / bc2) + 1e-8f) + wd * p[i]);
+            }
+        }
+        CHECK(adamw_step(&opt, g, lr, 50.0f), "step %d not applied", step);
+    }
+    CHECK(memcmp(p, g->param_mem, n * sizeof *p) == 0, "weights differ from the plain rule");
+    CHECK(memcmp(m, opt.m, n * sizeof *m) == 0 && memcmp(v, opt.v, n * sizeof *v) == 0, "moments differ from the plain rule");
+    free(p); free(m); free(v);
+    adamw_free(&opt);
+    graph_free(g);
+}
+
+// A non-finite gradient or loss skips the step inside the pass: no weight
+// and no moment moves, the step is not counted, the norm reads NaN.
+static void test_nonfinite_skips(void) {
+    Tensor *a, *b;
+    Graph *g = two_param_graph(&a, &b);
+    AdamW opt;
+    REQUIRE(adamw_init(&opt, g, (AdamWConfig){ 0.9f, 0.999f, 1e-8f, 0.1f }) == 0, "init");
+    for (size_t i = 0; i < g->grad_numel; i++) g->grad_mem[i] = rng_normal(&rng);
+    size_t bytes = g->param_numel * sizeof(float);
+    float *before = malloc(bytes);
+    memcpy(before, g->param_mem, bytes);
+    g->grad_mem[5] = NAN;
+    CHECK(!adamw_step(&opt, g, 0.1f, 1.0f), "a NaN gradient was applied");
+    CHECK(isnan(opt.step_dev->norm) && opt.step == 0, "norm %g, step %ld", opt.step_dev->norm, opt.step);
+    g->grad_mem[5] = 1.0f;
+    float inf = INFINITY;
+    adamw_begin(&opt, 0.1f, 1.0f);
+    adamw_add_losses(&opt, (StepLosses){ { &inf } });
+    adamw_update(&opt, g, g->reduce_dev, grad_sumsq_partials(g, 0, g->grad_numel));
+    AdamWStep out;
+    adamw_end(&opt, &out);
+    CHECK(!out.applied && !out.loss_finite && isinf(out.losses[0]), "an infinite loss was applied");
+    CHECK(memcmp(before, g->param_mem, bytes) == 0, "a skipped step moved a weight");
+    for (size_t i = 0; i < g->grad_numel; i++) CHECK(opt.m[i] == 0 && opt.v[i] == 0, "a skipped step moved moment %zu", i);
+    CHECK(adamw_step(&opt, g, 0.1f, 1.0f) && opt.step == 1, "the next finite step was not applied");
+    free(before);
+    adamw_free(&opt);
+    graph_free(g);
+}
+
 // Only parameters flagged decay are decayed: with zero gradients, a decayed
 // weight shrinks by exactly (1 - lr*wd) and a bias does not move.
 static void test_decay_flag(void) {
@@ -71,7 +156,7 @@ static void test_decay_flag(void) {
     REQUIRE(adamw_init(&opt, g, (AdamWConfig){ 0.9f, 0.999f, 1e-8f, 0.5f }) == 0, "init");
     float a0 = ((float *)a->data)[0], b0 = ((float *)b->data)[0];
     graph_zero_grad(g);
-    adamw_step(&opt, g, 0.1f, 1.0f);
+    adamw_step(&opt, g, 0.1f, 0.0f);
     CHECK(fabsf(((float *)a->data)[0] - a0 * 0.95f) <= 1e-6f * fabsf(a0) + 1e-7f, "decayed %g -> %g", a0, ((float *)a->data)[0]);
     CHECK(((float *)b->data)[0] == b0, "bias moved %g -> %g", b0, ((float *)b->data)[0]);
     adamw_free(&opt);
@@ -93,9 +178,10 @@ static void test_shards_equal_full(void) {
             "init shards");
     for (int s = 0; s < 3; s++) {
         for (size_t i = 0; i < g1->grad_numel; i++) g1->grad_mem[i] = g2->grad_mem[i] = rng_normal(&rng);
-        adamw_step(&full, g1, 1e-2f, 1.0f);
-        adamw_step(&hi_half, g2, 1e-2f, 1.0f);
-        adamw_step(&lo_half, g2, 1e-2f, 1.0f);
+        // No clipping: each shard's pass would see only its own norm.
+        adamw_step(&full, g1, 1e-2f, 0.0f);
+        adamw_step(&hi_half, g2, 1e-2f, 0.0f);
+        adamw_step(&lo_half, g2, 1e-2f, 0.0f);
     }
     CHECK(memcmp(g1->param_mem, g2->param_mem, g1->param_numel * sizeof(float)) == 0, "sharded update differs");
     CHECK(lo_half.step == 3 && hi_half.step == 3, "shard steps %ld, %ld", lo_half.step, hi_half.step);
@@ -245,6 +331,8 @@ static void test_flat_layout(void) {
 int main(void) {
     rng_seed(&rng, test_seed("test_optim"));
     RUN(test_adamw_matches_reference);
+    RUN(test_flat_pass_bits);
+    RUN(test_nonfinite_skips);
     RUN(test_decay_flag);
     RUN(test_shards_equal_full);
     RUN(test_clip);

@@ -15,6 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>   // defines: _mm_sqrt_ps
+#endif
 
 // The helpers below are always inlined, so no 32-byte vector crosses a call
 // in the baseline build (whose ABI has no such register; GCC warns).
@@ -67,6 +70,25 @@ V8_INLINE f32x8 v8_copysign(f32x8 mag, f32x8 sgn) {
 }
 V8_INLINE f32x8 v8_min(f32x8 a, f32x8 b) { return v8_select(a < b, a, b); }
 V8_INLINE f32x8 v8_max(f32x8 a, f32x8 b) { return v8_select(a > b, a, b); }
+
+// sqrt per lane, correctly rounded as sqrtf is (so the same bits), but
+// without the errno check that keeps GCC from vectorising sqrtf: two SSE
+// sqrtps, which both clones have.
+V8_INLINE f32x8 v8_sqrt(f32x8 x) {
+#if defined(__SSE__)
+    __m128 lo, hi;
+    memcpy(&lo, &x, sizeof lo);
+    memcpy(&hi, (const char *)&x + sizeof lo, sizeof hi);
+    lo = _mm_sqrt_ps(lo);
+    hi = _mm_sqrt_ps(hi);
+    memcpy(&x, &lo, sizeof lo);
+    memcpy((char *)&x + sizeof lo, &hi, sizeof hi);
+    return x;
+#else
+    for (int j = 0; j < 8; j++) x[j] = __builtin_sqrtf(x[j]);
+    return x;
+#endif
+}
 
 // The sum of the 8 lanes, in a fixed pairwise order.
 V8_INLINE float v8_hsum(f32x8 v) {

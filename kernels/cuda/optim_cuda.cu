@@ -19,20 +19,6 @@ __device__ __forceinline__ void adamw_rule(float &p, float g, float &m, float &v
     p -= lr * ((m / bc1) / (sqrtf(v / bc2) + eps) + decay * p);
 }
 
-template <int W>
-__global__ void __launch_bounds__(CUDA_BLOCK) adamw_kernel(float *p, const float *grad, float *m, float *v, size_t n,
-                                                           float beta1, float beta2, float eps, float lr,
-                                                           float grad_scale, float decay, float bc1, float bc2) {
-    using Vf = Vec<float, W>;
-    CUDA_GRID_STRIDE(q, n / W) {
-        Vf pv = load_vec<Vf>(p, q), gv = load_vec_cs<Vf>(grad, q), mv = load_vec<Vf>(m, q), vv = load_vec<Vf>(v, q);
-        for (int j = 0; j < W; j++) adamw_rule(pv[j], gv[j] * grad_scale, mv[j], vv[j], beta1, beta2, eps, lr, decay, bc1, bc2);
-        store_vec<Vf>(p, q, pv);
-        store_vec<Vf>(m, q, mv);
-        store_vec<Vf>(v, q, vv);
-    }
-}
-
 // The span holding flat index i (spans sorted, covering [0, n)).
 __device__ __forceinline__ int span_of(const AdamWSpan *spans, int n_spans, size_t i) {
     int lo = 0, hi = n_spans - 1;
@@ -54,17 +40,19 @@ __global__ void __launch_bounds__(CUDA_BLOCK) adamw_flat_kernel(float *p, const 
     if (threadIdx.x == 0) {
         double sumsq = 0;
         for (size_t c = 0; c < chunks; c++) sumsq += partial[c];   // in order: every block the same bits
-        AdamWStep st = *step;
-        double norm = sqrt(sumsq) / st.grad_div;
-        int apply = st.loss_finite && isfinite(norm);
-        float clip = st.max_norm > 0 && norm > st.max_norm ? (float)(st.max_norm / (norm + 1e-6)) : 1.0f;
-        s_scale = clip / st.grad_div;
-        s_lr = st.lr;
-        s_bc1 = st.bc1;
-        s_bc2 = st.bc2;
+        // Field by field: block 0 writes the verdict below while the
+        // others read the scalars.
+        float max_norm = step->max_norm, grad_div = step->grad_div;
+        double norm = sqrt(sumsq) / grad_div;
+        int apply = step->loss_finite && isfinite(norm);
+        float clip = max_norm > 0 && norm > max_norm ? (float)(max_norm / (norm + 1e-6)) : 1.0f;
+        s_scale = clip / grad_div;
+        s_lr = step->lr;
+        s_bc1 = step->bc1;
+        s_bc2 = step->bc2;
         s_apply = apply;
         if (blockIdx.x == 0) {
-            step->norm = apply ? (float)norm : NAN;
+            step->norm = apply ? norm : NAN;
             step->applied = apply;
         }
     }
@@ -97,22 +85,22 @@ __global__ void __launch_bounds__(CUDA_BLOCK) sumsq_kernel(const float *x, size_
     if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
+// One thread per loss figure: losses[k] += x[k] in double (the host's old
+// accumulation, so the figures keep their bits), and the total's
+// finiteness into the step's flag.
+__global__ void step_losses_kernel(StepLosses l, AdamWStep *step) {
+    int k = threadIdx.x;
+    if (k >= STEP_LOSSES || !l.x[k]) return;
+    float x = *l.x[k];
+    step->losses[k] += x;
+    if (k == 0 && !isfinite(x)) step->loss_finite = 0;
+}
+
 bool aligned4(const void *a, const void *b, const void *c, const void *d) {
     return cuda_aligned16(a) && cuda_aligned16(b) && cuda_aligned16(c) && cuda_aligned16(d);
 }
 
 }  // namespace
-
-extern "C" void adamw_update_cuda(float *p, const float *grad, float *m, float *v, size_t n, float beta1, float beta2,
-                                  float eps, float lr, float grad_scale, float decay, float bc1, float bc2) {
-    if (n == 0) return;
-    cudaStream_t s = cuda_compute_stream();
-    if (n % 4 == 0 && aligned4(p, grad, m, v))
-        adamw_kernel<4><<<cuda_grid_for_items(n / 4), CUDA_BLOCK, 0, s>>>(p, grad, m, v, n, beta1, beta2, eps, lr, grad_scale, decay, bc1, bc2);
-    else
-        adamw_kernel<1><<<cuda_grid_for_items(n), CUDA_BLOCK, 0, s>>>(p, grad, m, v, n, beta1, beta2, eps, lr, grad_scale, decay, bc1, bc2);
-    CUDA_CHECK_LAUNCH();
-}
 
 extern "C" void adamw_flat_cuda(float *p, const float *g, float *m, float *v, size_t n, const AdamWSpan *spans, int n_spans,
                                 const double *partial, size_t chunks, float beta1, float beta2, float eps,
@@ -125,6 +113,11 @@ extern "C" void adamw_flat_cuda(float *p, const float *g, float *m, float *v, si
     else
         adamw_flat_kernel<1><<<cuda_grid_for_items(n ? n : 1), CUDA_BLOCK, 0, s>>>(
             p, g, m, v, n, spans, n_spans, partial, chunks, beta1, beta2, eps, weight_decay, step);
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void step_losses_cuda(StepLosses l, AdamWStep *step) {
+    step_losses_kernel<<<1, 32, 0, cuda_compute_stream()>>>(l, step);
     CUDA_CHECK_LAUNCH();
 }
 

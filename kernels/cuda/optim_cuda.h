@@ -1,31 +1,10 @@
-// optim_cuda.h: the optimizer's CUDA kernels (twins of autograd/optim.c's loops).
+// optim_cuda.h: the optimizer's CUDA kernels (twins: kernels/cpu/optim_cpu.h).
 #pragma once
 #include <stddef.h>
+#include "kernels/adamw_step.h"   // defines: AdamWSpan, AdamWStep
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-// One run of the AdamW range with one weight-decay flag, offsets relative
-// to the range's first float (autograd/graph.h's DecaySpan, shifted).
-typedef struct AdamWSpan {
-    size_t lo, hi;
-    int decay;
-} AdamWSpan;
-
-// What an optimizer step needs that changes from step to step, kept in
-// device memory so that a step captured into a CUDA Graph reads this
-// step's values when it is replayed. The host writes the first block
-// before the step; the update writes the second.
-typedef struct AdamWStep {
-    float lr;            // the schedule's learning rate
-    float bc1, bc2;      // 1 - beta1^t, 1 - beta2^t
-    float max_norm;      // train.grad_clip; <= 0: no clipping
-    float grad_div;      // the gradients are sums of this many means (micro-batches x ranks)
-    int loss_finite;     // 0 when a micro-batch's loss was not finite (the step is skipped)
-    // written by adamw_flat_cuda:
-    float norm;          // of the mean gradient (NaN when not finite)
-    int applied;         // 1: the weights moved; 0: the step was skipped
-} AdamWStep;
 
 // Sums of squares of each REDUCE_CHUNK floats (graph.h), in double, into
 // partial[0 .. ceil(n / REDUCE_CHUNK)) on the device; the caller adds them in order.
@@ -44,10 +23,11 @@ void adamw_flat_cuda(float *p, const float *g, float *m, float *v, size_t n, con
                      const double *partial, size_t chunks, float beta1, float beta2, float eps, float weight_decay,
                      AdamWStep *step);
 
-// The rule on one contiguous run with the scalars given by the host (the
-// tape's eager step, one launch per decay span).
-void adamw_update_cuda(float *p, const float *grad, float *m, float *v, size_t n, float beta1, float beta2,
-                       float eps, float lr, float grad_scale, float decay, float bc1, float bc2);
+// The step's loss figures added into step->losses (double, on the
+// device), and step->loss_finite cleared when the total is not finite:
+// one small launch per micro-batch, so that the host reads them once per
+// step together with the update's verdict.
+void step_losses_cuda(StepLosses l, AdamWStep *step);
 
 #ifdef __cplusplus
 }

@@ -7,9 +7,11 @@
 // tape with its share of each loss (objective.h), so the gradients that
 // accumulate, and that the last backward all-reduces across the ranks
 // bucket by bucket (train/dist/dist.h), are those of the global batch's
-// mean loss however it is split. The global norm is checked (a non-finite
-// loss or norm on any rank skips the step everywhere without touching a
-// weight or the optimizer), clipped, and AdamW updates.
+// mean loss however it is split. The loss components add up on the
+// device; one pass (autograd/optim.h) forms the global norm, checks it and
+// the losses (a non-finite loss or norm on any rank skips the step
+// everywhere without touching a weight or the optimizer), clips and
+// updates; one download brings the step's figures back.
 //
 // Under mpirun each rank reads its own part of every batch (the loader's
 // rank/world), and the step's figures are summed over the ranks so that
@@ -17,19 +19,16 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include "autograd/optim.h"         // defines: lr_schedule, grad_global_norm, adamw_step
+#include "autograd/optim.h"         // defines: lr_schedule, adamw_begin, adamw_update, adamw_end
 #include "train/core/state.h"       // defines: TrainState, StepStats
 #include "train/dist/dist.h"        // defines: dist_world, grad_sync_*, dist_allreduce_sum
 
-// A [1] loss component, read on the host (one small download on a device).
-static float read_scalar(const Tensor *t) {
-    float x;
-    tensor_to_host_f32(t, &x);
-    return x;
-}
-
-static void add_component(double *acc, const Tensor *t) {
-    if (t) *acc += read_scalar(t);
+// The objective's loss figures, where the tape holds them.
+static StepLosses step_losses(const Objective *o) {
+    const Tensor *t[STEP_LOSSES] = { o->total, o->kl, o->ce, o->traj, o->feature };
+    StepLosses l;
+    for (int k = 0; k < STEP_LOSSES; k++) l.x[k] = t[k] ? t[k]->data : NULL;
+    return l;
 }
 
 // Sum the step's figures over the ranks, with each rank's count of
@@ -67,45 +66,59 @@ static int count_step(TrainState *ts, const Batch **batches, LossCounts *counts,
 int train_step(TrainState *ts, long step, StepStats *ss) {
     const Recipe *r = ts->r;
     TrainData *td = &ts->data;
+    AdamW *opt = &ts->optim.adamw;
+    Graph *g = ts->model.g;
     memset(ss, 0, sizeof *ss);
     ss->lr = lr_schedule(step, r->train.warmup_steps, r->train.steps, (float)r->train.lr, (float)r->train.min_lr);
     LossCounts global;
     if (count_step(ts, td->step_batches, td->step_counts, &global)) return STEP_ERROR;
-    graph_zero_grad(ts->model.g);
-    int finite = 1;
+    adamw_begin(opt, ss->lr, (float)r->train.grad_clip);
+    graph_zero_grad(g);
+    StepLosses losses = step_losses(&ts->model.obj);
     for (int m = 0; m < td->accum; m++) {
         const Batch *b = td->step_batches[m];
         // The inputs still hold the last micro-batch counted.
         if (td->accum > 1) batch_to_inputs(b, &td->setup, r, &td->vocab, &ts->model.st, &ts->model.obj);
         objective_set_shares(&ts->model.obj, &td->step_counts[m], &global);
         if (ts->hooks.after_inputs) ts->hooks.after_inputs(ts->hooks.ctx, ts);
-        graph_upload_inputs(ts->model.g);
-        graph_forward(ts->model.g);
-        float loss = read_scalar(ts->model.obj.total);
-        ss->samples += b->B;
-        // A non-finite loss skips the step (below): no more backward.
-        if (!finite || !isfinite(loss)) { finite = 0; continue; }
+        graph_upload_inputs(g);
+        graph_forward(g);
+        // The figures add up on the device; a non-finite loss there skips
+        // the step (the update's own check) after a backward whose
+        // gradients are then never used.
+        adamw_add_losses(opt, losses);
         // Only the last micro-batch's backward launches the all-reduce.
         if (ts->sync && m == td->accum - 1) grad_sync_arm(ts->sync);
-        graph_backward(ts->model.g, ts->model.obj.total);
+        graph_backward(g, ts->model.obj.total);
+        ss->samples += b->B;
         ss->micro++;
-        ss->loss += loss;
-        add_component(&ss->kl, ts->model.obj.kl);
-        add_component(&ss->ce, ts->model.obj.ce);
-        add_component(&ss->traj, ts->model.obj.traj);
-        add_component(&ss->feature, ts->model.obj.feature);
     }
     // The gradients are the global batch's mean loss's already: each
-    // micro-batch's loss carries its share.
-    int bad = !finite;
+    // micro-batch's loss carries its share. One pass checks the norm, clips
+    // and updates; one read brings back the losses, the norm and whether
+    // the weights moved.
+    AdamWStep out;
+    int bad;
     if (ts->sync) {
-        grad_sync_finish(ts->sync);   // every rank, even one that skipped its backward
+        grad_sync_finish(ts->sync);   // every rank's backward has run
+        adamw_peek(opt, &out);
+        bad = !out.loss_finite;
+        ss->loss = out.losses[0]; ss->kl = out.losses[1]; ss->ce = out.losses[2];
+        ss->traj = out.losses[3]; ss->feature = out.losses[4];
         reduce_step_stats(ss, &bad);
-        ss->grad_norm = bad ? NAN : sqrt(grad_sync_sumsq(ts->sync));
+        double sumsq = bad ? NAN : grad_sync_sumsq(ts->sync);
+        if (!bad && isfinite(sumsq)) grad_sync_update(ts->sync, opt, sumsq);
+        else adamw_update_sumsq(opt, g, NAN);   // only records the skip
+        adamw_end(opt, &out);
     } else {
-        ss->grad_norm = bad ? NAN : grad_global_norm(ts->model.g);
+        size_t chunks = grad_sumsq_partials(g, 0, g->grad_numel);
+        adamw_update(opt, g, g->reduce_dev, chunks);
+        adamw_end(opt, &out);
+        ss->loss = out.losses[0]; ss->kl = out.losses[1]; ss->ce = out.losses[2];
+        ss->traj = out.losses[3]; ss->feature = out.losses[4];
     }
-    if (bad || !isfinite(ss->grad_norm)) {
+    ss->grad_norm = out.norm;
+    if (!out.applied) {
         ts->optim.bad_total++;
         if (++ts->optim.bad_in_a_row > r->train.max_bad_steps) {
             fprintf(stderr, "distil: error: %s: %ld non-finite steps in a row (at step %ld); none of them updated the "
@@ -116,9 +129,5 @@ int train_step(TrainState *ts, long step, StepStats *ss) {
         return STEP_SKIPPED;
     }
     ts->optim.bad_in_a_row = 0;
-    float scale = grad_clip_scale(ss->grad_norm, (float)r->train.grad_clip);
-    if (ts->sync) grad_sync_update(ts->sync, &ts->optim.adamw, ss->lr, scale);
-    else adamw_step(&ts->optim.adamw, ts->model.g, ss->lr, scale);
     return STEP_OK;
 }
-

@@ -122,10 +122,11 @@ int grad_sync_finish(GradSync *s);
 // added in rank order, so every rank gets the same bits and ZeRO-0 and ZeRO-1
 // the same value. At world size 1 it equals grad_global_norm()^2.
 double grad_sync_sumsq(GradSync *s);
-// The optimizer step on the summed gradients (scaled by grad_scale): ZeRO-0
-// updates everything with adamw_step; ZeRO-1 updates this rank's shard and
-// all-gathers the parameters. opt must hold grad_sync_shard's range.
-int grad_sync_update(GradSync *s, AdamW *opt, float lr, float grad_scale);
+// The optimizer's pass on the summed gradients (adamw_update_sumsq, with
+// the step's scalars from adamw_begin and sumsq from grad_sync_sumsq, which
+// sets the clip): ZeRO-0 updates everything; ZeRO-1 updates this rank's
+// shard and all-gathers the parameters. opt must hold grad_sync_shard's range.
+int grad_sync_update(GradSync *s, AdamW *opt, double sumsq);
 const GradSyncStats *grad_sync_stats(const GradSync *s);
 
 // ---- ZeRO-1 checkpoints (train/dist/zero_ckpt.c) -------------------------------------

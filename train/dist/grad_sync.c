@@ -482,8 +482,8 @@ static void gather_params(GradSync *s) {
     dist_waitall(1, &req, "parameter all-gather");
 }
 
-int grad_sync_update(GradSync *s, AdamW *opt, float lr, float grad_scale) {
-    adamw_step(opt, s->g, lr, grad_scale);   // opt holds this rank's shard under ZeRO-1
+int grad_sync_update(GradSync *s, AdamW *opt, double sumsq) {
+    adamw_update_sumsq(opt, s->g, sumsq);   // opt holds this rank's shard under ZeRO-1
     if (!s->cfg.zero) return 0;
     double t0 = now_s();
     gather_params(s);

@@ -46,7 +46,7 @@ void run(Lab &lab, size_t n, int tensors, int reps) {
     size_t chunks = (n + REDUCE_CHUNK - 1) / REDUCE_CHUNK;
     double *dpart = lab_upload(std::vector<double>(chunks, 0.0));
     AdamWSpan *dspans = lab_upload(spans);
-    AdamWStep st = { LR, bc1, bc2, MAX_NORM, DIV, 1, 0, 0 };
+    AdamWStep st = { LR, bc1, bc2, MAX_NORM, DIV, 1, 0, 0, {} };
     AdamWStep *dstep = lab_upload(std::vector<AdamWStep>(1, st));
     cudaStream_t s = cuda_compute_stream();
     auto reset = [&] {
