@@ -42,6 +42,7 @@ void graph_free(Graph *g) {
     backend_host_free(g->input_host_mem, g->input_host_pinned);
     free(g->remat);
     backend_free(g->device, g->reduce_dev);
+    backend_free(g->device, g->seed_one);
     free(g->reduce_host);
     free(g);
 }
@@ -233,6 +234,11 @@ void graph_upload_inputs(Graph *g) {
     backend_upload(g->device, g->act_mem, g->input_host_mem, g->input_bytes);
 }
 
+void graph_upload_inputs_queued(Graph *g) {
+    if (g->device == DEV_CPU) return;
+    backend_upload_queued(g->device, g->act_mem, g->input_host_mem, g->input_bytes);
+}
+
 GraphMemory graph_memory(const Graph *g) {
     GraphMemory m = { 0 };
     for (int i = 0; i < g->n_params; i++) {
@@ -327,7 +333,10 @@ int graph_plan(Graph *g) {
     g->reduce_len = (g->grad_numel + REDUCE_CHUNK - 1) / REDUCE_CHUNK + 1;
     g->reduce_dev = backend_alloc(g->device, g->reduce_len * sizeof(double));
     g->reduce_host = calloc(g->reduce_len, sizeof(double));
-    if (!g->reduce_dev || !g->reduce_host) { fprintf(stderr, "distil: error: out of memory planning the graph\n"); return -1; }
+    g->seed_one = backend_alloc(g->device, sizeof(float));
+    if (!g->reduce_dev || !g->reduce_host || !g->seed_one) { fprintf(stderr, "distil: error: out of memory planning the graph\n"); return -1; }
+    float one = 1.0f;
+    backend_from_host(g->device, g->seed_one, &one, sizeof one);
     g->planned = 1;
     return 0;
 }
@@ -368,10 +377,15 @@ void graph_zero_grad(Graph *g) {
     backend_zero(g->device, g->grad_mem, g->grad_numel * sizeof(float));
 }
 
+static void backward_from_seed(Graph *g, Tensor *loss);
+
 void graph_backward(Graph *g, Tensor *loss) {
     if (loss->numel != 1) { fprintf(stderr, "distil: error: backward from a tensor of %zu elements (a scalar loss is needed)\n", loss->numel); exit(2); }
-    float one = 1.0f;
-    graph_backward_seeded(g, loss, &one);
+    if (!loss->requires_grad) return;
+    // The seed from device memory, by a copy in device order: no wait for
+    // the host, so a captured step can hold it.
+    backend_copy(g->device, loss->grad, g->seed_one, sizeof(float));
+    backward_from_seed(g, loss);
 }
 
 // The tensor whose gradient buffer t's is (a view's is its source's).
@@ -399,12 +413,17 @@ static void set_grad_assign(Graph *g, Tensor *t) {
 
 void graph_backward_seeded(Graph *g, Tensor *loss, const float *seed) {
     if (!loss->requires_grad) return;
+    backend_from_host(g->device, loss->grad, seed, loss->numel * sizeof(float));
+    backward_from_seed(g, loss);
+}
+
+// Backward from loss, whose gradient (the seed) is already in place.
+static void backward_from_seed(Graph *g, Tensor *loss) {
     // No gradient buffer is zeroed: the first writer of an activation
     // gradient assigns it, and a node whose gradient nothing wrote (no path
     // to the seed) is skipped, its contribution being zero. Parameter
     // gradients accumulate (graph_zero_grad clears them once per step).
     for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->grad_written = g->nodes[i]->op == OP_PARAM;
-    backend_from_host(g->device, loss->grad, seed, loss->numel * sizeof(float));
     grad_owner(loss)->grad_written = 1;
     // Parameters whose grad completes at tape index i, walked with `next`;
     // the outputs recomputed before node i's backward, with `r` (those past

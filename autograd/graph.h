@@ -73,6 +73,7 @@ typedef struct Graph {
     // per REDUCE_CHUNK floats: on the graph's device, and a host mirror.
     double *reduce_dev, *reduce_host;
     size_t reduce_len;
+    float *seed_one;                           // [1] 1.0f on the graph's device: graph_backward's seed
     int planned;
     struct Graph *param_owner;                 // non-NULL: parameters live in that graph
 
@@ -142,6 +143,11 @@ static inline void *graph_input_host(const Tensor *t) { return t->host; }
 // any queued after. Returns once the mirror may be written again. A no-op
 // on the CPU.
 void graph_upload_inputs(Graph *g);
+// The same without the host's wait (backend_upload_queued), so a captured
+// step can hold it: the mirror may be written again only once the device
+// work queued after it has run. Whether the mirror is page-locked, which
+// a capture of the copy needs, is g->input_host_pinned.
+void graph_upload_inputs_queued(Graph *g);
 
 void graph_forward(Graph *g);
 // Seeds d(loss)=1 (loss must have one element) and walks the tape

@@ -126,6 +126,24 @@ void backend_upload(Device d, void *dst, const void *host_src, size_t bytes) {
     memcpy(dst, host_src, bytes);
 }
 
+void backend_upload_queued(Device d, void *dst, const void *host_src, size_t bytes) {
+    if (!bytes) return;
+#ifdef DISTIL_CUDA
+    if (d == DEV_CUDA) { cuda_upload_queued(dst, host_src, bytes); return; }
+#endif
+    (void)d;
+    memcpy(dst, host_src, bytes);
+}
+
+void backend_copy(Device d, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return;
+#ifdef DISTIL_CUDA
+    if (d == DEV_CUDA) { cuda_copy(dst, src, bytes); return; }
+#endif
+    (void)d;
+    memmove(dst, src, bytes);
+}
+
 void backend_capture_begin(Device d) {
 #ifdef DISTIL_CUDA
     if (d == DEV_CUDA) { cuda_capture_begin(); return; }
@@ -146,6 +164,22 @@ void backend_capture_launch(BackendCapture *c) {
     cuda_capture_launch(c);
 #endif
     (void)c;
+}
+
+long backend_capture_launches(const BackendCapture *c) {
+#ifdef DISTIL_CUDA
+    return cuda_capture_launches(c);
+#endif
+    (void)c;
+    return 0;
+}
+
+int backend_capture_current(const BackendCapture *c) {
+#ifdef DISTIL_CUDA
+    return cuda_capture_current(c);
+#endif
+    (void)c;
+    return 0;
 }
 
 size_t backend_capture_nodes(const BackendCapture *c) {

@@ -38,6 +38,14 @@ void backend_host_free(void *p, int pinned);
 // been read. A plain copy on the CPU.
 void backend_upload(Device d, void *dst, const void *host_src, size_t bytes);
 
+// backend_upload without the host's wait: it returns at once, so it may be
+// captured, and the host must leave host_src alone until the device work
+// queued after it has run (the step's one download waits for that).
+void backend_upload_queued(Device d, void *dst, const void *host_src, size_t bytes);
+// Device to device, in order with the device work queued before and after
+// (on CUDA, the compute stream: capturable). memmove on the CPU.
+void backend_copy(Device d, void *dst, const void *src, size_t bytes);
+
 // CUDA Graphs (kernels/cuda/capture.cu). Between backend_capture_begin and
 // backend_capture_end, the device work queued on d is recorded, not run;
 // backend_capture_launch replays it. Only what runs on the device may be
@@ -47,8 +55,14 @@ typedef struct CudaCapture BackendCapture;
 void backend_capture_begin(Device d);
 BackendCapture *backend_capture_end(Device d);
 void backend_capture_launch(BackendCapture *c);
-// Nodes (kernels, copies...) the capture recorded.
+// Nodes (kernels, copies...) the capture recorded, and how many times it
+// was replayed (cudaGraphLaunch calls).
 size_t backend_capture_nodes(const BackendCapture *c);
+long backend_capture_launches(const BackendCapture *c);
+// Whether the device memory the capture recorded is still in use: 0 once an
+// op has since regrown its scratch workspace (a larger eval batch...), after
+// which the capture must be made again.
+int backend_capture_current(const BackendCapture *c);
 void backend_capture_free(BackendCapture *c);
 
 #ifdef DISTIL_CUDA
@@ -59,6 +73,8 @@ void cuda_capture_begin(void);
 struct CudaCapture *cuda_capture_end(void);
 void cuda_capture_launch(struct CudaCapture *c);
 size_t cuda_capture_nodes(const struct CudaCapture *c);
+long cuda_capture_launches(const struct CudaCapture *c);
+int cuda_capture_current(const struct CudaCapture *c);
 void cuda_capture_free(struct CudaCapture *c);
 int cuda_device_count(const char **why);
 void *cuda_alloc(size_t bytes);
@@ -71,4 +87,6 @@ void cuda_sync(void);
 void *cuda_host_alloc(size_t bytes);
 void cuda_host_free(void *p);
 void cuda_upload(void *dst, const void *host_src, size_t bytes);
+void cuda_upload_queued(void *dst, const void *host_src, size_t bytes);
+void cuda_copy(void *dst, const void *src, size_t bytes);
 #endif

@@ -70,11 +70,14 @@ static int make_shards(void) {
 // 16-pixel patches: 19 tokens per sample, micro-batches of 2) so that the
 // CPU simulator of CUDA (one thread per GPU thread) gets through it in a
 // few minutes.
-static int load_recipe(Recipe *r) {
-    char *sets[] = { "data.history_frames=1", "data.max_trace_tokens=8", "model.patch=16", "train.steps=40",
-                     "train.micro_batch=2", "train.batch_size=4", "train.min_lr=3.0e-3",
-                     "train.allow_tf32=false" };   // fp32 products on the GPU, as the tolerances assume
-    return tiny_recipe_load(r, dir, 1, sets, (int)(sizeof sets / sizeof sets[0]));
+// extra: more --set lines, applied after these.
+static int load_recipe(Recipe *r, char **extra, int n_extra) {
+    char *sets[16] = { "data.history_frames=1", "data.max_trace_tokens=8", "model.patch=16", "train.steps=40",
+                       "train.micro_batch=2", "train.batch_size=4", "train.min_lr=3.0e-3",
+                       "train.allow_tf32=false" };   // fp32 products on the GPU, as the tolerances assume
+    int n = 8;
+    for (int i = 0; i < n_extra && n < 16; i++) sets[n++] = extra[i];
+    return tiny_recipe_load(r, dir, 1, sets, n);
 }
 
 static int close_rel(double a, double b, double rtol) {
@@ -90,13 +93,15 @@ static float *params_host(const TrainState *ts) {
 
 typedef struct { Recipe r; TrainState ts; int open; } Run;
 
-static int open_run(Run *run, Device d) {
+static int open_run_with(Run *run, Device d, char **extra, int n_extra) {
     memset(run, 0, sizeof *run);
-    if (load_recipe(&run->r)) return -1;
+    if (load_recipe(&run->r, extra, n_extra)) return -1;
     if (train_state_open_on(&run->ts, &run->r, d)) { train_state_close(&run->ts); recipe_free(&run->r); return -1; }
     run->open = 1;
     return 0;
 }
+
+static int open_run(Run *run, Device d) { return open_run_with(run, d, NULL, 0); }
 
 static void close_run(Run *run) {
     if (!run->open) return;
@@ -182,11 +187,63 @@ static void test_eval_matches_cpu(void) {
     close_run(&cpu);
 }
 
+// The training step captured into a CUDA Graph against the same steps run
+// eagerly, on one micro-batch per step (what the capture holds): from the
+// same weights and batches, the same losses, norms, weights and moments bit
+// for bit (the graph replays the eager step's kernels with the same
+// arguments, reading what changes, the inputs and the step's scalars, from
+// device memory). The first step runs eagerly, the second is captured and
+// launched, every later one a replay: the graph's own count of launches
+// says so, and the eager run never captured.
+static void test_captured_steps_match_eager(void) {
+    NEED_GPU();
+    REQUIRE(have_shards, "no shards");
+    enum { CAPTURED_STEPS = 4 };
+    char *one_micro[] = { "train.batch_size=2" };
+    Run eager, captured;
+    REQUIRE(open_run_with(&eager, DEV_CUDA, one_micro, 1) == 0, "open the eager run");
+    if (open_run_with(&captured, DEV_CUDA, one_micro, 1)) { close_run(&eager); REQUIRE(0, "open the captured run"); }
+    eager.ts.capture.off = 1;
+    REQUIRE(captured.ts.model.g->input_host_pinned, "the input mirror is not page-locked: the step cannot be captured");
+    for (long s = 0; s < CAPTURED_STEPS; s++) {
+        StepStats a, b;
+        int ra = train_step(&eager.ts, s, &a), rb = train_step(&captured.ts, s, &b);
+        CHECK(ra == STEP_OK && rb == STEP_OK, "step %ld: eager %d, captured %d", s, ra, rb);
+        CHECK(memcmp(&a.loss, &b.loss, sizeof a.loss) == 0 && memcmp(&a.kl, &b.kl, sizeof a.kl) == 0 &&
+              memcmp(&a.traj, &b.traj, sizeof a.traj) == 0 && memcmp(&a.grad_norm, &b.grad_norm, sizeof a.grad_norm) == 0,
+              "step %ld: loss %.9g/%.9g, grad norm %.9g/%.9g (eager/captured)", s, a.loss, b.loss, a.grad_norm, b.grad_norm);
+        CHECK(a.samples == b.samples && b.micro == 1, "step %ld: samples %ld/%ld", s, a.samples, b.samples);
+    }
+    const StepCapture *c = &captured.ts.capture;
+    REQUIRE(c->graph, "the step was never captured");
+    printf("  captured step: %zu nodes, %ld launches, %ld eager step(s)\n", backend_capture_nodes(c->graph),
+           backend_capture_launches(c->graph), c->eager_steps);
+    CHECK(backend_capture_nodes(c->graph) >= 20, "the captured step has only %zu nodes", backend_capture_nodes(c->graph));
+    CHECK(backend_capture_launches(c->graph) == CAPTURED_STEPS - 1 && c->eager_steps == 1,
+          "%ld graph launches and %ld eager steps over %d steps (expected %d and 1)", backend_capture_launches(c->graph),
+          c->eager_steps, CAPTURED_STEPS, CAPTURED_STEPS - 1);
+    CHECK(!eager.ts.capture.graph && eager.ts.capture.eager_steps == CAPTURED_STEPS, "the eager run captured");
+    CHECK(captured.ts.optim.adamw.step == CAPTURED_STEPS, "optimizer steps %ld", captured.ts.optim.adamw.step);
+    float *we = params_host(&eager.ts), *wc = params_host(&captured.ts);
+    size_t n = eager.ts.model.g->param_numel, k = eager.ts.optim.adamw.n;
+    REQUIRE(we && wc, "out of memory");
+    CHECK(memcmp(we, wc, n * sizeof(float)) == 0, "the weights differ between eager and captured steps");
+    float *me = malloc(k * sizeof(float)), *mc = malloc(k * sizeof(float));
+    REQUIRE(me && mc, "out of memory");
+    backend_to_host(DEV_CUDA, me, eager.ts.optim.adamw.v, k * sizeof(float));
+    backend_to_host(DEV_CUDA, mc, captured.ts.optim.adamw.v, k * sizeof(float));
+    CHECK(memcmp(me, mc, k * sizeof(float)) == 0, "AdamW's second moments differ between eager and captured steps");
+    free(we); free(wc); free(me); free(mc);
+    close_run(&captured);
+    close_run(&eager);
+}
+
 int main(void) {
     test_seed("test_gpu_train");
     if (!no_gpu()) have_shards = make_shards() == 0;
     RUN(test_steps_match_cpu);
     RUN(test_eval_matches_cpu);
+    RUN(test_captured_steps_match_eager);
     if (have_shards) {
         char cmd[300];
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

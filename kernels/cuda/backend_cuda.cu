@@ -63,6 +63,7 @@ struct CopyEvents {
 CopyEvents &download_events() { static CopyEvents e; return e; }
 CopyEvents &host_copy_events() { static CopyEvents e; return e; }
 CopyEvents &upload_events() { static CopyEvents e; return e; }
+CopyEvents &queued_upload_events() { static CopyEvents e; return e; }
 
 }  // namespace
 
@@ -117,4 +118,23 @@ extern "C" void cuda_upload(void *dst, const void *src, size_t bytes) {
     CUDA_CHECK(cudaEventRecord(upload.copy_done, copy));
     CUDA_CHECK(cudaStreamWaitEvent(compute, upload.copy_done, 0));
     CUDA_CHECK(cudaEventSynchronize(upload.copy_done));
+}
+
+// The same ordering without the host's wait, so that a stream capture can
+// record it: the copy stream joins the capture through compute_done and is
+// joined back through copy_done (its own pair of events, so that a queued
+// upload never shares an event with an eager one).
+extern "C" void cuda_upload_queued(void *dst, const void *src, size_t bytes) {
+    CopyEvents &queued = queued_upload_events();
+    cudaStream_t compute = cuda_compute_stream(), copy = cuda_copy_stream();
+    CUDA_CHECK(cudaEventRecord(queued.compute_done, compute));
+    CUDA_CHECK(cudaStreamWaitEvent(copy, queued.compute_done, 0));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, copy));
+    CUDA_CHECK(cudaEventRecord(queued.copy_done, copy));
+    CUDA_CHECK(cudaStreamWaitEvent(compute, queued.copy_done, 0));
+}
+
+// On the compute stream itself: in order with the kernels, no event needed.
+extern "C" void cuda_copy(void *dst, const void *src, size_t bytes) {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cuda_compute_stream()));
 }

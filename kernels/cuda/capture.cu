@@ -14,13 +14,15 @@
 // before the end.
 #include <cstdio>
 #include <cuda_runtime.h>
-#include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
+#include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream, cuda_workspace_generation
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK
 
 struct CudaCapture {
     cudaGraph_t graph;
     cudaGraphExec_t exec;
     size_t nodes;
+    long launches;
+    unsigned long workspace_generation;   // cuda_workspace's, when captured
 };
 
 extern "C" void cuda_capture_begin(void) {
@@ -39,6 +41,7 @@ extern "C" CudaCapture *cuda_capture_end(void) {
     }
     CudaCapture *c = new CudaCapture();
     c->graph = graph;
+    c->workspace_generation = cuda_workspace_generation();
     CUDA_CHECK(cudaGraphGetNodes(graph, nullptr, &c->nodes));
     e = cudaGraphInstantiate(&c->exec, graph, 0);
     if (e != cudaSuccess) {
@@ -51,7 +54,19 @@ extern "C" CudaCapture *cuda_capture_end(void) {
     return c;
 }
 
-extern "C" void cuda_capture_launch(CudaCapture *c) { CUDA_CHECK(cudaGraphLaunch(c->exec, cuda_compute_stream())); }
+extern "C" void cuda_capture_launch(CudaCapture *c) {
+    CUDA_CHECK(cudaGraphLaunch(c->exec, cuda_compute_stream()));
+    c->launches++;
+}
+
+extern "C" long cuda_capture_launches(const CudaCapture *c) { return c->launches; }
+
+// The scratch workspace is the only device memory an op may reallocate
+// (it grows, never shrinks): a graph captured before it grew would read
+// the freed buffer.
+extern "C" int cuda_capture_current(const CudaCapture *c) {
+    return c->workspace_generation == cuda_workspace_generation();
+}
 
 extern "C" size_t cuda_capture_nodes(const CudaCapture *c) { return c->nodes; }
 

@@ -13,6 +13,7 @@ struct CudaContext {
     int tf32_applied;       // the math mode the handle is in (1: TF32 allowed)
     void *workspace;        // see cuda_workspace
     size_t workspace_bytes;
+    unsigned long workspace_generation;
 };
 
 // The workspace's first size: enough for every op's partial sums at any
@@ -47,6 +48,7 @@ CudaContext make_context() {
     CUBLAS_CHECK(cublasSetWorkspace(c.cublas, c.lt.workspace, LT_WORKSPACE_BYTES));
     c.workspace = nullptr;
     c.workspace_bytes = 0;
+    c.workspace_generation = 0;
     return c;
 }
 
@@ -83,8 +85,11 @@ void *cuda_workspace(size_t bytes) {
     size_t grown = bytes > WORKSPACE_MIN_BYTES ? bytes : WORKSPACE_MIN_BYTES;
     CUDA_CHECK(cudaMalloc(&c.workspace, grown));
     c.workspace_bytes = grown;
+    c.workspace_generation++;
     return c.workspace;
 }
+
+unsigned long cuda_workspace_generation(void) { return context().workspace_generation; }
 
 extern "C" void cuda_set_allow_tf32(int allow) { allow_tf32.store(allow ? 1 : 0); }
 extern "C" int cuda_allow_tf32(void) { return allow_tf32.load(); }

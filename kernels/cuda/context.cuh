@@ -40,6 +40,9 @@ CudaLt cuda_cublaslt(void);
 // compute stream first, so after the first step no call allocates. For the
 // compute stream's thread only.
 void *cuda_workspace(size_t bytes);
+// How many times the workspace has been (re)allocated: a CUDA Graph captured
+// before a growth still points at the freed buffer (capture.cu checks).
+unsigned long cuda_workspace_generation(void);
 
 extern "C" {
 // TF32 tensor-core matrix products (10-bit mantissa inputs, ~1e-3 relative

@@ -204,6 +204,7 @@ int train_state_open_on(TrainState *ts, Recipe *r, Device device) {
 }
 
 void train_state_close(TrainState *ts) {
+    backend_capture_free(ts->capture.graph);
     if (ts->optim.adamw.m) adamw_free(&ts->optim.adamw);
     grad_sync_free(ts->sync);
     if (ts->model.g) graph_free(ts->model.g);

@@ -11,6 +11,7 @@
 #include "autograd/optim.h"         // defines: AdamW
 #include "autograd/rng.h"           // defines: Rng
 #include "data/loader.h"            // defines: Loader
+#include "kernels/backend.h"        // defines: BackendCapture
 #include "train/core/objective.h"   // defines: Setup, Objective
 #include "train/dist/dist.h"        // defines: GradSync
 #include "train/model/model.h"      // defines: Student
@@ -54,6 +55,21 @@ typedef struct TrainHooks {
     void *ctx;
 } TrainHooks;
 
+// The training step as a CUDA Graph (step.c). After one eager step, the
+// device work of a step (zeroing the gradients, the upload, forward, the
+// loss figures, backward, the norm and the update) is recorded once by
+// stream capture and replayed with one launch each step. Only on CUDA,
+// with one micro-batch per step, one process (no all-reduce from the
+// backward hooks) and a page-locked input mirror; otherwise every step is
+// eager (docs/performance.md).
+typedef struct StepCapture {
+    int off;                   // never capture (tests compare against the eager steps)
+    int failed;                // the runtime refused: eager from then on
+    BackendCapture *graph;     // NULL until captured
+    long eager_steps;          // steps run without the graph
+    long recaptures;           // captures made again after an op regrew the CUDA workspace
+} StepCapture;
+
 struct TrainState {
     Recipe *r;
     TrainData data;
@@ -66,6 +82,7 @@ struct TrainState {
     // yet, but checkpoints carry it so that what will resumes exactly.
     Rng rng;
     TrainHooks hooks;
+    StepCapture capture;
 };
 
 // Per-step figures, over the global batch (every micro-batch, every rank).

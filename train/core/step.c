@@ -63,6 +63,70 @@ static int count_step(TrainState *ts, const Batch **batches, LossCounts *counts,
     return STEP_OK;
 }
 
+static int finish_step(TrainState *ts, long step, StepStats *ss, const AdamWStep *out);
+
+// The loss figures the device summed over the step's micro-batches.
+static void take_losses(StepStats *ss, const AdamWStep *out) {
+    ss->loss = out->losses[0];
+    ss->kl = out->losses[1];
+    ss->ce = out->losses[2];
+    ss->traj = out->losses[3];
+    ss->feature = out->losses[4];
+}
+
+// A step the CUDA Graph can hold (see StepCapture in state.h): on CUDA, one
+// micro-batch (each one's inputs must be uploaded before the host writes
+// the next into the one mirror, a wait the graph cannot hold), no
+// all-reduce (NCCL and MPI are launched from backward's hooks, outside the
+// compute stream), and a page-locked mirror (a captured copy reads it).
+static int step_capturable(const TrainState *ts) {
+    const Graph *g = ts->model.g;
+    return g->device == DEV_CUDA && !ts->sync && ts->data.accum == 1 && g->input_host_pinned && !ts->capture.off &&
+           !ts->capture.failed;
+}
+
+// The device work of a one-micro-batch step on one process, queued in
+// order and nothing else: what the capture records, and what the eager
+// step runs, so that the two give the same bits. Every pointer it passes
+// is fixed for the run; what changes from step to step is read from
+// device memory (the inputs' slots, opt->step_dev).
+static void queue_step(TrainState *ts, StepLosses losses) {
+    Graph *g = ts->model.g;
+    AdamW *opt = &ts->optim.adamw;
+    graph_zero_grad(g);
+    graph_upload_inputs_queued(g);
+    graph_forward(g);
+    adamw_add_losses(opt, losses);
+    graph_backward(g, ts->model.obj.total);
+    adamw_update(opt, g, g->reduce_dev, grad_sumsq_partials(g, 0, g->grad_numel));
+}
+
+// Replay the captured step, capturing it first when an eager step has
+// already grown every workspace. Returns 0 when the step ran from the
+// graph, -1 when it must run eagerly (not captured yet, or the runtime
+// refused: then never again).
+static int run_captured(TrainState *ts, StepLosses losses) {
+    StepCapture *c = &ts->capture;
+    if (c->graph && !backend_capture_current(c->graph)) {   // an op regrew its workspace since
+        backend_capture_free(c->graph);
+        c->graph = NULL;
+        c->recaptures++;
+    }
+    if (!c->graph) {
+        if (c->eager_steps == 0) return -1;
+        backend_capture_begin(DEV_CUDA);
+        queue_step(ts, losses);
+        c->graph = backend_capture_end(DEV_CUDA);   // NULL: the reason is on stderr
+        if (!c->graph) {
+            fprintf(stderr, "distil: warning: the training step runs without a CUDA Graph from here on\n");
+            c->failed = 1;
+            return -1;
+        }
+    }
+    backend_capture_launch(c->graph);
+    return 0;
+}
+
 int train_step(TrainState *ts, long step, StepStats *ss) {
     const Recipe *r = ts->r;
     TrainData *td = &ts->data;
@@ -73,8 +137,24 @@ int train_step(TrainState *ts, long step, StepStats *ss) {
     LossCounts global;
     if (count_step(ts, td->step_batches, td->step_counts, &global)) return STEP_ERROR;
     adamw_begin(opt, ss->lr, (float)r->train.grad_clip);
-    graph_zero_grad(g);
     StepLosses losses = step_losses(&ts->model.obj);
+    AdamWStep out;
+    if (step_capturable(ts)) {
+        // The inputs hold the step's one micro-batch (count_step).
+        objective_set_shares(&ts->model.obj, &td->step_counts[0], &global);
+        if (ts->hooks.after_inputs) ts->hooks.after_inputs(ts->hooks.ctx, ts);
+        if (run_captured(ts, losses)) {
+            queue_step(ts, losses);
+            ts->capture.eager_steps++;
+        }
+        ss->samples = td->step_batches[0]->B;
+        ss->micro = 1;
+        adamw_end(opt, &out);
+        take_losses(ss, &out);
+        return finish_step(ts, step, ss, &out);
+    }
+    ts->capture.eager_steps++;
+    graph_zero_grad(g);
     for (int m = 0; m < td->accum; m++) {
         const Batch *b = td->step_batches[m];
         // The inputs still hold the last micro-batch counted.
@@ -97,14 +177,12 @@ int train_step(TrainState *ts, long step, StepStats *ss) {
     // micro-batch's loss carries its share. One pass checks the norm, clips
     // and updates; one read brings back the losses, the norm and whether
     // the weights moved.
-    AdamWStep out;
     int bad;
     if (ts->sync) {
         grad_sync_finish(ts->sync);   // every rank's backward has run
         adamw_peek(opt, &out);
         bad = !out.loss_finite;
-        ss->loss = out.losses[0]; ss->kl = out.losses[1]; ss->ce = out.losses[2];
-        ss->traj = out.losses[3]; ss->feature = out.losses[4];
+        take_losses(ss, &out);
         reduce_step_stats(ss, &bad);
         double sumsq = bad ? NAN : grad_sync_sumsq(ts->sync);
         if (!bad && isfinite(sumsq)) grad_sync_update(ts->sync, opt, sumsq);
@@ -114,11 +192,17 @@ int train_step(TrainState *ts, long step, StepStats *ss) {
         size_t chunks = grad_sumsq_partials(g, 0, g->grad_numel);
         adamw_update(opt, g, g->reduce_dev, chunks);
         adamw_end(opt, &out);
-        ss->loss = out.losses[0]; ss->kl = out.losses[1]; ss->ce = out.losses[2];
-        ss->traj = out.losses[3]; ss->feature = out.losses[4];
+        take_losses(ss, &out);
     }
-    ss->grad_norm = out.norm;
-    if (!out.applied) {
+    return finish_step(ts, step, ss, &out);
+}
+
+// The step's verdict, as the one download brought it back: the norm, and
+// the count of non-finite steps when the weights did not move.
+static int finish_step(TrainState *ts, long step, StepStats *ss, const AdamWStep *out) {
+    const Recipe *r = ts->r;
+    ss->grad_norm = out->norm;
+    if (!out->applied) {
         ts->optim.bad_total++;
         if (++ts->optim.bad_in_a_row > r->train.max_bad_steps) {
             fprintf(stderr, "distil: error: %s: %ld non-finite steps in a row (at step %ld); none of them updated the "
