@@ -76,6 +76,9 @@ endif
 CFLAGS := -std=c11 -O3 -g -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -fopenmp \
           -D_GNU_SOURCE -I. $(PKG_CFLAGS) $(BLAS_CFLAGS) $(ARCH)
 LDLIBS := $(PKG_LIBS) $(BLAS_LIBS) -lm -lpthread
+# A GNU build ID in every program: the self-test's result cache keys on it
+# (train/selftest/cache.c), so a rebuilt binary checks its GPU again.
+LDFLAGS += -Wl,--build-id=sha1
 
 ifeq ($(SAN),1)
   CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -138,6 +141,10 @@ $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  NVCC   $<")
 	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+
+# The PyTorch fixtures are assembled into the binary (.incbin) for
+# `distil selftest`; the compiler's dependency files do not see them.
+$(BUILD)/train/selftest/fixtures_embedded.o: tests/fixtures/ops.bin tests/fixtures/losses.bin
 
 $(BUILD)/libdistil.a: $(LIB_OBJ)
 	@rm -f $@

@@ -30,6 +30,14 @@ void backend_set_allow_tf32(Device d, int allow) {
     (void)allow;
 }
 
+int backend_cuda_device_info(CudaDeviceInfo *info) {
+    memset(info, 0, sizeof *info);
+#ifdef DISTIL_CUDA
+    if (backend_cuda_device_count() > 0) return cuda_device_info(info);
+#endif
+    return -1;
+}
+
 void *backend_alloc(Device d, size_t bytes) {
     if (bytes == 0) bytes = 64;
 #ifdef DISTIL_CUDA

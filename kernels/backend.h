@@ -16,6 +16,20 @@ const char *backend_cuda_unavailable_reason(void);
 // (train.allow_tf32; ~1e-3 relative error per product). A no-op on the CPU.
 void backend_set_allow_tf32(Device d, int allow);
 
+// The GPU this process uses (the current device: the one
+// CUDA_VISIBLE_DEVICES puts first, or a rank's own under mpirun), as
+// `distil selftest` reports it and its result cache keys it.
+typedef struct CudaDeviceInfo {
+    char name[256];            // "NVIDIA H100 80GB HBM3"
+    char uuid[48];             // "GPU-8a1b...", as nvidia-smi -L writes it
+    size_t total_bytes;        // device memory
+    int cc_major, cc_minor;    // compute capability
+    int driver, runtime;       // CUDA versions, 13000 = 13.0
+} CudaDeviceInfo;
+// Fills *info; 0, or -1 when there is no usable device (built without CUDA,
+// no GPU, a driver older than the runtime...).
+int backend_cuda_device_info(CudaDeviceInfo *info);
+
 // Zero-filled allocation, 64-byte aligned. Returns NULL on failure.
 void *backend_alloc(Device d, size_t bytes);
 void backend_free(Device d, void *p);
@@ -77,6 +91,7 @@ long cuda_capture_launches(const struct CudaCapture *c);
 int cuda_capture_current(const struct CudaCapture *c);
 void cuda_capture_free(struct CudaCapture *c);
 int cuda_device_count(const char **why);
+int cuda_device_info(CudaDeviceInfo *info);   // kernels/cuda/device_info.cu
 void *cuda_alloc(size_t bytes);
 void cuda_free(void *p);
 void cuda_zero(void *p, size_t bytes);

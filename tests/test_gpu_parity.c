@@ -27,6 +27,7 @@
 #ifdef DISTIL_CUDA
 #include "kernels/cuda/cuda_ops.h"   // defines: cuda_allow_tf32
 #endif
+#include "train/selftest/tolerance.h"   // defines: Tol, TOL_*, tol_worst_ratio
 #include "tests/test.h"
 
 #define MAX_IN 6
@@ -47,54 +48,18 @@ static int no_gpu(void) {
 #define NEED_GPU() do { if (no_gpu()) SKIP(skip_reason); } while (0)
 
 // ---- Tolerances ------------------------------------------------------------
-// A value passes when |cpu - cuda| <= rtol * max(|cpu|, |cuda|) + atol * S,
-// S the largest |cpu| of that tensor. The atol term is relative to the
-// tensor's scale because rounding errors scale with the terms that were
-// combined, not with a result that cancelled to near zero.
-typedef struct { double rtol, atol; } Tol;
-
-// Data movement (concat, slice, transpose, embedding, cast, patchify) and
-// single IEEE operations (a + b, a * b, s * a, a gradient added once onto
-// zero), and sums carried in the same order on both sides (cumsum's double
-// scan, embedding's id-ordered scatter): both devices round identically.
-static const Tol EXACT = { 0, 0 };
-// Elementwise math: CUDA's expf/sinf/cosf/tanhf are within 2 ulp (~2.4e-7),
-// glibc's within 1, and nvcc contracts a * b + c into one FMA (one rounding
-// instead of two). 1e-6 is ~8 ulp; the atol covers 1 + tanh(u) and friends
-// cancelling towards 0 (gelu of a very negative x).
-static const Tol ULP = { 1e-6, 1e-6 };
-// Reductions of <= ~64 terms summed in another order (a fixed tree of fp32
-// partials on the GPU, serial or double sums on the CPU): the typical error
-// is ~ sqrt(n) ulp of the terms' scale, ~1e-6 here; 1e-5 leaves a 10x margin.
-// Softmax, layernorm, attention and the losses all reduce rows this way.
-static const Tol REDUCE = { 1e-5, 1e-5 };
-// Matrix products: cuBLAS and OpenBLAS sum the K <= 64 products in
-// different orders (blocked, FMA'd): the same argument as REDUCE. TF32 is
-// off (cuda_set_allow_tf32 defaults to 0); with it on, 1e-3 would be needed.
-static const Tol GEMM = { 1e-5, 1e-5 };
-// A whole transformer step: ~15 ops deep, and layernorm and softmax
-// backward amplify earlier rounding by rstd (up to ~3 here) and by the
-// cancellation in y * (dy - sum(dy * y)). Each op's own error is ~1e-6;
-// compounded and amplified, 1e-4 is a 10x margin over what is expected.
-static const Tol STEP = { 1e-4, 1e-4 };
+// The bounds and their arguments are in train/selftest/tolerance.h, shared
+// with `distil selftest`; short names for the cases below.
+#define EXACT TOL_EXACT
+#define ULP TOL_ULP
+#define REDUCE TOL_REDUCE
+#define GEMM TOL_GEMM
+#define STEP TOL_STEP
 
 // Checks got against ref under tol; names the worst element.
 static void check_close(const char *test, const char *what, const float *ref, const float *got, size_t n, Tol tol) {
-    double scale = 0;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(ref[i])) scale = fmax(scale, fabs((double)ref[i]));
-    double worst = 0;
     size_t wi = 0;
-    for (size_t i = 0; i < n; i++) {
-        double a = ref[i], b = got[i], ratio;
-        if (isnan(a) || isnan(b)) ratio = (isnan(a) && isnan(b)) ? 0 : INFINITY;
-        else if (a == b) ratio = 0;                         // equal infinities too
-        else {
-            double bound = tol.rtol * fmax(fabs(a), fabs(b)) + tol.atol * scale;
-            ratio = bound > 0 ? fabs(a - b) / bound : INFINITY;
-        }
-        if (ratio > worst) { worst = ratio; wi = i; }
-    }
+    double scale = 0, worst = tol_worst_ratio(ref, got, n, tol, &wi, &scale);
     CHECK(worst <= 1.0, "%s: %s[%zu]: cpu %.9g, cuda %.9g (%.3g x the tolerance rtol %.0e atol %.0e x %.3g)",
           test, what, wi, (double)ref[wi], (double)got[wi], worst, tol.rtol, tol.atol, scale);
 }

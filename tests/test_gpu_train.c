@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include "data/synth/synth.h"         // defines: logs_synth_main
 #include "kernels/backend.h"    // defines: backend_cuda_device_count, backend_to_host
+#include "train/selftest/tolerance.h"   // defines: TOL_STEP_*
 #include "tests/test.h"
 #include "tests/tiny_recipe.h"   // defines: tiny_recipe_load
 #include "train/core/evaluate.h"     // defines: fit_ego_only, EvalResult
@@ -35,27 +36,14 @@ static int no_gpu(void) {
 #define NEED_GPU() do { if (no_gpu()) SKIP(skip_reason); } while (0)
 
 // ---- Tolerances ------------------------------------------------------------
-// The step's loss and its components, with the same weights on both sides
-// (step 0), differ only by the ops' own rounding: test_gpu_parity's STEP
-// bound (1e-4, a 10x margin over a ~15-op-deep step). Later steps start
-// from weights that already differ by the updates' rounding, below.
-static const double LOSS_RTOL = 1e-4;
-// The gradient norm: a sum of squares over every gradient, each within the
-// STEP bound of its CPU twin; the norm's relative error is at most theirs.
-static const double NORM_RTOL = 1e-4;
-// The weights' updates after STEPS AdamW steps, as
-// ||dW_cuda - dW_cpu|| / ||dW_cpu|| over all parameters. Adam divides each
-// gradient by its own running scale, so an element whose gradient is
-// rounding noise on both sides (ulp-sized, of either sign) moves by up to lr
-// either way: a per-element bound would have to be lr itself and would
-// check nothing. In the norm such elements are a few among thousands:
-// 1e-2 holds them and still fails a wrong update, a wrong gradient or a
-// missed input (each of which moves dW by O(1) of itself).
-static const double UPDATE_RTOL = 1e-2;
-// The evaluation at the initial weights: the trajectory metrics are means
-// of distances from the student's plan (forward only, STEP bound per value).
-// token_acc counts argmaxes, which a near-tie may flip, so the KL sum is
-// compared instead.
+// train/selftest/tolerance.h argues them (TOL_STEP_*), for `distil selftest`
+// too. The evaluation at the initial weights: the trajectory metrics are
+// means of distances from the student's plan (forward only, TOL_STEP per
+// value). token_acc counts argmaxes, which a near-tie may flip, so the KL
+// sum is compared instead.
+static const double LOSS_RTOL = TOL_STEP_LOSS_RTOL;
+static const double NORM_RTOL = TOL_STEP_NORM_RTOL;
+static const double UPDATE_RTOL = TOL_STEP_UPDATE_RTOL;
 static const double EVAL_RTOL = 1e-4;
 
 static int make_shards(void) {

@@ -11,7 +11,8 @@
 #include <stdint.h>
 #include <string.h>
 #include "kernels/backend.h"   // defines: backend_from_host, backend_cuda_device_count
-#include "tests/fixture.h"    // defines: Fixture, fixture_load, fx_find
+#include "train/selftest/fixture.h"   // defines: Fixture, fixture_load, fx_find
+#include "train/selftest/opsuite.h"   // defines: opsuite_run, opsuite_fixture_tol, fx_worst_error
 #include "tests/gradcheck.h"
 
 static Rng rng;
@@ -474,47 +475,11 @@ static void test_cosine_loss_by_hand(void) {
 }
 
 // ---- against PyTorch: tests/fixtures/losses.bin --------------------------------
-// The format is scripts/gen_op_fixtures.py's (tests/fixture.h reads it).
+// The format is scripts/gen_op_fixtures.py's (train/selftest/fixture.h reads
+// it); the replay is opsuite_run's and the bound opsuite_fixture_tol's (1e-6,
+// argued in train/selftest/opsuite.c), as `distil selftest` uses them.
 
 #define FIXTURE_PATH "tests/fixtures/losses.bin"
-static Tensor *fx_build(Graph *g, const FxCase *c, Tensor **x, int n) {
-    if (strcmp(c->op, "distill_kl") == 0 && (n == 3 || n == 4) && c->n_iattr == 3 && c->n_fattr == 3) {
-        DistillKLConfig cfg = { .mode = c->iattr[0], .tail = c->iattr[1], .t2 = c->iattr[2],
-                                .t_logged = c->fattr[0], .t = c->fattr[1], .beta = c->fattr[2] };
-        return op_distill_kl(g, x[0], x[1], x[2], n == 4 ? x[3] : NULL, &cfg);
-    }
-    if (strcmp(c->op, "traj_loss") == 0 && n == 3 && c->n_iattr == 1 && c->n_fattr == 2)
-        return op_traj_loss(g, x[0], x[1], x[2], c->iattr[0], c->fattr[0], c->fattr[1]);
-    if (strcmp(c->op, "cosine_loss") == 0 && (n == 2 || n == 3))
-        return op_cosine_loss(g, x[0], x[1], n == 3 ? x[2] : NULL);
-    return NULL;
-}
-
-// Error of each element: |got - want| / max(|want|, 1e-2 max|want|):
-// relative, except far below the tensor's scale (cancellation), where fp32
-// keeps only an absolute accuracy on that scale.
-static double fx_worst(const float *got, const uint8_t *want_bytes, size_t n, size_t *at) {
-    double scale = 0, worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        float w;
-        memcpy(&w, want_bytes + 4 * i, 4);
-        scale = fmax(scale, fabs(w));
-    }
-    for (size_t i = 0; i < n; i++) {
-        float w;
-        memcpy(&w, want_bytes + 4 * i, 4);
-        double err = fabs((double)got[i] - w) / fmax(fmax(fabs(w), 1e-2 * scale), FLT_MIN);
-        if (!(err <= worst)) { worst = isnan(err) ? INFINITY : err; *at = i; }
-    }
-    return worst;
-}
-
-// The reference is float64 on the same fp32 inputs, rounded once. The
-// kernels work in double too (saved state included) and round the loss and
-// each gradient to fp32 once, so the two differ by about one rounding of
-// each (6e-8 relative, 2 at most). Observed worst: 1.2e-7; 1e-6 is 8x that
-// and far below any error of a wrong term (>= 1e-3).
-#define FX_BOUND 1e-6
 
 static int verbose;   // DISTIL_TEST_VERBOSE=1: each case's worst error
 
@@ -522,53 +487,39 @@ static int verbose;   // DISTIL_TEST_VERBOSE=1: each case's worst error
 // against torch, and leaves them (loss, then each gradient in input order)
 // in result[0..cap); returns how many floats it wrote.
 static size_t fx_run_case(const FxCase *c, Device dev, float *result, size_t cap) {
-    Graph *g = graph_new(dev);
-    Tensor *x[FX_MAX_TENSORS];
-    const FxTensor *xf[FX_MAX_TENSORS];
-    int n = 0;
-    for (int i = 0; i < c->n_tensors; i++) {
-        const FxTensor *t = &c->t[i];
-        if (t->role != 'i' && t->role != 'p') continue;
-        xf[n] = t;
-        x[n++] = t->role == 'p' ? graph_param(g, t->name, t->ndim, t->shape, INIT_ZEROS, 0, 0)
-                                : graph_input(g, t->name, t->dtype, t->ndim, t->shape);
-    }
-    const FxTensor *want = fx_find(c, 'o', NULL), *dout = fx_find(c, 'u', NULL);
-    Tensor *out = fx_build(g, c, x, n);
-    if (!out || !want || !dout || want->numel != 1 || graph_plan(g)) {
-        CHECK(0, "%s: cannot build op %s from %d inputs (fixture and test disagree)", c->name, c->op, n);
-        graph_free(g);
+    OpRun run;
+    if (opsuite_run(c, dev, &run)) { CHECK(0, "%s: %s", c->name, run.err); return 0; }
+    const double bound = opsuite_fixture_tol(c->op);
+    const FxTensor *want = fx_find(c, 'o', NULL);
+    size_t at = 0, used = 0;
+    if (!run.out_f32 || run.out_numel != 1 || bound < 0) {
+        CHECK(0, "%s: op %s gives no [1] loss, or has no bound", c->name, c->op);
+        opsuite_run_free(&run);
         return 0;
     }
-    // Raw bytes in (f32 and i32 alike), through the backend on any device.
-    for (int k = 0; k < n; k++) backend_from_host(dev, x[k]->data, xf[k]->data, xf[k]->numel * dtype_size(xf[k]->dtype));
-    graph_forward(g);
-    size_t at = 0, used = 1;
-    tensor_to_host_f32(out, result);
-    double err = fx_worst(result, want->data, 1, &at);
+    float w;
+    memcpy(&w, want->data, 4);
+    result[used++] = run.out_f32[0];
+    double err = fx_worst_error(run.out_f32, &w, 1, 0, &at);
     if (verbose) printf("    %-32s loss err %.3g\n", c->name, err);
-    CHECK(err <= FX_BOUND, "%s: loss %.9g, torch %.9g (err %.3g)", c->name, result[0], ((const float *)(const void *)want->data)[0], err);
-    float seed;
-    memcpy(&seed, dout->data, 4);
-    graph_zero_grad(g);
-    graph_backward_seeded(g, out, &seed);
-    for (int k = 0; k < n; k++) {
-        if (xf[k]->role != 'p') continue;
-        const FxTensor *wg = fx_find(c, 'g', xf[k]->name);
-        if (!wg || wg->numel != x[k]->numel || used + wg->numel > cap) {
-            CHECK(0, "%s: no expected gradient for %s, or too large", c->name, xf[k]->name);
+    CHECK(err <= bound, "%s: loss %.9g, torch %.9g (err %.3g)", c->name, run.out_f32[0], w, err);
+    for (int k = 0; k < run.n_in; k++) {
+        if (run.in[k]->role != 'p') continue;
+        const FxTensor *wg = fx_find(c, 'g', run.in[k]->name);
+        if (!wg || !run.grad[k] || wg->numel != run.in[k]->numel || used + wg->numel > cap) {
+            CHECK(0, "%s: no expected gradient for %s, or too large", c->name, run.in[k]->name);
             continue;
         }
-        float *got = result + used;
-        tensor_grad_to_host(x[k], got);
+        float *want_g = fx_floats(wg);
+        memcpy(result + used, run.grad[k], wg->numel * sizeof(float));
         used += wg->numel;
-        err = fx_worst(got, wg->data, wg->numel, &at);
-        if (verbose) printf("    %-32s d%s err %.3g\n", c->name, xf[k]->name, err);
-        float w;
-        memcpy(&w, wg->data + 4 * at, 4);
-        CHECK(err <= FX_BOUND, "%s: d%s[%zu] %.9g, torch %.9g (err %.3g)", c->name, xf[k]->name, at, got[at], w, err);
+        err = fx_worst_error(run.grad[k], want_g, wg->numel, 0, &at);
+        if (verbose) printf("    %-32s d%s err %.3g\n", c->name, run.in[k]->name, err);
+        CHECK(err <= bound, "%s: d%s[%zu] %.9g, torch %.9g (err %.3g)", c->name, run.in[k]->name, at, run.grad[k][at],
+              want_g[at], err);
+        free(want_g);
     }
-    graph_free(g);
+    opsuite_run_free(&run);
     return used;
 }
 

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "kernels/backend.h"             // defines: backend_from_host
 #include "train/formats/fsutil.h"        // defines: fs_fsync
 #include "train/formats/json_io.h"       // defines: jsonio_parse, jsonio_get_int64
 #include "train/formats/safetensors.h"   // defines: st_save_graph_params, st_open, st_load_graph_params
@@ -431,8 +432,9 @@ int checkpoint_load(TrainState *ts, const char *dir, long *step, int *threads, c
         rc = 1;
         goto done;
     }
-    if (!zero && (ts->optim.adamw.device != DEV_CPU || ts->optim.adamw.n != s.grad_numel)) {
-        snprintf(err, errlen, "%s: the optimizer state cannot be restored on this device yet", dir);
+    if (!zero && ts->optim.adamw.n != s.grad_numel) {
+        snprintf(err, errlen, "%s: the optimizer state holds %zu moments and this run %zu", dir, (size_t)s.grad_numel,
+                 ts->optim.adamw.n);
         goto done;
     }
     if (s.loader.epoch < 0 || s.loader.step < 0 || s.loader.step >= loader_batches_per_epoch(ts->data.train)) {
@@ -448,8 +450,8 @@ int checkpoint_load(TrainState *ts, const char *dir, long *step, int *threads, c
     if (zero) {
         if (dist_zero_load(&ts->optim.adamw, ts->model.g, dir, err, errlen)) goto done;
     } else {
-        memcpy(ts->optim.adamw.m, s.m, s.grad_numel * sizeof(float));
-        memcpy(ts->optim.adamw.v, s.v, s.grad_numel * sizeof(float));
+        backend_from_host(ts->optim.adamw.device, ts->optim.adamw.m, s.m, s.grad_numel * sizeof(float));
+        backend_from_host(ts->optim.adamw.device, ts->optim.adamw.v, s.v, s.grad_numel * sizeof(float));
     }
     ts->optim.adamw.step = s.adam_step;
     ts->optim.bad_in_a_row = s.bad_in_a_row;

@@ -16,6 +16,7 @@
 #include <zlib.h>              // defines: crc32
 #include <zstd.h>              // defines: ZSTD_compress2, ZSTD_decompress
 #include <omp.h>               // defines: omp_get_max_threads
+#include "kernels/backend.h"   // defines: backend_to_host
 #include "train/ckpt/checkpoint.h"
 
 #define ZSTD_LEVEL 3           // the moments are noise-like floats: higher levels gain little and cost seconds
@@ -79,6 +80,16 @@ static void put_f32s(Bytes *b, const float *x, size_t n) {
     b->n += 4 * n;
 }
 
+// A moment buffer of the optimizer, from the device it lives on.
+static void put_moment(Bytes *b, const AdamW *opt, const float *moment) {
+    if (opt->device == DEV_CPU) { put_f32s(b, moment, opt->n); return; }
+    float *host = malloc(opt->n ? opt->n * sizeof *host : 1);
+    if (!host) { b->oom = 1; return; }
+    backend_to_host(opt->device, host, moment, opt->n * sizeof *host);
+    put_f32s(b, host, opt->n);
+    free(host);
+}
+
 static void put_le64_at(uint8_t *dst, uint64_t x) {
     for (int i = 0; i < 8; i++) dst[i] = (uint8_t)(x >> (8 * i));
 }
@@ -133,10 +144,10 @@ static void encode_payload(Bytes *b, const TrainState *ts, long step, const Ckpt
         put_u64(b, (uint64_t)t->numel);
     }
     put_u64(b, (uint64_t)g->grad_numel);
-    // The moments live on the graph's device; host copies only on the CPU for now.
+    // The moments live on the graph's device.
     if (ts->optim.adamw.lo == 0 && ts->optim.adamw.n == g->grad_numel) {
-        put_f32s(b, ts->optim.adamw.m, ts->optim.adamw.n);
-        put_f32s(b, ts->optim.adamw.v, ts->optim.adamw.n);
+        put_moment(b, &ts->optim.adamw, ts->optim.adamw.m);
+        put_moment(b, &ts->optim.adamw, ts->optim.adamw.v);
     } else {   // ZeRO-1: zeros here; each rank's shard is in its own file (train/dist/zero_ckpt.c)
         float *zero = calloc(g->grad_numel ? g->grad_numel : 1, sizeof(float));
         put_f32s(b, zero, g->grad_numel);
@@ -157,10 +168,6 @@ static int write_all(const char *path, const uint8_t *a, size_t na, const uint8_
 }
 
 int ckpt_state_write(const char *path, const TrainState *ts, long step, const CkptFileSum *files, char *err, size_t errlen) {
-    if (ts->optim.adamw.device != DEV_CPU) {
-        snprintf(err, errlen, "%s: checkpoints of device-resident optimizer state are not supported yet", path);
-        return -1;
-    }
     Bytes payload = { 0 };
     encode_payload(&payload, ts, step, files);
     if (payload.oom) { free(payload.p); snprintf(err, errlen, "%s: out of memory encoding the state", path); return -1; }

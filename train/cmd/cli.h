@@ -10,3 +10,4 @@ int cmd_recipe(int argc, char **argv);    // train/cmd/recipe.c
 int cmd_export(int argc, char **argv);    // train/cmd/export.c
 int cmd_eval(int argc, char **argv);      // train/cmd/eval.c
 int cmd_report(int argc, char **argv);    // train/cmd/report.c
+int cmd_selftest(int argc, char **argv);  // train/cmd/selftest.c

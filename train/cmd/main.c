@@ -17,6 +17,7 @@ static const Command commands[] = {
     { "export", cmd_export, "a deployment bundle from a checkpoint: safetensors, config.json, ONNX" },
     { "eval", cmd_eval, "the metrics table of a checkpoint or an export on any shards" },
     { "report", cmd_report, "RUN_DIR/report.html: loss curves, eval metrics, sample predictions" },
+    { "selftest", cmd_selftest, "check distil's kernels on this machine's CPU and GPU" },
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

@@ -15,9 +15,10 @@
 #include "train/core/evaluate.h"    // defines: evaluate, fit_ego_only, EvalResult
 #include "train/formats/fsutil.h"      // defines: fs_mkdir_p
 #include "train/formats/json_io.h"     // defines: json_pack, jsonio_dump, jsonio_write_file
-#include "train/core/state.h"     // defines: TrainState, train_step, train_state_open
+#include "train/core/state.h"     // defines: TrainState, train_step, train_state_open_on
 #include "train/cmd/train_log.h"      // defines: TrainLog, train_log_*
 #include "train/formats/safetensors.h"   // defines: st_open, st_meta
+#include "train/selftest/selftest.h"   // defines: selftest_pick_device
 
 #define EGO_ONLY_FIT_SAMPLES 4096
 
@@ -205,17 +206,6 @@ int cmd_train(int argc, char **argv) {
     if (rc) return rc;
     Recipe r;
     if ((rc = recipe_load(&r, a.recipe, a.sets, a.n_sets))) return rc;
-    // Training runs on the CPU until the CUDA backend has passed its parity
-    // suite on a GPU (docs/performance.md); asking for more is refused, not
-    // silently ignored. bf16 products run on the CPU too.
-    if (r.train.device == DEVICE_CUDA) {
-        char where[512];
-        fprintf(stderr, "distil: error: %s: train.device: CUDA training is not available in this version (the CUDA "
-                "backend is not yet verified on a GPU); use device: cpu or auto\n",
-                recipe_where(&r, "train.device", where, sizeof where));
-        recipe_free(&r);
-        return 2;
-    }
     // Under mpirun every rank runs this command; rank 0 alone prints and
     // writes the run directory (docs/distributed.md). Errors still reach stderr.
     int root = dist_is_root();
@@ -240,8 +230,11 @@ int cmd_train(int argc, char **argv) {
                    "(--resume goes on from them instead)\n", run_dir);
     }
 
+    // train.device: a GPU once the self-test has passed on it (train/selftest/gate.c).
+    Device device;
+    if ((rc = selftest_pick_device(&r, &device))) { recipe_free(&r); return rc; }
     TrainState ts;
-    if ((rc = train_state_open(&ts, &r))) { train_state_close(&ts); recipe_free(&r); return rc; }
+    if ((rc = train_state_open_on(&ts, &r, device))) { train_state_close(&ts); recipe_free(&r); return rc; }
     long total = r.train.steps, last = a.max_steps >= 0 && a.max_steps < total ? a.max_steps : total, start = 0;
     if (a.resume && (rc = resume_run(&ts, ckpt, run_dir, last, &start))) { train_state_close(&ts); recipe_free(&r); return rc; }
     EgoOnly ego;

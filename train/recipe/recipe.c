@@ -164,9 +164,9 @@ static const RecipeKey keys[] = {
       "other op, the losses, the master weights and the optimizer state stay fp32. Checkpoints are "
       "fp32 either way, so a run resumes in the other precision."),
     ENUM_KEY("train", "device", "auto", device_names, train.device,
-      "Where to train. This version trains on the CPU: auto means cpu, and cuda is refused with a "
-      "message until the CUDA backend is verified on a GPU (the kernels are built and tested on a "
-      "simulator)."),
+      "Where to train. cuda: the GPU, once distil's quick self-test has passed on it (run at its "
+      "first use by this binary and driver, then cached; a failure is refused with one line naming "
+      "the op); auto: the GPU when there is one and it passes, else the CPU (docs/cli.md)."),
     BOOL_KEY("train", "allow_tf32", "true", train.allow_tf32,
       "Let the fp32 matrix products on the GPU use TF32 tensor cores (~1e-3 relative error per "
       "product; train.precision fp32 only)."),

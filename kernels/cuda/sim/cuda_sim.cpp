@@ -480,6 +480,19 @@ cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device) 
     return fail(cudaErrorInvalidValue, "cudaDeviceGetAttribute(%d): not simulated", (int)attr);
 }
 
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int device) {
+    if (device != 0) return fail(cudaErrorInvalidValue, "cudaGetDeviceProperties: one device");
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "CUDA simulator (CPU)");
+    for (int i = 0; i < 16; i++) p->uuid.bytes[i] = (char)(0x51 + i);
+    p->totalGlobalMem = (size_t)16 << 30;
+    p->major = 9;
+    p->minor = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaDriverGetVersion(int *version) { *version = 13000; return cudaSuccess; }
+cudaError_t cudaRuntimeGetVersion(int *version) { *version = 13000; return cudaSuccess; }
+
 cudaError_t cudaMalloc(void **p, size_t bytes) {
     if (refuse_during_capture("cudaMalloc")) return last_error;
     *p = aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);   // cudaMalloc's alignment
