@@ -13,8 +13,13 @@
 #   SIM_SAN=thread kernels/cuda/sim/run.sh    ThreadSanitizer: races between the threads of a block
 #   kernels/cuda/sim/run.sh lab               instead, the kernel lab's variants (kernels/cuda/lab,
 #                                             --check: each against its reference, small shapes)
+#   kernels/cuda/sim/run.sh build             only build: the two test programs and ./distil ($OUT/distil)
+#   kernels/cuda/sim/run.sh plant F.cu SUBST  only build $OUT/distil-planted: ./distil with kernels/cuda/F.cu
+#                                             rewritten by the perl substitution SUBST, a wrong kernel
+#                                             that tests/test_selftest_sim.py must see refused
 set -euo pipefail
 shopt -s nullglob   # a folder without .cu files (lab/) adds nothing
+MODE=${1:-test}
 cd "$(dirname "$0")/../../.."
 SAN=${SIM_SAN:-address,undefined}
 OUT=build/cuda-sim-${SAN//,/-}
@@ -50,7 +55,7 @@ stale() {  # object, sources...: true when the object is missing or older than a
   local obj=$1 dep; shift
   [ -f "$obj" ] || return 0
   for dep in "$@" kernels/cuda/sim/cuda_sim.h "$OUT"/src/kernels/cuda/*.cuh "$OUT"/src/kernels/cuda/*.h \
-             autograd/*.h kernels/*.h kernels/cpu/*.h data/*.h data/*/*.h train/*/*.h tests/*.h; do
+             autograd/*.h kernels/*.h kernels/cpu/*.h data/*.h data/*/*.h train/*/*.h tests/*.h tests/fixtures/*.bin; do
     [ "$dep" -nt "$obj" ] && return 0
   done
   return 1
@@ -88,21 +93,43 @@ for p in "${pids[@]}"; do wait "$p"; done   # each one, so a compile error stops
 # may linger in obj/), so only what each test reaches is linked.
 rm -f "$OUT/libsim.a"
 ar rcs "$OUT/libsim.a" "${lib_objs[@]}"
+LIBS="$(pkg-config --libs $PKGS openblas) -lm"
 for t in test_gpu_parity test_gpu_train; do
-  g++ -fsanitize=$SAN -fopenmp -pthread "$OUT/obj/tests_$t.c.o" "$OUT/libsim.a" \
-      -o "$OUT/$t" $(pkg-config --libs $PKGS openblas) -lm
+  g++ -fsanitize=$SAN -fopenmp -pthread "$OUT/obj/tests_$t.c.o" "$OUT/libsim.a" -o "$OUT/$t" $LIBS
 done
-if [ "${1:-}" = lab ]; then
+if [ "$MODE" = lab ]; then
   status=0
   for f in "$OUT"/src/kernels/cuda/lab/*.cu; do
     name=$(basename "$f" .cu)
     $CXX -x c++ -include kernels/cuda/sim/cuda_sim.h -c "$f" -o "$OUT/obj/lab_$name.o"
     g++ -fsanitize=$SAN -fopenmp -pthread "$OUT/obj/lab_$name.o" "$OUT/libsim.a" -o "$OUT/lab_$name" \
-        $(pkg-config --libs $PKGS openblas) -lm
+        $LIBS
     "$OUT/lab_$name" --check || status=1
   done
   exit $status
 fi
+# ./distil itself, its commands running the CUDA kernels on the simulator.
+stale "$OUT/obj/train_cmd_main.c.o" train/cmd/main.c && $TRAIN_CC -c train/cmd/main.c -o "$OUT/obj/train_cmd_main.c.o"
+g++ -fsanitize=$SAN -fopenmp -pthread "$OUT/obj/train_cmd_main.c.o" "$OUT/libsim.a" -o "$OUT/distil" $LIBS
+if [ "$MODE" = plant ]; then
+  # One kernel file rewritten into its own folder and built; the archive
+  # without the original's object, so the planted one is what links.
+  file=${2:?plant: which kernels/cuda file}; subst=${3:?plant: a perl substitution}
+  mkdir -p "$OUT/plant/kernels/cuda"
+  perl -pe "$subst" "$OUT/src/kernels/cuda/$file" > "$OUT/plant/kernels/cuda/$file"
+  if cmp -s "$OUT/src/kernels/cuda/$file" "$OUT/plant/kernels/cuda/$file"; then
+    echo "cuda_sim: plant: '$subst' changes nothing in kernels/cuda/$file; update the plant" >&2
+    exit 1
+  fi
+  $CXX -I"$OUT/src" -x c++ -include kernels/cuda/sim/cuda_sim.h -c "$OUT/plant/kernels/cuda/$file" -o "$OUT/obj/planted.o"
+  cp "$OUT/libsim.a" "$OUT/libsim-planted.a"
+  ar d "$OUT/libsim-planted.a" "$file.o"
+  g++ -fsanitize=$SAN -fopenmp -pthread "$OUT/obj/train_cmd_main.c.o" "$OUT/obj/planted.o" "$OUT/libsim-planted.a" \
+      -o "$OUT/distil-planted" $LIBS
+  echo "cuda_sim: built $OUT/distil-planted (kernels/cuda/$file: $subst)"
+  exit 0
+fi
+[ "$MODE" = build ] && exit 0
 # libgomp's barriers are invisible to ThreadSanitizer, so the CPU kernels'
 # OpenMP loops would drown the report in false races: one thread there.
 [ "$SAN" = thread ] && export OMP_NUM_THREADS=1
