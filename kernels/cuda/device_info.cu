@@ -3,7 +3,9 @@
 #include <cstdio>
 #include <cstring>
 #include <cuda_runtime.h>
-#include "kernels/backend.h"   // defines: CudaDeviceInfo
+extern "C" {
+#include "kernels/backend.h"   // defines: CudaDeviceInfo (a C header)
+}
 
 // The UUID as nvidia-smi prints it: "GPU-" and 16 bytes in 8-4-4-4-12 hex groups.
 static void format_uuid(const unsigned char *b, char *out, size_t n) {

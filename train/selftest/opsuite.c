@@ -313,6 +313,7 @@ static void start_check(OpCheck *k, const FxCase *c, const char *what, const cha
 static void print_check(const OpCheck *k, const char *device) {
     char line[400];
     printf("  %s %-4s %s\n", device, k->excess <= 1.0 ? "ok" : "FAIL", opsuite_describe(k, line, sizeof line));
+    fflush(stdout);   // progress, on a slow device
 }
 
 // got (n floats) against the fixture tensor want, bound tol (0: exact).

@@ -121,6 +121,11 @@ int selftest_run(Device dev, int quick, int verbose, SelftestResult *r) {
         r->large_cases = res->cases - r->fixture_cases;
     }
     // The tiny student's steps, against the CPU's, and repeated for the bits.
+    // The quick test stops at a failing op: it has its answer.
+    if (quick && res->failed) {
+        r->seconds = now_s() - t0;
+        return r->passed = 0;
+    }
     StudentRun run, cpu, again;
     char err[256];
     if (student_run(dev, &run, err, sizeof err) == 0) {
@@ -168,7 +173,7 @@ void selftest_print_line(const SelftestResult *r, FILE *f) {
         return;
     }
     char worst[600];
-    fprintf(f, "%s: FAILED (%s): %d of %d checks (%s), in %.1f s; %s; the largest error: %s\n", name, mode, r->checks.failed,
-            r->checks.checks, r->checks.failed_ops[0] ? r->checks.failed_ops : "see above", r->seconds, r->hw.summary,
-            selftest_failure(r, worst, sizeof worst));
+    fprintf(f, "%s: FAILED (%s): %d of %d checks (%s)%s, in %.1f s; %s; the largest error: %s\n", name, mode,
+            r->checks.failed, r->checks.checks, r->checks.failed_ops[0] ? r->checks.failed_ops : "see above",
+            r->student_ran ? "" : ", training steps not run", r->seconds, r->hw.summary, selftest_failure(r, worst, sizeof worst));
 }
