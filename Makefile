@@ -7,6 +7,8 @@
 #   make bench        benchmarks, each printing ratios against a peer measured in the same run
 #   make demo         synthesise the demo fleet, train recipes/demo.yaml on the CPU
 #   make cuda-check   compile all CUDA code for sm_90 and portable PTX, warnings as errors
+#   make gpu-carry    .carry/gpu-check.tar.xz: the CUDA build and its libraries, for a GPU machine
+#   make gpu-check    on a GPU machine: self-test, GPU tests, demo, PyTorch, MFU, all-reduce (< 8 min)
 #   make deps         install the Debian packages distil needs (or print the command)
 #   make deps-test    the same plus what the tests use (Chromium, Python packages in build/pydeps)
 #
@@ -121,7 +123,7 @@ TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
 LAB_BIN := $(if $(filter 1,$(USE_CUDA)),$(LAB_SRC:kernels/cuda/lab/%.cu=$(BUILD)/lab/%),)
 
-.PHONY: all deps deps-test test test-gpu bench bench-dist demo cuda-check clean
+.PHONY: all deps deps-test test test-gpu bench bench-dist demo cuda-check gpu-carry gpu-check clean
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/distil $(TEST_BIN) $(BENCH_BIN) $(LAB_BIN)
@@ -205,6 +207,16 @@ cuda-check:
 	@test -n "$(NVCC)" || { echo "cuda-check: nvcc not found"; exit 1; }
 	@$(MAKE) --no-print-directory CUDA=1 SAN=0 all
 	@echo "cuda-check: all CUDA code compiles and links (sm_90 + compute_80, -Werror)"
+
+# The GPU check (docs/performance.md, "The GPU check"). gpu-carry builds the
+# CUDA backend here and packs it with its shared libraries for a GPU machine
+# that has no compiler; gpu-check runs there and builds nothing (it uses the
+# carry, or build/cuda on a machine with nvcc and a GPU).
+gpu-carry:
+	@bash scripts/gpu_carry.sh
+
+gpu-check:
+	@bash scripts/gpu_check.sh
 
 clean:
 	rm -rf build distil

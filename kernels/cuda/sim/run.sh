@@ -108,8 +108,9 @@ if [ "$MODE" = lab ]; then
   done
   exit $status
 fi
-# ./distil itself, its commands running the CUDA kernels on the simulator.
-stale "$OUT/obj/train_cmd_main.c.o" train/cmd/main.c && $TRAIN_CC -c train/cmd/main.c -o "$OUT/obj/train_cmd_main.c.o"
+# ./distil itself, its commands running the CUDA kernels on the simulator
+# (main.c with DISTIL_CUDA, so that --version names the CUDA backend).
+stale "$OUT/obj/train_cmd_main.c.o" train/cmd/main.c && $CC -c train/cmd/main.c -o "$OUT/obj/train_cmd_main.c.o"
 g++ -fsanitize=$SAN -fopenmp -pthread "$OUT/obj/train_cmd_main.c.o" "$OUT/libsim.a" -o "$OUT/distil" $LIBS
 if [ "$MODE" = plant ]; then
   # One kernel file rewritten into its own folder and built; the archive
