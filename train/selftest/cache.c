@@ -2,8 +2,8 @@
 // `distil train` runs the quick self-test on a GPU once, not every run (see
 // selftest.h).
 //
-// The file is JSON: {"format": 1, "results": [{...}, ...]}, one object per
-// key with its latest result, at most CACHE_MAX_RESULTS of them (the oldest
+// The file is JSON (jansson): {"format": 1, "results": [{...}, ...]}, one
+// object per key with its latest result, at most CACHE_MAX_RESULTS of them (the oldest
 // dropped). It is rewritten whole through a temporary file and a rename, so
 // a reader sees the old file or the new one, never half of one. Two
 // processes storing at once (the ranks of one node) may each rename their
@@ -18,12 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 #include "train/formats/fsutil.h"    // defines: fs_mkdir_p, fs_fsync_parent
-#include "train/formats/json.h"      // defines: json_parse, json_get_*, json_write_*
+#include "train/formats/json_io.h"   // defines: json_t, json_pack, jsonio_load, jsonio_dump
 #include "train/selftest/selftest.h"
 
 #define CACHE_FORMAT 1
 #define CACHE_MAX_RESULTS 64
-#define CACHE_MAX_BYTES (1 << 20)
+#define CACHE_MAX_BYTES (1u << 20)
 
 char *selftest_cache_path(char *buf, size_t n) {
     const char *dir = getenv("DISTIL_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -83,90 +83,52 @@ const char *selftest_binary_id(void) {
 
 // ---- reading -------------------------------------------------------------------------
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = malloc(CACHE_MAX_BYTES + 1);
-    *len = buf ? fread(buf, 1, CACHE_MAX_BYTES + 1, f) : 0;
-    fclose(f);
-    if (!buf || *len > CACHE_MAX_BYTES) { free(buf); return NULL; }
-    buf[*len] = 0;
-    return buf;
-}
-
-// The cached results, or NULL (no file, or a damaged one: both mean "none").
-static Json *load_results(const char *path) {
-    size_t len;
-    char *text = read_all(path, &len);
-    if (!text) return NULL;
+// The cached results (the "results" array of a well-formed file of this
+// format), or NULL: no file and a damaged one both mean "none".
+static json_t *load_results(const char *path) {
     char err[256];
-    Json *doc = json_parse(text, len, err, sizeof err);
-    free(text);
-    const Json *results = doc ? json_get(doc, "results") : NULL;
+    json_t *doc = jsonio_load(path, CACHE_MAX_BYTES, err, sizeof err);
     int64_t format = 0;
-    if (!results || results->type != JSON_ARRAY || json_get_int64(doc, "format", &format, err, sizeof err) ||
+    if (!doc || !json_is_array(json_object_get(doc, "results")) || jsonio_get_int64(doc, "format", &format, err, sizeof err) ||
         format != CACHE_FORMAT) {
-        json_free(doc);
+        json_decref(doc);
         return NULL;
     }
     return doc;
 }
 
-static const char *str_of(const Json *o, const char *key) {
-    const char *s = NULL;
-    char err[128];
-    return json_get_string(o, key, &s, err, sizeof err) ? "" : s;
+static const char *str_of(const json_t *o, const char *key) {
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
 }
 
-static int same_key(const Json *e, const char *binary, const SelftestHardware *hw) {
-    int64_t driver = -1;
-    char err[128];
+static int same_key(const json_t *e, const char *binary, const SelftestHardware *hw) {
+    const json_t *driver = json_object_get(e, "cuda_driver");
     return !strcmp(str_of(e, "binary"), binary) && !strcmp(str_of(e, "device_uuid"), hw->uuid) &&
-           !strcmp(str_of(e, "driver"), hw->driver_release) &&
-           !json_get_int64(e, "cuda_driver", &driver, err, sizeof err) && driver == hw->driver;
+           !strcmp(str_of(e, "driver"), hw->driver_release) && json_is_integer(driver) &&
+           json_integer_value(driver) == hw->driver;
 }
 
 int selftest_cache_lookup(const SelftestHardware *hw, char *why, size_t whylen, char *when, size_t whenlen) {
     char path[1024];
     if (!selftest_cache_path(path, sizeof path)[0]) return -1;
-    Json *doc = load_results(path);
+    json_t *doc = load_results(path);
     if (!doc) return -1;
-    const Json *results = json_get(doc, "results");
     int found = -1;
-    for (int i = 0; i < results->n; i++) {
-        const Json *e = &results->items[i];
-        if (e->type != JSON_OBJECT || !same_key(e, selftest_binary_id(), hw)) continue;
-        int passed = 0;
-        char err[128];
-        if (json_get_bool(e, "passed", &passed, err, sizeof err)) continue;
-        found = passed;
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(doc, "results"), i, e) {
+        const json_t *passed = json_object_get(e, "passed");
+        if (!json_is_object(e) || !json_is_boolean(passed) || !same_key(e, selftest_binary_id(), hw)) continue;
+        found = json_is_true(passed);
         snprintf(why, whylen, "%s", str_of(e, "failure"));
         snprintf(when, whenlen, "%s", str_of(e, "date"));
     }
-    json_free(doc);
+    json_decref(doc);
     return found;
 }
 
 // ---- writing -------------------------------------------------------------------------
-
-static void write_entry(FILE *f, const char *binary, const char *uuid, const char *device, const char *driver,
-                        int64_t cuda_driver, int passed, int quick, const char *failure, const char *date) {
-    fputs("    {\"binary\": ", f);
-    json_write_string(f, binary);
-    fputs(", \"device_uuid\": ", f);
-    json_write_string(f, uuid);
-    fputs(", \"device\": ", f);
-    json_write_string(f, device);
-    fputs(", \"driver\": ", f);
-    json_write_string(f, driver);
-    fputs(", \"cuda_driver\": ", f);
-    json_write_int(f, cuda_driver);
-    fprintf(f, ", \"passed\": %s, \"quick\": %s, \"failure\": ", passed ? "true" : "false", quick ? "true" : "false");
-    json_write_string(f, failure);
-    fputs(", \"date\": ", f);
-    json_write_string(f, date);
-    fputc('}', f);
-}
 
 int selftest_cache_store(const SelftestResult *r, char *err, size_t errlen) {
     char path[1024], dir[1024], tmp[1100];
@@ -178,42 +140,36 @@ int selftest_cache_store(const SelftestResult *r, char *err, size_t errlen) {
     char *slash = strrchr(dir, '/');
     if (slash) *slash = 0;
     if (slash && dir[0] && fs_mkdir_p(dir)) { snprintf(err, errlen, "%s: %s", dir, strerror(errno)); return -1; }
-    Json *doc = load_results(path);
-    const Json *old = doc ? json_get(doc, "results") : NULL;
-    snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) { snprintf(err, errlen, "%s: %s", tmp, strerror(errno)); json_free(doc); return -1; }
     const char *binary = selftest_binary_id();
-    // The kept results: the newest CACHE_MAX_RESULTS - 1 of other keys.
-    int keep = 0, skip = 0;
-    for (int i = 0; old && i < old->n; i++) keep += old->items[i].type == JSON_OBJECT && !same_key(&old->items[i], binary, &r->hw);
-    if (keep > CACHE_MAX_RESULTS - 1) skip = keep - (CACHE_MAX_RESULTS - 1);
-    fprintf(f, "{\"format\": %d, \"results\": [\n", CACHE_FORMAT);
-    for (int i = 0; old && i < old->n; i++) {
-        const Json *e = &old->items[i];
-        if (e->type != JSON_OBJECT || same_key(e, binary, &r->hw) || skip-- > 0) continue;
-        int passed = 0, quick = 0;
-        int64_t cuda_driver = 0;
-        char jerr[128];
-        json_get_bool(e, "passed", &passed, jerr, sizeof jerr);
-        json_get_bool(e, "quick", &quick, jerr, sizeof jerr);
-        json_get_int64(e, "cuda_driver", &cuda_driver, jerr, sizeof jerr);
-        write_entry(f, str_of(e, "binary"), str_of(e, "device_uuid"), str_of(e, "device"), str_of(e, "driver"),
-                    cuda_driver, passed, quick, str_of(e, "failure"), str_of(e, "date"));
-        fputs(",\n", f);
+    // The other keys' results, the newest CACHE_MAX_RESULTS - 1 of them, then this one.
+    json_t *old = load_results(path), *results = json_array(), *e;
+    size_t i, others = 0;
+    json_array_foreach(old ? json_object_get(old, "results") : NULL, i, e) others += json_is_object(e) && !same_key(e, binary, &r->hw);
+    size_t skip = others > CACHE_MAX_RESULTS - 1 ? others - (CACHE_MAX_RESULTS - 1) : 0;
+    json_array_foreach(old ? json_object_get(old, "results") : NULL, i, e) {
+        if (!json_is_object(e) || same_key(e, binary, &r->hw)) continue;
+        if (skip) { skip--; continue; }
+        json_array_append(results, e);
     }
+    json_decref(old);
     char date[32], failure[700] = "";
     time_t now = time(NULL);
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     if (!r->passed) selftest_failure(r, failure, sizeof failure);
-    write_entry(f, binary, r->hw.uuid, r->hw.name, r->hw.driver_release, r->hw.driver, r->passed, r->quick, failure, date);
-    fputs("\n]}\n", f);
-    json_free(doc);
-    int bad = ferror(f) != 0;
-    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
+    json_array_append_new(results, json_pack("{s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:s, s:s}", "binary", binary,
+                                             "device_uuid", r->hw.uuid, "device", r->hw.name, "driver", r->hw.driver_release,
+                                             "cuda_driver", (json_int_t)r->hw.driver, "passed", r->passed, "quick", r->quick,
+                                             "failure", failure, "date", date));
+    json_t *doc = json_pack("{s:i, s:o}", "format", CACHE_FORMAT, "results", results);
+    // A whole new file renamed over the old one: readers see one or the other.
+    snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    int bad = !f || jsonio_dump(doc, f, JSON_INDENT(1)) || fflush(f) || fsync(fileno(f));
+    int saved = errno ? errno : EIO;
+    if (f && fclose(f) && !bad) { bad = 1; saved = errno; }
+    json_decref(doc);
     if (bad || rename(tmp, path)) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno ? errno : EIO));
+        snprintf(err, errlen, "%s: %s", bad ? tmp : path, strerror(bad ? saved : errno));
         unlink(tmp);
         return -1;
     }
