@@ -14,7 +14,7 @@ Regenerate (needs torch; CI does not, it only reads the committed file):
     /usr/bin/python3 scripts/gen_attention_fixtures.py          # from the repo root
     /usr/bin/python3 scripts/gen_attention_fixtures.py OUT.bin  # somewhere else
 
-The format is gen_op_fixtures.py's ("DSTLOPS1", read by tests/fixture.h).
+The format is gen_op_fixtures.py's ("DSTLOPS1", read by train/selftest/fixture.h).
 Per case:
     iattr   H, mode (0 causal, 1 prefix), n_prefix, B, T, C, seed
     'i' key_mask  u8 (B, T)     1 keep, 0 a padded trace position

@@ -12,7 +12,7 @@
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
-#include "tests/fixture.h"
+#include "train/selftest/fixture.h"   // defines: Fixture, fixture_load, fx_find, fx_floats
 #include "tests/gradcheck.h"
 
 static Rng rng;

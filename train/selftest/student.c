@@ -122,8 +122,8 @@ static float read_scalar(const Tensor *t) {
 }
 
 static float *params_host(const Graph *g) {
-    float *p = malloc(g->param_bytes ? g->param_bytes : 1);
-    if (p) backend_to_host(g->device, p, g->param_mem, g->param_bytes);
+    float *p = malloc((g->param_numel ? g->param_numel : 1) * sizeof *p);
+    if (p) backend_to_host(g->device, p, g->param_mem, g->param_numel * sizeof *p);
     return p;
 }
 
@@ -147,7 +147,7 @@ int student_run(Device dev, StudentRun *run, char *err, size_t errlen) {
     AdamWConfig oc = { (float)r.train.beta1, (float)r.train.beta2, (float)r.train.eps, (float)r.train.weight_decay };
     if (adamw_init(&opt, g, oc)) { snprintf(err, errlen, "out of memory for the optimizer state"); goto done; }
     write_batch(&s, &st, &obj);
-    run->n = g->param_bytes / sizeof(float);
+    run->n = g->param_numel;
     run->w0 = params_host(g);
     for (int step = 0; step < SELFTEST_STEPS; step++) {
         graph_zero_grad(g);
