@@ -108,7 +108,18 @@ elif [ -f .carry/gpu-check.tar.xz ]; then
       { record carry FAIL "cannot unpack .carry/gpu-check.tar.xz"; finish; }
   fi
   LIBS="$(pwd)/$SRC/lib"
+  # The machine's own CUDA 13 libraries (cuBLAS, cuBLASLt, NCCL), where the
+  # loader may not look: a CUDA install outside /usr/local/cuda, or the
+  # nvidia-* wheels beside PyTorch.
+  for lib in libcublas.so.13 libcublasLt.so.13 libnccl.so.2; do
+    ldconfig -p 2>/dev/null | grep -q "$lib" && continue
+    found=$( (ls -d /usr/local/cuda*/lib64 /usr/local/cuda*/targets/*/lib 2>/dev/null;
+              "$PY" -c 'import glob, site; print("\n".join(glob.glob(site.getsitepackages()[0] + "/nvidia/*/lib")))' 2>/dev/null) |
+             while read -r d; do [ -e "$d/$lib" ] && { echo "$d"; break; }; done)
+    [ -n "$found" ] && case ":$LIBS:" in *":$found:"*) ;; *) LIBS="$LIBS:$found" ;; esac
+  done
   echo "binaries     .carry/gpu-check.tar.xz: $(tr '\n' ' ' <"$SRC/BUILD_INFO")" >>"$RESULTS"
+  echo "libraries    $LIBS" >>"$RESULTS"
 elif [ -x build/cuda/distil ]; then
   SRC=build/cuda
   echo "binaries     build/cuda ($(git describe --always --dirty 2>/dev/null || echo 'no git'))" >>"$RESULTS"
