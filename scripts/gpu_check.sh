@@ -29,7 +29,8 @@
 #       a dry run on the CPU simulator of CUDA (kernels/cuda/sim): the same
 #       steps against ./distil and the test programs built for it, short
 #       (the demo 2 steps, no timings). Its results are the script's, not a
-#       GPU's, and say so.
+#       GPU's, and say so. SIM_SAN picks the simulator's sanitizers (run.sh's;
+#       SIM_SAN=undefined runs faster, in its own build folder).
 # GPU_CHECK_GPUS=N overrides the GPU count nvidia-smi gives (dry runs of the
 # preflight's failure).
 set -uo pipefail
@@ -97,7 +98,8 @@ if [ $SIM = 1 ]; then
   note "building ./distil and the test programs for the simulator (kernels/cuda/sim/run.sh build)"
   bash kernels/cuda/sim/run.sh build >"$OUT/logs/sim_build.log" 2>&1 ||
     { record build FAIL "kernels/cuda/sim/run.sh build failed (logs/sim_build.log)"; finish; }
-  SRC=build/cuda-sim-address-undefined
+  san=${SIM_SAN:-address,undefined}   # run.sh's sanitizers, and its build folder
+  SRC=build/cuda-sim-${san//,/-}
   export ASAN_OPTIONS=detect_leaks=0   # the simulator's threads and MPI's allocations at exit are not distil's
 elif [ -f .carry/gpu-check.tar.xz ]; then
   SRC=.carry/unpacked
