@@ -4,10 +4,12 @@
 // torch). Run from the repo root. DISTIL_TEST_VERBOSE=1 prints each case's
 // worst error.
 //
-// For each case: a fresh CPU tape; float inputs with an expected gradient
-// are parameters, the rest inputs; one op constructor; graph_forward and the
-// output compared; then graph_zero_grad + graph_backward_seeded with the
-// stored upstream gradient d(out), and each input's gradient compared.
+// For each case, twice: a fresh CPU tape; float inputs with an expected
+// gradient are parameters, the rest inputs; one op constructor; graph_forward
+// and the output compared; then graph_zero_grad + graph_backward_seeded with
+// the stored upstream gradient d(out), and each input's gradient compared.
+// Once the parameters reach the op through a copy (its backward assigns the
+// gradients, poisoned with NaNs first), once directly (it adds into them).
 //
 // ops.bin's format: train/selftest/fixture.h. The replay is opsuite_run's,
 // the one `distil selftest` runs on every backend.
@@ -57,10 +59,10 @@ static void check_output(const FxCase *c, const OpRun *run, const FxTensor *want
 }
 
 // One case on a CPU tape (opsuite_run): the output, then each input's
-// gradient from the stored d(out).
-static void run_case(const FxCase *c, double tol) {
+// gradient from the stored d(out), written as mode says.
+static void run_case_as(const FxCase *c, double tol, OpGradMode mode) {
     OpRun run;
-    if (opsuite_run(c, DEV_CPU, &run)) { CHECK(0, "%s: %s", c->name, run.err); return; }
+    if (opsuite_run(c, DEV_CPU, mode, &run)) { CHECK(0, "%s: %s", c->name, run.err); return; }
     check_output(c, &run, fx_find(c, 'o', NULL), tol);
     int n_grads = fx_count(c, "g");
     CHECK(n_grads == fx_count(c, "p"), "%s: fixture has %d params but %d expected grads", c->name, fx_count(c, "p"), n_grads);
@@ -76,6 +78,13 @@ static void run_case(const FxCase *c, double tol) {
         free(w);
     }
     opsuite_run_free(&run);
+}
+
+// Both ways a backward writes a gradient: assigned (an activation's, behind
+// another op) and added (a parameter's).
+static void run_case(const FxCase *c, double tol) {
+    run_case_as(c, tol, OPSUITE_ASSIGN);
+    run_case_as(c, tol, OPSUITE_ACCUMULATE);
 }
 
 // ---- one test per op -----------------------------------------------------------

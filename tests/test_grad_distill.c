@@ -483,12 +483,13 @@ static void test_cosine_loss_by_hand(void) {
 
 static int verbose;   // DISTIL_TEST_VERBOSE=1: each case's worst error
 
-// Runs case c on a graph of `dev`, checks the loss and the gradients
-// against torch, and leaves them (loss, then each gradient in input order)
-// in result[0..cap); returns how many floats it wrote.
-static size_t fx_run_case(const FxCase *c, Device dev, float *result, size_t cap) {
+// Runs case c on a graph of `dev` (the gradients written as `mode` says),
+// checks the loss and the gradients against torch, and leaves them (loss,
+// then each gradient in input order) in result[0..cap); returns how many
+// floats it wrote.
+static size_t fx_run_case(const FxCase *c, Device dev, OpGradMode mode, float *result, size_t cap) {
     OpRun run;
-    if (opsuite_run(c, dev, &run)) { CHECK(0, "%s: %s", c->name, run.err); return 0; }
+    if (opsuite_run(c, dev, mode, &run)) { CHECK(0, "%s: %s", c->name, run.err); return 0; }
     const double bound = opsuite_fixture_tol(c->op);
     const FxTensor *want = fx_find(c, 'o', NULL);
     size_t at = 0, used = 0;
@@ -534,7 +535,9 @@ static void test_against_torch(void) {
     float *result = malloc(FX_RESULT_CAP * sizeof *result);
     for (int i = 0; i < fixture->n_cases; i++) {
         for (int o = 0; o < 3; o++) per_op[o] += strcmp(fixture->cases[i].op, ops[o]) == 0;
-        fx_run_case(&fixture->cases[i], DEV_CPU, result, FX_RESULT_CAP);
+        // Assigned (as behind any op) and added (as into a parameter's gradient).
+        fx_run_case(&fixture->cases[i], DEV_CPU, OPSUITE_ASSIGN, result, FX_RESULT_CAP);
+        fx_run_case(&fixture->cases[i], DEV_CPU, OPSUITE_ACCUMULATE, result, FX_RESULT_CAP);
     }
     for (int o = 0; o < 3; o++) CHECK(per_op[o] > 0, "%s has no case for %s", FIXTURE_PATH, ops[o]);
     free(result);
@@ -553,8 +556,8 @@ static void test_cuda_against_torch(void) {
     REQUIRE(fixture && fixture->n_cases > 0, "no fixture (%s)", FIXTURE_PATH);
     float *first = malloc(FX_RESULT_CAP * sizeof *first), *again = malloc(FX_RESULT_CAP * sizeof *again);
     for (int i = 0; i < fixture->n_cases; i++) {
-        size_t n = fx_run_case(&fixture->cases[i], DEV_CUDA, first, FX_RESULT_CAP);
-        size_t m = fx_run_case(&fixture->cases[i], DEV_CUDA, again, FX_RESULT_CAP);
+        size_t n = fx_run_case(&fixture->cases[i], DEV_CUDA, OPSUITE_ACCUMULATE, first, FX_RESULT_CAP);
+        size_t m = fx_run_case(&fixture->cases[i], DEV_CUDA, OPSUITE_ACCUMULATE, again, FX_RESULT_CAP);
         CHECK(n == m && memcmp(first, again, n * sizeof *first) == 0, "%s: two CUDA runs differ", fixture->cases[i].name);
     }
     free(first);

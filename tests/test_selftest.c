@@ -107,7 +107,7 @@ static void test_large_cases_run_on_the_cpu(void) {
     REQUIRE(fx && fx->n_cases > 10, "opsuite_large");
     for (int i = 0; i < fx->n_cases; i++) {
         OpRun run;
-        CHECK(opsuite_run(&fx->cases[i], DEV_CPU, &run) == 0, "%s: %s", fx->cases[i].name, run.err);
+        CHECK(opsuite_run(&fx->cases[i], DEV_CPU, OPSUITE_ASSIGN, &run) == 0, "%s: %s", fx->cases[i].name, run.err);
         int grads = 0;
         for (int k = 0; k < run.n_in; k++) grads += run.grad[k] != NULL;
         CHECK(grads == fx_count(&fx->cases[i], "p"), "%s: %d gradients of %d parameters", fx->cases[i].name, grads,

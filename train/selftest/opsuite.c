@@ -29,6 +29,8 @@ Tensor *opsuite_build(Graph *g, const FxCase *c, Tensor **x, int n) {
     case OP_SCALE:         return n == 1 ? op_scale(g, x[0], fa[0]) : NULL;
     case OP_LAYERNORM:     return n == 3 ? op_layernorm(g, x[0], x[1], x[2], fa[0]) : NULL;
     case OP_GELU:          return n == 1 ? op_gelu(g, x[0]) : NULL;
+    case OP_BIAS_GELU:     return n == 2 ? op_bias_gelu(g, x[0], x[1]) : NULL;
+    case OP_BIAS_RESIDUAL: return n == 3 ? op_bias_residual(g, x[0], x[1], x[2]) : NULL;
     case OP_SOFTMAX:       return n == 1 ? op_softmax(g, x[0]) : NULL;
     case OP_ATTENTION:
         if (n != 1 && n != 2) return NULL;
@@ -98,7 +100,13 @@ static const OpBounds op_bounds[] = {
     { "softmax", 1e-4, TOL_REDUCE, TOL_REDUCE },
     // In the tails 1 + tanh and 1 - tanh^2 cancel to ~1e-7, so fp32 keeps
     // only ~|x| u of the gradient there (observed ~4 ulps on the scale).
-    { "gelu", 1e-4, TOL_ULP, TOL_ULP },
+    // bias_gelu is x + bias then gelu: the same, and its bias gradient sums
+    // rows of those terms (a reduction in another order on a GPU).
+    { "gelu", 1e-4, TOL_ULP, TOL_ULP }, { "bias_gelu", 1e-4, TOL_ULP, TOL_REDUCE },
+    // x + (fx + bias): the same two roundings on every device; the
+    // gradients of x and fx are d(out) itself, the bias's a sum of up to 8
+    // rows of it (a reduction in another order on a GPU).
+    { "bias_residual", 1e-5, TOL_EXACT, TOL_REDUCE },
     // x - mean loses log2(|mean| / std) bits, and the cases put the mean at
     // up to 7 std (observed ~5 ulps on the scale); 2e-4 allows ~30.
     { "layernorm", 2e-4, TOL_REDUCE, TOL_REDUCE },
@@ -199,17 +207,21 @@ static float *synthetic_seed(const FxCase *c, size_t n) {
     return v;
 }
 
-int opsuite_run(const FxCase *c, Device dev, OpRun *run) {
+int opsuite_run(const FxCase *c, Device dev, OpGradMode mode, OpRun *run) {
     memset(run, 0, sizeof *run);
     Graph *g = graph_new(dev);
-    Tensor *x[FX_MAX_TENSORS];
+    g->poison_grads = mode == OPSUITE_ASSIGN;
+    // leaf: where the case's values go and the gradients are read; x: what the op reads.
+    Tensor *leaf[FX_MAX_TENSORS], *x[FX_MAX_TENSORS];
     int n = 0;
     for (int i = 0; i < c->n_tensors; i++) {
         const FxTensor *t = &c->t[i];
         if (t->role != 'i' && t->role != 'p') continue;
         run->in[n] = t;
-        x[n++] = t->role == 'p' ? graph_param(g, t->name, t->ndim, t->shape, INIT_ZEROS, 0, 0)
-                                : graph_input(g, t->name, t->dtype, t->ndim, t->shape);
+        leaf[n] = t->role == 'p' ? graph_param(g, t->name, t->ndim, t->shape, INIT_ZEROS, 0, 0)
+                                 : graph_input(g, t->name, t->dtype, t->ndim, t->shape);
+        x[n] = t->role == 'p' && mode == OPSUITE_ASSIGN ? op_scale(g, leaf[n], 1.0f) : leaf[n];
+        n++;
     }
     run->n_in = n;
     // A case without an expected output is judged against the CPU only:
@@ -232,7 +244,7 @@ int opsuite_run(const FxCase *c, Device dev, OpRun *run) {
     }
     // Raw bytes in (f32, i32 and u8 alike), through the backend on any device.
     for (int k = 0; k < n; k++)
-        backend_from_host(dev, x[k]->data, run->in[k]->data, run->in[k]->numel * dtype_size(run->in[k]->dtype));
+        backend_from_host(dev, leaf[k]->data, run->in[k]->data, run->in[k]->numel * dtype_size(run->in[k]->dtype));
     graph_forward(g);
     run->out_dtype = out->dtype;
     run->out_numel = out->numel;
@@ -251,8 +263,8 @@ int opsuite_run(const FxCase *c, Device dev, OpRun *run) {
         free(seed);
         for (int k = 0; k < n; k++) {
             if (run->in[k]->role != 'p' || (want && !fx_find(c, 'g', run->in[k]->name))) continue;
-            run->grad[k] = malloc((x[k]->numel ? x[k]->numel : 1) * sizeof(float));
-            if (run->grad[k]) tensor_grad_to_host(x[k], run->grad[k]);
+            run->grad[k] = malloc((leaf[k]->numel ? leaf[k]->numel : 1) * sizeof(float));
+            if (run->grad[k]) tensor_grad_to_host(leaf[k], run->grad[k]);
         }
     }
     graph_free(g);
@@ -386,9 +398,9 @@ void opsuite_check_fixture(const Fixture *fx, Device dev, int verbose, OpSuiteRe
         if (!b) { case_failed(res, c, "no bound for this op"); continue; }
         Tol out_tol = b->out, grad_tol = b->grad;
         OpRun run, cpu;
-        if (opsuite_run(c, dev, &run)) { case_failed(res, c, run.err); continue; }
+        if (opsuite_run(c, dev, OPSUITE_ASSIGN, &run)) { case_failed(res, c, run.err); continue; }
         int vs_cpu = dev != DEV_CPU;
-        if (vs_cpu && opsuite_run(c, DEV_CPU, &cpu)) { case_failed(res, c, cpu.err); opsuite_run_free(&run); continue; }
+        if (vs_cpu && opsuite_run(c, DEV_CPU, OPSUITE_ASSIGN, &cpu)) { case_failed(res, c, cpu.err); opsuite_run_free(&run); continue; }
         res->cases++;
         const FxTensor *want = fx_find(c, 'o', NULL);
         if (run.out_bf16) {

@@ -35,9 +35,23 @@ typedef struct OpRun {
     char err[160];                   // why the case could not run ("" when it ran)
 } OpRun;
 
+// How the op's backward writes its inputs' gradients (autograd/tensor.h:
+// the first writer of a gradient assigns it, later ones and parameters add).
+typedef enum {
+    // Each 'p' input reaches the op through a copy (op_scale by 1, exact:
+    // the op sees the same values and its gradient passes back unchanged),
+    // so the op writes activation gradients, which it must assign; the tape
+    // fills them with NaNs first (poison_grads), and a kernel that adds
+    // where it should assign shows. `distil selftest` runs this way.
+    OPSUITE_ASSIGN,
+    // Each 'p' input is a parameter the op reads directly: its backward adds
+    // into gradients zeroed before it.
+    OPSUITE_ACCUMULATE,
+} OpGradMode;
+
 // Builds and runs case c on dev; 0, or -1 with run->err set (the case and
 // this build of distil disagree). Free with opsuite_run_free.
-int opsuite_run(const FxCase *c, Device dev, OpRun *run);
+int opsuite_run(const FxCase *c, Device dev, OpGradMode mode, OpRun *run);
 void opsuite_run_free(OpRun *run);
 
 // One comparison's outcome: a tensor of a case on a device against a
@@ -61,8 +75,8 @@ typedef struct OpSuiteResult {
     char error[512];                         // a case that could not run (then failed > 0 too)
 } OpSuiteResult;
 
-// Every case of fx on dev: against PyTorch, and against the CPU when dev is
-// not the CPU. Adds to *res (zero it first). verbose: print each check.
+// Every case of fx on dev, its gradients assigned (OPSUITE_ASSIGN): against
+// PyTorch, and against the CPU when dev is not the CPU. Adds to *res (zero it first). verbose: print each check.
 void opsuite_check_fixture(const Fixture *fx, Device dev, int verbose, OpSuiteResult *res);
 
 // Adds one finished comparison to *res; returns 1 when it failed.

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "kernels/backend.h"   // defines: backend_cuda_device_count, backend_cuda_device_info
+#include "kernels/backend.h"   // defines: backend_cuda_device_count, backend_cuda_device_info, backend_set_allow_tf32
 
 static double now_s(void) {
     struct timespec ts;
@@ -94,6 +94,9 @@ int selftest_run(Device dev, int quick, int verbose, SelftestResult *r) {
     r->dev = dev;
     r->quick = quick;
     if (selftest_hardware(dev, &r->hw)) return 0;
+    // The bounds are fp32's (tolerance.h): no TF32 products, whatever a
+    // recipe asked for before; train_state_open sets the run's own after.
+    backend_set_allow_tf32(dev, 0);
     double t0 = now_s();
     OpSuiteResult *res = &r->checks;
     // The op suite against PyTorch (and the CPU) on the fixtures built in.

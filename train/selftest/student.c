@@ -2,9 +2,11 @@
 // arithmetic on one device (see selftest.h).
 //
 // The student is the real one (student_build, objective_build: patchify,
-// embeddings, attention blocks, the LM, trajectory and feature heads, the
-// distillation KL, cross-entropy, the best-of-K trajectory loss and the
-// cosine loss), small enough to run in milliseconds. Its inputs are one
+// embeddings, attention blocks with the recipe's default mask (prefix) and
+// the fused bias_gelu and bias_residual, the LM, trajectory and feature
+// heads, the distillation KL, cross-entropy, the best-of-K trajectory loss
+// and the cosine loss, each loss times its share of the batch), small
+// enough to run in milliseconds. Its inputs are one
 // random but valid batch, written where the trainer writes them
 // (graph_input_host, graph_upload_inputs), so a device run also checks the
 // staging of inputs. Each step is the trainer's: forward, backward, the
@@ -57,6 +59,7 @@ static void tiny_setup(Recipe *r, Setup *s) {
     mc->horizon = 6;
     mc->hz = 10.0f;
     mc->traj_repr = TRAJ_XYYAW;
+    mc->attention = r->model.attention == ATTENTION_CAUSAL ? ATTN_CAUSAL : ATTN_PREFIX;   // the recipe's default
     mc->vocab = 24;
     mc->max_trace = 4;
     mc->feat_dim = s->D;
@@ -113,6 +116,9 @@ static void write_batch(const Setup *s, Student *st, Objective *obj) {
     float *feat = graph_input_host(obj->feat_target), *feat_mask = graph_input_host(obj->feat_mask);
     for (size_t i = 0; i < obj->feat_target->numel; i++) feat[i] = rng_normal(&rng);
     for (int b = 0; b < B; b++) feat_mask[b] = 1.0f;
+    // The batch is the whole global batch: each loss's share of it is 1.
+    LossCounts one = { 1, 1, 1, 1 };
+    objective_set_shares(obj, &one, &one);
 }
 
 static float read_scalar(const Tensor *t) {
