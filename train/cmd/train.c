@@ -230,6 +230,11 @@ int cmd_train(int argc, char **argv) {
                    "(--resume goes on from them instead)\n", run_dir);
     }
 
+    // What runs, before anything else is said about it: the device's lines,
+    // the model's and the memory plan's follow.
+    printf("distil train: %s: recipe %s, resolved in %s/recipe.resolved.yaml; TensorBoard: %s/tensorboard\n", r.name,
+           a.recipe, run_dir, run_dir);
+    fflush(stdout);
     // train.device: a GPU once the self-test has passed on it (train/selftest/gate.c).
     Device device;
     if ((rc = selftest_pick_device(&r, &device))) { recipe_free(&r); return rc; }
@@ -252,9 +257,7 @@ int cmd_train(int argc, char **argv) {
     if (root && vocab_write_json(&ts.data.vocab, path, verr, sizeof verr)) { fprintf(stderr, "distil: error: %s\n", verr); return 2; }
     TrainLog log;
     if ((rc = train_log_open(&log, run_dir, root, a.resume, &r, start, last))) return rc;
-    // Where the run is and what it trains, before the first step.
-    printf("distil train: %s: recipe %s, resolved in %s/recipe.resolved.yaml; TensorBoard: %s/tensorboard\n", r.name,
-           a.recipe, run_dir, run_dir);
+    // What it trains, before the first step.
     printf("model: %.2f M parameters (%zu; %d frozen tensors), %d tokens per sample (%d image, ego, command, %d trace, "
            "action), vocabulary %d; micro-batch %d x %d accumulation x %d rank%s; steps %ld to %ld of %ld\n",
            graph_param_numel(ts.model.g) / 1e6, graph_param_numel(ts.model.g), ts.model.frozen, ts.model.st.seq_len,
