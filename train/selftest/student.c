@@ -9,13 +9,15 @@
 // enough to run in milliseconds. Its inputs are one
 // random but valid batch, written where the trainer writes them
 // (graph_input_host, graph_upload_inputs), so a device run also checks the
-// staging of inputs. Each step is the trainer's: forward, backward, the
-// global norm, clipping, AdamW.
+// staging of inputs. Each step is the trainer's (train_step, one
+// micro-batch): the step's scalars, forward, the loss figures summed and
+// checked on the device, backward, the norm's partial sums, then one pass
+// of norm, clipping and AdamW, and the one read back of losses and norm.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "autograd/optim.h"          // defines: AdamW, adamw_*, grad_global_norm, grad_clip_scale
+#include "autograd/optim.h"          // defines: AdamW, adamw_*, grad_sumsq_partials
 #include "autograd/rng.h"            // defines: Rng, rng_*
 #include "kernels/backend.h"         // defines: backend_to_host
 #include "train/core/objective.h"    // defines: Setup, Objective, objective_build
@@ -121,12 +123,6 @@ static void write_batch(const Setup *s, Student *st, Objective *obj) {
     objective_set_shares(obj, &one, &one);
 }
 
-static float read_scalar(const Tensor *t) {
-    float x;
-    tensor_to_host_f32(t, &x);
-    return x;
-}
-
 static float *params_host(const Graph *g) {
     float *p = malloc((g->param_numel ? g->param_numel : 1) * sizeof *p);
     if (p) backend_to_host(g->device, p, g->param_mem, g->param_numel * sizeof *p);
@@ -155,15 +151,23 @@ int student_run(Device dev, StudentRun *run, char *err, size_t errlen) {
     write_batch(&s, &st, &obj);
     run->n = g->param_numel;
     run->w0 = params_host(g);
+    // The loss figures where the tape holds them, in StepLosses' order.
+    const Tensor *figures[STEP_LOSSES] = { obj.total, obj.kl, obj.ce, obj.traj, obj.feature };
+    StepLosses losses;
+    for (int k = 0; k < STEP_LOSSES; k++) losses.x[k] = figures[k] ? figures[k]->data : NULL;
     for (int step = 0; step < SELFTEST_STEPS; step++) {
+        adamw_begin(&opt, STUDENT_LR, (float)r.train.grad_clip);
         graph_zero_grad(g);
         graph_upload_inputs(g);
         graph_forward(g);
-        run->loss[step] = read_scalar(obj.total);
+        adamw_add_losses(&opt, losses);
         graph_backward(g, obj.total);
-        double norm = grad_global_norm(g);
-        run->grad_norm[step] = norm;
-        adamw_step(&opt, g, STUDENT_LR, grad_clip_scale(norm, (float)r.train.grad_clip));
+        adamw_update(&opt, g, g->reduce_dev, grad_sumsq_partials(g, 0, g->grad_numel));
+        AdamWStep out;
+        adamw_end(&opt, &out);
+        run->loss[step] = out.losses[0];
+        // A skipped step (a non-finite loss or norm) reads as a NaN norm.
+        run->grad_norm[step] = out.applied ? out.norm : NAN;
     }
     run->w1 = params_host(g);
     if (!run->w0 || !run->w1) { snprintf(err, errlen, "out of memory"); goto done; }
