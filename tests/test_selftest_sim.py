@@ -13,7 +13,8 @@ kernel planted: gelu's cubic coefficient 0.044715 changed to 0.05
     cache without testing again. With device: auto it trains on the CPU
     instead and says why.
   - With the right kernels, device: cuda runs the quick self-test, which
-    passes (naming the simulated device), trains on the simulated GPU and
+    passes (naming the simulated device; the student's steps after the
+    first replayed from a CUDA Graph), trains on the simulated GPU and
     checkpoints there (the AdamW moments come from the device); the next run
     finds the pass in the cache, and a resume from a checkpoint puts the
     moments back on the device: its update gives the uninterrupted run's
@@ -94,6 +95,8 @@ def test_train_on_the_simulated_gpu_checkpoints_and_resumes(tmp):
     assert "running the quick self-test" in r.stdout and "trained 3 steps" in r.stdout, r.stdout
     line = next(l for l in r.stdout.splitlines() if l.startswith("cuda: "))
     assert line.startswith("cuda: passed (quick): ") and "against PyTorch and the CPU" in line, line
+    # The student's later steps replayed as the trainer's are, from a CUDA Graph.
+    assert "3 training steps (2 replayed from a CUDA Graph) as the CPU's" in line, line
     assert "CUDA simulator (CPU)" in line and "compute capability 9.0" in line, line
     print(f"  {line}")
     assert sorted(losses(f"{tmp}/run_cuda/metrics.jsonl")) == [1, 2, 3]   # steps count from 1

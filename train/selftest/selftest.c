@@ -133,6 +133,7 @@ int selftest_run(Device dev, int quick, int verbose, SelftestResult *r) {
     char err[256];
     if (student_run(dev, &run, err, sizeof err) == 0) {
         r->student_ran = 1;
+        r->student_replayed = run.replayed;
         if (dev != DEV_CPU && student_run(DEV_CPU, &cpu, err, sizeof err) == 0) {
             student_check(dev, &run, &cpu, verbose, res);
             student_run_free(&cpu);
@@ -170,8 +171,10 @@ void selftest_print_line(const SelftestResult *r, FILE *f) {
     if (r->passed) {
         char large[96] = "";
         if (r->large_cases) snprintf(large, sizeof large, ", %d larger ones against the CPU", r->large_cases);
-        fprintf(f, "%s: passed (%s): %d op cases against PyTorch%s%s, %d training steps%s, in %.1f s; %s\n", name, mode,
-                r->fixture_cases, r->dev == DEV_CPU ? "" : " and the CPU", large, SELFTEST_STEPS,
+        char replayed[64] = "";
+        if (r->student_replayed) snprintf(replayed, sizeof replayed, " (%d replayed from a CUDA Graph)", r->student_replayed);
+        fprintf(f, "%s: passed (%s): %d op cases against PyTorch%s%s, %d training steps%s%s, in %.1f s; %s\n", name, mode,
+                r->fixture_cases, r->dev == DEV_CPU ? "" : " and the CPU", large, SELFTEST_STEPS, replayed,
                 r->dev == DEV_CPU ? " that lower the loss" : " as the CPU's", r->seconds, r->hw.summary);
         return;
     }

@@ -37,11 +37,15 @@ typedef struct StudentRun {
     double loss[SELFTEST_STEPS], grad_norm[SELFTEST_STEPS];
     float *w0, *w1;                      // (n) the weights before and after, on the host
     size_t n;
+    int replayed;                        // steps launched from a CUDA Graph (the trainer's way from step 2)
 } StudentRun;
 
 // SELFTEST_STEPS AdamW steps of the tiny student on one fixed batch, from a
 // fixed initialisation: the same numbers on every backend up to rounding.
-// 0, or -1 with err set.
+// On a GPU, as distil train on one process takes them: the first eagerly,
+// the later ones captured into a CUDA Graph and replayed (eagerly again
+// when the runtime refuses the capture, as the trainer does). 0, or -1
+// with err set.
 int student_run(Device dev, StudentRun *run, char *err, size_t errlen);
 void student_run_free(StudentRun *run);
 // Checks a run on its own (finite, the loss falls on the batch it trains
@@ -74,6 +78,7 @@ typedef struct SelftestResult {
     OpSuiteResult checks;                // the op suite and the student's steps
     int fixture_cases, large_cases;      // op cases run against PyTorch; larger ones against the CPU
     int student_ran;
+    int student_replayed;                // of its steps, how many ran from a CUDA Graph
     double seconds;
 } SelftestResult;
 

@@ -13,13 +13,15 @@
 // micro-batch): the step's scalars, forward, the loss figures summed and
 // checked on the device, backward, the norm's partial sums, then one pass
 // of norm, clipping and AdamW, and the one read back of losses and norm.
+// On a GPU the steps after the first replay a CUDA Graph of that work, as
+// distil train's do.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "autograd/optim.h"          // defines: AdamW, adamw_*, grad_sumsq_partials
 #include "autograd/rng.h"            // defines: Rng, rng_*
-#include "kernels/backend.h"         // defines: backend_to_host
+#include "kernels/backend.h"         // defines: backend_to_host, backend_capture_*
 #include "train/core/objective.h"    // defines: Setup, Objective, objective_build
 #include "train/selftest/selftest.h"
 
@@ -129,6 +131,18 @@ static float *params_host(const Graph *g) {
     return p;
 }
 
+// One step's device work, queued in order and nothing else: what a capture
+// records (train/core/step.c's queue_step). The inputs' upload has no host
+// wait, so a captured copy can hold it.
+static void queue_step(Graph *g, AdamW *opt, const Objective *obj, StepLosses losses) {
+    graph_zero_grad(g);
+    graph_upload_inputs_queued(g);
+    graph_forward(g);
+    adamw_add_losses(opt, losses);
+    graph_backward(g, obj->total);
+    adamw_update(opt, g, g->reduce_dev, grad_sumsq_partials(g, 0, g->grad_numel));
+}
+
 int student_run(Device dev, StudentRun *run, char *err, size_t errlen) {
     memset(run, 0, sizeof *run);
     Recipe r;
@@ -155,20 +169,35 @@ int student_run(Device dev, StudentRun *run, char *err, size_t errlen) {
     const Tensor *figures[STEP_LOSSES] = { obj.total, obj.kl, obj.ce, obj.traj, obj.feature };
     StepLosses losses;
     for (int k = 0; k < STEP_LOSSES; k++) losses.x[k] = figures[k] ? figures[k]->data : NULL;
+    // A captured copy reads the page-locked input mirror: without one, eager steps.
+    int capturable = dev == DEV_CUDA && g->input_host_pinned;
+    BackendCapture *captured = NULL;
     for (int step = 0; step < SELFTEST_STEPS; step++) {
-        adamw_begin(&opt, STUDENT_LR, (float)r.train.grad_clip);
-        graph_zero_grad(g);
-        graph_upload_inputs(g);
-        graph_forward(g);
-        adamw_add_losses(&opt, losses);
-        graph_backward(g, obj.total);
-        adamw_update(&opt, g, g->reduce_dev, grad_sumsq_partials(g, 0, g->grad_numel));
+        adamw_begin(&opt, STUDENT_LR, (float)r.train.grad_clip);   // the step's scalars, read by the graph too
+        if (captured && !backend_capture_current(captured)) {     // an op regrew its workspace since
+            backend_capture_free(captured);
+            captured = NULL;
+        }
+        // Captured once the first (eager) step has grown every workspace.
+        if (capturable && step > 0 && !captured) {
+            backend_capture_begin(dev);
+            queue_step(g, &opt, &obj, losses);
+            captured = backend_capture_end(dev);   // NULL: refused, the reason on stderr
+            capturable = captured != NULL;
+        }
+        if (captured) {
+            backend_capture_launch(captured);
+            run->replayed++;
+        } else {
+            queue_step(g, &opt, &obj, losses);
+        }
         AdamWStep out;
         adamw_end(&opt, &out);
         run->loss[step] = out.losses[0];
         // A skipped step (a non-finite loss or norm) reads as a NaN norm.
         run->grad_norm[step] = out.applied ? out.norm : NAN;
     }
+    if (captured) backend_capture_free(captured);
     run->w1 = params_host(g);
     if (!run->w0 || !run->w1) { snprintf(err, errlen, "out of memory"); goto done; }
     rc = 0;
