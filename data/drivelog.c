@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "data/chunkread.h"     // defines: dl_hdf5_error_text, dl_mem_type
+#include "data/wall.h"          // defines: dl_wall_at (where the checking child is)
 #include "data/zstd_filter.h"   // defines: dl_zstd_register, DL_ZSTD_FILTER_ID
 
 // Recursive: opening a shard holds it and calls helpers that take it again.
@@ -25,6 +26,10 @@ void dl_hdf5_lock(void) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   // per thread in a thread-safe HDF5; errors come back as lines
 }
 void dl_hdf5_unlock(void) { pthread_mutex_unlock(&hdf5_lock); }
+void dl_hdf5_lock_after_fork(void) {
+    pthread_mutex_t fresh = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;   // the owner recorded is the parent's thread
+    hdf5_lock = fresh;
+}
 
 int dl_parse_on_bad_sample(const char *s) {
     if (!strcmp(s, "error")) return DL_ON_BAD_ERROR;
@@ -477,6 +482,7 @@ static int check_datasets(DlShard *sh, char *err, size_t errlen) {
     int present[DL_N_SLOTS] = {0};   // open, with the right dtype and rank
     int missing = 0;                 // required datasets absent or unusable
     for (int s = 0; s < DL_CAMERA0; s++) {
+        dl_wall_at(slot_rules[s].path);
         int rc = open_dataset(sh, s, &slot_rules[s], slot_rules[s].path, err, errlen);
         if (rc < 0) {
             if (found(sh, err)) return -1;
@@ -488,6 +494,7 @@ static int check_datasets(DlShard *sh, char *err, size_t errlen) {
     for (int c = 0; c < sh->n_cameras; c++) {
         char path[96];
         snprintf(path, sizeof path, "/camera/%s", sh->camera_names[c]);
+        dl_wall_at(path);
         if (open_dataset(sh, DL_CAMERA0 + c, &camera_rule, path, err, errlen) < 0) {
             if (found(sh, err)) return -1;
             missing++;
@@ -705,6 +712,7 @@ static int open_locked(DlShard *sh, const char *path, char *err, size_t errlen) 
         found(sh, err);
         return -1;
     }
+    dl_wall_at("the superblock");
     sh->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (sh->file < 0) {
         char why[160];
@@ -714,40 +722,45 @@ static int open_locked(DlShard *sh, const char *path, char *err, size_t errlen) 
         found(sh, err);
         return -1;
     }
+    dl_wall_at("the root attributes");
     if (read_root_attributes(sh, err, errlen)) return -1;
     // The offsets, the vocabulary and the temperature are read from sound datasets only.
     if (check_datasets(sh, err, errlen)) return -1;
+    dl_wall_at(sh->ds[DL_OFFSETS].path);
     if (load_offsets(sh, err, errlen) && found(sh, err)) return -1;
+    dl_wall_at(sh->ds[DL_VOCAB].path);
     if (load_vocab(sh, err, errlen) && found(sh, err)) return -1;
+    dl_wall_at(sh->ds[DL_TOPK_LOGPROBS].path);
     if (read_temperature(sh, err, errlen) && found(sh, err)) return -1;
     return sh->n_problems ? -1 : 0;
 }
 
-static int dl_shard_open_listening(DlShard *sh, const char *path, char *err, size_t errlen);
+// walled: the metadata is read in a child process first (data/wall.h).
+// sh's listener (dl_shard_check) is set by the caller and kept.
+static int shard_open(DlShard *sh, const char *path, int walled, char *err, size_t errlen);
 
 int dl_shard_check(DlShard *sh, const char *path, void (*problem)(const char *line, void *ctx), void *ctx) {
     char err[DL_ERR_LEN];
     memset(sh, 0, sizeof *sh);
     sh->on_problem = problem;
     sh->problem_ctx = ctx;
-    int rc = dl_shard_open_listening(sh, path, err, sizeof err);
+    int rc = shard_open(sh, path, 1, err, sizeof err);
     sh->on_problem = NULL;
     return rc < 0 ? (sh->n_problems ? sh->n_problems : 1) : 0;
 }
 
-int dl_shard_open(DlShard *sh, const char *path, char *err, size_t errlen) {
-    memset(sh, 0, sizeof *sh);
-    return dl_shard_open_listening(sh, path, err, errlen);
-}
-
-// dl_shard_open with sh's listener (set by the caller, kept).
-static int dl_shard_open_listening(DlShard *sh, const char *path, char *err, size_t errlen) {
+static int shard_open(DlShard *sh, const char *path, int walled, char *err, size_t errlen) {
     sh->serial = atomic_fetch_add(&next_serial, 1);
     sh->file = -1;
     for (int s = 0; s < DL_N_SLOTS; s++) sh->ds[s].id = -1;
     err[0] = 0;
     if (dl_zstd_register() < 0) {
         snprintf(err, errlen, "%s: cannot register the zstd filter with HDF5", path);
+        found(sh, err);
+        return -1;
+    }
+    if (walled && dl_shard_vet(path, err, errlen)) {
+        sh->path = strdup(path);
         found(sh, err);
         return -1;
     }
@@ -761,6 +774,16 @@ static int dl_shard_open_listening(DlShard *sh, const char *path, char *err, siz
         sh->path = keep;
     }
     return rc;
+}
+
+int dl_shard_open(DlShard *sh, const char *path, char *err, size_t errlen) {
+    memset(sh, 0, sizeof *sh);
+    return shard_open(sh, path, 1, err, errlen);
+}
+
+int dl_shard_open_here(DlShard *sh, const char *path, char *err, size_t errlen) {
+    memset(sh, 0, sizeof *sh);
+    return shard_open(sh, path, 0, err, errlen);
 }
 
 void dl_shard_drop_vocab(DlShard *sh) {
@@ -837,6 +860,20 @@ int dl_shard_agree(const DlShard *a, const DlShard *b, char *err, size_t errlen)
 // ---- sets ----------------------------------------------------------------------
 
 DlSet *dl_set_open(char *const *patterns, int n_patterns, char *err, size_t errlen) {
+    return dl_set_open_on_bad(patterns, n_patterns, DL_ON_BAD_ERROR, err, errlen);
+}
+
+// Keep a skipped shard's line in the set.
+static int note_unusable(DlSet *set, const char *line) {
+    char **more = realloc(set->unusable, sizeof(char *) * (size_t)(set->n_unusable + 1));
+    if (!more) return -1;
+    set->unusable = more;
+    if (!(set->unusable[set->n_unusable] = strdup(line))) return -1;
+    set->n_unusable++;
+    return 0;
+}
+
+DlSet *dl_set_open_on_bad(char *const *patterns, int n_patterns, int on_bad, char *err, size_t errlen) {
     char **paths = NULL;
     int n = 0;
     if (dl_glob(patterns, n_patterns, &paths, &n, err, errlen)) return NULL;
@@ -852,24 +889,38 @@ DlSet *dl_set_open(char *const *patterns, int n_patterns, char *err, size_t errl
         return NULL;
     }
     for (int i = 0; i < n; i++) {
-        DlShard *sh = &set->shards[i];
+        DlShard *sh = &set->shards[set->n_shards];
         int rc = dl_shard_open(sh, paths[i], err, errlen);
-        set->n_shards = i + 1;
-        if (rc == 0 && i > 0) {
+        if (rc == 0 && set->n_shards > 0) {
             rc = dl_shard_agree(&set->shards[0], sh, err, errlen);
             dl_shard_drop_vocab(sh);
         }
-        if (rc) { dl_free_paths(paths, n); dl_set_close(set); return NULL; }
-        set->first[i + 1] = set->first[i] + sh->n;
+        if (rc) {
+            dl_shard_close(sh);
+            if (on_bad == DL_ON_BAD_SKIP && note_unusable(set, err) == 0) continue;
+            dl_free_paths(paths, n);
+            dl_set_close(set);
+            return NULL;
+        }
+        set->first[set->n_shards + 1] = set->first[set->n_shards] + sh->n;
+        set->n_shards++;
     }
-    set->n_samples = set->first[n];
     dl_free_paths(paths, n);
+    if (set->n_shards == 0) {
+        snprintf(err, errlen, "no usable shard among the %d the patterns match; the first: %.*s", n, DL_ERR_LEN / 2,
+                 set->unusable[0]);
+        dl_set_close(set);
+        return NULL;
+    }
+    set->n_samples = set->first[set->n_shards];
     return set;
 }
 
 void dl_set_close(DlSet *set) {
     if (!set) return;
     for (int i = 0; i < set->n_shards; i++) dl_shard_close(&set->shards[i]);
+    for (int i = 0; i < set->n_unusable; i++) free(set->unusable[i]);
+    free(set->unusable);
     free(set->shards);
     free(set->first);
     free(set);

@@ -12,6 +12,11 @@
 //   one line naming file, dataset and sample index; the caller applies
 //   on_bad_sample (error: stop with exit 2; skip: count it and go on).
 //
+// Before a shard is opened here, its HDF5 metadata is read and checked in a
+// child process (data/wall.h): a damaged file that would crash libhdf5 or
+// make it loop is refused with one line naming it, like any other structural
+// problem, and dl_set_open_on_bad can skip it.
+//
 // Error lines carry no "distil: error: " prefix; the command that prints them adds it.
 // Every HDF5 call made here runs under one process-wide lock (HDF5 keeps one
 // state per process, so it has one lock); decompression runs outside it.
@@ -106,6 +111,8 @@ typedef struct DlSet {
     DlShard *shards;
     int64_t *first;         // (n_shards + 1) global index of each shard's sample 0
     int64_t n_samples;
+    int n_unusable;         // shards left out under DL_ON_BAD_SKIP (dl_set_open_on_bad)
+    char **unusable;        // (n_unusable) the error line of each
 } DlSet;
 
 // Where dl_read_sample writes one sample. A NULL pointer skips that field (its
@@ -140,12 +147,24 @@ int dl_glob(char *const *patterns, int n_patterns, char ***paths, int *n_paths, 
 void dl_free_paths(char **paths, int n_paths);
 
 // Open one shard and check every structural rule; loads the offsets and vocab.
-// On failure the shard holds nothing (dl_shard_close is still safe).
+// The metadata is read behind the wall first (dl_shard_vet). On failure the
+// shard holds nothing but its path (dl_shard_close is still safe).
 int dl_shard_open(DlShard *sh, const char *path, char *err, size_t errlen);
-// The same, but every structural problem is handed to problem() (one line,
+// The same without the wall: for the wall's own child and the fuzzing
+// harness. A damaged file can crash or hang the process that calls it.
+int dl_shard_open_here(DlShard *sh, const char *path, char *err, size_t errlen);
+// dl_shard_open (behind the wall), but every structural problem is handed to problem() (one line,
 // no prefix) and the checks go on with what does not depend on it. Returns
 // the number of problems: 0 leaves the shard open, as dl_shard_open does.
 int dl_shard_check(DlShard *sh, const char *path, void (*problem)(const char *line, void *ctx), void *ctx);
+// Run dl_shard_open_here and dl_shard_check_deep in a child process under
+// limits (data/wall.c). Returns 0, or -1 with one line naming path.
+int dl_shard_vet(const char *path, char *err, size_t errlen);
+// What the wall checks beyond the structural rules, through the calls the
+// readers will make later (data/wall.c): every chunk of every dataset looked
+// up in its chunk index with its stored size bounded, contiguous data inside
+// the file, every /teacher/trace/text string read. Returns 0 or -1 (err set).
+int dl_shard_check_deep(const DlShard *sh, char *err, size_t errlen);
 void dl_shard_close(DlShard *sh);
 void dl_shard_drop_vocab(DlShard *sh);
 // Check that b agrees with a (vocab, hz, cameras, per-sample shapes); the
@@ -155,6 +174,11 @@ int dl_shard_agree(const DlShard *a, const DlShard *b, char *err, size_t errlen)
 // Open and check every shard the patterns match (the first problem stops it).
 // Keeps only the first shard's vocab.
 DlSet *dl_set_open(char *const *patterns, int n_patterns, char *err, size_t errlen);
+// The same, but under DL_ON_BAD_SKIP a shard that cannot be used (it does
+// not open, its metadata check fails, or it disagrees with the first usable
+// shard) is left out and its line kept in set->unusable for the caller to
+// print; only a set with no usable shard fails.
+DlSet *dl_set_open_on_bad(char *const *patterns, int n_patterns, int on_bad, char *err, size_t errlen);
 void dl_set_close(DlSet *set);
 // The shard and the index within it of global sample g.
 void dl_set_locate(const DlSet *set, int64_t g, int *shard, int64_t *index);
@@ -180,3 +204,5 @@ void dl_filter_name(int id, char *buf, size_t len);
 // The process-wide HDF5 lock (see the top of this file).
 void dl_hdf5_lock(void);
 void dl_hdf5_unlock(void);
+// In a child forked while holding it (data/wall.c): the lock made free again.
+void dl_hdf5_lock_after_fork(void);

@@ -410,7 +410,7 @@ Loader *loader_open(char *const *patterns, int n_patterns, const LoaderOptions *
     pthread_mutex_init(&ld->mu, NULL);
     pthread_cond_init(&ld->space, NULL);
     pthread_cond_init(&ld->ready, NULL);
-    ld->set = dl_set_open(patterns, n_patterns, err, errlen);
+    ld->set = dl_set_open_on_bad(patterns, n_patterns, opt->on_bad_sample, err, errlen);
     if (!ld->set || take_shapes(ld, err, errlen) || allocate(ld, err, errlen)) { loader_close(ld); return NULL; }
     if (start_workers(ld)) {
         snprintf(err, errlen, "loader: cannot start %d worker threads", ld->opt.workers);

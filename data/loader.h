@@ -22,7 +22,7 @@ typedef struct LoaderOptions {
     uint64_t seed;              // the epoch permutations derive from (seed, epoch)
     int workers;                // threads reading and decoding (>= 1)
     int prefetch;               // batch buffers in the ring, the consumer's included (>= 2)
-    int on_bad_sample;          // DL_ON_BAD_ERROR or DL_ON_BAD_SKIP
+    int on_bad_sample;          // DL_ON_BAD_ERROR or DL_ON_BAD_SKIP (bad samples, and unusable shards)
     // Evaluation: shuffle 0 reads samples in shard order; keep_tail 1 keeps
     // the tail, padding the last batches with invalid samples, so that across
     // the ranks every sample is read exactly once per epoch.
@@ -80,6 +80,8 @@ typedef struct Loader Loader;
 
 // Open the shards the patterns match, check them, start the workers at
 // (epoch 0, step 0). NULL with err set ("distil: error: " not included).
+// Under on_bad_sample skip, unusable shards are left out (loader_set(ld)->
+// unusable lists them, for the caller to print).
 Loader *loader_open(char *const *patterns, int n_patterns, const LoaderOptions *opt, char *err, size_t errlen);
 void loader_close(Loader *ld);
 

@@ -4,7 +4,9 @@
 // shards (as --preset urban4), beside the ceiling measured in the same run:
 // plain ZSTD_decompressDCtx over the very same chunk bytes, read into memory
 // first, with 1 and 2 threads. Shards are written to /tmp with zstd chunks of
-// one sample (data/drivelog_write.c), then removed.
+// one sample (data/drivelog_write.c), then removed. Also what opening a
+// shard costs behind the wall (data/wall.h: a child process reads and checks
+// its metadata first) against opening it in the process alone.
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +126,23 @@ static double loader_rate(char *pattern, int workers, int batch, int epochs) {
     return best;
 }
 
+// Milliseconds to open and close one shard (the best of `reps`), through
+// dl_shard_open (behind the wall) or dl_shard_open_here (in this process).
+static double open_ms(const char *path, int walled, int reps) {
+    double best = 1e30;
+    char err[DL_ERR_LEN];
+    for (int r = 0; r < reps; r++) {
+        DlShard sh;
+        double t0 = now_s();
+        int rc = walled ? dl_shard_open(&sh, path, err, sizeof err) : dl_shard_open_here(&sh, path, err, sizeof err);
+        dl_shard_close(&sh);
+        double dt = now_s() - t0;
+        if (rc) { fprintf(stderr, "bench_loader: %s\n", err); return 0; }
+        if (dt < best) best = dt;
+    }
+    return best * 1e3;
+}
+
 typedef struct Config {
     const char *name;
     int shards, per_shard, cams, H, W, batch, epochs;
@@ -167,6 +186,11 @@ static void run_config(const char *dir, const Config *c) {
     }
     printf("  2 workers / 1 worker: %.2fx (zstd alone: %.2fx; %ld cores online)\n", rate[2] / rate[1], ceiling[2] / ceiling[1],
            sysconf(_SC_NPROCESSORS_ONLN));
+    char first[256];
+    snprintf(first, sizeof first, "%s/%s_0.h5", dir, c->name);
+    double here = open_ms(first, 0, 7), walled = open_ms(first, 1, 7);
+    printf("  opening a shard (%zu chunks): %.2f ms in the process, %.2f ms behind the wall = %.1fx (+%.2f ms; %.3f ms a sample)\n",
+           ch.n / (size_t)c->shards, here, walled, walled / here, walled - here, (walled - here) / c->per_shard);
     for (size_t i = 0; i < ch.n; i++) free(ch.c[i].data);
     free(ch.c);
     for (int i = 0; i < c->shards; i++) {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include "data/logs/cmds.h"     // defines: logs_parse_int, logs_option_value
 #include "data/drivelog.h"      // defines: dl_shard_open, dl_read_sample, dl_type_name, dl_filter_name
+#include "data/wall.h"          // defines: dl_wall_run, dl_wall_at
 
 static void print_value_of_attr(hid_t a) {
     hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
@@ -114,6 +115,9 @@ static void print_dataset(hid_t d, const char *name) {
 
 static herr_t visit(hid_t g, const char *name, const H5L_info_t *info, void *data) {
     (void)info; (void)data;
+    char where[200];
+    snprintf(where, sizeof where, "/%s", name);
+    dl_wall_at(where);
     hid_t o = H5Oopen(g, name, H5P_DEFAULT);
     if (o < 0) { printf("  /%s (cannot open)\n", name); return 0; }
     if (H5Iget_type(o) == H5I_DATASET) print_dataset(o, name);
@@ -134,12 +138,21 @@ static int print_structure(const char *path) {
     char hs[32];
     human_bytes((double)size, hs, sizeof hs);
     printf("%s: HDF5, %s\nattributes:\n", path, hs);
+    dl_wall_at("the root attributes");
     H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, NULL, print_attr, "  ");
     printf("datasets:\n");
     H5Lvisit(f, H5_INDEX_NAME, H5_ITER_INC, visit, NULL);
     H5Fclose(f);
     dl_hdf5_unlock();
     return 0;
+}
+
+// print_structure behind the wall (data/wall.h): every object and attribute
+// of the file, the ones distil does not read included, goes through libhdf5.
+static int structure_child(void *path, char *err, size_t errlen) {
+    if (print_structure(path) == 0) return 0;
+    snprintf(err, errlen, "%s: not an HDF5 file", (const char *)path);
+    return -1;
 }
 
 static int print_sample(const DlShard *sh, int64_t n) {
@@ -191,8 +204,9 @@ int logs_inspect_main(int argc, char **argv) {
     DlShard sh;
     char err[DL_ERR_LEN];
     int open_rc = dl_shard_open(&sh, path, err, sizeof err);   // first: it registers zstd and names what is wrong
-    if (print_structure(path) < 0) {
-        fprintf(stderr, "distil: error: %s\n", err);
+    char werr[DL_ERR_LEN];
+    if (dl_wall_run(path, structure_child, (void *)path, werr, sizeof werr)) {
+        fprintf(stderr, "distil: error: %s\n", open_rc ? err : werr);
         dl_shard_close(&sh);
         return 2;
     }

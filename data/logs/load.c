@@ -70,6 +70,8 @@ int logs_load_main(int argc, char **argv) {
     Loader *ld = loader_open(patterns, n_patterns, &o, err, sizeof err);
     free(patterns);
     if (!ld) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
+    for (int i = 0; i < loader_set(ld)->n_unusable; i++)
+        fprintf(stderr, "distil: warning: %s; shard skipped\n", loader_set(ld)->unusable[i]);
     int64_t batches = epochs * loader_batches_per_epoch(ld), done = 0, padding = 0;
     double t0 = now_s();
     for (const Batch *b; done < batches; done++, padding += b->n_padding)
@@ -86,6 +88,7 @@ int logs_load_main(int argc, char **argv) {
            (long long)loader_batches_per_epoch(ld), o.batch_size);
     printf("load: %.0f samples in %.3f s: %.1f samples/s, %.1f MB/s of batches (%d worker%s, prefetch %d)\n", samples, dt,
            samples / (dt > 0 ? dt : 1e-9), mb / (dt > 0 ? dt : 1e-9), o.workers, o.workers == 1 ? "" : "s", o.prefetch);
+    if (set->n_unusable) printf("load: %d unusable shard%s skipped\n", set->n_unusable, set->n_unusable == 1 ? "" : "s");
     printf("load: %lld bad sample%s skipped, %lld padding slot%s, %lld trace%s truncated to %d tokens\n", (long long)loader_bad_samples(ld),
            loader_bad_samples(ld) == 1 ? "" : "s", (long long)padding, padding == 1 ? "" : "s", (long long)loader_truncated_traces(ld),
            loader_truncated_traces(ld) == 1 ? "" : "s", o.max_trace_tokens);

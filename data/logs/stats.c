@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "data/logs/cmds.h"     // defines: logs_option_value
-#include "data/drivelog.h"      // defines: dl_set_open, dl_read_sample
+#include "data/drivelog.h"      // defines: dl_set_open_on_bad, dl_read_sample
 
 #define SPEED_BINS 12
 
@@ -56,6 +56,7 @@ static void report(const DlSet *set, Stats *s, int on_bad) {
     const DlShard *s0 = &set->shards[0];
     int64_t tokens = 0;
     for (int i = 0; i < set->n_shards; i++) tokens += set->shards[i].M;
+    if (set->n_unusable) printf("unusable shards skipped %d (see distil logs validate)\n", set->n_unusable);
     printf("shards %d, samples %lld, trace tokens %lld, vocab %lld\n", set->n_shards, (long long)set->n_samples,
            (long long)tokens, (long long)s0->V);
     printf("cameras %s: %d frames of %dx%d; history %d steps, future %d steps at %g Hz; K %d, k %d\n", s0->cameras,
@@ -156,9 +157,10 @@ int logs_stats_main(int argc, char **argv) {
         return 2;
     }
     char err[DL_ERR_LEN];
-    DlSet *set = dl_set_open(patterns, n_patterns, err, sizeof err);
+    DlSet *set = dl_set_open_on_bad(patterns, n_patterns, on_bad, err, sizeof err);
     free(patterns);
     if (!set) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
+    for (int i = 0; i < set->n_unusable; i++) fprintf(stderr, "distil: warning: %s; shard skipped\n", set->unusable[i]);
     Stats s = { 0 };
     int rc = gather(set, &s, on_bad);
     if (rc == 0) report(set, &s, on_bad);

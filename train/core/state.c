@@ -102,6 +102,8 @@ static int ranks_agree(TrainState *ts) {
     h = dist_fnv1a(&ts->data.vocab.size, sizeof ts->data.vocab.size, h);
     h = dist_fnv1a(ts->data.vocab.to_teacher, (size_t)ts->data.vocab.size * sizeof *ts->data.vocab.to_teacher, h);
     h = dist_fnv1a(&ts->data.accum, sizeof ts->data.accum, h);
+    // The shards each rank could use (a shard skipped on one rank only would shift the sample numbering).
+    h = dist_fnv1a(&loader_set(ts->data.train)->n_samples, sizeof(int64_t), h);
     uint64_t *all = malloc((size_t)d->world * sizeof *all);
     if (!all) { fprintf(stderr, "distil: error: out of memory\n"); return 2; }
     dist_allgather_u64(h, all, "model check");
@@ -114,6 +116,16 @@ static int ranks_agree(TrainState *ts) {
 }
 
 int train_state_open(TrainState *ts, Recipe *r) { return train_state_open_on(ts, r, DEV_CPU); }
+
+// Under on_bad_sample: skip, the shards left out as unusable: one warning
+// each, and their count (rank 0 alone: every rank opens the same shards).
+static void warn_unusable(const Recipe *r, const char *key, const DlSet *set) {
+    if (!set->n_unusable || !dist_is_root()) return;
+    for (int i = 0; i < set->n_unusable; i++) fprintf(stderr, "distil: warning: %s; shard skipped\n", set->unusable[i]);
+    char where[512];
+    fprintf(stderr, "distil: warning: %s: %d of the %d shards of %s skipped as unusable (data.on_bad_sample: skip)\n",
+            recipe_where(r, key, where, sizeof where), set->n_unusable, set->n_unusable + set->n_shards, key);
+}
 
 int train_state_open_on(TrainState *ts, Recipe *r, Device device) {
     memset(ts, 0, sizeof *ts);
@@ -140,6 +152,7 @@ int train_state_open_on(TrainState *ts, Recipe *r, Device device) {
     lo.on_bad_sample = r->data.on_bad_sample == BAD_SAMPLE_SKIP ? DL_ON_BAD_SKIP : DL_ON_BAD_ERROR;
     ts->data.train = loader_open(r->data.train.items, r->data.train.n, &lo, err, sizeof err);
     if (!ts->data.train) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
+    warn_unusable(r, "data.train", loader_set(ts->data.train));
     if (loader_batches_per_epoch(ts->data.train) < 1) {
         char where[512];
         fprintf(stderr, "distil: error: %s: data.train holds fewer samples than one micro-batch (%d) per rank (%d)\n",
@@ -170,6 +183,7 @@ int train_state_open_on(TrainState *ts, Recipe *r, Device device) {
         eo.keep_tail = 1;
         ts->data.eval = loader_open(r->data.eval.items, r->data.eval.n, &eo, err, sizeof err);
         if (!ts->data.eval) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
+        warn_unusable(r, "data.eval", loader_set(ts->data.eval));
         const DlSet *es = loader_set(ts->data.eval), *trs = loader_set(ts->data.train);
         if (dl_shard_agree(&trs->shards[0], &es->shards[0], err, sizeof err)) { fprintf(stderr, "distil: error: %s\n", err); return 2; }
     }

@@ -1,0 +1,328 @@
+// wall.c: the child process that reads a shard's HDF5 metadata first, and
+// what it checks beyond dl_shard_open's rules (see wall.h).
+//
+// The child reports over a pipe, one record a line: "A<where>" each time it
+// moves on to another part of the file, then "K" (clean) or "E<error line>"
+// (a rule broken, said as dl_shard_open says it). A child that ends without
+// either crashed, looped or ran out of memory; the last "A" says where.
+//
+// It is forked while this thread holds the process's HDF5 lock, so no other
+// thread is inside libhdf5 (or holds its state half-changed) at the fork;
+// the child, whose one thread has another id than the one that locked it,
+// starts with a fresh lock.
+#include "data/wall.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "data/drivelog.h"      // defines: DlShard, dl_shard_open_here, dl_hdf5_lock
+
+#define WALL_DEFAULT_CPU_S 10.0
+#define WALL_MEM_BYTES (2ull << 30)      // address space the child may add to what the process had
+#define WALL_MIN_WALL_S 120.0
+// A stored chunk is never much larger than its data: zstd and deflate add a
+// few bytes per block to data they cannot compress.
+#define CHUNK_SLACK(bytes) ((bytes) / 16 + 4096)
+// Fixed-length text strings longer than this are a damaged type, not a trace.
+#define MAX_TEXT_BYTES (1u << 20)
+
+static int child_fd = -1;   // the child's end of the pipe; -1 in any other process
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// One record: kind, then text with any newline made a space.
+static void put_record(char kind, const char *text) {
+    char line[DL_ERR_LEN + 8];
+    int n = snprintf(line, sizeof line - 1, "%c%s", kind, text);
+    if (n < 0) return;
+    if ((size_t)n > sizeof line - 2) n = (int)sizeof line - 2;
+    for (int i = 1; i < n; i++)
+        if (line[i] == '\n') line[i] = ' ';
+    line[n++] = '\n';
+    for (int at = 0; at < n;) {
+        ssize_t w = write(child_fd, line + at, (size_t)(n - at));
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return;
+        at += (int)w;
+    }
+}
+
+void dl_wall_at(const char *where) {
+    if (child_fd >= 0) put_record('A', where);
+}
+
+double dl_wall_cpu_limit(void) {
+    static double limit = 0;
+    if (limit > 0) return limit;
+    limit = WALL_DEFAULT_CPU_S;
+    const char *s = getenv("DISTIL_SHARD_CHECK_CPU_S");
+    if (s && *s) {
+        char *end;
+        double v = strtod(s, &end);
+        if (*end || !(v >= 1 && v <= 86400))
+            fprintf(stderr, "distil: warning: DISTIL_SHARD_CHECK_CPU_S='%s' is not a number of seconds in 1..86400; "
+                    "using %g\n", s, WALL_DEFAULT_CPU_S);
+        else limit = v;
+    }
+    return limit;
+}
+
+// The process's address space now, in bytes (0 when unknown).
+static uint64_t address_space_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long pages = 0;
+    if (!f) return 0;
+    if (fscanf(f, "%llu", &pages) != 1) pages = 0;
+    fclose(f);
+    return pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void limit(int resource, rlim_t value) {
+    struct rlimit now;
+    if (getrlimit(resource, &now)) return;
+    if (now.rlim_max != RLIM_INFINITY && value > now.rlim_max) value = now.rlim_max;
+    struct rlimit want = { value, now.rlim_max };
+    if (resource == RLIMIT_CPU && (now.rlim_max == RLIM_INFINITY || now.rlim_max > value + 2)) want.rlim_max = value + 2;
+    setrlimit(resource, &want);
+}
+
+static _Noreturn void child_main(int fd, DlWallFn fn, void *arg) {
+    child_fd = fd;
+    dl_hdf5_lock_after_fork();
+    prctl(PR_SET_PDEATHSIG, SIGKILL);   // the process that waits for it is gone: so is the child
+    // A Ctrl-C or a scheduler's signal is for the process that forked: the
+    // child finishes its few milliseconds rather than die looking damaged.
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGPIPE, SIG_DFL);
+    // What a crash prints (a sanitizer's report, glibc's abort message) is
+    // the parent's line to tell, once.
+    int devnull = open("/dev/null", O_WRONLY);
+    if (devnull >= 0) dup2(devnull, STDERR_FILENO);
+    limit(RLIMIT_CORE, 0);
+    limit(RLIMIT_CPU, (rlim_t)ceil(dl_wall_cpu_limit()));
+    uint64_t vm = address_space_bytes();
+    if (vm) limit(RLIMIT_AS, (rlim_t)(vm + WALL_MEM_BYTES));
+    char err[DL_ERR_LEN] = "";
+    int rc = fn(arg, err, sizeof err);
+    fflush(stdout);
+    put_record(rc ? 'E' : 'K', rc && !err[0] ? "unreadable" : err);
+    _exit(0);
+}
+
+// What the parent heard from the child.
+typedef struct Heard {
+    char line[DL_ERR_LEN + 8];
+    size_t len;
+    char where[160];
+    char error[DL_ERR_LEN];
+    int ok, failed;
+} Heard;
+
+static void take_record(Heard *h) {
+    h->line[h->len] = 0;
+    if (h->line[0] == 'A') snprintf(h->where, sizeof h->where, "%s", h->line + 1);
+    else if (h->line[0] == 'K') h->ok = 1;
+    else if (h->line[0] == 'E') { h->failed = 1; snprintf(h->error, sizeof h->error, "%s", h->line + 1); }
+    h->len = 0;
+}
+
+static void take_bytes(Heard *h, const char *buf, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (buf[i] == '\n') take_record(h);
+        else if (h->len < sizeof h->line - 1) h->line[h->len++] = buf[i];
+    }
+}
+
+// Read the child's records until it closes the pipe or the deadline passes.
+// Returns 1 when the deadline passed.
+static int listen(int fd, Heard *h, double deadline) {
+    char buf[4096];
+    for (;;) {
+        double left = deadline - now_s();
+        if (left <= 0) return 1;
+        struct pollfd p = { fd, POLLIN, 0 };
+        int rc = poll(&p, 1, (int)fmin(left * 1000 + 1, 1000));
+        if (rc < 0 && errno != EINTR) return 0;
+        if (rc <= 0) continue;
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return 0;
+        take_bytes(h, buf, (size_t)n);
+    }
+}
+
+static void describe_end(const char *path, const Heard *h, int status, int timed_out, double wall_s,
+                         char *err, size_t errlen) {
+    char where[200];
+    if (h->where[0]) snprintf(where, sizeof where, "%s: ", h->where);
+    else where[0] = 0;
+    const char *fix = "the file is damaged: copy or export it again";
+    if (timed_out) {
+        snprintf(err, errlen, "%s: %sreading its HDF5 metadata did not finish in %.0f s; %s", path, where, wall_s, fix);
+    } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU) {
+        snprintf(err, errlen, "%s: %slibhdf5 still reading its metadata after %.0f s of CPU time (it loops on some damaged "
+                 "files); %s (or raise DISTIL_SHARD_CHECK_CPU_S for a shard this large)", path, where, dl_wall_cpu_limit(), fix);
+    } else if (WIFSIGNALED(status)) {
+        const char *name = sigabbrev_np(WTERMSIG(status));
+        snprintf(err, errlen, "%s: %slibhdf5 crashed reading its metadata (SIG%s); %s", path, where, name ? name : "?", fix);
+    } else {
+        snprintf(err, errlen, "%s: %sreading its HDF5 metadata ended the checking process (exit status %d: out of memory, "
+                 "or an abort); %s", path, where, WIFEXITED(status) ? WEXITSTATUS(status) : -1, fix);
+    }
+}
+
+int dl_wall_run(const char *path, DlWallFn fn, void *arg, char *err, size_t errlen) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC)) { snprintf(err, errlen, "%s: cannot check the file: pipe: %s", path, strerror(errno)); return -1; }
+    double wall_s = fmax(WALL_MIN_WALL_S, 12 * dl_wall_cpu_limit());
+    fflush(stdout);
+    fflush(stderr);
+    dl_hdf5_lock();
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        child_main(fds[1], fn, arg);
+    }
+    int fork_errno = errno;
+    dl_hdf5_unlock();
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        snprintf(err, errlen, "%s: cannot check the file: fork: %s", path, strerror(fork_errno));
+        return -1;
+    }
+    Heard h = { .len = 0 };
+    int timed_out = listen(fds[0], &h, now_s() + wall_s);
+    if (timed_out) kill(pid, SIGKILL);
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (!timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0 && (h.ok || h.failed)) {
+        if (h.ok) return 0;
+        snprintf(err, errlen, "%s", h.error);
+        return -1;
+    }
+    describe_end(path, &h, status, timed_out, wall_s, err, errlen);
+    return -1;
+}
+
+// ---- what the child checks beyond dl_shard_open ------------------------------
+
+// Every chunk of a chunked dataset, looked up in the chunk index as the
+// readers will (H5Dget_chunk_storage_size), with its stored size bounded.
+static int check_chunk_index(const DlShard *sh, const DlDataset *d, char *err, size_t errlen) {
+    if (d->rank < 1 || d->dims[0] == 0) return 0;
+    for (int i = 0; i < d->rank; i++)
+        if (d->chunk[i] == 0) { snprintf(err, errlen, "%s: %s: a chunk dimension is 0; the file is damaged", sh->path, d->path); return -1; }
+    hsize_t offset[DL_MAX_RANK] = { 0 };
+    uint64_t most = (uint64_t)d->chunk_bytes + CHUNK_SLACK((uint64_t)d->chunk_bytes);
+    for (;;) {
+        hsize_t stored = 0;
+        if (H5Dget_chunk_storage_size(d->id, offset, &stored) >= 0 && stored > most) {
+            snprintf(err, errlen, "%s: %s: the chunk at row %llu claims %llu stored bytes for %zu bytes of data; the file is "
+                     "damaged: copy or export it again", sh->path, d->path, (unsigned long long)offset[0],
+                     (unsigned long long)stored, d->chunk_bytes);
+            return -1;
+        }
+        int i = d->rank - 1;   // odometer over the chunk grid
+        while (i >= 0 && (offset[i] += d->chunk[i]) >= d->dims[i]) { offset[i] = 0; i--; }
+        if (i < 0) return 0;
+    }
+}
+
+// A contiguous dataset's data lies inside the file.
+static int check_contiguous(const DlShard *sh, const DlDataset *d, hsize_t file_bytes, char *err, size_t errlen) {
+    haddr_t at = H5Dget_offset(d->id);
+    hsize_t bytes = H5Dget_storage_size(d->id);
+    if (at == HADDR_UNDEF || bytes == 0) return 0;   // never written: the fill value
+    if (at > file_bytes || bytes > file_bytes - at) {
+        snprintf(err, errlen, "%s: %s: its %llu bytes at offset %llu lie past the end of the %llu-byte file; the file is "
+                 "truncated or damaged", sh->path, d->path, (unsigned long long)bytes, (unsigned long long)at,
+                 (unsigned long long)file_bytes);
+        return -1;
+    }
+    return 0;
+}
+
+// Every string of /teacher/trace/text (variable-length ones live in the
+// global heap, reached through the file's own pointers), read in blocks.
+static int check_text(const DlShard *sh, const DlDataset *d, char *err, size_t errlen) {
+    hid_t ftype = H5Dget_type(d->id);
+    int variable = H5Tis_variable_str(ftype) > 0;
+    size_t fixed = H5Tget_size(ftype);
+    H5T_cset_t cset = H5Tget_cset(ftype);
+    H5Tclose(ftype);
+    if (!variable) {
+        if (fixed <= MAX_TEXT_BYTES) return 0;
+        snprintf(err, errlen, "%s: %s: strings of %zu bytes each; the type is damaged", sh->path, d->path, fixed);
+        return -1;
+    }
+    enum { BLOCK = 1024 };
+    char *values[BLOCK];
+    hid_t mtype = H5Tcopy(H5T_C_S1), space = H5Dget_space(d->id);
+    H5Tset_size(mtype, H5T_VARIABLE);
+    H5Tset_cset(mtype, cset);   // ASCII or UTF-8, as stored: HDF5 converts between neither
+    int rc = 0;
+    for (hsize_t start = 0; start < d->dims[0] && !rc; start += BLOCK) {
+        hsize_t count = d->dims[0] - start < BLOCK ? d->dims[0] - start : BLOCK;
+        hid_t mspace = H5Screate_simple(1, &count, NULL);
+        memset(values, 0, sizeof values);
+        if (H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
+            H5Dread(d->id, mtype, mspace, space, H5P_DEFAULT, values) < 0) {
+            snprintf(err, errlen, "%s: %s: unreadable at samples %llu..%llu; the file is damaged", sh->path, d->path,
+                     (unsigned long long)start, (unsigned long long)(start + count - 1));
+            rc = -1;
+        }
+        for (hsize_t i = 0; i < count; i++)
+            if (values[i]) H5free_memory(values[i]);
+        H5Sclose(mspace);
+    }
+    H5Sclose(space);
+    H5Tclose(mtype);
+    return rc;
+}
+
+int dl_shard_check_deep(const DlShard *sh, char *err, size_t errlen) {
+    dl_hdf5_lock();
+    hsize_t file_bytes = 0;
+    int rc = H5Fget_filesize(sh->file, &file_bytes) < 0 ? -1 : 0;
+    if (rc) snprintf(err, errlen, "%s: cannot tell its size; the file is damaged", sh->path);
+    for (int s = 0; s < DL_N_SLOTS && !rc; s++) {
+        const DlDataset *d = &sh->ds[s];
+        if (d->id < 0) continue;
+        dl_wall_at(d->path);
+        if (d->chunked) rc = check_chunk_index(sh, d, err, errlen);
+        else rc = check_contiguous(sh, d, file_bytes, err, errlen);
+        if (!rc && s == DL_TEXT) rc = check_text(sh, d, err, errlen);
+    }
+    dl_hdf5_unlock();
+    return rc;
+}
+
+static int vet_child(void *arg, char *err, size_t errlen) {
+    DlShard sh;
+    int rc = dl_shard_open_here(&sh, arg, err, errlen);
+    if (!rc) rc = dl_shard_check_deep(&sh, err, errlen);
+    dl_shard_close(&sh);
+    return rc;
+}
+
+int dl_shard_vet(const char *path, char *err, size_t errlen) {
+    return dl_wall_run(path, vet_child, (void *)path, err, errlen);
+}
