@@ -5,7 +5,8 @@
 // The write protocol, and why each step:
 //   1. everything goes into checkpoints/.tmp-step_N-<pid>/, each file
 //      fsync'ed, then the directory: a kill leaves only a .tmp-* directory,
-//      which nothing references and the next save removes;
+//      which nothing references and the next run into the directory
+//      removes (checkpoint_sweep, under the run directory's lock);
 //   2. rename to step_N, fsync checkpoints/: the step directory appears
 //      complete or not at all;
 //   3. a new symlink at a temporary name is renamed over `latest`, fsync
@@ -195,15 +196,27 @@ static StepDir *list_steps(const char *ckdir, int *n) {
     return v;
 }
 
-// Remove what killed saves left (.tmp-*, .trash-*), the step directories
-// past `step` (an earlier run's, which this one replaces), and all but the
-// newest `keep` (keep 0: all kept).
+// Whether name is one of this process's own temporary entries:
+// .tmp-<what>-<pid> or .trash-<what>-<pid>.
+static int own_temporary(const char *name) {
+    char suffix[32];
+    int n = snprintf(suffix, sizeof suffix, "-%ld", (long)getpid());
+    size_t len = strlen(name);
+    if (strncmp(name, ".tmp-", 5) && strncmp(name, ".trash-", 7)) return 0;
+    return len > (size_t)n && !strcmp(name + len - (size_t)n, suffix);
+}
+
+// Remove the temporary entries of this process's killed or failed saves,
+// the step directories past `step` (an earlier run's, which this one
+// replaces), and all but the newest `keep` (keep 0: all kept). Another
+// process's temporaries are left alone: only checkpoint_sweep, under the
+// run directory's lock, removes those.
 static void prune(const char *ckdir, long step, int keep) {
     DIR *d = opendir(ckdir);
     if (d) {
         char path[CKPT_PATH];
         for (struct dirent *e; (e = readdir(d));) {
-            if (strncmp(e->d_name, ".tmp-", 5) && strncmp(e->d_name, ".trash-", 7)) continue;
+            if (!own_temporary(e->d_name)) continue;
             pathf(path, "%s/%s", ckdir, e->d_name);
             remove_tree(path);
         }
@@ -214,6 +227,19 @@ static void prune(const char *ckdir, long step, int keep) {
     while (n > 0 && v[n - 1].step > step) discard(ckdir, v[--n].name);
     for (int i = 0; keep > 0 && i < n - keep; i++) discard(ckdir, v[i].name);
     free(v);
+}
+
+void checkpoint_sweep(const char *run_dir) {
+    char ckdir[CKPT_PATH], path[CKPT_PATH];
+    pathf(ckdir, "%s/checkpoints", run_dir);
+    DIR *d = opendir(ckdir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, ".tmp-", 5) && strncmp(e->d_name, ".trash-", 7) && strncmp(e->d_name, ".zero1-", 7)) continue;
+        pathf(path, "%s/%s", ckdir, e->d_name);
+        remove_tree(path);
+    }
+    closedir(d);
 }
 
 int checkpoint_save(const TrainState *ts, const char *run_dir, long step, int keep, char *err, size_t errlen) {

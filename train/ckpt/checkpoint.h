@@ -78,6 +78,11 @@ int ckpt_file_sum(const char *path, const char *name, CkptFileSum *out, char *er
 // Returns 0, or -1 with err set.
 int checkpoint_save(const TrainState *ts, const char *run_dir, long step, int keep, char *err, size_t errlen);
 
+// Remove what killed saves left in RUN_DIR/checkpoints: .tmp-*, .trash-*
+// and .zero1-* entries. Only for the holder of the run directory's lock
+// (train.c), who knows no other process is writing there.
+void checkpoint_sweep(const char *run_dir);
+
 // The checkpoint directory --resume means: `arg` itself when it holds
 // state.bin, the checkpoint `arg`/checkpoints/latest names when arg is a run
 // directory, RUN_DIR/checkpoints/latest when arg is NULL. Returns 0, or -1

@@ -13,7 +13,7 @@
 #include "train/ckpt/checkpoint.h"  // defines: checkpoint_save, checkpoint_resolve, checkpoint_load, metrics_rewind
 #include "train/cmd/cli.h"
 #include "train/core/evaluate.h"    // defines: evaluate, fit_ego_only, EvalResult
-#include "train/formats/fsutil.h"      // defines: fs_mkdir_p
+#include "train/formats/fsutil.h"      // defines: fs_mkdir_p, fs_lock
 #include "train/formats/json_io.h"     // defines: json_pack, jsonio_dump, jsonio_write_file
 #include "train/core/state.h"     // defines: TrainState, train_step, train_state_open_on
 #include "train/cmd/train_log.h"      // defines: TrainLog, train_log_*
@@ -29,6 +29,27 @@ static void usage(FILE *f) {
                "  Trains the student the recipe describes; writes RUN_DIR (default runs/<recipe name>):\n"
                "  recipe.resolved.yaml, metrics.jsonl, vocab.json, eval.json, checkpoints/.\n"
                "  --resume goes on from RUN_DIR/checkpoints/latest, or from CKPT_DIR. See docs/cli.md.\n");
+}
+
+// ---- one writer per run directory ----------------------------------------------
+
+// Rank 0 holds RUN_DIR/train.lock for the run's life (the descriptor is never
+// closed). A lock left by a killed run is free again, since the kernel drops
+// it with the process: a resume takes it, and sweeps what that run's
+// interrupted saves left (docs/checkpoints.md).
+static int take_run_dir(const char *run_dir) {
+    char path[1200], holder[256];
+    snprintf(path, sizeof path, "%s/train.lock", run_dir);
+    if (fs_lock(path, holder, sizeof holder) >= 0) {
+        checkpoint_sweep(run_dir);
+        return 0;
+    }
+    if (errno == EWOULDBLOCK)
+        fprintf(stderr, "distil: error: %s: another distil train is writing this run directory (%s holds %s); wait for "
+                "it to end, or train into another --out\n", run_dir, holder[0] ? holder : "a process", path);
+    else
+        fprintf(stderr, "distil: error: %s: cannot lock the run directory: %s\n", path, strerror(errno));
+    return 2;
 }
 
 typedef struct TrainArgs {
@@ -214,6 +235,7 @@ int cmd_train(int argc, char **argv) {
     if (a.out) snprintf(run_dir, sizeof run_dir, "%s", a.out);
     else snprintf(run_dir, sizeof run_dir, "runs/%s", r.name);
     if (fs_mkdir_p(run_dir)) { fprintf(stderr, "distil: error: %s: cannot create the run directory: %s\n", run_dir, strerror(errno)); return 2; }
+    if (root && (rc = take_run_dir(run_dir))) { recipe_free(&r); return rc; }
     if (a.resume) {
         // Found before the data is opened: a run with nothing to resume fails at once.
         char err[2048];

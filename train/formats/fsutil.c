@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,4 +37,30 @@ int fs_fsync_parent(const char *path) {
     int rc = fs_fsync(dir, 1);
     free(dir);
     return rc;
+}
+
+int fs_lock(const char *path, char *holder, size_t holder_len) {
+    holder[0] = 0;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB)) {
+        int why = errno;
+        ssize_t n = pread(fd, holder, holder_len - 1, 0);
+        holder[n > 0 ? n : 0] = 0;
+        holder[strcspn(holder, "\n")] = 0;
+        close(fd);
+        errno = why;
+        return -1;
+    }
+    char host[256] = "unknown", text[400];
+    gethostname(host, sizeof host);
+    host[sizeof host - 1] = 0;
+    int n = snprintf(text, sizeof text, "pid %ld on host %s\n", (long)getpid(), host);
+    if (ftruncate(fd, 0) || pwrite(fd, text, (size_t)n, 0) != n) {
+        int why = errno;
+        close(fd);
+        errno = why;
+        return -1;
+    }
+    return fd;
 }
