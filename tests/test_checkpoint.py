@@ -7,7 +7,14 @@
 - kill -9 at random instants, 20 times in a row, with a checkpoint every step:
   `latest` always names a complete checkpoint that a resume loads and trains on.
 - keep_checkpoints prunes to the newest N (0 keeps all), and leaves no
-  temporary directories behind.
+  temporary directories behind; a save removes only its own process's
+  temporaries, the next run into the directory sweeps a killed one's.
+- SIGTERM at a random step: exit 143, the checkpoint of that step, and the
+  resumed run ends byte-identical to an uninterrupted one; a second SIGINT
+  aborts at once.
+- One writer per run directory: a second `distil train` on the same --out
+  exits 2 naming the first's pid and host, and the first ends untouched; the
+  lock of a killed run does not stop its resume.
 - state.bin is laid out as docs/checkpoints.md says (read here by an
   independent parser).
 - Every bad checkpoint (truncated, flipped bytes, another format version,
@@ -19,6 +26,7 @@ Run from the repository root with DISTIL=<distil binary>; prints
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import struct
@@ -222,6 +230,9 @@ def test_resume_after_kill_is_exact():
             break
     else:
         raise Failure("could not kill the run between its step-4 checkpoint and its end in 3 tries")
+    # The killed run's lock is still on disk, and free: the resume takes it.
+    holder = read(f"{run}/train.lock", "r")
+    check(holder.startswith(f"pid {proc.pid} on host "), f"train.lock of the killed run says: {holder!r}")
     train(run, "--max-steps", "8", "--resume")
     assert_same_run(STRAIGHT, run)
 
@@ -289,13 +300,125 @@ def test_keep_checkpoints():
           "--set", "data.eval=[]")
     names = sorted(os.listdir(f"{run}/checkpoints"))
     check(names == ["latest", "step_0000001", "step_0000002", "step_0000003"], f"keep 0: {names}")
-    # Leftovers of killed saves go at the next save; a fresh run into the
-    # directory replaces the earlier run's checkpoints (here: step 3).
+    # Leftovers of killed saves go when the next run takes the directory; a
+    # fresh run into the directory replaces the earlier run's checkpoints
+    # (here: step 3).
     os.mkdir(f"{run}/checkpoints/.tmp-step_0000009-1")
     train(run, "--max-steps", "2", "--set", "train.checkpoint_every=1", "--set", "train.keep_checkpoints=0",
           "--set", "data.eval=[]")
     names = sorted(os.listdir(f"{run}/checkpoints"))
     check(names == ["latest", "step_0000001", "step_0000002"], f"after a fresh run: {names}")
+
+
+def test_saves_leave_other_temporaries():
+    """A save removes its own process's leftovers only: a .tmp directory of
+    another process that appears during a run survives the run's saves (the
+    next run into the directory, holding its lock, sweeps it)."""
+    run = f"{TMP}/foreign"
+    sets = ["--set", "train.checkpoint_every=1", "--set", "data.eval=[]", "--set", "train.steps=100000"]
+    proc = subprocess.Popen([DISTIL, "train", f"{TMP}/tiny.yaml", "--out", run, *sets, "--max-steps", "12"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    foreign = f"{run}/checkpoints/.tmp-step_0000099-1"
+    deadline = time.time() + 60 * SLOW
+    while proc.poll() is None and time.time() < deadline and not os.path.islink(f"{run}/checkpoints/latest"):
+        time.sleep(0.005)
+    os.mkdir(foreign)
+    seen = os.readlink(f"{run}/checkpoints/latest")
+    _, err = proc.communicate()
+    check(proc.returncode == 0, f"the run failed: {err[-300:]}")
+    check(os.readlink(f"{run}/checkpoints/latest") > seen, "the run saved nothing after the foreign directory appeared")
+    check(os.path.isdir(foreign), "a save removed another process's temporary directory")
+    train(run, *sets, "--max-steps", "1")
+    check(not os.path.exists(foreign), "the next run did not sweep the leftover")
+
+
+def wait_for_steps(run, n, proc):
+    """Until metrics.jsonl holds n step lines (or proc ends)."""
+    deadline = time.time() + 120 * SLOW
+    while proc.poll() is None and time.time() < deadline:
+        try:
+            if read(f"{run}/metrics.jsonl", "r").count('"loss"') >= n:
+                return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.005)
+
+
+def test_sigterm_resumes_exactly():
+    """SIGTERM after a random number of steps: the run finishes its step,
+    writes that step's checkpoint, says where to go on and exits 143; the
+    resumed run ends byte-identical to one never stopped."""
+    sets = ["--set", "train.steps=24", "--set", "train.eval_every=6", "--set", "train.checkpoint_every=8"]
+    straight = f"{TMP}/straight24"
+    train(straight, *sets)
+    seed = int(os.environ.get("DISTIL_TEST_SEED", time.time()))
+    rng = random.Random(seed)
+    for attempt in range(3):
+        after = rng.randint(2, 16) // (attempt + 1)
+        run = f"{TMP}/sigterm{attempt}"
+        proc = subprocess.Popen([DISTIL, "train", f"{TMP}/tiny.yaml", "--out", run, *sets], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, env=ENV)
+        wait_for_steps(run, after, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            break
+    else:
+        raise Failure("three runs ended before the signal reached them")
+    print(f"  SIGTERM after {after} steps (seed {seed}): {err.strip().splitlines()[-1].replace(TMP, '$TMP')}", flush=True)
+    check(proc.returncode == 128 + signal.SIGTERM, f"exit {proc.returncode}, expected 143: {err[-400:]}")
+    last = err.strip().splitlines()[-1]
+    m = re.match(r"distil: stopped by SIGTERM after step (\d+) of 24: checkpoint (\S+); go on with: distil train \S+ "
+                 r"--out \S+ --resume \(and the same --set options\)$", last)
+    check(m, f"not the stop line: {last}")
+    step = int(m.group(1))
+    check(after <= step <= 24, f"stopped after step {step}, the signal came after step {after}")
+    check(m.group(2) == f"{run}/checkpoints/step_{step:07d}" and os.readlink(f"{run}/checkpoints/latest") == f"step_{step:07d}",
+          f"the checkpoint: {m.group(2)}, latest -> {os.readlink(f'{run}/checkpoints/latest')}")
+    check(read(f"{run}/metrics.jsonl", "r").count('"loss"') == step, "metrics.jsonl: not one line per step done")
+    p = train(run, *sets, "--resume")
+    check(f"at step {step}" in p.stdout, f"did not resume at step {step}: {p.stdout[:200]}")
+    assert_same_run(straight, run)
+
+
+def test_second_sigint_aborts():
+    """Ctrl-C asks for a stop; a second one ends the process at once."""
+    run = f"{TMP}/sigint"
+    proc = subprocess.Popen([DISTIL, "train", f"{TMP}/tiny.yaml", "--out", run, "--set", "train.steps=100000",
+                             "--set", "train.eval_every=0", "--set", "train.checkpoint_every=0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+    wait_for_steps(run, 1, proc)
+    proc.send_signal(signal.SIGINT)
+    said = ""
+    while "stopping after this step" not in said and proc.poll() is None:   # the first is in
+        said += proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate()
+    check(proc.returncode == -signal.SIGINT, f"exit {proc.returncode}, expected death by SIGINT: {said + err}")
+
+
+def test_second_writer_refused():
+    """A second `distil train` into a run directory in use: exit 2, one line
+    naming the lock and the first run's pid and host; the first ends as if
+    alone (byte-identical to the straight run)."""
+    for attempt in range(3):
+        run = f"{TMP}/locked{attempt}"
+        first = subprocess.Popen([DISTIL, "train", f"{TMP}/tiny.yaml", "--out", run, "--max-steps", "8"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+        wait_for_steps(run, 1, first)
+        second = train(run, "--max-steps", "8", expect=None)
+        _, err = first.communicate()
+        check(first.returncode == 0, f"the first run failed: {err[-300:]}")
+        if second.returncode != 0:
+            break
+    else:
+        raise Failure("the first run ended before the second started, three times")
+    lines = second.stderr.strip().splitlines()
+    check(second.returncode == 2 and len(lines) == 1, f"second: exit {second.returncode}: {second.stderr[-300:]}")
+    for word in ("distil: error: ", f"{run}/train.lock", f"pid {first.pid} on host {os.uname().nodename}", "--out"):
+        check(word in lines[0], f"{word!r} not in: {lines[0]}")
+    print("    " + lines[0].replace(TMP, "$TMP"), flush=True)
+    assert_same_run(STRAIGHT, run)
 
 
 def test_state_layout():
@@ -430,6 +553,10 @@ def main():
         run_test(test_resume_after_kill_is_exact)
         run_test(test_state_layout)
         run_test(test_keep_checkpoints)
+        run_test(test_saves_leave_other_temporaries)
+        run_test(test_sigterm_resumes_exactly)
+        run_test(test_second_sigint_aborts)
+        run_test(test_second_writer_refused)
         run_test(test_bad_checkpoints)
         run_test(test_kill9_at_random_instants)
     shutil.rmtree(TMP, ignore_errors=True)

@@ -3,7 +3,9 @@
 # alone prints and writes the run directory, a batch that does not split
 # over the ranks is refused, a rank killed with SIGKILL or stalled (SIGSTOP)
 # ends the whole job with a message
-# naming the rank, and a run at R = 2 resumes bit-exactly (ZeRO-0 and ZeRO-1).
+# naming the rank, a run at R = 2 resumes bit-exactly (ZeRO-0 and ZeRO-1),
+# and SIGTERM to one rank at a random step stops both after the same step
+# with its checkpoint and exit 143, the resumed run ending bit-exactly.
 # The numerics (R = 1, 2, 4, ZeRO, buckets, bf16) are tests/test_dist.c's.
 set -u
 DISTIL=${DISTIL:-build/cpu/distil}
@@ -154,6 +156,39 @@ for zero in 0 1; do
     fail resume_at_2_ranks_zero$zero "rc $rc, $shards shard files; $(grep -m1 error resume$zero.txt)"
   fi
 done
+
+# ---- SIGTERM at a random step, at R = 2 ---------------------------------------------
+# Rank 1 alone gets it: the step's all-reduce tells rank 0, both stop after
+# the same step, rank 0 writes its checkpoint, the job exits 143; --resume
+# then ends as straight0 did.
+after=$((RANDOM % 5 + 1))
+rm -rf sig
+$MPIRUN -np 2 "$DISTIL" train tiny.yaml --out sig >sig.out 2>sig.err &
+mpid=$!
+victim=""
+for i in $(seq 1200); do
+  steps=$(grep -c '"loss"' sig/metrics.jsonl 2>/dev/null)
+  [ "${steps:-0}" -ge $after ] && victim=$(rank_pid 1 $mpid) && [ -n "$victim" ] && break
+  kill -0 $mpid 2>/dev/null || break
+  sleep 0.05
+done
+[ -n "$victim" ] && kill -TERM "$victim"
+wait $mpid
+rc=$?
+stop=$(grep -oE 'stopped by SIGTERM after step [0-9]+ of 8' sig.err | grep -oE 'step [0-9]+' | grep -oE '[0-9]+')
+$MPIRUN -np 2 "$DISTIL" train tiny.yaml --out sig --resume >sigresume.txt 2>&1
+rc2=$?
+if [ -n "$victim" ] && [ $rc -eq 143 ] && [ -n "$stop" ] && [ "$stop" -ge "$after" ] &&
+   [ "$(readlink sig/checkpoints/latest)" = step_0000008 ] && [ -d "sig/checkpoints/step_$(printf %07d "$stop")" ] &&
+   [ $rc2 -eq 0 ] && grep -q "resuming from .*step_$(printf %07d "$stop") at step $stop" sigresume.txt &&
+   [ "$(strip straight0/metrics.jsonl)" = "$(strip sig/metrics.jsonl)" ] &&
+   cmp -s straight0/checkpoints/step_0000008/model.safetensors sig/checkpoints/step_0000008/model.safetensors &&
+   cmp -s straight0/eval.json sig/eval.json; then
+  ok sigterm_at_2_ranks_resumes_exactly
+  echo "  SIGTERM to rank 1 after $after steps: $(grep -m1 'stopped by' sig.err | sed "s|$tmp|\$TMP|g")"
+else
+  fail sigterm_at_2_ranks_resumes_exactly "victim '$victim', rc $rc, stopped after '$stop' (signal after $after), resume rc $rc2; $(grep -m1 -E 'error|stopped' sig.err)"
+fi
 
 # A ZeRO-1 checkpoint is refused at another world size, naming both.
 $MPIRUN -np 4 "$DISTIL" train tiny.yaml --out resumed1 --resume --set dist.zero=1 >/dev/null 2>err.txt

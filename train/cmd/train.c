@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,45 @@ static int take_run_dir(const char *run_dir) {
     else
         fprintf(stderr, "distil: error: %s: cannot lock the run directory: %s\n", path, strerror(errno));
     return 2;
+}
+
+// ---- stopping on a signal ----------------------------------------------------
+
+// SIGTERM (a scheduler's, kill's), SIGINT (Ctrl-C) and SIGUSR1 (Slurm's
+// --signal=USR1@120) ask the run to stop: the step in progress finishes, its
+// checkpoint is written, and the process exits with 128 + the signal after
+// one line saying how to go on (docs/checkpoints.md). The step's all-reduce
+// carries every rank's request, so under mpirun all stop after the same
+// step. A second SIGINT aborts at once.
+static atomic_int stop_signal;   // the first stop signal received, 0 before
+static int stop_announce;        // this process says so on stderr (rank 0)
+
+static void on_stop_signal(int sig) {
+    int none = 0;
+    if (!atomic_compare_exchange_strong(&stop_signal, &none, sig)) {
+        if (sig == SIGINT) {   // the second: abort now, as Ctrl-C does
+            signal(SIGINT, SIG_DFL);
+            raise(SIGINT);
+        }
+        return;
+    }
+    if (stop_announce) {
+        static const char msg[] = "\ndistil: stopping after this step to write a checkpoint (Ctrl-C again aborts)\n";
+        ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+        (void)ignored;
+    }
+}
+
+static void catch_stop_signals(int root) {
+    stop_announce = root;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
 }
 
 typedef struct TrainArgs {
@@ -218,6 +259,20 @@ static int resume_run(TrainState *ts, const char *ckpt, const char *run_dir, lon
     return 0;
 }
 
+// After a stop's checkpoint: every rank waits for rank 0 to have written it,
+// then all exit with 128 + sig together; rank 0 says how to go on.
+static int stopped(const TrainArgs *a, const char *run_dir, long step, long last, int sig) {
+    dist_barrier("the stop's checkpoint");
+    dist_exit_together();
+    if (dist_is_root())
+        fprintf(stderr, "distil: stopped by SIG%s after step %ld of %ld: checkpoint %s/checkpoints/step_%07ld; go on with: "
+                "distil train %s --out %s --resume%s\n", sigabbrev_np(sig), step, last, run_dir, step, a->recipe, run_dir,
+                a->n_sets ? " (and the same --set options)" : "");
+    fflush(stdout);
+    fflush(stderr);
+    return 128 + sig;
+}
+
 int cmd_train(int argc, char **argv) {
     // Under mpirun every rank reads the same arguments, recipe and shards:
     // until the run is set up, a mistake is printed once, by rank 0.
@@ -293,11 +348,17 @@ int cmd_train(int argc, char **argv) {
     // same weights and samples give the same line). Its TensorBoard scalars
     // are in the earlier event file still.
     if (start > 0 && (rc = periodic_eval(&ts, &ego, start, last, &log, 0))) return rc;
+    catch_stop_signals(root);
+    ts.stop_request = &stop_signal;
+    long end = last;
+    int stop = 0;
     for (long step = start + 1; step <= last; step++) {   // steps count from 1: step N leaves N done
         StepStats ss;
         int st = train_step(&ts, step - 1, &ss);
         if (st == STEP_ERROR) { train_log_break(&log); return 2; }
         train_log_step(&log, step, &ss, st == STEP_SKIPPED);
+        // A stop skips the evaluation due here: the resumed run does it first.
+        if ((stop = ss.stop_signal)) { end = step; break; }
         if ((rc = periodic_eval(&ts, &ego, step, last, &log, 1))) return rc;
         fflush(log.metrics);
         if (r.train.checkpoint_every > 0 && step % r.train.checkpoint_every == 0 && step < last &&
@@ -306,10 +367,14 @@ int cmd_train(int argc, char **argv) {
     }
     train_log_break(&log);
     printf("trained %ld steps in %.1f s (%ld skipped as non-finite, %ld bad samples skipped, %ld traces truncated)\n",
-           last - start, progress_now() - log.console.t0, ts.optim.bad_total, (long)loader_bad_samples(ts.data.train),
+           end - start, progress_now() - log.console.t0, ts.optim.bad_total, (long)loader_bad_samples(ts.data.train),
            (long)loader_truncated_traces(ts.data.train));
     // The final checkpoint before the final evaluation, which changes nothing.
-    if (last > start && (rc = save_checkpoint(&ts, run_dir, last, log.metrics))) return rc;
+    if (end > start && (rc = save_checkpoint(&ts, run_dir, end, log.metrics))) return rc;
+    if (stop) {
+        train_log_close(&log);
+        return stopped(&a, run_dir, end, last, stop);
+    }
 
     if (ts.data.eval) {
         EvalResult er;

@@ -6,6 +6,7 @@
 // hooks that tests use to inject faults. `distil train` (train/cmd/train.c)
 // drives it step by step; checkpoints (train/ckpt/) save and restore it.
 #pragma once
+#include <stdatomic.h>
 #include <stdint.h>
 #include "autograd/graph.h"         // defines: Graph, Tensor
 #include "autograd/optim.h"         // defines: AdamW
@@ -83,6 +84,10 @@ struct TrainState {
     Rng rng;
     TrainHooks hooks;
     StepCapture capture;
+    // A signal number once a stop was asked for (SIGTERM, SIGINT, SIGUSR1:
+    // train/cmd/train.c's handler), 0 before; NULL: never. train_step reads
+    // it once, at its end, and reports it in StepStats.stop_signal.
+    const atomic_int *stop_request;
 };
 
 // Per-step figures, over the global batch (every micro-batch, every rank).
@@ -92,6 +97,10 @@ typedef struct StepStats {
     long samples;
     float lr;
     double grad_norm;
+    // Non-zero when a stop was asked for during this step: on any rank
+    // (summed with the step's figures, so every rank stops after the same
+    // step); the signal most ranks got.
+    int stop_signal;
 } StepStats;
 
 enum { STEP_OK = 0, STEP_SKIPPED = 1, STEP_ERROR = 2 };

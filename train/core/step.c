@@ -17,6 +17,7 @@
 // rank/world), and the step's figures are summed over the ranks so that
 // every rank, and rank 0 who reports them, sees the global numbers.
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include "autograd/optim.h"         // defines: lr_schedule, adamw_begin, adamw_update, adamw_end
@@ -31,17 +32,30 @@ static StepLosses step_losses(const Objective *o) {
     return l;
 }
 
+// The signals a stop may come from; the ranks count who got which.
+static const int stop_signals[3] = { SIGTERM, SIGINT, SIGUSR1 };
+
 // Sum the step's figures over the ranks, with each rank's count of
-// non-finite micro-batches: one collective, after which every rank holds
-// the same numbers and makes the same skip decision.
+// non-finite micro-batches and the stop signal it got, if any: one
+// collective, after which every rank holds the same numbers and makes the
+// same skip and stop decisions.
 static void reduce_step_stats(StepStats *ss, int *bad) {
-    double v[8] = { ss->loss, ss->kl, ss->ce, ss->traj, ss->feature, ss->micro, (double)ss->samples, *bad };
-    dist_allreduce_sum(v, 8, "step metrics");
+    double v[11] = { ss->loss, ss->kl, ss->ce, ss->traj, ss->feature, ss->micro, (double)ss->samples, *bad };
+    for (int i = 0; i < 3; i++) v[8 + i] = ss->stop_signal == stop_signals[i];
+    dist_allreduce_sum(v, 11, "step metrics");
     ss->loss = v[0]; ss->kl = v[1]; ss->ce = v[2]; ss->traj = v[3]; ss->feature = v[4];
     ss->micro = (int)v[5];
     ss->samples = (long)v[6];
     *bad = v[7] > 0;
+    ss->stop_signal = 0;
+    for (int i = 0, most = 0; i < 3; i++)
+        if (v[8 + i] > most) { most = (int)v[8 + i]; ss->stop_signal = stop_signals[i]; }
 }
+
+// The stop signal asked for so far (train/cmd/train.c's handler), 0 when
+// none: read once a step, at its end, so that under mpirun the step's
+// all-reduce carries it.
+static int stop_requested(const TrainState *ts) { return ts->stop_request ? atomic_load(ts->stop_request) : 0; }
 
 // Read the step's micro-batches and count each loss's rows in them, on this
 // rank (counts[m]) and over the global batch (*global). The inputs then
@@ -151,6 +165,7 @@ int train_step(TrainState *ts, long step, StepStats *ss) {
         ss->micro = 1;
         adamw_end(opt, &out);
         take_losses(ss, &out);
+        ss->stop_signal = stop_requested(ts);
         return finish_step(ts, step, ss, &out);
     }
     ts->capture.eager_steps++;
@@ -178,6 +193,7 @@ int train_step(TrainState *ts, long step, StepStats *ss) {
     // and updates; one read brings back the losses, the norm and whether
     // the weights moved.
     int bad;
+    ss->stop_signal = stop_requested(ts);
     if (ts->sync) {
         grad_sync_finish(ts->sync);   // every rank's backward has run
         adamw_peek(opt, &out);

@@ -49,6 +49,11 @@ static inline int dist_is_root(void) { return dist_world()->rank == 0; }
 void dist_hold_errors(void);
 void dist_release_errors(void);
 
+// Every rank has agreed to exit with the same non-zero status (a stop on a
+// signal, after its checkpoint): the exit then finalises MPI like a clean
+// one rather than aborting the job.
+void dist_exit_together(void);
+
 // Seconds a collective may wait before the watchdog ends the job
 // (dist.timeout_s). Rank 0 fires first and names the ranks that never
 // arrived; the others wait a grace period longer, so that when one of them

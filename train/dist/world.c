@@ -58,6 +58,7 @@ static struct {
     Dist d;
     int ready;
     int thread_level;            // what MPI_Init_thread provided
+    int exit_agreed;             // every rank exits with the same status (dist_exit_together)
     MPI_Comm comm, board_comm;   // collectives; arrival notes
     // The watchdog.
     pthread_t thread;
@@ -305,7 +306,7 @@ static void world_exit(int status, void *arg) {
     (void)arg;
     watchdog_stop();
     held_exit(status, NULL);   // before the abort ends this process
-    if (status != 0) MPI_Abort(MPI_COMM_WORLD, status);
+    if (status != 0 && !world.exit_agreed) MPI_Abort(MPI_COMM_WORLD, status);
     // Every rank finished: one barrier, so that the notes above are not
     // cancelled while a peer is still sending its last ones.
     MPI_Barrier(world.comm);
@@ -348,6 +349,8 @@ const Dist *dist_world(void) {
     if (!world.ready) world_init();
     return &world.d;
 }
+
+void dist_exit_together(void) { world.exit_agreed = 1; }
 
 void dist_set_timeout(double seconds) {
     pthread_mutex_lock(&world.mu);
