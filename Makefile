@@ -9,6 +9,8 @@
 #   make cuda-check   compile all CUDA code for sm_90 and portable PTX, warnings as errors
 #   make gpu-carry    .carry/gpu-check.tar.xz: the CUDA build and its libraries, for a GPU machine
 #   make gpu-check    on a GPU machine: self-test, GPU tests, demo, PyTorch, MFU, all-reduce (< 8 min)
+#   make fuzz         build the libFuzzer harnesses (clang, ASan + UBSan), make their seeds with
+#                     distil, replay the regression files; FUZZ_SECONDS=N runs each harness N s
 #   make deps         install the Debian packages distil needs (or print the command)
 #   make deps-test    the same plus what the tests use (Chromium, Python packages in build/pydeps)
 #
@@ -122,8 +124,13 @@ endif
 TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
 LAB_BIN := $(if $(filter 1,$(USE_CUDA)),$(LAB_SRC:kernels/cuda/lab/%.cu=$(BUILD)/lab/%),)
+# The fuzzing harnesses (fuzz/fuzz_*.c), also built with the compiler of this
+# build into tests/test_fuzz_replay, which runs the regression files of
+# tests/fuzz/ through them (make test, and make test SAN=1).
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+FUZZ_REPLAY_OBJ := $(FUZZ_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps deps-test test test-gpu bench bench-dist demo cuda-check gpu-carry gpu-check clean
+.PHONY: all deps deps-test deps-fuzz test test-gpu bench bench-dist demo cuda-check gpu-carry gpu-check fuzz fuzz-build clean
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/distil $(TEST_BIN) $(BENCH_BIN) $(LAB_BIN)
@@ -165,7 +172,17 @@ $(BUILD)/lab/%: $(BUILD)/kernels/cuda/lab/%.cu.o $(BUILD)/libdistil.a
 	@$(if $(Q),echo "  LINK   $@")
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
--include $(LAB_SRC:%.cu=$(BUILD)/%.cu.d) $(LIB_OBJ:.o=.d) $(BUILD)/train/cmd/main.d $(TEST_SRC:%.c=$(BUILD)/%.d) $(BENCH_SRC:%.c=$(BUILD)/%.d)
+# Each harness's entry points renamed after it, so that one program holds them all.
+$(BUILD)/fuzz/%.o: fuzz/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC     $<")
+	$(Q)$(CC) $(CFLAGS) -DLLVMFuzzerTestOneInput=$*_one -DLLVMFuzzerInitialize=$*_init -MMD -MP -c $< -o $@
+
+$(BUILD)/tests/test_fuzz_replay: $(BUILD)/tests/test_fuzz_replay.o $(FUZZ_REPLAY_OBJ) $(BUILD)/libdistil.a
+	@$(if $(Q),echo "  LINK   $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+-include $(LAB_SRC:%.cu=$(BUILD)/%.cu.d) $(LIB_OBJ:.o=.d) $(BUILD)/train/cmd/main.d $(TEST_SRC:%.c=$(BUILD)/%.d) $(BENCH_SRC:%.c=$(BUILD)/%.d) $(FUZZ_REPLAY_OBJ:.o=.d)
 
 # ---- running ---------------------------------------------------------------
 deps:
@@ -217,6 +234,49 @@ gpu-carry:
 
 gpu-check:
 	@bash scripts/gpu_check.sh
+
+# ---- fuzzing -------------------------------------------------------------------
+# libFuzzer harnesses over distil's readers (fuzz/, docs/robustness.md): the
+# library again, built by clang with ASan, UBSan and libFuzzer's coverage
+# counters, CPU only, into build/fuzz. scripts/fuzz.sh makes the seeds with
+# the CPU build of distil (a fleet, a trained checkpoint, its export, its
+# recipe), replays tests/fuzz/, then runs each harness FUZZ_SECONDS seconds
+# (FUZZ_HARNESSES="recipe ..." picks some) and reports executions, coverage
+# and findings; it fails on a finding. No -fopenmp: the harnesses run one
+# thread, the pragmas are ignored and omp_* calls go to gcc's libgomp (which
+# the OpenMP OpenBLAS loads anyway), not to a second runtime.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 0
+FUZZ_BUILD := build/fuzz
+FUZZ_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer -Wno-unknown-pragmas -D_GNU_SOURCE -I. $(PKG_CFLAGS) $(BLAS_CFLAGS) \
+               -fsanitize=address,undefined -fno-sanitize-recover=undefined -fsanitize=fuzzer-no-link
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_BUILD)/%)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CLANG  $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/libdistil.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/fuzz/fuzz_%.o $(FUZZ_BUILD)/libdistil.a
+	@$(if $(Q),echo "  LINK   $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $^ -o $@ $(PKG_LIBS) $(BLAS_LIBS) -lgomp -lm -lpthread
+
+-include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_SRC:%.c=$(FUZZ_BUILD)/%.d)
+
+deps-fuzz:
+	@bash scripts/deps.sh --fuzz
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: deps-fuzz
+	@$(MAKE) --no-print-directory CUDA=0 SAN=0 all
+	@$(MAKE) --no-print-directory fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) DISTIL=build/cpu/distil REPLAY=build/cpu/tests/test_fuzz_replay bash scripts/fuzz.sh
 
 clean:
 	rm -rf build distil

@@ -10,6 +10,8 @@
 #                            pip-installed into build/pydeps
 #                            (tests/run.sh puts it on PYTHONPATH). The tests
 #                            themselves install nothing.
+#   scripts/deps.sh --fuzz   the build's packages plus clang, its libFuzzer and
+#                            sanitizer runtimes and omp.h (make fuzz)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +30,10 @@ test_packages=(
   chromium                     # tests/test_report.py renders the report headless
   python3-pip                  # installs the Python packages below
 )
+fuzz_packages=(
+  clang libclang-rt-14-dev     # libFuzzer, ASan and UBSan for clang 14 (Debian 12's)
+  libomp-14-dev                # omp.h for clang
+)
 # Pure-Python or manylinux wheels, installed without their dependencies so
 # that Debian's numpy (1.24) stays the one imported. onnx 1.16 is the last
 # that runs with numpy 1.24 (newer ones need ml_dtypes and numpy 2).
@@ -43,6 +49,7 @@ PYDEPS=build/pydeps
 with_tests=0
 [ "${1:-}" = --test ] && with_tests=1
 [ $with_tests = 1 ] && packages+=("${test_packages[@]}")
+[ "${1:-}" = --fuzz ] && packages+=("${fuzz_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do
