@@ -20,6 +20,9 @@ static pthread_mutex_t hdf5_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 // Shard identities for the readers' chunk caches: a DlShard struct is often
 // reused (a stack variable reopened on the next file), so its address is not one.
 static atomic_uint_fast64_t next_serial = 1;
+// While a shard opens behind the wall (under the HDF5 lock): the strings its
+// child read, which this process takes instead of reading them itself.
+static const DlWallValues *trusted;
 
 void dl_hdf5_lock(void) {
     pthread_mutex_lock(&hdf5_lock);
@@ -187,8 +190,17 @@ static int read_attr(hid_t obj, const char *where, const char *name, AttrType wa
         if (H5Aread(a, H5T_NATIVE_INT64, i) < 0) rc = -1;
     } else if (want == ATTR_FLOAT) {
         if (H5Aread(a, H5T_NATIVE_DOUBLE, f) < 0) rc = -1;
+    } else if (H5Tis_variable_str(t) <= 0) {
+        *s = read_string_value(a, 1, t, -1);   // stored in the attribute itself
+        if (!*s) rc = -1;
     } else {
-        *s = read_string_value(a, 1, t, -1);
+        // Stored in the global heap: behind the wall the child's copy, in
+        // the child read here and handed over.
+        char key[160];
+        snprintf(key, sizeof key, "%sattribute %s", where, name);
+        const char *value = trusted ? dl_wall_value(trusted, key, NULL) : NULL;
+        *s = trusted ? (value ? strdup(value) : NULL) : read_string_value(a, 1, t, -1);
+        if (*s && !trusted) dl_wall_put(key, *s, strlen(*s));
         if (!*s) rc = -1;
     }
     if (rc < 0 && !err[0]) snprintf(err, errlen, "%s: %sattribute %s: unreadable", path, where, name);
@@ -633,24 +645,54 @@ static int load_offsets(DlShard *sh, char *err, size_t errlen) {
     return 0;
 }
 
+// The vocabulary's pieces, one after another, each with its NUL: how the
+// wall's child hands a variable-length /vocab to its parent.
+static void vocab_to_wall(const DlShard *sh) {
+    if (!dl_wall_in_child()) return;
+    size_t bytes = 0;
+    for (int64_t i = 0; i < sh->V; i++) bytes += strlen(sh->vocab[i]) + 1;
+    char *all = malloc(bytes ? bytes : 1), *at = all;
+    if (!all) return;   // the parent then misses it and refuses the shard
+    for (int64_t i = 0; i < sh->V; i++) at = stpcpy(at, sh->vocab[i]) + 1;
+    dl_wall_put("/vocab", all, bytes);
+    free(all);
+}
+
+static int vocab_from_wall(DlShard *sh) {
+    size_t bytes = 0;
+    const char *all = dl_wall_value(trusted, "/vocab", &bytes), *end = all + bytes;
+    for (int64_t i = 0; all && i < sh->V; i++) {
+        size_t len = strnlen(all, (size_t)(end - all));
+        if (all + len >= end || !(sh->vocab[i] = strdup(all))) return -1;
+        all += len + 1;
+    }
+    return all && all == end ? 0 : -1;
+}
+
 static int load_vocab(DlShard *sh, char *err, size_t errlen) {
     DlDataset *d = &sh->ds[DL_VOCAB];
     size_t V = (size_t)sh->V;
     hid_t ftype = H5Dget_type(d->id), mtype = H5Tcopy(H5T_C_S1);
     H5Tset_cset(mtype, H5Tget_cset(ftype));
     int rc = -1;
+    char why[160] = "out of memory";   // taken when the read fails: the closes below clear HDF5's error stack
     sh->vocab = calloc(V, sizeof(char *));
     if (!sh->vocab) goto done;
-    if (H5Tis_variable_str(ftype) > 0) {
+    if (H5Tis_variable_str(ftype) > 0 && trusted) {
+        rc = vocab_from_wall(sh);
+        if (rc) snprintf(why, sizeof why, "its check read it differently");
+    } else if (H5Tis_variable_str(ftype) > 0) {
         H5Tset_size(mtype, H5T_VARIABLE);
         char **raw = calloc(V, sizeof(char *));
-        if (raw && H5Dread(d->id, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) >= 0) {
+        if (raw && H5Dread(d->id, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) < 0) dl_hdf5_error_text(why, sizeof why);
+        else if (raw) {
             rc = 0;
             for (size_t i = 0; i < V; i++) {
                 sh->vocab[i] = strdup(raw[i] ? raw[i] : "");
                 if (raw[i]) H5free_memory(raw[i]);
                 if (!sh->vocab[i]) rc = -1;
             }
+            if (rc == 0) vocab_to_wall(sh);
         }
         free(raw);
     } else {
@@ -660,7 +702,8 @@ static int load_vocab(DlShard *sh, char *err, size_t errlen) {
         H5Tset_size(mtype, size);
         H5Tset_strpad(mtype, pad);
         char *raw = malloc(V * size + 1);
-        if (raw && H5Dread(d->id, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) >= 0) {
+        if (raw && H5Dread(d->id, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) < 0) dl_hdf5_error_text(why, sizeof why);
+        else if (raw) {
             rc = 0;
             for (size_t i = 0; i < V; i++) {
                 const char *p = raw + i * size;
@@ -676,9 +719,7 @@ done:
     H5Tclose(mtype);
     H5Tclose(ftype);
     if (rc < 0) {
-        char why[160];
-        dl_hdf5_error_text(why, sizeof why);
-        snprintf(err, errlen, "%s: /vocab: unreadable (HDF5: %s)", sh->path, why);
+        snprintf(err, errlen, "%s: /vocab: unreadable (HDF5: %s); the file is damaged: copy or export it again", sh->path, why);
         return -1;
     }
     sh->bos = sh->eos = -1;
@@ -759,14 +800,19 @@ static int shard_open(DlShard *sh, const char *path, int walled, char *err, size
         found(sh, err);
         return -1;
     }
-    if (walled && dl_shard_vet(path, err, errlen)) {
+    DlWallValues strings;
+    if (walled && dl_shard_vet(path, &strings, err, errlen)) {
         sh->path = strdup(path);
         found(sh, err);
         return -1;
     }
+    sh->walled = walled;
     dl_hdf5_lock();
+    trusted = walled ? &strings : NULL;
     int rc = open_locked(sh, path, err, errlen);
+    trusted = NULL;
     dl_hdf5_unlock();
+    if (walled) dl_wall_free(&strings);
     if (rc < 0) {
         char *keep = sh->path;   // close frees everything but the name, for the caller's messages
         sh->path = NULL;

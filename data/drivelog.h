@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <hdf5.h>
+#include "data/wall.h"      // defines: DlWallValues
 
 #define DL_VERSION 1
 #define DL_MAX_CAMERAS 16
@@ -81,6 +82,7 @@ typedef struct DlDataset {
 typedef struct DlShard {
     char *path;
     uint64_t serial;                    // unique to this open in the process: keys the readers' chunk caches
+    int walled;                         // opened behind the wall: its strings are read in child processes
     hid_t file;
     int64_t n;                          // N, samples
     // root attributes
@@ -158,8 +160,9 @@ int dl_shard_open_here(DlShard *sh, const char *path, char *err, size_t errlen);
 // the number of problems: 0 leaves the shard open, as dl_shard_open does.
 int dl_shard_check(DlShard *sh, const char *path, void (*problem)(const char *line, void *ctx), void *ctx);
 // Run dl_shard_open_here and dl_shard_check_deep in a child process under
-// limits (data/wall.c). Returns 0, or -1 with one line naming path.
-int dl_shard_vet(const char *path, char *err, size_t errlen);
+// limits (data/wall.c). Returns 0 with the shard's variable-length strings
+// in values (dl_wall_free), or -1 with one line naming path.
+int dl_shard_vet(const char *path, DlWallValues *values, char *err, size_t errlen);
 // What the wall checks beyond the structural rules, through the calls the
 // readers will make later (data/wall.c): every chunk of every dataset looked
 // up in its chunk index with its stored size bounded, contiguous data inside
@@ -190,7 +193,9 @@ void dl_reader_free(DlReader *rd);
 // DL_OK, or DL_BAD_SAMPLE with err naming file, dataset and sample.
 int dl_read_sample(const DlShard *sh, DlReader *rd, int64_t n, const DlSampleDst *dst,
                    DlSampleInfo *info, char *err, size_t errlen);
-// Sample n's /teacher/trace/text, or "" when the shard has none. Returns 0 or -1.
+// Sample n's /teacher/trace/text, or "" when the shard has none; read in a
+// child process when the shard was opened behind the wall and the text is of
+// variable length. Returns 0 or -1.
 int dl_read_text(const DlShard *sh, int64_t n, char *buf, size_t buflen, char *err, size_t errlen);
 
 // "error" / "skip" -> DL_ON_BAD_*; -1 for anything else.

@@ -167,11 +167,8 @@ int dl_read_sample(const DlShard *sh, DlReader *rd, int64_t n, const DlSampleDst
     return read_trace(sh, rd, n, dst, info, err, errlen);
 }
 
-int dl_read_text(const DlShard *sh, int64_t n, char *buf, size_t buflen, char *err, size_t errlen) {
-    buf[0] = 0;
+static int read_text_here(const DlShard *sh, int64_t n, char *buf, size_t buflen, char *err, size_t errlen) {
     const DlDataset *d = &sh->ds[DL_TEXT];
-    if (d->id < 0) return 0;
-    if (n < 0 || n >= sh->n) { snprintf(err, errlen, "%s: sample %lld outside [0, %lld)", sh->path, (long long)n, (long long)sh->n); return -1; }
     int rc = -1;
     dl_hdf5_lock();
     hid_t ftype = H5Dget_type(d->id), space = H5Dget_space(d->id), mtype = H5Tcopy(H5T_C_S1);
@@ -206,4 +203,43 @@ int dl_read_text(const DlShard *sh, int64_t n, char *buf, size_t buflen, char *e
     H5Tclose(ftype);
     dl_hdf5_unlock();
     return rc;
+}
+
+typedef struct TextJob { const DlShard *sh; int64_t n; size_t buflen; } TextJob;
+
+// Behind a wall (data/wall.h): the text read in the child, handed over.
+static int text_child(void *arg, char *err, size_t errlen) {
+    const TextJob *job = arg;
+    char *text = malloc(job->buflen);
+    int rc = text ? read_text_here(job->sh, job->n, text, job->buflen, err, errlen) : -1;
+    if (rc == 0) dl_wall_put("text", text, strlen(text));
+    free(text);
+    return rc;
+}
+
+static int variable_length(const DlDataset *d) {
+    dl_hdf5_lock();
+    hid_t t = H5Dget_type(d->id);
+    int variable = H5Tis_variable_str(t) > 0;
+    H5Tclose(t);
+    dl_hdf5_unlock();
+    return variable;
+}
+
+int dl_read_text(const DlShard *sh, int64_t n, char *buf, size_t buflen, char *err, size_t errlen) {
+    buf[0] = 0;
+    const DlDataset *d = &sh->ds[DL_TEXT];
+    if (d->id < 0) return 0;
+    if (n < 0 || n >= sh->n) { snprintf(err, errlen, "%s: sample %lld outside [0, %lld)", sh->path, (long long)n, (long long)sh->n); return -1; }
+    // Variable-length strings live in the global heap: a process that opened
+    // the shard behind the wall does not follow those pointers itself.
+    if (!sh->walled || dl_wall_in_child() || !variable_length(d)) return read_text_here(sh, n, buf, buflen, err, errlen);
+    TextJob job = { sh, n, buflen };
+    DlWallValues values;
+    if (dl_wall_run(sh->path, text_child, &job, &values, err, errlen)) return -1;
+    const char *text = dl_wall_value(&values, "text", NULL);
+    if (text) snprintf(buf, buflen, "%s", text);
+    else snprintf(err, errlen, "%s: %s: unreadable at sample %lld", sh->path, d->path, (long long)n);
+    dl_wall_free(&values);
+    return text ? 0 : -1;
 }

@@ -1,10 +1,12 @@
 // wall.c: the child process that reads a shard's HDF5 metadata first, and
 // what it checks beyond dl_shard_open's rules (see wall.h).
 //
-// The child reports over a pipe, one record a line: "A<where>" each time it
-// moves on to another part of the file, then "K" (clean) or "E<error line>"
-// (a rule broken, said as dl_shard_open says it). A child that ends without
-// either crashed, looped or ran out of memory; the last "A" says where.
+// The child reports over a pipe in records of a kind byte, a u32 length and
+// that many bytes: 'A' where each time it moves on to another part of the
+// file, 'V' key NUL value for each value it hands over, then 'K' (clean) or
+// 'E' error line (a rule broken, said as dl_shard_open says it). A child that
+// ends without either crashed, looped or ran out of memory; the last 'A'
+// says where.
 //
 // It is forked while this thread holds the process's HDF5 lock, so no other
 // thread is inside libhdf5 (or holds its state half-changed) at the fork;
@@ -15,6 +17,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,9 +25,11 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "data/chunkread.h"     // defines: dl_hdf5_error_text
 #include "data/drivelog.h"      // defines: DlShard, dl_shard_open_here, dl_hdf5_lock
 
 #define WALL_DEFAULT_CPU_S 10.0
@@ -38,32 +43,43 @@
 
 static int child_fd = -1;   // the child's end of the pipe; -1 in any other process
 
+// Present in a sanitized build (make test SAN=1, make fuzz), NULL otherwise.
+extern void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-// One record: kind, then text with any newline made a space.
-static void put_record(char kind, const char *text) {
-    char line[DL_ERR_LEN + 8];
-    int n = snprintf(line, sizeof line - 1, "%c%s", kind, text);
-    if (n < 0) return;
-    if ((size_t)n > sizeof line - 2) n = (int)sizeof line - 2;
-    for (int i = 1; i < n; i++)
-        if (line[i] == '\n') line[i] = ' ';
-    line[n++] = '\n';
-    for (int at = 0; at < n;) {
-        ssize_t w = write(child_fd, line + at, (size_t)(n - at));
+static void write_all(const void *bytes, size_t n) {
+    const char *p = bytes;
+    for (size_t at = 0; at < n;) {
+        ssize_t w = write(child_fd, p + at, n - at);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) return;
-        at += (int)w;
+        at += (size_t)w;
     }
 }
 
-void dl_wall_at(const char *where) {
-    if (child_fd >= 0) put_record('A', where);
+// One record: kind, length, then a and b one after the other.
+static void put_record(char kind, const void *a, size_t na, const void *b, size_t nb) {
+    if (child_fd < 0) return;
+    uint32_t n = (uint32_t)(na + nb);
+    uint8_t head[5] = { (uint8_t)kind, (uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), (uint8_t)(n >> 24) };
+    write_all(head, sizeof head);
+    write_all(a, na);
+    write_all(b, nb);
 }
+
+void dl_wall_at(const char *where) { put_record('A', where, strlen(where), NULL, 0); }
+
+void dl_wall_put(const char *key, const void *value, size_t len) {
+    if (len > (1u << 30)) return;   // nothing a shard holds; the parent then misses it and says so
+    put_record('V', key, strlen(key) + 1, value, len);
+}
+
+int dl_wall_in_child(void) { return child_fd >= 0; }
 
 double dl_wall_cpu_limit(void) {
     static double limit = 0;
@@ -110,6 +126,12 @@ static _Noreturn void child_main(int fd, DlWallFn fn, void *arg) {
     signal(SIGTERM, SIG_IGN);
     signal(SIGUSR1, SIG_IGN);
     signal(SIGPIPE, SIG_DFL);
+    // A crash ends the child by its signal, which the parent reports: no
+    // handler inherited from a sanitized or fuzzing build writes a report
+    // or a crash file for the parent's input.
+    static const int fatal[] = { SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL };
+    for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) signal(fatal[i], SIG_DFL);
+    if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(NULL);
     // What a crash prints (a sanitizer's report, glibc's abort message) is
     // the parent's line to tell, once.
     int devnull = open("/dev/null", O_WRONLY);
@@ -121,38 +143,80 @@ static _Noreturn void child_main(int fd, DlWallFn fn, void *arg) {
     char err[DL_ERR_LEN] = "";
     int rc = fn(arg, err, sizeof err);
     fflush(stdout);
-    put_record(rc ? 'E' : 'K', rc && !err[0] ? "unreadable" : err);
+    const char *line = rc && !err[0] ? "unreadable" : err;
+    put_record(rc ? 'E' : 'K', line, rc ? strlen(line) : 0, NULL, 0);
     _exit(0);
 }
 
 // What the parent heard from the child.
 typedef struct Heard {
-    char line[DL_ERR_LEN + 8];
-    size_t len;
+    uint8_t *buf;               // bytes not yet parsed into records
+    size_t len, cap;
     char where[160];
     char error[DL_ERR_LEN];
-    int ok, failed;
+    int ok, failed, broken;     // broken: a record the parent could not keep
+    DlWallValues *values;       // may be NULL
 } Heard;
 
-static void take_record(Heard *h) {
-    h->line[h->len] = 0;
-    if (h->line[0] == 'A') snprintf(h->where, sizeof h->where, "%s", h->line + 1);
-    else if (h->line[0] == 'K') h->ok = 1;
-    else if (h->line[0] == 'E') { h->failed = 1; snprintf(h->error, sizeof h->error, "%s", h->line + 1); }
-    h->len = 0;
+static int keep_value(DlWallValues *v, const uint8_t *p, size_t n) {
+    const uint8_t *nul = memchr(p, 0, n);
+    if (!nul) return -1;
+    if (v->n == v->cap) {
+        int cap = v->cap ? 2 * v->cap : 8;
+        char **k = realloc(v->keys, sizeof *k * (size_t)cap), **x = k ? realloc(v->values, sizeof *x * (size_t)cap) : NULL;
+        size_t *l = x ? realloc(v->lens, sizeof *l * (size_t)cap) : NULL;
+        if (k) v->keys = k;
+        if (x) v->values = x;
+        if (l) v->lens = l;
+        if (!l) return -1;
+        v->cap = cap;
+    }
+    size_t klen = (size_t)(nul - p), vlen = n - klen - 1;
+    char *key = malloc(klen + 1), *value = malloc(vlen + 1);
+    if (!key || !value) { free(key); free(value); return -1; }
+    memcpy(key, p, klen + 1);
+    memcpy(value, nul + 1, vlen);
+    value[vlen] = 0;
+    v->keys[v->n] = key;
+    v->values[v->n] = value;
+    v->lens[v->n++] = vlen;
+    return 0;
 }
 
-static void take_bytes(Heard *h, const char *buf, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        if (buf[i] == '\n') take_record(h);
-        else if (h->len < sizeof h->line - 1) h->line[h->len++] = buf[i];
+static void take_record(Heard *h, char kind, const uint8_t *p, size_t n) {
+    if (kind == 'A') snprintf(h->where, sizeof h->where, "%.*s", (int)n, (const char *)p);
+    else if (kind == 'K') h->ok = 1;
+    else if (kind == 'E') { h->failed = 1; snprintf(h->error, sizeof h->error, "%.*s", (int)n, (const char *)p); }
+    else if (kind == 'V' && h->values && keep_value(h->values, p, n)) h->broken = 1;
+}
+
+static void take_bytes(Heard *h, const char *bytes, size_t n) {
+    if (h->len + n > h->cap) {
+        size_t cap = h->cap ? h->cap : 1 << 16;
+        while (cap < h->len + n) cap *= 2;
+        uint8_t *more = realloc(h->buf, cap);
+        if (!more) { h->broken = 1; return; }
+        h->buf = more;
+        h->cap = cap;
     }
+    memcpy(h->buf + h->len, bytes, n);
+    h->len += n;
+    size_t at = 0;
+    while (h->len - at >= 5) {
+        const uint8_t *r = h->buf + at;
+        size_t size = (size_t)r[1] | (size_t)r[2] << 8 | (size_t)r[3] << 16 | (size_t)r[4] << 24;
+        if (h->len - at - 5 < size) break;
+        take_record(h, (char)r[0], r + 5, size);
+        at += 5 + size;
+    }
+    memmove(h->buf, h->buf + at, h->len - at);
+    h->len -= at;
 }
 
 // Read the child's records until it closes the pipe or the deadline passes.
 // Returns 1 when the deadline passed.
 static int listen(int fd, Heard *h, double deadline) {
-    char buf[4096];
+    char buf[1 << 16];
     for (;;) {
         double left = deadline - now_s();
         if (left <= 0) return 1;
@@ -167,27 +231,44 @@ static int listen(int fd, Heard *h, double deadline) {
     }
 }
 
+void dl_wall_free(DlWallValues *v) {
+    if (!v) return;
+    for (int i = 0; i < v->n; i++) { free(v->keys[i]); free(v->values[i]); }
+    free(v->keys);
+    free(v->values);
+    free(v->lens);
+    memset(v, 0, sizeof *v);
+}
+
+const char *dl_wall_value(const DlWallValues *v, const char *key, size_t *len) {
+    for (int i = 0; v && i < v->n; i++)
+        if (!strcmp(v->keys[i], key)) {
+            if (len) *len = v->lens[i];
+            return v->values[i];
+        }
+    return NULL;
+}
+
 static void describe_end(const char *path, const Heard *h, int status, int timed_out, double wall_s,
                          char *err, size_t errlen) {
-    char where[200];
-    if (h->where[0]) snprintf(where, sizeof where, "%s: ", h->where);
-    else where[0] = 0;
+    const char *what = h->where[0] ? h->where : "its metadata";
     const char *fix = "the file is damaged: copy or export it again";
     if (timed_out) {
-        snprintf(err, errlen, "%s: %sreading its HDF5 metadata did not finish in %.0f s; %s", path, where, wall_s, fix);
+        snprintf(err, errlen, "%s: libhdf5 still reading %s after %.0f s; %s", path, what, wall_s, fix);
     } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU) {
-        snprintf(err, errlen, "%s: %slibhdf5 still reading its metadata after %.0f s of CPU time (it loops on some damaged "
-                 "files); %s (or raise DISTIL_SHARD_CHECK_CPU_S for a shard this large)", path, where, dl_wall_cpu_limit(), fix);
+        snprintf(err, errlen, "%s: libhdf5 still reading %s after %.0f s of CPU time (it loops on some damaged files); %s "
+                 "(or raise DISTIL_SHARD_CHECK_CPU_S for a shard this large)", path, what, dl_wall_cpu_limit(), fix);
     } else if (WIFSIGNALED(status)) {
         const char *name = sigabbrev_np(WTERMSIG(status));
-        snprintf(err, errlen, "%s: %slibhdf5 crashed reading its metadata (SIG%s); %s", path, where, name ? name : "?", fix);
+        snprintf(err, errlen, "%s: libhdf5 crashed reading %s (SIG%s); %s", path, what, name ? name : "?", fix);
     } else {
-        snprintf(err, errlen, "%s: %sreading its HDF5 metadata ended the checking process (exit status %d: out of memory, "
-                 "or an abort); %s", path, where, WIFEXITED(status) ? WEXITSTATUS(status) : -1, fix);
+        snprintf(err, errlen, "%s: reading %s ended the checking process (exit status %d: out of memory, or an abort); %s",
+                 path, what, WIFEXITED(status) ? WEXITSTATUS(status) : -1, fix);
     }
 }
 
-int dl_wall_run(const char *path, DlWallFn fn, void *arg, char *err, size_t errlen) {
+int dl_wall_run(const char *path, DlWallFn fn, void *arg, DlWallValues *values, char *err, size_t errlen) {
+    if (values) memset(values, 0, sizeof *values);
     int fds[2];
     if (pipe2(fds, O_CLOEXEC)) { snprintf(err, errlen, "%s: cannot check the file: pipe: %s", path, strerror(errno)); return -1; }
     double wall_s = fmax(WALL_MIN_WALL_S, 12 * dl_wall_cpu_limit());
@@ -207,19 +288,23 @@ int dl_wall_run(const char *path, DlWallFn fn, void *arg, char *err, size_t errl
         snprintf(err, errlen, "%s: cannot check the file: fork: %s", path, strerror(fork_errno));
         return -1;
     }
-    Heard h = { .len = 0 };
+    Heard h = { .values = values };
     int timed_out = listen(fds[0], &h, now_s() + wall_s);
     if (timed_out) kill(pid, SIGKILL);
     close(fds[0]);
+    free(h.buf);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    int rc = -1;
     if (!timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0 && (h.ok || h.failed)) {
-        if (h.ok) return 0;
-        snprintf(err, errlen, "%s", h.error);
-        return -1;
+        if (h.failed) snprintf(err, errlen, "%s", h.error);
+        else if (h.broken) snprintf(err, errlen, "%s: out of memory taking in what the check read", path);
+        else rc = 0;
+    } else {
+        describe_end(path, &h, status, timed_out, wall_s, err, errlen);
     }
-    describe_end(path, &h, status, timed_out, wall_s, err, errlen);
-    return -1;
+    if (rc) dl_wall_free(values);
+    return rc;
 }
 
 // ---- what the child checks beyond dl_shard_open ------------------------------
@@ -285,8 +370,10 @@ static int check_text(const DlShard *sh, const DlDataset *d, char *err, size_t e
         memset(values, 0, sizeof values);
         if (H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
             H5Dread(d->id, mtype, mspace, space, H5P_DEFAULT, values) < 0) {
-            snprintf(err, errlen, "%s: %s: unreadable at samples %llu..%llu; the file is damaged", sh->path, d->path,
-                     (unsigned long long)start, (unsigned long long)(start + count - 1));
+            char why[160];
+            dl_hdf5_error_text(why, sizeof why);
+            snprintf(err, errlen, "%s: %s: unreadable at samples %llu..%llu (HDF5: %s); the file is damaged: copy or export "
+                     "it again", sh->path, d->path, (unsigned long long)start, (unsigned long long)(start + count - 1), why);
             rc = -1;
         }
         for (hsize_t i = 0; i < count; i++)
@@ -323,6 +410,51 @@ static int vet_child(void *arg, char *err, size_t errlen) {
     return rc;
 }
 
-int dl_shard_vet(const char *path, char *err, size_t errlen) {
-    return dl_wall_run(path, vet_child, (void *)path, err, errlen);
+// The shards refused in this process, by file identity. libhdf5 on a
+// damaged file need not fail the same way twice (whether a read past a heap
+// block faults depends on what lies beyond it), so a shard refused once is
+// refused again without another child: the loaders of one run then agree.
+typedef struct Refusal {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    char line[DL_ERR_LEN];
+} Refusal;
+
+static struct {
+    pthread_mutex_t mu;
+    Refusal *v;
+    int n;
+} refused = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static int same_file(const Refusal *r, const struct stat *st) {
+    return r->dev == st->st_dev && r->ino == st->st_ino && r->size == st->st_size &&
+           r->mtime.tv_sec == st->st_mtim.tv_sec && r->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+int dl_shard_vet(const char *path, DlWallValues *values, char *err, size_t errlen) {
+    struct stat st;
+    int known = stat(path, &st) == 0;
+    pthread_mutex_lock(&refused.mu);
+    for (int i = 0; known && i < refused.n; i++)
+        if (same_file(&refused.v[i], &st)) {
+            snprintf(err, errlen, "%s", refused.v[i].line);
+            pthread_mutex_unlock(&refused.mu);
+            if (values) memset(values, 0, sizeof *values);
+            return -1;
+        }
+    pthread_mutex_unlock(&refused.mu);
+    int rc = dl_wall_run(path, vet_child, (void *)path, values, err, errlen);
+    if (rc == 0 || !known) return rc;
+    pthread_mutex_lock(&refused.mu);
+    Refusal *more = realloc(refused.v, sizeof *more * (size_t)(refused.n + 1));
+    if (more) {
+        refused.v = more;
+        Refusal *r = &refused.v[refused.n++];
+        *r = (Refusal){ st.st_dev, st.st_ino, st.st_size, st.st_mtim, "" };
+        snprintf(r->line, sizeof r->line, "%s", err);
+    }
+    pthread_mutex_unlock(&refused.mu);
+    return rc;
 }

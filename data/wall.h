@@ -14,22 +14,43 @@
 // wall time (12 times that, at least 120 s) and address space (2 GiB above
 // what the process had). Its end becomes one line naming the file and the
 // dataset it was reading. Only when it comes back clean does the process
-// open the shard itself; the same calls on the same bytes then succeed.
+// open the shard itself, with the strings the child read: libhdf5's memory
+// errors are not always crashes (a heap overflow may pass in the child and
+// corrupt the parent), so the process never reads a shard's variable-length
+// strings itself; dl_read_text reads one behind a wall of its own.
 #pragma once
 #include <stddef.h>
 
 // The work done behind the wall: returns 0, or -1 with one error line in err.
 typedef int (*DlWallFn)(void *arg, char *err, size_t errlen);
 
+// Values a child hands its parent (dl_wall_put), by key: the strings a shard
+// keeps in its global heap, read in the child so that the parent's libhdf5
+// never follows those pointers (every crash fuzzing found was there).
+typedef struct DlWallValues {
+    int n, cap;
+    char **keys;
+    char **values;       // each NUL-terminated after its len bytes
+    size_t *lens;
+} DlWallValues;
+
 // Run fn(arg) in a child process under the limits above. Returns 0 when it
 // returned 0; -1 with err set to its own error line, or to a line naming
 // `path`, what the child was reading (dl_wall_at) and how it ended. stdout
 // is flushed first, so a child may print (`distil logs inspect` does).
-int dl_wall_run(const char *path, DlWallFn fn, void *arg, char *err, size_t errlen);
+// values (may be NULL) gets what the child put; free it with dl_wall_free.
+int dl_wall_run(const char *path, DlWallFn fn, void *arg, DlWallValues *values, char *err, size_t errlen);
+void dl_wall_free(DlWallValues *values);
+// The value put under key (NULL when none); *len (may be NULL) its bytes.
+const char *dl_wall_value(const DlWallValues *values, const char *key, size_t *len);
 
 // Inside a child: the part of the file being read now ("/vocab"), for the
 // message should it end there. Outside one it does nothing.
 void dl_wall_at(const char *where);
+// Inside a child: hand the parent len bytes under key. Outside one: nothing.
+void dl_wall_put(const char *key, const void *value, size_t len);
+// Whether this process is a wall's child.
+int dl_wall_in_child(void);
 
 // The CPU seconds a child may spend: DISTIL_SHARD_CHECK_CPU_S, or 10.
 double dl_wall_cpu_limit(void);

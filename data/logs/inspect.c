@@ -205,7 +205,7 @@ int logs_inspect_main(int argc, char **argv) {
     char err[DL_ERR_LEN];
     int open_rc = dl_shard_open(&sh, path, err, sizeof err);   // first: it registers zstd and names what is wrong
     char werr[DL_ERR_LEN];
-    if (dl_wall_run(path, structure_child, (void *)path, werr, sizeof werr)) {
+    if (dl_wall_run(path, structure_child, (void *)path, NULL, werr, sizeof werr)) {
         fprintf(stderr, "distil: error: %s\n", open_rc ? err : werr);
         dl_shard_close(&sh);
         return 2;

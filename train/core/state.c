@@ -110,8 +110,9 @@ static int ranks_agree(TrainState *ts) {
     int same = all[d->rank] == all[0];
     free(all);
     if (same) return 0;
-    fprintf(stderr, "distil: error: rank %d: its model, vocabulary or initial weights differ from rank 0's; every "
-            "rank must read the same recipe and the same shards (check data.train on every node)\n", d->rank);
+    fprintf(stderr, "distil: error: rank %d: its model, vocabulary, initial weights or usable training samples differ from "
+            "rank 0's; every rank must read the same recipe and the same shards (check data.train on every node; a shard "
+            "skipped as damaged on some ranks only reads differently each time: move it out of data.train)\n", d->rank);
     return 2;
 }
 
