@@ -8,9 +8,12 @@
 #   FUZZ_HARNESSES="..." which harnesses (default: all of fuzz/fuzz_*.c)
 #   FUZZ_FLAGS="..."     more libFuzzer flags (-fork=1 -ignore_crashes=1, ...)
 #   FUZZ_NICE=N          run the harnesses under nice -n N (shared machines)
+#   FUZZ_JOBS=N          run N harnesses at a time (default 1)
 #
 # The corpus each run grows is kept in build/fuzz/corpus/HARNESS, what it
 # finds in build/fuzz/findings/HARNESS/ (crash-*, timeout-*, oom-*, leak-*).
+# Leaks of memory that libhdf5 allocated are not findings (fuzz/lsan.supp:
+# it loses some on its error paths, which distil cannot free).
 # Exits 1 when a harness found something (or a regression file fails).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +22,9 @@ FUZZ=build/fuzz
 SECONDS_EACH=${FUZZ_SECONDS:-0}
 HARNESSES=${FUZZ_HARNESSES:-$(ls fuzz/fuzz_*.c | sed -E 's|fuzz/fuzz_(.*)\.c|\1|' | tr '\n' ' ')}
 NICE=${FUZZ_NICE:-0}
+JOBS=${FUZZ_JOBS:-1}
+# The harnesses' files (and a crashed one's leftovers) stay under build/.
+export TMPDIR=$PWD/build/fuzz/tmp LSAN_OPTIONS=suppressions=$PWD/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}
 SEEDS=$FUZZ/seeds
 status=0
 
@@ -77,8 +83,9 @@ harness_env() {  # harness -> env assignments
 }
 harness_flags() {  # harness -> libFuzzer flags
   local timeout=10
-  # A looping shard costs the wall's child its CPU limit first.
-  [ "$1" = drivelog_file ] && [ "${DISTIL_FUZZ_IN_PROCESS:-0}" = 0 ] && timeout=30
+  # A looping shard costs the wall's child its CPU limit first, which on a
+  # loaded machine can take many times as long on the clock.
+  [ "$1" = drivelog_file ] && [ "${DISTIL_FUZZ_IN_PROCESS:-0}" = 0 ] && timeout=300
   echo "-timeout=$timeout -rss_limit_mb=3072 -malloc_limit_mb=3072"
 }
 
@@ -110,9 +117,9 @@ run_one() {
     "$FUZZ/corpus/$h" "$SEEDS/$h" >"$log" 2>&1
   local rc=$?
   local execs cov ft corpus found
-  execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -n 1)
-  # -fork=N prints no final stats: its last "#N: cov: ..." line counts the executions.
-  [ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "$log" | tail -n 1 | tr -d '#')
+  # -fork=N: the last "#N: cov: ..." line counts the executions of every job.
+  execs=$(grep -oE '^#[0-9]+:' "$log" | tail -n 1 | tr -d '#:')
+  [ -n "$execs" ] || execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -n 1)
   cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -n 1 | grep -oE '[0-9]+')
   ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -n 1 | grep -oE '[0-9]+')
   corpus=$(ls "$FUZZ/corpus/$h" | wc -l)
@@ -122,16 +129,24 @@ run_one() {
   if [ "$found" -gt 0 ] || { [ $rc -ne 0 ] && [ -z "${FUZZ_FLAGS:-}" ]; }; then
     echo "fuzz: $h: findings in $FUZZ/findings/$h (exit $rc); the end of its log:" >&2
     grep -E 'ERROR|SUMMARY|==[0-9]+==|#[0-9]+ +0x' "$log" | head -n 30 >&2
-    status=1
+    return 1
   fi
 }
 
 for h in $HARNESSES; do [ -x "$FUZZ/fuzz_$h" ] || die "$FUZZ/fuzz_$h is not built (make fuzz builds it)"; done
 [ -x "$DISTIL" ] || die "$DISTIL is not built"
-mkdir -p "$FUZZ/logs"
+rm -rf "$TMPDIR"
+mkdir -p "$FUZZ/logs" "$TMPDIR"
 make_seeds
 replay
 if [ "$SECONDS_EACH" -gt 0 ]; then
-  for h in $HARNESSES; do run_one "$h"; done
+  pids=()
+  for h in $HARNESSES; do
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 1; done
+    run_one "$h" &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || status=1; done
 fi
+rm -rf "$TMPDIR"
 exit $status
