@@ -61,7 +61,8 @@ static const RecipeKey keys[] = {
       "0 drops the trace and its losses."),
     ENUM_KEY("data", "on_bad_sample", "error", bad_sample_names, data.on_bad_sample,
       "A sample that breaks the drive-log rules: error stops the run (exit 2) naming file, dataset and "
-      "index; skip drops it, counts it and reports the count."),
+      "index; skip drops it, counts it and reports the count. The same for an unusable shard (damaged, or "
+      "disagreeing with the others): skip leaves it out with a warning line."),
     INT_KEY("data", "loader_threads", "2", 0, 256, data.loader_threads,
       "Loader threads reading and decompressing shards; 0 loads on the training thread."),
     INT_KEY("data", "prefetch", "4", 1, 1024, data.prefetch,
