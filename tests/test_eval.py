@@ -136,6 +136,24 @@ def test_bad_inputs(tmp):
         one_error_line(run(DISTIL, "eval", bundle, "--logs", "crimson/*.h5", check=False, cwd=tmp),
                        "crimson/a.h5: /vocab: not the teacher vocabulary the student was trained on")
     one_error_line(run(DISTIL, "export", "damaged", "--out", "x", check=False, cwd=tmp), "checksum")
+    # A checkpoint without state.bin: its checksums cannot be checked.
+    run("cp", "-r", ckpt, f"{tmp}/nostate")
+    os.unlink(f"{tmp}/nostate/state.bin")
+    one_error_line(run(DISTIL, "eval", "nostate", "--logs", "shards/eval/*.h5", check=False, cwd=tmp), "nostate/state.bin", "missing")
+    one_error_line(run(DISTIL, "export", "nostate", "--out", "x", check=False, cwd=tmp), "nostate/state.bin", "missing")
+    # config.json out of range, of another version, or describing other shapes than its weights.
+    base = json.load(open(f"{tmp}/exported/config.json"))
+    for name, edit, words in [
+            ("std0", lambda c: c["model"].update(img_std=[0, 0, 0]), ['"img_std"[0] = 0 is out of range']),
+            ("version2", lambda c: c.update(format_version=2), ["format_version 2", "reads version 1"]),
+            ("dim65536", lambda c: c["model"].update(dim=65536), ['"dim"', "model.safetensors holds"]),
+            ("restated", lambda c: c["image"].update(height=1), ['"image.height" is 1'])]:
+        run("cp", "-r", f"{tmp}/exported", f"{tmp}/{name}")
+        config = json.loads(json.dumps(base))
+        edit(config)
+        json.dump(config, open(f"{tmp}/{name}/config.json", "w"))
+        one_error_line(run(DISTIL, "eval", name, "--logs", "shards/eval/*.h5", check=False, cwd=tmp),
+                       f"{name}/config.json", *words)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@
 #include "tests/test.h"
 #include "tests/tiny_recipe.h"   // defines: TINY_RECIPE
 #include "train/ckpt/bundle.h"
+#include "train/ckpt/checkpoint.h"   // defines: ckpt_state_write, ckpt_file_sum
 #include "train/formats/onnx.h"
 #include "train/model/onnx_student.h"
 #include "train/core/state.h"
@@ -71,6 +72,15 @@ static int make_checkpoint(const char *ckpt, const char *train_glob, int steps, 
         snprintf(path, sizeof path, "%s/vocab.json", ckpt);
         if (!rc && vocab_write_json(&ts.data.vocab, path, err, sizeof err)) { fprintf(stderr, "%s\n", err); rc = -1; }
     }
+    // state.bin with both files' sums: a checkpoint without it is refused.
+    CkptFileSum sums[CKPT_N_FILES];
+    char weights[700];
+    snprintf(weights, sizeof weights, "%s/model.safetensors", ckpt);
+    snprintf(path, sizeof path, "%s/vocab.json", ckpt);
+    if (!rc && (ckpt_file_sum(weights, "model.safetensors", &sums[0], err, sizeof err) ||
+                ckpt_file_sum(path, "vocab.json", &sums[1], err, sizeof err))) { fprintf(stderr, "%s\n", err); rc = -1; }
+    snprintf(path, sizeof path, "%s/state.bin", ckpt);
+    if (!rc && ckpt_state_write(path, &ts, steps, sums, err, sizeof err)) { fprintf(stderr, "%s\n", err); rc = -1; }
     free(yaml);
     free(mc);
     train_state_close(&ts);

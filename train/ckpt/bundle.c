@@ -34,18 +34,96 @@ static void set_cameras(Bundle *b, const RecipeList *names) {
     b->n_cameras = names->n < DL_MAX_CAMERAS ? names->n : DL_MAX_CAMERAS;
 }
 
-// An export's config.json: the architecture and the camera names.
+// obj["a"]["b"]... for the dotted path "a.b" (NULL when any step is missing).
+static const json_t *at_path(const json_t *obj, const char *path) {
+    char key[64];
+    for (const char *p = path; obj;) {
+        size_t n = strcspn(p, ".");
+        snprintf(key, sizeof key, "%.*s", (int)n, p);
+        obj = json_object_get(obj, key);
+        if (!p[n]) break;
+        p += n + 1;
+    }
+    return obj;
+}
+
+// The parts of config.json that restate the "model" object for deployment
+// code (docs/export.md) must restate it exactly: a consumer may read either.
+static int check_restated(const json_t *o, const ModelConfig *mc, int vocab_unk_max, char *err, size_t errlen) {
+    const char *repr = mc->traj_repr == TRAJ_ACCEL_CURVATURE ? "accel_curvature" : "xyyaw";
+    struct { const char *path; double want; } numbers[] = {
+        { "frames", mc->frames }, { "image.height", mc->img_h }, { "image.width", mc->img_w }, { "image.channels", 3 },
+        { "image.mean.0", mc->img_mean[0] }, { "image.mean.1", mc->img_mean[1] }, { "image.mean.2", mc->img_mean[2] },
+        { "image.std.0", mc->img_std[0] }, { "image.std.1", mc->img_std[1] }, { "image.std.2", mc->img_std[2] },
+        { "ego_history.steps", mc->hist }, { "trajectory.horizon", mc->horizon }, { "trajectory.hz", mc->hz },
+        { "trace.max_tokens", mc->max_trace }, { "trace.vocab_size", mc->vocab }, { "vocab_size", mc->vocab },
+    };
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "%s", numbers[i].path);
+        const json_t *v;
+        char *dot = strrchr(path, '.');
+        if (dot && dot[1] >= '0' && dot[1] <= '9') {   // an array element
+            *dot = 0;
+            v = json_array_get(at_path(o, path), (size_t)atoi(dot + 1));
+            *dot = '.';
+        } else {
+            v = at_path(o, path);
+        }
+        double x;
+        if (jsonio_number(v, path, &x, err, errlen)) return -1;
+        if ((float)x != (float)numbers[i].want) {
+            snprintf(err, errlen, "\"%s\" is %.9g, but \"model\" says %.9g", path, x, numbers[i].want);
+            return -1;
+        }
+    }
+    const char *str;
+    if (jsonio_string(at_path(o, "trajectory.representation"), "\"trajectory.representation\"", &str, err, errlen)) return -1;
+    if (strcmp(str, repr)) { snprintf(err, errlen, "\"trajectory.representation\" is \"%s\", but \"model\" says \"%s\"", str, repr); return -1; }
+    if (jsonio_string(json_object_get(o, "dtype"), "\"dtype\"", &str, err, errlen)) return -1;
+    if (strcmp(str, "fp32") && strcmp(str, "fp16") && strcmp(str, "bf16")) {
+        snprintf(err, errlen, "\"dtype\" is \"%s\", expected fp32, fp16 or bf16", str);
+        return -1;
+    }
+    int64_t unk;
+    if (jsonio_int64(at_path(o, "trace.unk"), "\"trace.unk\"", &unk, err, errlen)) return -1;
+    if (unk < -1 || unk >= vocab_unk_max) { snprintf(err, errlen, "\"trace.unk\" = %lld is not a token id of the vocabulary", (long long)unk); return -1; }
+    return 0;
+}
+
+// config.json's "format" and "format_version": an export's, of the version this distil reads.
+static int check_config_format(const json_t *o, const char *path) {
+    const char *format = NULL;
+    int64_t version = 0;
+    char err[256];
+    if (jsonio_get_string(o, "format", &format, err, sizeof err) || strcmp(format, "distil-export"))
+        return fail("%s: %s; not a distil export's config.json (docs/export.md)", path,
+                    format ? "\"format\" is not \"distil-export\"" : err);
+    if (jsonio_get_int64(o, "format_version", &version, err, sizeof err)) return fail("%s: %s; re-run distil export to rewrite the bundle", path, err);
+    if (version != atoi(BUNDLE_FORMAT_VERSION)) {
+        fprintf(stderr, "distil: error: %s: format_version %lld; this distil reads version %s; use the distil that wrote it\n",
+                path, (long long)version, BUNDLE_FORMAT_VERSION);
+        return 2;
+    }
+    return 0;
+}
+
+// An export's config.json: its format, the architecture (every field in
+// range, docs/export.md), what restates it, and the camera names.
 static int read_config_json(Bundle *b, const char *path) {
     char err[512];
     json_t *o = jsonio_load(path, CONFIG_JSON_MAX_BYTES, err, sizeof err);
     if (!o) return fail("%s: %s; re-run distil export to rewrite the bundle", path, err);
     const json_t *model = json_object_get(o, "model"), *cams = json_object_get(o, "cameras");
-    int rc = 0;
-    if (!json_is_object(model) || !json_is_array(cams))
+    int rc = check_config_format(o, path);
+    if (rc) {
+    } else if (!json_is_object(model) || !json_is_array(cams))
         rc = fail("%s: %s; re-run distil export to rewrite the bundle", path,
                   "no \"model\" object or \"cameras\" list (docs/export.md lists config.json's keys)");
     else if (model_config_from_object(model, &b->mc, err, sizeof err))
         rc = fail("%s: \"model\": %s; re-run distil export to rewrite the bundle", path, err);
+    else if (check_restated(o, &b->mc, b->mc.vocab, err, sizeof err))
+        rc = fail("%s: %s; re-run distil export to rewrite the bundle", path, err);
     for (size_t i = 0; !rc && i < json_array_size(cams); i++) {
         const char *name;
         char what[32];
@@ -125,10 +203,12 @@ int bundle_open(Bundle *b, const char *dir) {
         return fail("%s: missing: %s is neither a checkpoint nor an export; give RUN_DIR/checkpoints/step_N or an export", weights, dir);
     }
     // A checkpoint written by `distil train` records its files' sizes and
-    // checksums in state.bin: a truncated or flipped file is caught here.
+    // checksums in state.bin: a truncated or flipped file is caught here,
+    // and a checkpoint without state.bin is refused below.
     char state[1200];
     snprintf(state, sizeof state, "%s/state.bin", dir);
-    if (is_file(state)) {
+    int has_state = is_file(state);
+    if (has_state) {
         CkptState cs;
         if (checkpoint_open(dir, &cs, err, sizeof err)) return fail("%s; %s", err, "use another checkpoint");
         ckpt_state_free(&cs);
@@ -140,6 +220,9 @@ int bundle_open(Bundle *b, const char *dir) {
         return fail("%s: metadata format is \"%s\", expected distil-checkpoint or distil-export; not a distil model", weights,
                     format ? format : "(none)");
     b->is_export = !strcmp(format, "distil-export");
+    if (!b->is_export && !has_state)
+        return fail("%s: missing: without it the checkpoint's sizes and checksums cannot be checked (docs/checkpoints.md)%s",
+                    state, "; use another checkpoint, or one exported for deployment (distil export)");
     if (!version || strcmp(version, BUNDLE_FORMAT_VERSION)) {
         fprintf(stderr, "distil: error: %s: %s format version %s, this distil reads version %s; use the distil that wrote it\n",
                 weights, format, version ? version : "(none)", BUNDLE_FORMAT_VERSION);
@@ -198,13 +281,70 @@ static int load_weights(const Bundle *b, Graph *g) {
     return 0;
 }
 
+// The config fields a parameter's shape follows, for the message when the
+// weights file disagrees (a tensor absent: "layers").
+static const char *fields_of(const char *tensor) {
+    static const struct { const char *prefix, *fields; } table[] = {
+        { "cam_emb", "\"n_cams\", \"dim\"" }, { "frame_emb", "\"frames\", \"dim\"" },
+        { "patch_pos_emb", "\"img_h\", \"img_w\", \"patch\", \"dim\"" }, { "patch_embed", "\"patch\", \"dim\"" },
+        { "ego_embed", "\"hist\", \"dim\"" }, { "tok_emb", "\"vocab\", \"dim\"" },
+        { "trace_pos_emb", "\"max_trace\", \"dim\"" }, { "traj_head", "\"horizon\", \"traj_repr\", \"dim\"" },
+        { "feat_proj", "\"feat_dim\", \"dim\"" }, { "blocks.", "\"layers\", \"mlp_ratio\", \"dim\"" },
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (!strncmp(tensor, table[i].prefix, strlen(table[i].prefix))) return table[i].fields;
+    return "\"dim\"";
+}
+
+static void shape_text(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t at = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && at < n; i++) at += (size_t)snprintf(buf + at, n - at, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (at < n) snprintf(buf + at, n - at, "]");
+}
+
+// Every parameter of g (recorded, not yet allocated) has its tensor in the
+// weights file with the same shape: the model the config describes is the
+// one the file holds, so what graph_plan allocates is what the file
+// already holds. Otherwise one line naming the config and its fields.
+static int check_shapes(const Bundle *b, const Graph *g) {
+    char config[1200];
+    if (b->is_export) snprintf(config, sizeof config, "%s/config.json", b->dir);
+    else snprintf(config, sizeof config, "%s/model.safetensors metadata model_config", b->dir);
+    for (int i = 0; i < g->n_params; i++) {
+        const Tensor *t = g->params[i];
+        int k = st_find(b->weights, t->name);
+        if (k < 0) {
+            fprintf(stderr, "distil: error: %s: describes a model with %s, which %s/model.safetensors lacks (%s); "
+                    "the bundle is damaged: use another checkpoint, or re-export\n", config, t->name, b->dir, fields_of(t->name));
+            return 2;
+        }
+        const StInfo *w = &b->weights->tensors[k];
+        int same = w->ndim == t->ndim;
+        int64_t want[TENSOR_MAX_DIMS];
+        for (int d = 0; d < t->ndim; d++) {
+            want[d] = t->shape[d];
+            same = same && w->shape[d] == want[d];
+        }
+        if (!same) {
+            char file_shape[96], model_shape[96];
+            shape_text(file_shape, sizeof file_shape, w->ndim, w->shape);
+            shape_text(model_shape, sizeof model_shape, t->ndim, want);
+            fprintf(stderr, "distil: error: %s: %s would be %s (%s), but %s/model.safetensors holds %s; the bundle is "
+                    "damaged: use another checkpoint, or re-export\n", config, t->name, model_shape, fields_of(t->name), b->dir,
+                    file_shape);
+            return 2;
+        }
+    }
+    return 0;
+}
+
 int bundle_student(const Bundle *b, int B, Graph **gp, Student *st) {
     ModelConfig mc = b->mc;
     mc.feat_dim = 0;
     Graph *g = graph_new(DEV_CPU);
     *st = student_build(g, &mc, B);
     *gp = g;
-    if (graph_plan(g)) return 2;
+    if (check_shapes(b, g) || graph_plan(g)) return 2;
     student_fill_constants(st);
     return load_weights(b, g);
 }
@@ -279,7 +419,7 @@ int inference_open(Inference *m, const Bundle *b, const DlSet *set, int B) {
     }
     m->g = graph_new(DEV_CPU);
     objective_build(m->g, &m->st, &m->obj, &m->s, &m->r, B);
-    if (graph_plan(m->g)) return 2;
+    if (check_shapes(b, m->g) || graph_plan(m->g)) return 2;
     student_fill_constants(&m->st);
     return load_weights(b, m->g);
 }

@@ -2,8 +2,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include "train/formats/json_io.h"   // defines: json_pack, jsonio_get_*, jsonio_f32_array
 #include "train/model/model.h"
+#include "train/recipe/recipe.h"     // defines: recipe_keys, recipe_key_index (the ranges)
 
 const char *model_attention_name(AttnMode mode) { return mode == ATTN_PREFIX ? "prefix" : "causal"; }
 
@@ -30,10 +32,75 @@ char *model_config_to_json(const ModelConfig *c) {
     return text;
 }
 
+// The range of each field: the recipe key it comes from, whose range it
+// takes, or (for what the shards fix) the one the drive-log reader allows.
+typedef struct FieldRange {
+    const char *key;          // in the JSON object
+    const char *recipe_key;   // NULL: min and max below
+    double min, max;
+    int min_open;
+} FieldRange;
+
+static const FieldRange ranges[] = {
+    { "dim", "model.dim", 0, 0, 0 },
+    { "layers", "model.layers", 0, 0, 0 },
+    { "heads", "model.heads", 0, 0, 0 },
+    { "mlp_ratio", "model.mlp_ratio", 0, 0, 0 },
+    { "patch", "model.patch", 0, 0, 0 },
+    { "horizon", "model.horizon", 0, 0, 0 },
+    { "frames", "data.history_frames", 0, 0, 0 },
+    { "max_trace", "data.max_trace_tokens", 1, 0, 0 },   // at least 1: a student always has a trace slot
+    { "img_mean", "model.image_mean", 0, 0, 0 },
+    { "img_std", "model.image_std", 0, 0, 0 },
+    { "n_cams", NULL, 1, 16, 0 },                        // DL_MAX_CAMERAS
+    { "img_h", NULL, 1, 1 << 24, 0 },                    // a shard's H and W (data/drivelog.c)
+    { "img_w", NULL, 1, 1 << 24, 0 },
+    { "hist", NULL, 1, 1 << 24, 0 },                     // Th
+    { "hz", NULL, 0, 1e6, 1 },
+    { "vocab", NULL, 2, 1 << 24, 0 },
+    { "feat_dim", NULL, 0, 1 << 24, 0 },                 // D of /teacher/embedding; 0: no feature head
+};
+
+// The range of field `key`: min, max, and whether min itself is out.
+static void range_of(const char *key, double *min, double *max, int *min_open) {
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
+        const FieldRange *f = &ranges[i];
+        if (strcmp(f->key, key)) continue;
+        *min = f->min;
+        *max = f->max;
+        *min_open = f->min_open;
+        if (f->recipe_key) {
+            int n, k = recipe_key_index(f->recipe_key);
+            const RecipeKey *rk = &recipe_keys(&n)[k];
+            if (rk->min > *min) *min = rk->min;   // a field's own min only ever tightens the key's
+            *max = rk->max;
+            *min_open = (rk->flags & RK_MIN_OPEN) != 0;
+        }
+        return;
+    }
+    *min = -INFINITY;
+    *max = INFINITY;
+    *min_open = 0;
+}
+
+static int in_range(const char *what, const char *key, double v, char *err, size_t errlen) {
+    double min, max;
+    int min_open;
+    range_of(key, &min, &max, &min_open);
+    if (isfinite(v) && (min_open ? v > min : v >= min) && v <= max) return 0;
+    const FieldRange *f = NULL;
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+        if (!strcmp(ranges[i].key, key)) f = &ranges[i];
+    snprintf(err, errlen, "%s = %.9g is out of range %s%.9g, %.9g]%s%s%s", what, v, min_open ? "(" : "[", min, max,
+             f && f->recipe_key ? " (the range of " : "", f && f->recipe_key ? f->recipe_key : "", f && f->recipe_key ? ")" : "");
+    return -1;
+}
+
 static int get_int(const json_t *o, const char *key, int *out, char *err, size_t errlen) {
     int64_t v;
-    if (jsonio_get_int64(o, key, &v, err, errlen)) return -1;
-    if (v < 0 || v > 1 << 24) { snprintf(err, errlen, "\"%s\" = %lld is out of range", key, (long long)v); return -1; }
+    char what[64];
+    snprintf(what, sizeof what, "\"%s\"", key);
+    if (jsonio_get_int64(o, key, &v, err, errlen) || in_range(what, key, (double)v, err, errlen)) return -1;
     *out = (int)v;
     return 0;
 }
@@ -48,7 +115,7 @@ static int get_float3(const json_t *o, const char *key, float out[3], char *err,
         char what[64];
         double v;
         snprintf(what, sizeof what, "\"%s\"[%d]", key, i);
-        if (jsonio_number(json_array_get(a, i), what, &v, err, errlen)) return -1;
+        if (jsonio_number(json_array_get(a, i), what, &v, err, errlen) || in_range(what, key, v, err, errlen)) return -1;
         out[i] = (float)v;
     }
     return 0;
@@ -66,7 +133,8 @@ int model_config_from_object(const json_t *o, ModelConfig *c, char *err, size_t 
              get_int(o, "img_w", &c->img_w, err, errlen) || get_int(o, "hist", &c->hist, err, errlen) ||
              get_int(o, "horizon", &c->horizon, err, errlen) || get_int(o, "vocab", &c->vocab, err, errlen) ||
              get_int(o, "max_trace", &c->max_trace, err, errlen) || get_int(o, "feat_dim", &c->feat_dim, err, errlen) ||
-             jsonio_get_number(o, "hz", &hz, err, errlen) || jsonio_get_string(o, "traj_repr", &repr, err, errlen) ||
+             jsonio_get_number(o, "hz", &hz, err, errlen) || in_range("\"hz\"", "hz", hz, err, errlen) ||
+             jsonio_get_string(o, "traj_repr", &repr, err, errlen) ||
              get_float3(o, "img_mean", c->img_mean, err, errlen) || get_float3(o, "img_std", c->img_std, err, errlen);
     if (rc) return -1;
     c->hz = (float)hz;
