@@ -160,13 +160,16 @@ done
 # ---- SIGTERM at a random step, at R = 2 ---------------------------------------------
 # Rank 1 alone gets it: the step's all-reduce tells rank 0, both stop after
 # the same step, rank 0 writes its checkpoint, the job exits 143; --resume
-# then ends as straight0 did.
-after=$((RANDOM % 5 + 1))
+# then ends as a run of the same 24 steps never stopped did. The signal
+# comes after 1 to 8 steps: well before the end, however loaded the machine.
+sig_sets="--set train.steps=24 --set train.eval_every=8 --set train.checkpoint_every=12"
+$MPIRUN -np 2 "$DISTIL" train tiny.yaml --out straight24 $sig_sets >/dev/null 2>&1
+after=$((RANDOM % 8 + 1))
 rm -rf sig
-$MPIRUN -np 2 "$DISTIL" train tiny.yaml --out sig >sig.out 2>sig.err &
+$MPIRUN -np 2 "$DISTIL" train tiny.yaml --out sig $sig_sets >sig.out 2>sig.err &
 mpid=$!
 victim=""
-for i in $(seq 1200); do
+for i in $(seq 2400); do
   steps=$(grep -c '"loss"' sig/metrics.jsonl 2>/dev/null)
   [ "${steps:-0}" -ge $after ] && victim=$(rank_pid 1 $mpid) && [ -n "$victim" ] && break
   kill -0 $mpid 2>/dev/null || break
@@ -175,15 +178,15 @@ done
 [ -n "$victim" ] && kill -TERM "$victim"
 wait $mpid
 rc=$?
-stop=$(grep -oE 'stopped by SIGTERM after step [0-9]+ of 8' sig.err | grep -oE 'step [0-9]+' | grep -oE '[0-9]+')
-$MPIRUN -np 2 "$DISTIL" train tiny.yaml --out sig --resume >sigresume.txt 2>&1
+stop=$(grep -oE 'stopped by SIGTERM after step [0-9]+ of 24' sig.err | grep -oE 'step [0-9]+' | grep -oE '[0-9]+')
+$MPIRUN -np 2 "$DISTIL" train tiny.yaml --out sig --resume $sig_sets >sigresume.txt 2>&1
 rc2=$?
 if [ -n "$victim" ] && [ $rc -eq 143 ] && [ -n "$stop" ] && [ "$stop" -ge "$after" ] &&
-   [ "$(readlink sig/checkpoints/latest)" = step_0000008 ] && [ -d "sig/checkpoints/step_$(printf %07d "$stop")" ] &&
+   [ "$(readlink sig/checkpoints/latest)" = step_0000024 ] && [ -d "sig/checkpoints/step_$(printf %07d "$stop")" ] &&
    [ $rc2 -eq 0 ] && grep -q "resuming from .*step_$(printf %07d "$stop") at step $stop" sigresume.txt &&
-   [ "$(strip straight0/metrics.jsonl)" = "$(strip sig/metrics.jsonl)" ] &&
-   cmp -s straight0/checkpoints/step_0000008/model.safetensors sig/checkpoints/step_0000008/model.safetensors &&
-   cmp -s straight0/eval.json sig/eval.json; then
+   [ "$(strip straight24/metrics.jsonl)" = "$(strip sig/metrics.jsonl)" ] &&
+   cmp -s straight24/checkpoints/step_0000024/model.safetensors sig/checkpoints/step_0000024/model.safetensors &&
+   cmp -s straight24/eval.json sig/eval.json; then
   ok sigterm_at_2_ranks_resumes_exactly
   echo "  SIGTERM to rank 1 after $after steps: $(grep -m1 'stopped by' sig.err | sed "s|$tmp|\$TMP|g")"
 else

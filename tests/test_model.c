@@ -73,8 +73,11 @@ static void test_config_json_round_trip(void) {
     b.dim = 32;
     const char *diff = model_config_diff(&a, &b);
     CHECK(diff && strstr(diff, "model.dim"), "diff should name model.dim: %s", diff ? diff : "(none)");
-    CHECK(model_config_from_json("{\"dim\": 4}", &b, err, sizeof err) != 0 && strstr(err, "\"layers\" is missing"),
+    CHECK(model_config_from_json("{\"dim\": 8}", &b, err, sizeof err) != 0 && strstr(err, "\"layers\" is missing"),
           "an incomplete config must fail: %s", err);
+    // Every field in its range: the recipe key's it comes from (model.dim: 8..65536).
+    CHECK(model_config_from_json("{\"dim\": 4}", &b, err, sizeof err) != 0 && strstr(err, "\"dim\" = 4 is out of range [8, 65536]"),
+          "dim 4: %s", err);
     CHECK(model_config_from_json("{\"dim\": \"4\"}", &b, err, sizeof err) != 0 && strstr(err, "\"dim\": expected an integer"),
           "a string dim: %s", err);
     // A key given twice is refused, not "last one wins", at its line and column.
