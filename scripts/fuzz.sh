@@ -82,7 +82,9 @@ harness_env() {  # harness -> env assignments
   esac
 }
 harness_flags() {  # harness -> libFuzzer flags
-  local timeout=10
+  # A minute: on a loaded machine a write of the input file alone has
+  # stalled for ten seconds (a "timeout" that replays in a millisecond).
+  local timeout=60
   # A looping shard costs the wall's child its CPU limit first, which on a
   # loaded machine can take many times as long on the clock.
   [ "$1" = drivelog_file ] && [ "${DISTIL_FUZZ_IN_PROCESS:-0}" = 0 ] && timeout=300
