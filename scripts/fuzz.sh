@@ -108,11 +108,15 @@ replay() {
 }
 
 # ---- the runs -----------------------------------------------------------------
+# What libFuzzer wrote for a harness: crash-*, timeout-*, oom-*, leak-* (not
+# slow-unit-*, inputs that took over 10 s: information, not findings).
+findings() { ls "$FUZZ/findings/$1" | grep -cE '^(crash|timeout|oom|leak)-'; }
+
 run_one() {
   local h=$1 log=$FUZZ/logs/run-$h.log
   mkdir -p "$FUZZ/corpus/$h" "$FUZZ/findings/$h"
   local before
-  before=$(ls "$FUZZ/findings/$h" | wc -l)
+  before=$(findings "$h")
   local t0=$SECONDS
   env $(harness_env "$h") nice -n "$NICE" "$FUZZ/fuzz_$h" $(harness_flags "$h") -max_total_time="$SECONDS_EACH" \
     -close_fd_mask=3 -print_final_stats=1 -artifact_prefix="$FUZZ/findings/$h/" ${FUZZ_FLAGS:-} \
@@ -125,7 +129,7 @@ run_one() {
   cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -n 1 | grep -oE '[0-9]+')
   ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -n 1 | grep -oE '[0-9]+')
   corpus=$(ls "$FUZZ/corpus/$h" | wc -l)
-  found=$(( $(ls "$FUZZ/findings/$h" | wc -l) - before ))
+  found=$(( $(findings "$h") - before ))
   printf 'fuzz: %-18s %6d s  %10s execs  cov %6s  ft %6s  corpus %5d  findings %d\n' "$h" $((SECONDS - t0)) \
     "${execs:-?}" "${cov:-?}" "${ft:-?}" "$corpus" "$found"
   if [ "$found" -gt 0 ] || { [ $rc -ne 0 ] && [ -z "${FUZZ_FLAGS:-}" ]; }; then
