@@ -45,6 +45,7 @@ static int child_fd = -1;   // the child's end of the pipe; -1 in any other proc
 
 // Present in a sanitized build (make test SAN=1, make fuzz), NULL otherwise.
 extern void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+extern void __sanitizer_set_report_fd(void *fd) __attribute__((weak));
 
 static double now_s(void) {
     struct timespec ts;
@@ -136,6 +137,8 @@ static _Noreturn void child_main(int fd, DlWallFn fn, void *arg) {
     // the parent's line to tell, once.
     int devnull = open("/dev/null", O_WRONLY);
     if (devnull >= 0) dup2(devnull, STDERR_FILENO);
+    // A sanitizer may report to a file of its own (libFuzzer's -close_fd_mask sets one).
+    if (devnull >= 0 && __sanitizer_set_report_fd) __sanitizer_set_report_fd((void *)(intptr_t)devnull);
     limit(RLIMIT_CORE, 0);
     limit(RLIMIT_CPU, (rlim_t)ceil(dl_wall_cpu_limit()));
     uint64_t vm = address_space_bytes();
