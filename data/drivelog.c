@@ -747,7 +747,7 @@ static int read_temperature(DlShard *sh, char *err, size_t errlen) {
 
 static int open_locked(DlShard *sh, const char *path, char *err, size_t errlen) {
     sh->path = strdup(path);
-    if (!sh->path) { snprintf(err, errlen, "%s: out of memory", path); return -1; }
+    if (!sh->path) { snprintf(err, errlen, "%s: out of memory", path); found(sh, err); return -1; }
     if (access(path, R_OK) != 0) {
         snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
         found(sh, err);
@@ -776,20 +776,12 @@ static int open_locked(DlShard *sh, const char *path, char *err, size_t errlen) 
     return sh->n_problems ? -1 : 0;
 }
 
+// Each problem the wall's child hands over (dl_shard_check), counted as one of sh's.
+static void problem_heard(const char *line, void *sh) { found(sh, line); }
+
 // walled: the metadata is read in a child process first (data/wall.h).
-// sh's listener (dl_shard_check) is set by the caller and kept.
-static int shard_open(DlShard *sh, const char *path, int walled, char *err, size_t errlen);
-
-int dl_shard_check(DlShard *sh, const char *path, void (*problem)(const char *line, void *ctx), void *ctx) {
-    char err[DL_ERR_LEN];
-    memset(sh, 0, sizeof *sh);
-    sh->on_problem = problem;
-    sh->problem_ctx = ctx;
-    int rc = shard_open(sh, path, 1, err, sizeof err);
-    sh->on_problem = NULL;
-    return rc < 0 ? (sh->n_problems ? sh->n_problems : 1) : 0;
-}
-
+// sh's listener (dl_shard_check) is set by the caller and kept: behind the
+// wall the child lists the problems, the crash or hang that may end it too.
 static int shard_open(DlShard *sh, const char *path, int walled, char *err, size_t errlen) {
     sh->serial = atomic_fetch_add(&next_serial, 1);
     sh->file = -1;
@@ -801,9 +793,9 @@ static int shard_open(DlShard *sh, const char *path, int walled, char *err, size
         return -1;
     }
     DlWallValues strings;
-    if (walled && dl_shard_vet(path, &strings, err, errlen)) {
+    if (walled && dl_shard_vet(path, &strings, sh->on_problem ? problem_heard : NULL, sh, err, errlen)) {
         sh->path = strdup(path);
-        found(sh, err);
+        if (!sh->on_problem) found(sh, err);   // with a listener, every line went through it
         return -1;
     }
     sh->walled = walled;
@@ -830,6 +822,24 @@ int dl_shard_open(DlShard *sh, const char *path, char *err, size_t errlen) {
 int dl_shard_open_here(DlShard *sh, const char *path, char *err, size_t errlen) {
     memset(sh, 0, sizeof *sh);
     return shard_open(sh, path, 0, err, errlen);
+}
+
+static int shard_check(DlShard *sh, const char *path, int walled, void (*problem)(const char *line, void *ctx), void *ctx) {
+    char err[DL_ERR_LEN];
+    memset(sh, 0, sizeof *sh);
+    sh->on_problem = problem;
+    sh->problem_ctx = ctx;
+    int rc = shard_open(sh, path, walled, err, sizeof err);
+    sh->on_problem = NULL;
+    return rc < 0 ? (sh->n_problems ? sh->n_problems : 1) : 0;
+}
+
+int dl_shard_check(DlShard *sh, const char *path, void (*problem)(const char *line, void *ctx), void *ctx) {
+    return shard_check(sh, path, 1, problem, ctx);
+}
+
+int dl_shard_check_here(DlShard *sh, const char *path, void (*problem)(const char *line, void *ctx), void *ctx) {
+    return shard_check(sh, path, 0, problem, ctx);
 }
 
 void dl_shard_drop_vocab(DlShard *sh) {

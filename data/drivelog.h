@@ -155,14 +155,20 @@ int dl_shard_open(DlShard *sh, const char *path, char *err, size_t errlen);
 // The same without the wall: for the wall's own child and the fuzzing
 // harness. A damaged file can crash or hang the process that calls it.
 int dl_shard_open_here(DlShard *sh, const char *path, char *err, size_t errlen);
-// dl_shard_open (behind the wall), but every structural problem is handed to problem() (one line,
-// no prefix) and the checks go on with what does not depend on it. Returns
-// the number of problems: 0 leaves the shard open, as dl_shard_open does.
+// dl_shard_open, but every structural problem is handed to problem() (one
+// line, no prefix) and the checks go on with what does not depend on it.
+// Behind the wall the child finds them, and a crash, hang or runaway
+// allocation that ends it is one more line. Returns the number of lines:
+// 0 leaves the shard open, as dl_shard_open does.
 int dl_shard_check(DlShard *sh, const char *path, void (*problem)(const char *line, void *ctx), void *ctx);
-// Run dl_shard_open_here and dl_shard_check_deep in a child process under
+// The same without the wall: the wall's child and the fuzzing harness.
+int dl_shard_check_here(DlShard *sh, const char *path, void (*problem)(const char *line, void *ctx), void *ctx);
+// Run dl_shard_open_here, or with a listener (problem not NULL)
+// dl_shard_check_here, then dl_shard_check_deep, in a child process under
 // limits (data/wall.c). Returns 0 with the shard's variable-length strings
-// in values (dl_wall_free), or -1 with one line naming path.
-int dl_shard_vet(const char *path, DlWallValues *values, char *err, size_t errlen);
+// in values (dl_wall_free), or -1 with one line naming path; with a
+// listener, every problem line has gone to it, that one included.
+int dl_shard_vet(const char *path, DlWallValues *values, DlWallListener problem, void *ctx, char *err, size_t errlen);
 // What the wall checks beyond the structural rules, through the calls the
 // readers will make later (data/wall.c): every chunk of every dataset looked
 // up in its chunk index with its stored size bounded, contiguous data inside

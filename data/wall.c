@@ -3,10 +3,11 @@
 //
 // The child reports over a pipe in records of a kind byte, a u32 length and
 // that many bytes: 'A' where each time it moves on to another part of the
-// file, 'V' key NUL value for each value it hands over, then 'K' (clean) or
-// 'E' error line (a rule broken, said as dl_shard_open says it). A child that
-// ends without either crashed, looped or ran out of memory; the last 'A'
-// says where.
+// file, 'V' key NUL value for each value it hands over, 'P' line for each
+// problem it goes on past (dl_shard_check), then 'K' (clean) or 'E' error
+// line (a rule broken, said as dl_shard_open says it). A child that ends
+// without either crashed, looped or ran out of memory; the last 'A' says
+// where.
 //
 // It is forked while this thread holds the process's HDF5 lock, so no other
 // thread is inside libhdf5 (or holds its state half-changed) at the fork;
@@ -79,6 +80,8 @@ void dl_wall_put(const char *key, const void *value, size_t len) {
     if (len > (1u << 30)) return;   // nothing a shard holds; the parent then misses it and says so
     put_record('V', key, strlen(key) + 1, value, len);
 }
+
+void dl_wall_problem(const char *line) { put_record('P', line, strlen(line), NULL, 0); }
 
 int dl_wall_in_child(void) { return child_fd >= 0; }
 
@@ -159,6 +162,10 @@ typedef struct Heard {
     char error[DL_ERR_LEN];
     int ok, failed, broken;     // broken: a record the parent could not keep
     DlWallValues *values;       // may be NULL
+    DlWallListener problem;     // may be NULL
+    void *problem_ctx;
+    int n_problems;
+    char last_problem[DL_ERR_LEN];
 } Heard;
 
 static int keep_value(DlWallValues *v, const uint8_t *p, size_t n) {
@@ -191,6 +198,11 @@ static void take_record(Heard *h, char kind, const uint8_t *p, size_t n) {
     else if (kind == 'K') h->ok = 1;
     else if (kind == 'E') { h->failed = 1; snprintf(h->error, sizeof h->error, "%.*s", (int)n, (const char *)p); }
     else if (kind == 'V' && h->values && keep_value(h->values, p, n)) h->broken = 1;
+    else if (kind == 'P' && h->problem) {
+        snprintf(h->last_problem, sizeof h->last_problem, "%.*s", (int)n, (const char *)p);
+        h->n_problems++;
+        h->problem(h->last_problem, h->problem_ctx);
+    }
 }
 
 static void take_bytes(Heard *h, const char *bytes, size_t n) {
@@ -271,6 +283,11 @@ static void describe_end(const char *path, const Heard *h, int status, int timed
 }
 
 int dl_wall_run(const char *path, DlWallFn fn, void *arg, DlWallValues *values, char *err, size_t errlen) {
+    return dl_wall_run_listening(path, fn, arg, values, NULL, NULL, err, errlen);
+}
+
+int dl_wall_run_listening(const char *path, DlWallFn fn, void *arg, DlWallValues *values, DlWallListener problem,
+                          void *ctx, char *err, size_t errlen) {
     if (values) memset(values, 0, sizeof *values);
     int fds[2];
     if (pipe2(fds, O_CLOEXEC)) { snprintf(err, errlen, "%s: cannot check the file: pipe: %s", path, strerror(errno)); return -1; }
@@ -291,7 +308,7 @@ int dl_wall_run(const char *path, DlWallFn fn, void *arg, DlWallValues *values, 
         snprintf(err, errlen, "%s: cannot check the file: fork: %s", path, strerror(fork_errno));
         return -1;
     }
-    Heard h = { .values = values };
+    Heard h = { .values = values, .problem = problem, .problem_ctx = ctx };
     int timed_out = listen(fds[0], &h, now_s() + wall_s);
     if (timed_out) kill(pid, SIGKILL);
     close(fds[0]);
@@ -306,6 +323,8 @@ int dl_wall_run(const char *path, DlWallFn fn, void *arg, DlWallValues *values, 
     } else {
         describe_end(path, &h, status, timed_out, wall_s, err, errlen);
     }
+    // The line that ended it, unless the listener has just had it.
+    if (rc && problem && !(h.failed && h.n_problems && !strcmp(err, h.last_problem))) problem(err, ctx);
     if (rc) dl_wall_free(values);
     return rc;
 }
@@ -405,9 +424,29 @@ int dl_shard_check_deep(const DlShard *sh, char *err, size_t errlen) {
     return rc;
 }
 
+typedef struct VetJob {
+    const char *path;
+    int listening;              // every structural problem to the parent (dl_shard_check)
+} VetJob;
+
+// In the child: a problem to the parent, and the last one kept (ctx) for the
+// error line that ends the child.
+static void problem_to_parent(const char *line, void *ctx) {
+    snprintf(ctx, DL_ERR_LEN, "%s", line);
+    dl_wall_problem(line);
+}
+
 static int vet_child(void *arg, char *err, size_t errlen) {
+    const VetJob *job = arg;
     DlShard sh;
-    int rc = dl_shard_open_here(&sh, arg, err, errlen);
+    int rc;
+    if (job->listening) {
+        char last[DL_ERR_LEN] = "";
+        rc = dl_shard_check_here(&sh, job->path, problem_to_parent, last) ? -1 : 0;
+        if (rc) snprintf(err, errlen, "%s", last[0] ? last : "unreadable");
+    } else {
+        rc = dl_shard_open_here(&sh, job->path, err, errlen);
+    }
     if (!rc) rc = dl_shard_check_deep(&sh, err, errlen);
     dl_shard_close(&sh);
     return rc;
@@ -436,7 +475,21 @@ static int same_file(const Refusal *r, const struct stat *st) {
            r->mtime.tv_sec == st->st_mtim.tv_sec && r->mtime.tv_nsec == st->st_mtim.tv_nsec;
 }
 
-int dl_shard_vet(const char *path, DlWallValues *values, char *err, size_t errlen) {
+// The listener's first line, kept as the refusal's (what dl_shard_open,
+// stopping at the first problem, would have said).
+typedef struct Listening {
+    DlWallListener problem;
+    void *ctx;
+    char first[DL_ERR_LEN];
+} Listening;
+
+static void pass_on(const char *line, void *ctx) {
+    Listening *l = ctx;
+    if (!l->first[0]) snprintf(l->first, sizeof l->first, "%s", line);
+    l->problem(line, l->ctx);
+}
+
+int dl_shard_vet(const char *path, DlWallValues *values, DlWallListener problem, void *ctx, char *err, size_t errlen) {
     struct stat st;
     int known = stat(path, &st) == 0;
     pthread_mutex_lock(&refused.mu);
@@ -445,10 +498,13 @@ int dl_shard_vet(const char *path, DlWallValues *values, char *err, size_t errle
             snprintf(err, errlen, "%s", refused.v[i].line);
             pthread_mutex_unlock(&refused.mu);
             if (values) memset(values, 0, sizeof *values);
+            if (problem) problem(err, ctx);
             return -1;
         }
     pthread_mutex_unlock(&refused.mu);
-    int rc = dl_wall_run(path, vet_child, (void *)path, values, err, errlen);
+    VetJob job = { path, problem != NULL };
+    Listening l = { problem, ctx, "" };
+    int rc = dl_wall_run_listening(path, vet_child, &job, values, problem ? pass_on : NULL, &l, err, errlen);
     if (rc == 0 || !known) return rc;
     pthread_mutex_lock(&refused.mu);
     Refusal *more = realloc(refused.v, sizeof *more * (size_t)(refused.n + 1));
@@ -456,7 +512,7 @@ int dl_shard_vet(const char *path, DlWallValues *values, char *err, size_t errle
         refused.v = more;
         Refusal *r = &refused.v[refused.n++];
         *r = (Refusal){ st.st_dev, st.st_ino, st.st_size, st.st_mtim, "" };
-        snprintf(r->line, sizeof r->line, "%s", err);
+        snprintf(r->line, sizeof r->line, "%s", l.first[0] ? l.first : err);
     }
     pthread_mutex_unlock(&refused.mu);
     return rc;

@@ -40,6 +40,14 @@ typedef struct DlWallValues {
 // is flushed first, so a child may print (`distil logs inspect` does).
 // values (may be NULL) gets what the child put; free it with dl_wall_free.
 int dl_wall_run(const char *path, DlWallFn fn, void *arg, DlWallValues *values, char *err, size_t errlen);
+// A listener for the problems a child finds and goes on past (dl_wall_problem).
+typedef void (*DlWallListener)(const char *line, void *ctx);
+// dl_wall_run, with every problem line the child hands over passed to
+// problem(line, ctx) as it comes, and the line that ends it too (its own
+// error line, unless it is the last problem again, or how it ended): every
+// line `distil logs validate` prints for a shard, crash or not.
+int dl_wall_run_listening(const char *path, DlWallFn fn, void *arg, DlWallValues *values, DlWallListener problem,
+                          void *ctx, char *err, size_t errlen);
 void dl_wall_free(DlWallValues *values);
 // The value put under key (NULL when none); *len (may be NULL) its bytes.
 const char *dl_wall_value(const DlWallValues *values, const char *key, size_t *len);
@@ -49,6 +57,9 @@ const char *dl_wall_value(const DlWallValues *values, const char *key, size_t *l
 void dl_wall_at(const char *where);
 // Inside a child: hand the parent len bytes under key. Outside one: nothing.
 void dl_wall_put(const char *key, const void *value, size_t len);
+// Inside a child: a problem found and gone past (dl_shard_check's listener),
+// handed to the parent's listener at once. Outside one: nothing.
+void dl_wall_problem(const char *line);
 // Whether this process is a wall's child.
 int dl_wall_in_child(void);
 

@@ -1,7 +1,9 @@
 // test_drivelog.c: the drive-log reader and loader on shards written here with
 // the HDF5 C API: round trips through every storage layout, every per-sample
 // rule and the main structural ones, cross-shard agreement, the rank split,
-// resume, prefetch determinism, skip/error on bad samples, trace truncation.
+// resume, prefetch determinism, skip/error on bad samples, trace truncation,
+// and the wall's child handing its parent every problem it lists.
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 #include "data/drivelog.h"        // defines: dl_shard_open, dl_read_sample, dl_set_open
 #include "data/drivelog_write.h"  // defines: dlw_write, dlw_value, ... (known contents)
 #include "data/loader.h"          // defines: loader_open, loader_next, loader_seek
+#include "data/wall.h"            // defines: dl_wall_run_listening, dl_wall_problem
 
 static char tmpdir[64];
 static unsigned long long seed;
@@ -632,6 +635,61 @@ static void test_skip_and_error(void) {
     loader_close(ld);
 }
 
+// ---- the wall's listing -------------------------------------------------------
+
+typedef struct Heard { int n; char lines[4][DL_ERR_LEN]; } Heard;
+static void hear(const char *line, void *ctx) {
+    Heard *h = ctx;
+    if (h->n < 4) snprintf(h->lines[h->n], DL_ERR_LEN, "%s", line);
+    h->n++;
+}
+
+// Children that list two problems, then crash, stop on the second, or stop on another.
+static int two_then_crash(void *arg, char *err, size_t errlen) {
+    (void)arg; (void)err; (void)errlen;
+    dl_wall_problem("first problem");
+    dl_wall_at("/camera/front");
+    dl_wall_problem("second problem");
+    raise(SIGSEGV);
+    return 0;
+}
+static int two_then_stop(void *arg, char *err, size_t errlen) {
+    (void)arg;
+    dl_wall_problem("first problem");
+    dl_wall_problem("second problem");
+    snprintf(err, errlen, "second problem");
+    return -1;
+}
+static int one_then_another(void *arg, char *err, size_t errlen) {
+    (void)arg;
+    dl_wall_problem("first problem");
+    snprintf(err, errlen, "another line");
+    return -1;
+}
+
+// Every problem a wall's child lists reaches the parent's listener as it
+// comes, and so does the line that ends it, once: how the child ended
+// (validate prints the problems found before a crash, then the crash), or
+// its own error line when that is not its last problem again.
+static void test_wall_hands_over_every_problem(void) {
+    char err[DL_ERR_LEN];
+    Heard h = { 0 };
+    int rc = dl_wall_run_listening("x.h5", two_then_crash, NULL, NULL, hear, &h, err, sizeof err);
+    CHECK(rc == -1 && h.n == 3 && !strcmp(h.lines[0], "first problem") && !strcmp(h.lines[1], "second problem") &&
+          strstr(h.lines[2], "x.h5: libhdf5 crashed reading /camera/front (SIGSEGV)") && !strcmp(err, h.lines[2]),
+          "crash: rc %d, %d lines, the last '%s'", rc, h.n, h.lines[2]);
+    memset(&h, 0, sizeof h);
+    rc = dl_wall_run_listening("x.h5", two_then_stop, NULL, NULL, hear, &h, err, sizeof err);
+    CHECK(rc == -1 && h.n == 2 && !strcmp(h.lines[1], "second problem") && !strcmp(err, "second problem"),
+          "stop on the last problem: rc %d, %d lines", rc, h.n);
+    memset(&h, 0, sizeof h);
+    rc = dl_wall_run_listening("x.h5", one_then_another, NULL, NULL, hear, &h, err, sizeof err);
+    CHECK(rc == -1 && h.n == 2 && !strcmp(h.lines[1], "another line"), "stop on another line: rc %d, %d lines", rc, h.n);
+    // Without a listener, the problems stay in the child and one line comes back.
+    rc = dl_wall_run("x.h5", two_then_crash, NULL, NULL, err, sizeof err);
+    CHECK(rc == -1 && strstr(err, "crashed reading /camera/front"), "no listener: '%s'", err);
+}
+
 static int allocs;
 static void *count_alloc(size_t bytes, void *ctx) { (*(int *)ctx)++; return malloc(bytes); }
 static void count_release(void *p, void *ctx) { (*(int *)ctx)--; free(p); }
@@ -679,6 +737,7 @@ int main(void) {
     RUN(test_batch_fields);
     RUN(test_skip_and_error);
     RUN(test_alloc_hook_and_options);
+    RUN(test_wall_hands_over_every_problem);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
