@@ -35,12 +35,19 @@
 // on_bad_sample: error the first bad sample (in batch order) makes loader_next
 // return NULL with its one-line message; under skip its slot is zeroed and
 // marked invalid, and it is counted in Batch.n_bad and loader_bad_samples.
+//
+// Forks. Opening a shard forks a child that reads it first (data/wall.h),
+// often while another loader's workers run (the eval set opens after the
+// training set). Each loader's workers are paused around such a fork: they
+// finish the sample at hand and take no task until it is done, so that none
+// holds a lock of the memory allocator that the child would wait for.
 #include "data/loader.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "autograd/rng.h"       // defines: rng_derive, rng_below
+#include "data/wall.h"          // defines: dl_wall_quiet_add (paused around a wall's fork)
 
 #define ORDER_STREAM 0x6f72646572ull   // "order": the rng stream of epoch permutations
 #define N_PERMS 2                      // epochs whose permutation is kept (batches in flight span at most two, usually)
@@ -78,7 +85,12 @@ struct Loader {
     pthread_mutex_t mu;
     pthread_cond_t space;       // a slot was released (workers wait)
     pthread_cond_t ready;       // a batch was completed (the consumer waits)
+    pthread_cond_t idle;        // no worker at work any more (a pause waits)
     int stop, running;
+    int paused;                 // a wall's fork is near: workers take no task (data/wall.h)
+    int busy;                   // workers at a task, outside mu
+    int starting;               // workers created that have not reached their loop (a new
+                                // thread's start-up allocates too)
     int64_t base;               // oldest batch not released by the consumer
     int holding;                // the consumer holds batches [base, base + holding)
     int64_t next_task;          // global task index: batch * B + sample
@@ -262,9 +274,11 @@ static void *worker_main(void *arg) {
     int B = ld->opt.batch_size, P = ld->opt.prefetch;
     char err[DL_ERR_LEN];
     pthread_mutex_lock(&ld->mu);
+    if (--ld->starting == 0 && ld->paused) pthread_cond_broadcast(&ld->idle);
     for (;;) {
-        while (!ld->stop && ld->next_task / B >= ld->base + P) pthread_cond_wait(&ld->space, &ld->mu);
+        while (!ld->stop && (ld->paused || ld->next_task / B >= ld->base + P)) pthread_cond_wait(&ld->space, &ld->mu);
         if (ld->stop) break;
+        ld->busy++;
         int64_t task = ld->next_task++;
         int64_t g = task / B;
         int b = (int)(task % B);
@@ -300,15 +314,41 @@ static void *worker_main(void *arg) {
             }
         }
         if (++slot->done == B) pthread_cond_broadcast(&ld->ready);
+        if (--ld->busy == 0 && ld->paused) pthread_cond_broadcast(&ld->idle);
     }
     pthread_mutex_unlock(&ld->mu);
     return NULL;
 }
 
+// Around a wall's fork (data/wall.h): the workers finish the samples they
+// are reading (and new ones their start-up) and take no more until the resume.
+static void pause_workers(void *arg) {
+    Loader *ld = arg;
+    pthread_mutex_lock(&ld->mu);
+    ld->paused++;
+    while (ld->busy || ld->starting) pthread_cond_wait(&ld->idle, &ld->mu);
+    pthread_mutex_unlock(&ld->mu);
+}
+
+static void resume_workers(void *arg) {
+    Loader *ld = arg;
+    pthread_mutex_lock(&ld->mu);
+    ld->paused--;
+    pthread_cond_broadcast(&ld->space);
+    pthread_mutex_unlock(&ld->mu);
+}
+
 static int start_workers(Loader *ld) {
+    pthread_mutex_lock(&ld->mu);
     ld->stop = 0;
+    ld->starting = ld->opt.workers;
+    pthread_mutex_unlock(&ld->mu);
     for (int i = 0; i < ld->opt.workers; i++) {
         if (pthread_create(&ld->workers[i].thread, NULL, worker_main, &ld->workers[i]) != 0) {
+            pthread_mutex_lock(&ld->mu);
+            ld->starting -= ld->opt.workers - i;   // the threads never created
+            pthread_cond_broadcast(&ld->idle);
+            pthread_mutex_unlock(&ld->mu);
             ld->running = i;
             return -1;
         }
@@ -410,8 +450,14 @@ Loader *loader_open(char *const *patterns, int n_patterns, const LoaderOptions *
     pthread_mutex_init(&ld->mu, NULL);
     pthread_cond_init(&ld->space, NULL);
     pthread_cond_init(&ld->ready, NULL);
+    pthread_cond_init(&ld->idle, NULL);
     ld->set = dl_set_open_on_bad(patterns, n_patterns, opt->on_bad_sample, err, errlen);
     if (!ld->set || take_shapes(ld, err, errlen) || allocate(ld, err, errlen)) { loader_close(ld); return NULL; }
+    if (dl_wall_quiet_add(pause_workers, resume_workers, ld)) {
+        snprintf(err, errlen, "loader: out of memory");
+        loader_close(ld);
+        return NULL;
+    }
     if (start_workers(ld)) {
         snprintf(err, errlen, "loader: cannot start %d worker threads", ld->opt.workers);
         loader_close(ld);
@@ -422,6 +468,7 @@ Loader *loader_open(char *const *patterns, int n_patterns, const LoaderOptions *
 
 void loader_close(Loader *ld) {
     if (!ld) return;
+    dl_wall_quiet_remove(ld);
     stop_workers(ld);
     if (ld->workers)
         for (int i = 0; i < ld->opt.workers; i++) dl_reader_free(ld->workers[i].reader);
@@ -432,6 +479,7 @@ void loader_close(Loader *ld) {
     free(ld->ring);
     free(ld->workers);
     dl_set_close(ld->set);
+    pthread_cond_destroy(&ld->idle);
     pthread_cond_destroy(&ld->ready);
     pthread_cond_destroy(&ld->space);
     pthread_mutex_destroy(&ld->mu);

@@ -12,7 +12,8 @@
 // It is forked while this thread holds the process's HDF5 lock, so no other
 // thread is inside libhdf5 (or holds its state half-changed) at the fork;
 // the child, whose one thread has another id than the one that locked it,
-// starts with a fresh lock.
+// starts with a fresh lock. The loaders' workers are paused first
+// (dl_wall_quiet_add), so that none holds an allocator's lock at the fork.
 #include "data/wall.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +44,43 @@
 #define MAX_TEXT_BYTES (1u << 20)
 
 static int child_fd = -1;   // the child's end of the pipe; -1 in any other process
+
+// The threads paused around a fork (dl_wall_quiet_add).
+typedef struct Quiet {
+    void (*pause)(void *ctx);
+    void (*resume)(void *ctx);
+    void *ctx;
+} Quiet;
+
+static struct {
+    pthread_mutex_t mu;         // held from the pause to the resume: no add or remove between
+    Quiet *v;
+    int n, cap;
+} quiet = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+int dl_wall_quiet_add(void (*pause)(void *ctx), void (*resume)(void *ctx), void *ctx) {
+    pthread_mutex_lock(&quiet.mu);
+    int rc = 0;
+    if (quiet.n == quiet.cap) {
+        int cap = quiet.cap ? 2 * quiet.cap : 4;
+        Quiet *more = realloc(quiet.v, sizeof *more * (size_t)cap);
+        if (more) { quiet.v = more; quiet.cap = cap; }
+        else rc = -1;
+    }
+    if (rc == 0) quiet.v[quiet.n++] = (Quiet){ pause, resume, ctx };
+    pthread_mutex_unlock(&quiet.mu);
+    return rc;
+}
+
+void dl_wall_quiet_remove(void *ctx) {
+    pthread_mutex_lock(&quiet.mu);
+    for (int i = 0; i < quiet.n; i++)
+        if (quiet.v[i].ctx == ctx) {
+            quiet.v[i] = quiet.v[--quiet.n];
+            break;
+        }
+    pthread_mutex_unlock(&quiet.mu);
+}
 
 // Present in a sanitized build (make test SAN=1, make fuzz), NULL otherwise.
 extern void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
@@ -294,6 +332,8 @@ int dl_wall_run_listening(const char *path, DlWallFn fn, void *arg, DlWallValues
     double wall_s = fmax(WALL_MIN_WALL_S, 12 * dl_wall_cpu_limit());
     fflush(stdout);
     fflush(stderr);
+    pthread_mutex_lock(&quiet.mu);
+    for (int i = 0; i < quiet.n; i++) quiet.v[i].pause(quiet.v[i].ctx);
     dl_hdf5_lock();
     pid_t pid = fork();
     if (pid == 0) {
@@ -302,6 +342,8 @@ int dl_wall_run_listening(const char *path, DlWallFn fn, void *arg, DlWallValues
     }
     int fork_errno = errno;
     dl_hdf5_unlock();
+    for (int i = 0; i < quiet.n; i++) quiet.v[i].resume(quiet.v[i].ctx);
+    pthread_mutex_unlock(&quiet.mu);
     close(fds[1]);
     if (pid < 0) {
         close(fds[0]);

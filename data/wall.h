@@ -63,5 +63,16 @@ void dl_wall_problem(const char *line);
 // Whether this process is a wall's child.
 int dl_wall_in_child(void);
 
+// Threads that may be allocating memory when a wall forks (the loaders'
+// workers) are paused around the fork: a child forked while another thread
+// holds an allocator lock would wait for it forever at its first malloc
+// (glibc's malloc guards its locks across fork; AddressSanitizer's
+// allocator, in GCC 12's runtime, does not). pause(ctx) returns once none of
+// its threads is at work and none starts; resume(ctx) lets them go on. It is
+// called before the HDF5 lock is taken, so a paused thread may hold none.
+// dl_wall_quiet_add returns 0, or -1 out of memory; remove before ctx goes.
+int dl_wall_quiet_add(void (*pause)(void *ctx), void (*resume)(void *ctx), void *ctx);
+void dl_wall_quiet_remove(void *ctx);
+
 // The CPU seconds a child may spend: DISTIL_SHARD_CHECK_CPU_S, or 10.
 double dl_wall_cpu_limit(void);
