@@ -11,34 +11,36 @@
 // tensor's scale because rounding errors scale with the terms that were
 // combined, not with a result that cancelled to near zero.
 typedef struct { double rtol, atol; } Tol;
-// (Marked unused: not every file that includes this uses every bound.)
+// (Compound literals rather than const objects: clang, which builds make
+// fuzz, takes no const object in a static initializer such as opsuite.c's
+// table.)
 
 // Data movement (concat, slice, transpose, embedding, cast, patchify) and
 // single IEEE operations (a + b, a * b, s * a, a gradient added once onto
 // zero), and sums carried in the same order on both sides (cumsum's double
 // scan, embedding's id-ordered scatter): both devices round identically.
-static const Tol TOL_EXACT __attribute__((unused)) = { 0, 0 };
+#define TOL_EXACT ((Tol){ 0, 0 })
 // Elementwise math: CUDA's expf/sinf/cosf/tanhf are within 2 ulp (~2.4e-7),
 // glibc's within 1, and nvcc contracts a * b + c into one FMA (one rounding
 // instead of two). 1e-6 is ~8 ulp; the atol covers 1 + tanh(u) and friends
 // cancelling towards 0 (gelu of a very negative x). The distillation losses
 // belong here too: both backends compute them in double and round once,
 // and only the order of the double sums differs.
-static const Tol TOL_ULP __attribute__((unused)) = { 1e-6, 1e-6 };
+#define TOL_ULP ((Tol){ 1e-6, 1e-6 })
 // Reductions of <= ~64 terms summed in another order (a fixed tree of fp32
 // partials on the GPU, serial or double sums on the CPU): the typical error
 // is ~ sqrt(n) ulp of the terms' scale, ~1e-6 here; 1e-5 leaves a 10x margin.
 // Softmax, layernorm, attention and the losses all reduce rows this way.
-static const Tol TOL_REDUCE __attribute__((unused)) = { 1e-5, 1e-5 };
+#define TOL_REDUCE ((Tol){ 1e-5, 1e-5 })
 // Matrix products: cuBLAS and OpenBLAS sum the K <= 64 products in
 // different orders (blocked, FMA'd): the same argument as TOL_REDUCE. TF32
 // is off (cuda_set_allow_tf32 defaults to 0); with it on, 1e-3 would be needed.
-static const Tol TOL_GEMM __attribute__((unused)) = { 1e-5, 1e-5 };
+#define TOL_GEMM ((Tol){ 1e-5, 1e-5 })
 // A whole transformer step: ~15 ops deep, and layernorm and softmax
 // backward amplify earlier rounding by rstd (up to ~3 here) and by the
 // cancellation in y * (dy - sum(dy * y)). Each op's own error is ~1e-6;
 // compounded and amplified, 1e-4 is a 10x margin over what is expected.
-static const Tol TOL_STEP __attribute__((unused)) = { 1e-4, 1e-4 };
+#define TOL_STEP ((Tol){ 1e-4, 1e-4 })
 
 // ---- Training steps against the CPU's ----------------------------------------
 // The step's loss and its components, with the same weights on both sides
