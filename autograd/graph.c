@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "autograd/ops.h"       // defines: op_table, OP_*
+#include "autograd/profile.h"   // defines: prof_enabled, prof_now, prof_add
 #include "autograd/rng.h"       // defines: Rng, rng_normal, rng_uniform
 #include "kernels/backend.h"    // defines: backend_alloc, backend_host_alloc, backend_upload, backend_to_host
 
@@ -22,6 +23,7 @@ Graph *graph_new(Device device) {
     if (!g) { fprintf(stderr, "distil: error: out of host memory\n"); exit(2); }
     g->device = device;
     g->products = DT_F32;
+    g->profile = prof_enabled();
     return g;
 }
 
@@ -369,7 +371,9 @@ void graph_forward(Graph *g) {
     for (int i = 0; i < g->n_nodes; i++) {
         Tensor *t = g->nodes[i];
         if (t->op == OP_INPUT || t->op == OP_PARAM || t->view) continue;
+        double t0 = g->profile ? prof_now(g->device) : 0;
         op_table[t->op].forward[g->device](t);
+        if (g->profile) prof_add(t->op, PROF_FORWARD, prof_now(g->device) - t0);
     }
 }
 
@@ -434,11 +438,15 @@ static void backward_from_seed(Graph *g, Tensor *loss) {
         Tensor *t = g->nodes[i];
         for (; r < g->n_remat && g->remat[r].before == i; r++) {
             g->remat[r].t->data = g->remat[r].bwd;
+            double t0 = g->profile ? prof_now(g->device) : 0;
             op_table[g->remat[r].t->op].forward[g->device](g->remat[r].t);
+            if (g->profile) prof_add(g->remat[r].t->op, PROF_RECOMPUTE, prof_now(g->device) - t0);
         }
         if (t->op != OP_INPUT && t->op != OP_PARAM && !t->view && t->requires_grad && t->grad_written) {
             set_grad_assign(g, t);
+            double t0 = g->profile ? prof_now(g->device) : 0;
             op_table[t->op].backward[g->device](t);
+            if (g->profile) prof_add(t->op, PROF_BACKWARD, prof_now(g->device) - t0);
         }
         if (!g->grad_ready || g->param_owner) continue;
         while (next < g->n_grad_params && g->flat_order[next]->grad_ready_after == i)

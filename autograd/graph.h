@@ -81,6 +81,7 @@ typedef struct Graph {
     // first writer runs, so a backward kernel that adds where the contract
     // says assign (Tensor.grad_assign) shows.
     int poison_grads;
+    int profile;                               // DISTIL_PROFILE: time each node (profile.h)
 
     GradReadyFn grad_ready;
     void *grad_ready_ctx;
