@@ -3,7 +3,7 @@
 
 The same student (docs/model.md, train/model.c) and the same training step
 (train/step.c) written the way a PyTorch user would: nn.Linear and
-nn.LayerNorm, scaled_dot_product_attention with the causal and key mask,
+nn.LayerNorm, scaled_dot_product_attention with the recipe's mask (prefix or causal) and the key mask,
 the tanh GELU, the tied LM head; the distillation loss (forward KL against
 the teacher's re-tempered top-k with the tail bucket and T^2 scaling), the
 cross-entropy on the trace, the weighted smooth-L1 trajectory loss; then
@@ -108,8 +108,14 @@ class Student(nn.Module):
                   self.tok_emb[trace] + self.trace_pos, self.action_query.expand(B, 1, D))
         x = torch.cat(tokens, dim=1)                                                        # (B, S, D)
         S = x.shape[1]
-        causal = torch.ones(S, S, dtype=torch.bool, device=x.device).tril()
-        allowed = (causal[None] & (key_mask[:, None, :] != 0))[:, None]                    # (B, 1, S, S)
+        # model.attention (docs/model.md): query i sees keys j < i + 1 (causal), or
+        # j < max(i + 1, N) with N the perception prefix's tokens (prefix).
+        i = torch.arange(S, device=x.device)
+        end = i + 1
+        if c.get("attention", "causal") == "prefix":
+            end = torch.clamp(end, min=self.NF * self.P + 2)
+        visible = i[None, :] < end[:, None]                                                # (S, S)
+        allowed = (visible[None] & (key_mask[:, None, :] != 0))[:, None]                   # (B, 1, S, S)
         for blk in self.blocks:
             x = blk(x, allowed)
         x = self.ln_f(x)
