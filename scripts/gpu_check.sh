@@ -233,7 +233,7 @@ train_demo() {
 small=(--set model.dim=32 --set model.layers=1 --set model.heads=2 --set train.micro_batch=2 --set train.batch_size=2)
 if [ $SIM = 1 ]; then demo_args=(--max-steps 2 "${small[@]}"); else demo_args=(); fi
 if train_demo cuda 120 "${demo_args[@]}" && train_demo cpu 150 "${demo_args[@]}"; then
-  # The same recipe on two devices differs by rounding, which 600 Adam steps
+  # The same recipe on two devices differs by rounding, which 1000 Adam steps
   # amplify: the final metrics of two such runs agree to a few percent. 10%
   # still fails a GPU run that learns less (the ego-only baseline is 45%
   # worse, constant velocity 2.4x).

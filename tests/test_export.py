@@ -53,10 +53,10 @@ def deps():
 
 # ---- the two students -------------------------------------------------------------------
 
-# The demo student has the prefix mask (the default), the rig the causal one:
-# the ONNX parity below covers both.
+# The demo student has the prefix mask, the rig the causal one (the
+# default): the ONNX parity below covers both.
 VARIANTS = {
-    "demo": ("shards", ["distill.w_feature=0.5"]),
+    "demo": ("shards", ["distill.w_feature=0.5", "model.attention=prefix"]),
     "rig": ("rig", ["model.patch=4", "model.horizon=6", "data.cameras=[cam1,cam0]", "model.traj_repr=accel_curvature",
                     "data.max_trace_tokens=12", "model.attention=causal"]),
 }

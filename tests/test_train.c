@@ -260,13 +260,16 @@ static int graph_attention_mode(const Graph *g) {
 // init_from keeps the attention mask of the student it starts from, read
 // from the model config saved with its weights: an older export's config
 // has no "attention" and is causal; without a config the recipe decides.
+// Each case's recipe asks for the other mask, so keeping is seen.
 static void test_init_from_keeps_attention(void) {
     Recipe r;
     REQUIRE(load_recipe(&r, NULL, NULL) == 0, "recipe");
-    CHECK(r.model.attention == ATTENTION_PREFIX, "prefix is the default");
+    CHECK(r.model.attention == ATTENTION_CAUSAL, "causal is the default");
+    recipe_free(&r);
+    REQUIRE(load_recipe(&r, "model.attention", "prefix") == 0, "recipe");
     TrainState ts;
     REQUIRE(train_state_open(&ts, &r) == 0, "open");
-    CHECK(graph_attention_mode(ts.model.g) == ATTN_PREFIX, "a new student gets the prefix mask");
+    CHECK(graph_attention_mode(ts.model.g) == ATTN_PREFIX, "a prefix student gets the prefix mask");
     char *config = model_config_to_json(&ts.data.setup.mc);
     // The config as exports wrote it before the key.
     json_t *o = model_config_object(&ts.data.setup.mc);
@@ -274,18 +277,21 @@ static void test_init_from_keeps_attention(void) {
     char *old_config = json_dumps(o, JSONIO_F32);
     json_decref(o);
     REQUIRE(config && old_config && strstr(config, "prefix") && !strstr(old_config, "attention"), "configs");
-    struct { const char *name, *config; int want; } cases[] = {
-        { "old", old_config, ATTN_CAUSAL }, { "new", config, ATTN_PREFIX }, { "bare", NULL, ATTN_PREFIX },
+    struct { const char *name, *config, *asked; int want; } cases[] = {
+        { "old", old_config, "prefix", ATTN_CAUSAL },
+        { "new", config, "causal", ATTN_PREFIX },
+        { "bare", NULL, "prefix", ATTN_PREFIX },
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        char path[400], err[512], init[420];
+        char path[400], err[512], init[420], asked[64];
         snprintf(path, sizeof path, "%s/%s.safetensors", dir, cases[k].name);
         StMeta meta = { "model_config", cases[k].config };
         REQUIRE(st_save_graph_params(path, ts.model.g, &meta, cases[k].config ? 1 : 0, ST_F32, err, sizeof err) == 0, "save: %s", err);
         snprintf(init, sizeof init, "train.init_from=%s", path);
-        char *extra[1] = { init };
+        snprintf(asked, sizeof asked, "model.attention=%s", cases[k].asked);
+        char *extra[2] = { init, asked };
         Recipe r2;
-        REQUIRE(load_recipe_sets(&r2, extra, 1) == 0, "recipe 2");
+        REQUIRE(load_recipe_sets(&r2, extra, 2) == 0, "recipe 2");
         TrainState t2;
         REQUIRE(train_state_open(&t2, &r2) == 0, "open from %s", cases[k].name);
         CHECK(t2.data.setup.mc.attention == (AttnMode)cases[k].want && graph_attention_mode(t2.model.g) == cases[k].want,

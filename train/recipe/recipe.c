@@ -75,11 +75,12 @@ static const RecipeKey keys[] = {
       "Number of pre-norm transformer blocks."),
     INT_KEY("model", "heads", "8", 1, 1024, model.heads,
       "Attention heads per block; must divide dim."),
-    ENUM_KEY("model", "attention", "prefix", attention_names, model.attention,
-      "Which tokens attend to which: prefix lets the image, ego and command tokens see each other both "
-      "ways, the trace tokens see that prefix and the trace before them, the action query sees "
-      "everything; causal lets every token see only itself and the tokens before it (students before "
-      "this key). train.init_from keeps the mask of the student it starts from (docs/model.md)."),
+    ENUM_KEY("model", "attention", "causal", attention_names, model.attention,
+      "Which tokens attend to which: causal lets every token see only itself and the tokens before it; "
+      "prefix lets the image, ego and command tokens see each other both ways, the trace tokens see that "
+      "prefix and the trace before them, the action query sees everything. Causal is the default: on the "
+      "demo fleet it trained the better student (docs/performance.md). train.init_from keeps the mask of "
+      "the student it starts from (docs/model.md)."),
     INT_KEY("model", "mlp_ratio", "4", 1, 64, model.mlp_ratio,
       "MLP hidden width as a multiple of dim."),
     INT_KEY("model", "patch", "16", 1, 1024, model.patch,

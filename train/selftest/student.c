@@ -2,7 +2,7 @@
 // arithmetic on one device (see selftest.h).
 //
 // The student is the real one (student_build, objective_build: patchify,
-// embeddings, attention blocks with the recipe's default mask (prefix) and
+// embeddings, attention blocks with the recipe's default mask (causal) and
 // the fused bias_gelu and bias_residual, the LM, trajectory and feature
 // heads, the distillation KL, cross-entropy, the best-of-K trajectory loss
 // and the cosine loss, each loss times its share of the batch), small
