@@ -92,11 +92,13 @@ static void take_losses(StepStats *ss, const AdamWStep *out) {
 // micro-batch (each one's inputs must be uploaded before the host writes
 // the next into the one mirror, a wait the graph cannot hold), no
 // all-reduce (NCCL and MPI are launched from backward's hooks, outside the
-// compute stream), and a page-locked mirror (a captured copy reads it).
+// compute stream), a page-locked mirror (a captured copy reads it), and
+// no DISTIL_PROFILE (it synchronises around every node, which a capture
+// cannot hold; the profile is of the eager step).
 static int step_capturable(const TrainState *ts) {
     const Graph *g = ts->model.g;
     return g->device == DEV_CUDA && !ts->sync && ts->data.accum == 1 && g->input_host_pinned && !ts->capture.off &&
-           !ts->capture.failed;
+           !ts->capture.failed && !g->profile;
 }
 
 // The device work of a one-micro-batch step on one process, queued in
