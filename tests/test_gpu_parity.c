@@ -307,6 +307,9 @@ static void test_gelu(void) {
     NEED_GPU();
     ParityInput spec[] = { { "x", DT_F32, 2, { 7, 33 }, 1, 2.5f } };
     parity("gelu", spec, 1, build_gelu, NULL, ULP, ULP);
+    // A multiple of 4 floats: map.cuh's 128-bit packs, no tail.
+    ParityInput packed[] = { { "x", DT_F32, 2, { 6, 32 }, 1, 2.5f } };
+    parity("gelu 128-bit", packed, 1, build_gelu, NULL, ULP, ULP);
 }
 
 static void test_bias_gelu(void) {
@@ -315,6 +318,9 @@ static void test_bias_gelu(void) {
     ParityInput spec[] = { { "x", DT_F32, 3, { 3, 7, 70 }, 1, 2.5f }, { "bias", DT_F32, 1, { 70 }, 1, 0.5f } };
     // The bias gradient sums 21 rows of elementwise terms: a reduction.
     parity("bias_gelu", spec, 2, build_bias_gelu, NULL, ULP, REDUCE);
+    // 64 columns: the 128-bit path (4 floats a load, the bias column by a multiply-high).
+    ParityInput packed[] = { { "x", DT_F32, 3, { 3, 5, 64 }, 1, 2.5f }, { "bias", DT_F32, 1, { 64 }, 1, 0.5f } };
+    parity("bias_gelu 128-bit", packed, 2, build_bias_gelu, NULL, ULP, REDUCE);
 }
 
 static void test_bias_residual(void) {
@@ -328,6 +334,11 @@ static void test_bias_residual(void) {
     // x + (x + b): x's gradient receives dy twice.
     ParityInput self[] = { { "x", DT_F32, 2, { 9, 40 }, 1 }, { "bias", DT_F32, 1, { 40 }, 1 } };
     parity("bias_residual x+x", self, 2, build_bias_residual_self, NULL, EXACT, REDUCE);
+    // 64 columns: the 128-bit path.
+    ParityInput packed[] = {
+        { "x", DT_F32, 3, { 3, 5, 64 }, 1 }, { "fx", DT_F32, 3, { 3, 5, 64 }, 1 }, { "bias", DT_F32, 1, { 64 }, 1 },
+    };
+    parity("bias_residual 128-bit", packed, 3, build_bias_residual, NULL, EXACT, REDUCE);
 }
 
 static void test_softmax(void) {
