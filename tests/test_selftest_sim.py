@@ -3,7 +3,7 @@
 simulator of the CUDA runtime (kernels/cuda/sim; its default, asynchronous
 streams with random delays), with ./distil itself built
 against it (kernels/cuda/sim/run.sh build), and once more with a wrong
-kernel planted: gelu's cubic coefficient 0.044715 changed to 0.05
+kernel planted: gelu's forward fed 1.01 x instead of x
 (run.sh plant), an error of a few percent that compiles and runs.
 
   - With the planted kernel, `distil train` with device: cuda runs the quick
@@ -32,7 +32,7 @@ from harness import one_error_line, run, run_suite, tiny_recipe  # tests/harness
 
 DISTIL = os.path.abspath(os.environ.get("DISTIL", "build/cpu/distil"))
 SIM = os.path.abspath("build/cuda-sim-address-undefined")
-PLANT = ("gelu.cu", "s/#define GELU_CUBIC 0.044715f/#define GELU_CUBIC 0.05f/")
+PLANT = ("gelu.cu", "s/return gelu_value\\(x\\);/return gelu_value(1.01f * x);/")
 # The sanitizers' leak check would report the simulator's worker threads
 # and MPI's own allocations at exit, which are not distil's.
 ENV = {"ASAN_OPTIONS": "detect_leaks=0"}
