@@ -66,6 +66,21 @@ class Skip(Exception):
     """Raised by a test that cannot run here; its message says why."""
 
 
+def crimson_shard(src, dst):
+    """Copies shard src to dst with piece 5 of its teacher vocabulary renamed
+    'crimson': the same size, another teacher's vocabulary."""
+    import h5py
+    import shutil
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    shutil.copy(src, dst)
+    with h5py.File(dst, "a") as f:
+        pieces, attrs = [p.decode() if isinstance(p, bytes) else p for p in f["vocab"][()]], dict(f["vocab"].attrs)
+        pieces[5] = "crimson"
+        del f["vocab"]
+        f.create_dataset("vocab", data=pieces, dtype=h5py.string_dtype("utf-8"))
+        f["vocab"].attrs.update(attrs)
+
+
 def run(*args, check=True, cwd=None, timeout=300):
     """Run a command; with check, a non-zero exit raises with its stderr."""
     r = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout, cwd=cwd)

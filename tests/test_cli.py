@@ -12,7 +12,7 @@ import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import one_error_line, run, run_suite, tiny_recipe  # noqa: E402
+from harness import crimson_shard, one_error_line, run, run_suite, tiny_recipe  # noqa: E402
 
 DISTIL = os.path.abspath(os.environ.get("DISTIL", "build/cpu/distil"))
 
@@ -208,15 +208,7 @@ def test_init_from_refuses_other_inputs_naming_both_values(tmp):
 
 
 def test_init_from_refuses_another_teacher_vocabulary(tmp):
-    import h5py
-    os.makedirs(f"{tmp}/crimson", exist_ok=True)
-    shutil.copy(f"{tmp}/shards/train/shard-00000.h5", f"{tmp}/crimson/a.h5")
-    with h5py.File(f"{tmp}/crimson/a.h5", "a") as f:
-        pieces, attrs = [p.decode() if isinstance(p, bytes) else p for p in f["vocab"][()]], dict(f["vocab"].attrs)
-        pieces[5] = "crimson"
-        del f["vocab"]
-        f.create_dataset("vocab", data=pieces, dtype=h5py.string_dtype("utf-8"))
-        f["vocab"].attrs.update(attrs)
+    crimson_shard(f"{tmp}/shards/train/shard-00000.h5", f"{tmp}/crimson/a.h5")
     r = train(tmp, "--out", "r_voc", "--max-steps", "1", "--set", "train.init_from=run/checkpoints/latest",
               "--set", 'data.train=["crimson/*.h5"]', "--set", "data.eval=[]", check=False)
     one_error_line(r, "crimson/a.h5: /vocab: not the teacher vocabulary the student was trained on",

@@ -22,7 +22,7 @@ import sys
 
 import h5py
 import numpy as np
-from harness import one_error_line, run, run_suite, tiny_recipe  # tests/harness.py
+from harness import crimson_shard, one_error_line, run, run_suite, tiny_recipe  # tests/harness.py
 
 DISTIL = os.path.abspath(os.environ.get("DISTIL", "build/cpu/distil"))
 BUILD = os.path.abspath(os.environ.get("DISTIL_BUILD", "build/cpu"))
@@ -124,14 +124,7 @@ def test_bad_inputs(tmp):
         f.write(bytes([b[0] ^ 0x40]))
     one_error_line(run(DISTIL, "eval", "damaged", "--logs", "shards/eval/*.h5", check=False, cwd=tmp), "checksum")
     # One piece of the teacher's vocabulary changed: the same size, another teacher.
-    os.makedirs(f"{tmp}/crimson", exist_ok=True)
-    shutil.copy(f"{tmp}/shards/eval/shard-00000.h5", f"{tmp}/crimson/a.h5")
-    with h5py.File(f"{tmp}/crimson/a.h5", "a") as f:
-        pieces, attrs = [p.decode() if isinstance(p, bytes) else p for p in f["vocab"][()]], dict(f["vocab"].attrs)
-        pieces[5] = "crimson"
-        del f["vocab"]
-        f.create_dataset("vocab", data=pieces, dtype=h5py.string_dtype("utf-8"))
-        f["vocab"].attrs.update(attrs)
+    crimson_shard(f"{tmp}/shards/eval/shard-00000.h5", f"{tmp}/crimson/a.h5")
     for bundle in ("run/checkpoints/latest", "exported"):
         one_error_line(run(DISTIL, "eval", bundle, "--logs", "crimson/*.h5", check=False, cwd=tmp),
                        "crimson/a.h5: /vocab: not the teacher vocabulary the student was trained on")
