@@ -17,7 +17,6 @@ Prints `TESTS p passed, f failed, s skipped`.
 """
 import json
 import os
-import shutil
 import sys
 
 import h5py
