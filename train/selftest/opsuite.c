@@ -160,6 +160,11 @@ double tol_worst_ratio(const float *ref, const float *got, size_t n, Tol tol, si
     double s = 0;
     for (size_t i = 0; i < n; i++)
         if (isfinite(ref[i])) s = fmax(s, fabs((double)ref[i]));
+    if (scale) *scale = s;
+    return tol_worst_ratio_at(ref, got, n, tol, s, at);
+}
+
+double tol_worst_ratio_at(const float *ref, const float *got, size_t n, Tol tol, double s, size_t *at) {
     double worst = 0;
     *at = 0;
     for (size_t i = 0; i < n; i++) {
@@ -172,7 +177,6 @@ double tol_worst_ratio(const float *ref, const float *got, size_t n, Tol tol, si
         }
         if (ratio > worst) { worst = ratio; *at = i; }
     }
-    if (scale) *scale = s;
     return worst;
 }
 

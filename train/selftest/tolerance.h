@@ -66,6 +66,10 @@ typedef struct { double rtol, atol; } Tol;
 // where the bound is 0, is infinite; equal values, NaNs or infinities are
 // 0). *at gets its index, *scale the tensor's S.
 double tol_worst_ratio(const float *ref, const float *got, size_t n, Tol tol, size_t *at, double *scale);
+// The same with S given: for a long sum whose result may cancel, S is the
+// sum of its terms' magnitudes (a reordered sum of n terms errs by at most
+// ~n eps of that, typically ~sqrt(n) eps: ~1.5e-6 at 600 terms).
+double tol_worst_ratio_at(const float *ref, const float *got, size_t n, Tol tol, double scale, size_t *at);
 
 // ---- Against PyTorch ------------------------------------------------------------
 // The fixtures hold float64 math on the same float32 inputs, rounded once.
