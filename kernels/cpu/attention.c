@@ -2,7 +2,8 @@
 // (see op_attention in autograd/ops.h): nothing of size T x T is stored.
 //
 // Forward, one task per (batch, head, tile of ATTN_BQ queries): the keys are
-// read in tiles of ATTN_BK; each tile's scores S = Q K^T and the product
+// read in tiles of ATTN_BK (a sequence of at most ATTN_SHORT_T tokens is
+// one tile of each); each tile's scores S = Q K^T and the product
 // P V go through OpenBLAS sgemm (single-threaded inside the OpenMP region),
 // and an online softmax keeps, per query, the running max m and sum l and
 // rescales the output rows accumulated so far when m grows. Saved: the
@@ -25,6 +26,7 @@
 #include <string.h>
 #include "autograd/ops.h"          // defines: ATTN_CAUSAL, ATTN_PREFIX
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/vec.h"       // defines: f32x8, i32x8, v8_exp, v8_select
 
 // Tile sizes. The score tiles live on the stack (two of ATTN_BQ*ATTN_BK
 // floats in backward, 128 KiB). Larger tiles make longer sgemms but larger
@@ -36,8 +38,15 @@
 #ifndef ATTN_BK
 #define ATTN_BK 256
 #endif
+// A sequence this short is one tile of every query and key (T x T fits the
+// same buffers): one sgemm of each kind per head. At the demo's 83 tokens
+// that replaces a 64-query tile and a 19-query remainder, whose short
+// sgemms ran at a fraction of the rate.
+#define ATTN_SHORT_T 128
+// The most queries in one tile: the per-row running state is sized by it.
+#define ATTN_MAX_BQ (ATTN_BQ > ATTN_SHORT_T ? ATTN_BQ : ATTN_SHORT_T)
 
-typedef struct { int B, T, C, H, hs, n_prefix; float scale; } AttnDims;
+typedef struct { int B, T, C, H, hs, n_prefix; float scale; int bq, bk; } AttnDims;
 
 static AttnDims attn_dims(const Tensor *out) {
     const Tensor *qkv = out->src[0];
@@ -49,6 +58,10 @@ static AttnDims attn_dims(const Tensor *out) {
     d.hs = d.C / d.H;
     d.n_prefix = out->iattr[1] == ATTN_PREFIX ? out->iattr[2] : 0;
     d.scale = 1.0f / sqrtf((float)d.hs);
+    // Query and key tile sizes; score tiles have rows bk floats apart.
+    int one_tile = d.T <= ATTN_SHORT_T && d.T * d.T <= ATTN_BQ * ATTN_BK;
+    d.bq = one_tile ? d.T : ATTN_BQ;
+    d.bk = one_tile ? d.T : ATTN_BK;
     return d;
 }
 
@@ -57,33 +70,29 @@ static inline int visible_end(const AttnDims *d, int i) {
     return i + 1 > d->n_prefix ? i + 1 : d->n_prefix;
 }
 
-// exp(x) for x <= ~0 (scores minus their max or their logsumexp), within
-// 2 ulp of expf: x = n ln2 + r, |r| <= ln2/2, e^r by Cephes' degree-6
-// polynomial, 2^n put into the exponent bits. Written with selects and no
-// calls so that `omp simd` loops around it vectorise (glibc's vector expf
-// needs -ffast-math). x < -87 (and -inf, a masked score) gives exactly 0; a
-// NaN stays NaN (and takes the lower clamp inside, so no conversion of it
-// to int happens).
-static inline float exp_nonpos(float x) {
-    float xc = x > 88.0f ? 88.0f : (x >= -87.0f ? x : -87.0f);
-    float n = xc * 1.44269504088896341f;
-    n = (float)(int)(n + (n >= 0.0f ? 0.5f : -0.5f));   // round half away from zero
-    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;   // ln2 in two parts, so n*ln2 is exact
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int i; float f; } two_n = { .i = ((int)n + 127) << 23 };   // n in [-126, 127]
-    float y = x < -87.0f ? 0.0f : p * two_n.f;
-    return x == x ? y : x;
+// exp(x) for x <= ~0 (scores minus their max or their logsumexp) on 8
+// lanes: vec.h's v8_exp (within 2 ulp of expf), except that x < -87 (and
+// -inf, a masked score) gives exactly 0. A NaN stays NaN.
+V8_INLINE f32x8 exp_nonpos8(f32x8 x) {
+    return v8_select(x < -87.0f, v8_set1(0.0f), v8_exp(x));
 }
 
-// The row loops are compiled for AVX-512 and AVX2 too (chosen at load time
+// The row loops below are written on vec.h's 8-lane vectors (a scalar loop
+// with a mask and an exp in it stayed scalar, and was half the op's time at
+// the demo's size), compiled for AVX-512 and AVX2 too (chosen at load time
 // by the CPU), as the build targets plain x86-64 (no -march).
 #define ATTN_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+static const i32x8 LANE = { 0, 1, 2, 3, 4, 5, 6, 7 };
+
+// Lanes [j, j+8) of a score row that are visible: before `end` (the row's
+// visible keys, at most n) and not masked out by the key mask (NULL: none).
+V8_INLINE i32x8 visible_lanes(const float *mask, int j, int end) {
+    i32x8 seen = LANE + j < end;
+    int k = end - j;                               // lanes before the end; none when <= 0
+    if (mask && k > 0) seen &= v8_load_k(mask + j, k < 8 ? k : 8) != 0.0f;
+    return seen;
+}
 
 // One query row of a score tile s (n keys, the first `limit` visible by
 // position; mask (n) is NULL or the key mask from the tile's first key):
@@ -92,14 +101,21 @@ static inline float exp_nonpos(float x) {
 // must be scaled by (0 while nothing was seen, 1 when the max held).
 ATTN_VECTOR_CLONES
 static float online_softmax_row(float *s, const float *mask, int n, int limit, float *m, float *l) {
-    float mx = *m;
-    int nan = 0;
-    #pragma omp simd reduction(max:mx) reduction(|:nan)
-    for (int j = 0; j < n; j++) {
-        int seen = j < limit && (!mask || mask[j] != 0.0f);
-        s[j] = seen ? s[j] : -INFINITY;
-        mx = s[j] > mx ? s[j] : mx;
-        nan |= s[j] != s[j];
+    int end = limit < n ? limit : n;
+    f32x8 vmx = v8_set1(*m);
+    i32x8 vnan = { 0 };
+    for (int j = 0; j < n; j += 8) {
+        int k = n - j < 8 ? n - j : 8;
+        f32x8 v = v8_select(visible_lanes(mask, j, end), v8_load_k(s + j, k), v8_set1(-INFINITY));
+        v8_store_k(s + j, v, k);
+        vmx = v8_select(v > vmx, v, vmx);          // a NaN is never taken as the max...
+        vnan |= v != v;                            // ...but noted
+    }
+    float mx = vmx[0];
+    int nan = vnan[0];
+    for (int q = 1; q < 8; q++) {
+        mx = vmx[q] > mx ? vmx[q] : mx;
+        nan |= vnan[q];
     }
     // Nothing visible yet: P row 0, state unchanged. (A NaN score goes on,
     // so that the output is NaN and the step is seen to be non-finite.)
@@ -107,14 +123,15 @@ static float online_softmax_row(float *s, const float *mask, int n, int limit, f
         memset(s, 0, (size_t)n * sizeof *s);
         return 1.0f;
     }
-    float sum = 0.0f;
-    #pragma omp simd reduction(+:sum)
-    for (int j = 0; j < n; j++) {
-        s[j] = exp_nonpos(s[j] - mx);
-        sum += s[j];
+    f32x8 vsum = v8_set1(0.0f);
+    for (int j = 0; j < n; j += 8) {
+        int k = n - j < 8 ? n - j : 8;
+        f32x8 e = exp_nonpos8(v8_load_k(s + j, k) - mx);
+        v8_store_k(s + j, e, k);
+        vsum += v8_select(LANE < k, e, v8_set1(0.0f));
     }
     float corr = *m == -INFINITY ? 0.0f : expf(*m - mx);
-    *l = *l * corr + sum;
+    *l = *l * corr + v8_hsum(vsum);
     *m = mx;
     return corr;
 }
@@ -123,10 +140,11 @@ static float online_softmax_row(float *s, const float *mask, int n, int limit, f
 // exp(s - lse) where visible, 0 elsewhere.
 ATTN_VECTOR_CLONES
 static void probs_row(float *s, const float *mask, int n, int limit, float lse) {
-    #pragma omp simd
-    for (int j = 0; j < n; j++) {
-        int seen = j < limit && (!mask || mask[j] != 0.0f);
-        s[j] = seen ? exp_nonpos(s[j] - lse) : 0.0f;
+    int end = limit < n ? limit : n;
+    for (int j = 0; j < n; j += 8) {
+        int k = n - j < 8 ? n - j : 8;
+        f32x8 p = exp_nonpos8(v8_load_k(s + j, k) - lse);
+        v8_store_k(s + j, v8_select(visible_lanes(mask, j, end), p, v8_set1(0.0f)), k);
     }
 }
 
@@ -142,8 +160,8 @@ static inline int min_int(int a, int b) { return a < b ? a : b; }
 // Queries [i0, i0+nq) of head h of batch b.
 static void forward_query_tile(const AttnDims *d, const float *qkv, const float *key_mask, float *y, float *lse,
                                int b, int h, int i0, int nq) {
-    float s[ATTN_BQ * ATTN_BK];                                  // (nq, nk), rows ATTN_BK apart
-    float m[ATTN_BQ], l[ATTN_BQ];
+    float s[ATTN_BQ * ATTN_BK];                                  // (nq, nk), rows d->bk apart
+    float m[ATTN_MAX_BQ], l[ATTN_MAX_BQ];
     size_t ld = 3 * (size_t)d->C;                               // between rows of qkv
     const float *q = qkv + ((size_t)b * d->T + i0) * ld + (size_t)h * d->hs;      // (nq, hs), ld
     const float *k = qkv + (size_t)b * d->T * ld + d->C + (size_t)h * d->hs;     // (T, hs), ld
@@ -156,13 +174,13 @@ static void forward_query_tile(const AttnDims *d, const float *qkv, const float 
         memset(o + (size_t)r * d->C, 0, (size_t)d->hs * sizeof *o);
     }
     int kv_end = visible_end(d, i0 + nq - 1);                   // no row of the tile sees past it
-    for (int j0 = 0; j0 < kv_end; j0 += ATTN_BK) {
-        int nk = min_int(ATTN_BK, kv_end - j0);
+    for (int j0 = 0; j0 < kv_end; j0 += d->bk) {
+        int nk = min_int(d->bk, kv_end - j0);
         // s (nq, nk) = scale * q . k[j0 : j0+nk]^T
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d->hs, d->scale,
-                    q, (int)ld, k + j0 * ld, (int)ld, 0.0f, s, ATTN_BK);
+                    q, (int)ld, k + j0 * ld, (int)ld, 0.0f, s, d->bk);
         for (int r = 0; r < nq; r++) {
-            float corr = online_softmax_row(s + r * ATTN_BK, mask ? mask + j0 : NULL, nk,
+            float corr = online_softmax_row(s + (size_t)r * d->bk, mask ? mask + j0 : NULL, nk,
                                             visible_end(d, i0 + r) - j0, &m[r], &l[r]);
             if (corr != 1.0f) {
                 float *orow = o + (size_t)r * d->C;
@@ -171,7 +189,7 @@ static void forward_query_tile(const AttnDims *d, const float *qkv, const float 
         }
         // o (nq, hs) += p (nq, nk) . v[j0 : j0+nk]
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d->hs, nk, 1.0f,
-                    s, ATTN_BK, v + j0 * ld, (int)ld, 1.0f, o, d->C);
+                    s, d->bk, v + j0 * ld, (int)ld, 1.0f, o, d->C);
     }
     for (int r = 0; r < nq; r++) {
         float *orow = o + (size_t)r * d->C;
@@ -191,22 +209,23 @@ void attention_forward_cpu(Tensor *out) {
     const float *key_mask = out->nsrc > 1 ? out->src[1]->data : NULL;   // (B, T) or NULL
     float *y = out->data;                                               // (B, T, C)
     float *lse = out->saved;                                            // (B, H, T)
-    int n_tiles = (d.T + ATTN_BQ - 1) / ATTN_BQ;
+    int n_tiles = (d.T + d.bq - 1) / d.bq;
     // Causal tiles differ in work (a late tile sees more keys): dynamic.
     #pragma omp parallel for collapse(3) schedule(dynamic)
     for (int b = 0; b < d.B; b++)
         for (int h = 0; h < d.H; h++)
             for (int t = 0; t < n_tiles; t++) {
-                int i0 = t * ATTN_BQ;
+                int i0 = t * d.bq;
                 forward_query_tile(&d, qkv, key_mask, y, lse + ((size_t)b * d.H + h) * d.T, b, h, i0,
-                                   min_int(ATTN_BQ, d.T - i0));
+                                   min_int(d.bq, d.T - i0));
             }
 }
 
 // The whole backward of head h of batch b; delta (T) is its scratch row.
 static void backward_head(const AttnDims *d, const float *qkv, const float *key_mask, const float *y, const float *dy,
                           const float *lse, float *delta, float *dqkv, int b, int h) {
-    float p[ATTN_BQ * ATTN_BK], ds[ATTN_BQ * ATTN_BK];         // (nq, nk) each, rows ATTN_BK apart
+    float p[ATTN_BQ * ATTN_BK], ds[ATTN_BQ * ATTN_BK];         // (nq, nk) each, rows bk apart
+    const int bq = d->bq, bk = d->bk;
     size_t ld = 3 * (size_t)d->C;
     size_t head = (size_t)b * d->T * ld + (size_t)h * d->hs;
     const float *q = qkv + head, *k = q + d->C, *v = q + 2 * (size_t)d->C;      // (T, hs) each, ld
@@ -221,30 +240,30 @@ static void backward_head(const AttnDims *d, const float *qkv, const float *key_
         for (int c = 0; c < d->hs; c++) acc += gi[c] * oi[c];
         delta[i] = acc;
     }
-    for (int j0 = 0; j0 < d->T; j0 += ATTN_BK) {
-        int nk = min_int(ATTN_BK, d->T - j0);
+    for (int j0 = 0; j0 < d->T; j0 += bk) {
+        int nk = min_int(bk, d->T - j0);
         // The first query that sees key j0: every query when j0 is in the prefix.
         int first_query = j0 < d->n_prefix ? 0 : j0;
-        for (int i0 = first_query; i0 < d->T; i0 += ATTN_BQ) {
-            int nq = min_int(ATTN_BQ, d->T - i0);
+        for (int i0 = first_query; i0 < d->T; i0 += bq) {
+            int nq = min_int(bq, d->T - i0);
             // p (nq, nk) = exp(scale * q_i . k_j^T - lse_i), visible entries only
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d->hs, d->scale,
-                        q + i0 * ld, (int)ld, k + j0 * ld, (int)ld, 0.0f, p, ATTN_BK);
+                        q + i0 * ld, (int)ld, k + j0 * ld, (int)ld, 0.0f, p, bk);
             for (int r = 0; r < nq; r++)
-                probs_row(p + r * ATTN_BK, mask ? mask + j0 : NULL, nk, visible_end(d, i0 + r) - j0, lse[i0 + r]);
+                probs_row(p + (size_t)r * bk, mask ? mask + j0 : NULL, nk, visible_end(d, i0 + r) - j0, lse[i0 + r]);
             // dv_j (nk, hs) += p^T . dO_i
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d->hs, nq, 1.0f,
-                        p, ATTN_BK, dO + (size_t)i0 * d->C, d->C, 1.0f, dv + j0 * ld, (int)ld);
+                        p, bk, dO + (size_t)i0 * d->C, d->C, 1.0f, dv + j0 * ld, (int)ld);
             // ds (nq, nk) = dO_i . v_j^T, then p * (ds - delta_i) * scale
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d->hs, 1.0f,
-                        dO + (size_t)i0 * d->C, d->C, v + j0 * ld, (int)ld, 0.0f, ds, ATTN_BK);
+                        dO + (size_t)i0 * d->C, d->C, v + j0 * ld, (int)ld, 0.0f, ds, bk);
             for (int r = 0; r < nq; r++)
-                dscores_row(p + r * ATTN_BK, ds + r * ATTN_BK, nk, delta[i0 + r], d->scale);
+                dscores_row(p + (size_t)r * bk, ds + (size_t)r * bk, nk, delta[i0 + r], d->scale);
             // dk_j (nk, hs) += ds^T . q_i;  dq_i (nq, hs) += ds . k_j
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d->hs, nq, 1.0f,
-                        ds, ATTN_BK, q + i0 * ld, (int)ld, 1.0f, dk + j0 * ld, (int)ld);
+                        ds, bk, q + i0 * ld, (int)ld, 1.0f, dk + j0 * ld, (int)ld);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d->hs, nk, 1.0f,
-                        ds, ATTN_BK, k + j0 * ld, (int)ld, 1.0f, dq + i0 * ld, (int)ld);
+                        ds, bk, k + j0 * ld, (int)ld, 1.0f, dq + i0 * ld, (int)ld);
         }
     }
 }
