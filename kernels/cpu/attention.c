@@ -222,8 +222,10 @@ void attention_forward_cpu(Tensor *out) {
 }
 
 // The whole backward of head h of batch b; delta (T) is its scratch row.
+// beta 1: dqkv is added into (zeroed first when assigned); 0: the sequence
+// is one tile, each of dq, dk and dv is written by one sgemm, which assigns.
 static void backward_head(const AttnDims *d, const float *qkv, const float *key_mask, const float *y, const float *dy,
-                          const float *lse, float *delta, float *dqkv, int b, int h) {
+                          const float *lse, float *delta, float *dqkv, int b, int h, float beta) {
     float p[ATTN_BQ * ATTN_BK], ds[ATTN_BQ * ATTN_BK];         // (nq, nk) each, rows bk apart
     const int bq = d->bq, bk = d->bk;
     size_t ld = 3 * (size_t)d->C;
@@ -253,7 +255,7 @@ static void backward_head(const AttnDims *d, const float *qkv, const float *key_
                 probs_row(p + (size_t)r * bk, mask ? mask + j0 : NULL, nk, visible_end(d, i0 + r) - j0, lse[i0 + r]);
             // dv_j (nk, hs) += p^T . dO_i
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d->hs, nq, 1.0f,
-                        p, bk, dO + (size_t)i0 * d->C, d->C, 1.0f, dv + j0 * ld, (int)ld);
+                        p, bk, dO + (size_t)i0 * d->C, d->C, beta, dv + j0 * ld, (int)ld);
             // ds (nq, nk) = dO_i . v_j^T, then p * (ds - delta_i) * scale
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d->hs, 1.0f,
                         dO + (size_t)i0 * d->C, d->C, v + j0 * ld, (int)ld, 0.0f, ds, bk);
@@ -261,9 +263,9 @@ static void backward_head(const AttnDims *d, const float *qkv, const float *key_
                 dscores_row(p + (size_t)r * bk, ds + (size_t)r * bk, nk, delta[i0 + r], d->scale);
             // dk_j (nk, hs) += ds^T . q_i;  dq_i (nq, hs) += ds . k_j
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d->hs, nq, 1.0f,
-                        ds, bk, q + i0 * ld, (int)ld, 1.0f, dk + j0 * ld, (int)ld);
+                        ds, bk, q + i0 * ld, (int)ld, beta, dk + j0 * ld, (int)ld);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d->hs, nk, 1.0f,
-                        ds, bk, k + j0 * ld, (int)ld, 1.0f, dq + i0 * ld, (int)ld);
+                        ds, bk, k + j0 * ld, (int)ld, beta, dq + i0 * ld, (int)ld);
         }
     }
 }
@@ -271,8 +273,13 @@ static void backward_head(const AttnDims *d, const float *qkv, const float *key_
 void attention_backward_cpu(Tensor *out) {
     Tensor *tqkv = out->src[0];
     cpu_grad_none(out, 1);                 // the key mask takes no gradient
-    if (!cpu_grad_begin(out, 0)) return;   // adds key tile by key tile: zero first when assigning
+    if (!tqkv->grad) return;
     AttnDims d = attn_dims(out);
+    // Several tiles add into dqkv tile by tile: zero it first when assigning.
+    // One tile writes each element once: assign straight away.
+    float beta = 1.0f;
+    if (d.bq == d.T && d.bk == d.T && tensor_grad_assigns(out, 0)) beta = 0.0f;
+    else cpu_grad_begin(out, 0);
     const float *key_mask = out->nsrc > 1 ? out->src[1]->data : NULL;   // (B, T) or NULL
     size_t BHT = (size_t)d.B * d.H * d.T;
     float *lse = out->saved, *delta = out->saved + BHT;                 // (B, H, T) each
@@ -280,6 +287,6 @@ void attention_backward_cpu(Tensor *out) {
     for (int b = 0; b < d.B; b++)
         for (int h = 0; h < d.H; h++) {
             size_t row = ((size_t)b * d.H + h) * d.T;
-            backward_head(&d, tqkv->data, key_mask, out->data, out->grad, lse + row, delta + row, tqkv->grad, b, h);
+            backward_head(&d, tqkv->data, key_mask, out->data, out->grad, lse + row, delta + row, tqkv->grad, b, h, beta);
         }
 }
