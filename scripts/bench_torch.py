@@ -73,8 +73,8 @@ class Student(nn.Module):
         self.P = (c["img_h"] // p) * (c["img_w"] // p)
         self.NF = c["cams"] * c["frames"]
 
-        def table(*shape):
-            return nn.Parameter(torch.randn(*shape) * INIT_STD)
+        def table(*shape, std=INIT_STD):
+            return nn.Parameter(torch.randn(*shape) * std)
 
         def linear(i, o):
             lin = nn.Linear(i, o)
@@ -83,7 +83,9 @@ class Student(nn.Module):
             return lin
 
         self.patch_embed = linear(p * p * 3, D)
-        self.cam_emb, self.frame_emb, self.patch_pos = table(c["cams"], D), table(c["frames"], D), table(self.P, D)
+        pos_std = INIT_STD * p   # docs/model.md: the image position tables
+        self.cam_emb = table(c["cams"], D, std=pos_std)
+        self.frame_emb, self.patch_pos = table(c["frames"], D, std=pos_std), table(self.P, D, std=pos_std)
         self.ego_embed = linear(c["hist"] * 4, D)
         self.command_emb, self.tok_emb = table(4, D), table(c["vocab"], D)
         self.trace_pos, self.action_query = table(c["max_trace"], D), table(1, D)

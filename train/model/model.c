@@ -109,9 +109,16 @@ Student student_build(Graph *g, const ModelConfig *cfg, int B) {
     Tensor *patches = op_patchify(g, s.cameras, p, cfg->img_mean, cfg->img_std);   // (B*NF, P, p*p*3)
     Tensor *img = linear(g, patches, "patch_embed", D, p * p * 3, INIT_STD);         // (B*NF, P, D)
     img = op_reshape(g, img, 3, (int[]){ B, s.n_img_tokens, D });
-    Tensor *cam_emb = param(g, "", "cam_emb", 2, (int[]){ cfg->n_cams, D }, INIT_NORMAL, INIT_STD, 0);
-    Tensor *frame_emb = param(g, "", "frame_emb", 2, (int[]){ cfg->frames, D }, INIT_NORMAL, INIT_STD, 0);
-    Tensor *patch_pos = param(g, "", "patch_pos_emb", 2, (int[]){ P, D }, INIT_NORMAL, INIT_STD, 0);
+    // The three position tables start at the scale of what they are added
+    // to: patch_embed's output has std INIT_STD * sqrt(3 p^2) for unit-
+    // variance pixels, and three tables of std INIT_STD * p sum to that. At
+    // INIT_STD (a text model's choice, 1/8 of the content here) the demo
+    // students learnt where things are slowly, the prefix-masked ones most,
+    // as they get no position from the mask (docs/performance.md).
+    const float pos_std = INIT_STD * (float)p;
+    Tensor *cam_emb = param(g, "", "cam_emb", 2, (int[]){ cfg->n_cams, D }, INIT_NORMAL, pos_std, 0);
+    Tensor *frame_emb = param(g, "", "frame_emb", 2, (int[]){ cfg->frames, D }, INIT_NORMAL, pos_std, 0);
+    Tensor *patch_pos = param(g, "", "patch_pos_emb", 2, (int[]){ P, D }, INIT_NORMAL, pos_std, 0);
     Tensor *img_pos = op_add(g, op_add(g, op_embedding(g, s.img_cam_idx, cam_emb), op_embedding(g, s.img_frame_idx, frame_emb)),
                              op_embedding(g, s.img_pos_idx, patch_pos));             // (n_img, D)
     img = op_add(g, img, img_pos);                                                    // (B, n_img, D)
