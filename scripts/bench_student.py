@@ -127,6 +127,7 @@ def main():
     ap.add_argument("--torch-python", default="")
     ap.add_argument("--work", default="build/bench-student")
     ap.add_argument("--quick", action="store_true", help="a few steps each: checks the bench runs, measures nothing")
+    ap.add_argument("--attention", choices=("prefix", "causal"), help="model.attention for every config (default: the recipe's)")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     threads = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
@@ -140,8 +141,11 @@ def main():
     torch_mm = None
     for name, overrides, steps, what in CONFIGS:
         steps = 3 if a.quick else steps
+        if a.attention:
+            overrides = overrides + [f"model.attention={a.attention}"]
         sps, run_dir = distil_run(a.distil, logs, a.work, name, overrides, steps)
-        line = f"  {name:5s} {what}\n        distil {sps:7.1f} samples/s"
+        mask = read_resolved(os.path.join(run_dir, "recipe.resolved.yaml"))["model.attention"]
+        line = f"  {name:5s} {what}, {mask} mask\n        distil {sps:7.1f} samples/s"
         if a.torch_python:
             c = peer_config(run_dir, facts, steps, threads)
             res = subprocess.run([a.torch_python, "scripts/bench_torch.py", json.dumps(c)], capture_output=True, text=True)
