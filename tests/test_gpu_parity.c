@@ -213,6 +213,10 @@ static Tensor *build_mul(Graph *g, Tensor **in, const void *ctx) { return op_mul
 static Tensor *build_mul_self(Graph *g, Tensor **in, const void *ctx) { return op_mul(g, in[0], in[0]); }
 static Tensor *build_scale(Graph *g, Tensor **in, const void *ctx) { return op_scale(g, in[0], -1.7f); }
 static Tensor *build_layernorm(Graph *g, Tensor **in, const void *ctx) { return op_layernorm(g, in[0], in[1], in[2], 1e-5f); }
+// x also passes around the layernorm: one of dx's writers adds to the other's.
+static Tensor *build_layernorm_residual(Graph *g, Tensor **in, const void *ctx) {
+    return op_add(g, op_layernorm(g, in[0], in[1], in[2], 1e-5f), in[0]);
+}
 static Tensor *build_gelu(Graph *g, Tensor **in, const void *ctx) { return op_gelu(g, in[0]); }
 static Tensor *build_softmax(Graph *g, Tensor **in, const void *ctx) { return op_softmax(g, in[0]); }
 static Tensor *build_bias_gelu(Graph *g, Tensor **in, const void *ctx) { return op_bias_gelu(g, in[0], in[1]); }
@@ -329,6 +333,22 @@ static void test_layernorm(void) {
         { "beta", DT_F32, 1, { 48 }, 1, 0.2f },
     };
     parity("layernorm", spec, 3, build_layernorm, NULL, REDUCE, REDUCE);
+    parity("layernorm + x", spec, 3, build_layernorm_residual, NULL, REDUCE, REDUCE);
+    // The CUDA kernels by row length: a warp per row holding 1, 4 or 8
+    // 128-bit packs per lane (48 is the case above: 12 packs, 1 per lane),
+    // and a block per row when C is not a multiple of 4 or is over 1024.
+    static const int widths[] = { 512, 768, 37, 1028 };
+    for (int i = 0; i < 4; i++) {
+        int C = widths[i];
+        ParityInput wide[] = {
+            { "x", DT_F32, 2, { 6, C }, 1, 1.5f, 2.0f },
+            { "gamma", DT_F32, 1, { C }, 1, 0.2f, 1.0f },
+            { "beta", DT_F32, 1, { C }, 1, 0.2f },
+        };
+        char name[48];
+        snprintf(name, sizeof name, "layernorm C=%d", C);
+        parity(name, wide, 3, build_layernorm, NULL, REDUCE, REDUCE);
+    }
 }
 
 static void test_gelu(void) {

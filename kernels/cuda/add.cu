@@ -1,50 +1,43 @@
 // add.cu: y = a + b, b of a's shape or of a's trailing dims (broadcast over
-// a's leading dims); the twin of kernels/cpu/add.c. b's gradient sums dy
-// over the broadcast rows with the fixed-tree reduction of axis.cu, so it is
-// deterministic.
+// a's leading dims); the twin of kernels/cpu/add.c. Forward through
+// map.cuh's broadcast map: 128-bit packs, b's column by a multiply-high
+// (DivMod32) instead of a 64-bit modulo per element. Backward: dy assigned
+// or added to da (and to db when b has a's shape) through cuda_map, each
+// write choosing assign or add itself, so nothing is zeroed first; a
+// broadcast b sums dy over the rows with axis.cu's fixed-tree reduction
+// (deterministic). a and b may be one tensor (x + x): two launches in
+// stream order, the second adding, so neither update is lost.
 #include "kernels/cuda/cuda_ops.h"
-#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin
 #include "kernels/cuda/axis.cuh"          // defines: cuda_reduce_axis
-#include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
-#include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, CUDA_GRID_STRIDE
+#include "kernels/cuda/map.cuh"           // defines: cuda_map, cuda_map_broadcast
 
 namespace {
 
-__global__ void add_forward_kernel(float *y, const float *a, const float *b, size_t n, size_t nb) {
-    CUDA_GRID_STRIDE(i, n) y[i] = a[i] + b[i % nb];
-}
+struct Plus {
+    __device__ float operator()(float a, float b) const { return a + b; }
+};
 
-// dst (n) += src (n)
-__global__ void accumulate_kernel(float *dst, const float *src, size_t n) {
-    CUDA_GRID_STRIDE(i, n) dst[i] += src[i];
-}
-
-void accumulate(float *dst, const float *src, size_t n) {
-    accumulate_kernel<<<cuda_grid_for(n), CUDA_BLOCK, 0, cuda_compute_stream()>>>(dst, src, n);
-    CUDA_CHECK_LAUNCH();
-}
+struct Identity {
+    __device__ float operator()(float v) const { return v; }
+};
 
 }  // namespace
 
 extern "C" void add_forward_cuda(Tensor *out) {
-    size_t n = out->numel, nb = out->src[1]->numel;
-    add_forward_kernel<<<cuda_grid_for(n), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
-        (float *)out->data,                 // (rows, nb)
-        (const float *)out->src[0]->data,   // (rows, nb)
-        (const float *)out->src[1]->data,   // (nb)
-        n, nb);
-    CUDA_CHECK_LAUNCH();
+    cuda_map_broadcast((float *)out->data,                 // (rows, nb)
+                       (const float *)out->src[0]->data,   // (rows, nb)
+                       (const float *)out->src[1]->data,   // (nb)
+                       out->numel, out->src[1]->numel, false, Plus{});
 }
 
 extern "C" void add_backward_cuda(Tensor *out) {
-    cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
+    cuda_grads_begin(out, 0x3u);   // every write below assigns or adds itself
     Tensor *ta = out->src[0], *tb = out->src[1];
-    const float *dy = out->grad;            // (rows, nb)
+    const float *dy[1] = { out->grad };   // (rows, nb)
     size_t n = out->numel, nb = tb->numel;
-    // a and b may be one tensor (x + x): two launches in stream order, each
-    // accumulating, so neither update is lost.
-    if (ta->grad) accumulate(ta->grad, dy, n);
+    if (ta->grad) cuda_map(ta->grad, dy, n, !tensor_grad_assigns(out, 0), Identity{});
     if (!tb->grad) return;
-    if (nb == n) accumulate(tb->grad, dy, n);
-    else cuda_reduce_axis(tb->grad, dy, nullptr, 1, n / nb, nb, 1.0f, true);   // db (nb) += sum_rows dy
+    if (nb == n) cuda_map(tb->grad, dy, n, !tensor_grad_assigns(out, 1), Identity{});
+    else cuda_reduce_axis(tb->grad, out->grad, nullptr, 1, n / nb, nb, 1.0f, !tensor_grad_assigns(out, 1));   // db (nb) = or += sum_rows dy
 }
