@@ -8,12 +8,15 @@ configuration says so; no evaluation, one checkpoint at the end) and reads
 the per-step samples/s from its metrics.jsonl; then it runs the PyTorch
 peer, scripts/bench_torch.py, with the same shapes, losses, clipping and
 AdamW (read back from the run's resolved recipe and the shards), eager and
-under torch.compile when that works. It prints the median samples/s of each
-and the ratio distil / torch, next to this machine's sgemm rate measured in
-the same run (OpenBLAS, which distil uses, and torch's own).
+(in the first pair) under torch.compile when that works. distil and the
+eager peer run in turn --pairs times (3): a shared machine's speed drifts
+by 10% between minutes, so the ratio quoted is the median of the pairs'
+ratios, each pair's two runs taken back to back. It prints the median
+samples/s of each and that ratio, next to this machine's sgemm rate
+measured in the same run (OpenBLAS, which distil uses, and torch's own).
 
     bench_student.py --distil build/cpu/distil --sgemm 'build/cpu/tests/bench_block --sgemm' \
-                     [--torch-python PYTHON] [--work build/bench-student] [--quick]
+                     [--torch-python PYTHON] [--work build/bench-student] [--attention MASK] [--pairs N] [--quick]
 
 --torch-python names an interpreter with torch (scripts/torch_python.sh
 finds or installs one); without it the peer is skipped and said so.
@@ -128,6 +131,9 @@ def main():
     ap.add_argument("--work", default="build/bench-student")
     ap.add_argument("--quick", action="store_true", help="a few steps each: checks the bench runs, measures nothing")
     ap.add_argument("--attention", choices=("prefix", "causal"), help="model.attention for every config (default: the recipe's)")
+    ap.add_argument("--pairs", type=int, default=3,
+                    help="distil and the eager peer run in turn this many times; the ratio is the median of the pairs' "
+                         "ratios, so a drift of the machine's speed between runs does not enter it")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     threads = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
@@ -143,22 +149,37 @@ def main():
         steps = 3 if a.quick else steps
         if a.attention:
             overrides = overrides + [f"model.attention={a.attention}"]
-        sps, run_dir = distil_run(a.distil, logs, a.work, name, overrides, steps)
-        mask = read_resolved(os.path.join(run_dir, "recipe.resolved.yaml"))["model.attention"]
-        line = f"  {name:5s} {what}, {mask} mask\n        distil {sps:7.1f} samples/s"
-        if a.torch_python:
+        pairs = 1 if a.quick else max(1, a.pairs)
+        rates, eager, ratios, t = [], [], [], None
+        for i in range(pairs):
+            sps, run_dir = distil_run(a.distil, logs, a.work, name, overrides, steps)
+            rates.append(sps)
+            if not a.torch_python:
+                continue
             c = peer_config(run_dir, facts, steps, threads)
+            c["eager_only"] = i > 0   # torch.compile once, in the first pair
             res = subprocess.run([a.torch_python, "scripts/bench_torch.py", json.dumps(c)], capture_output=True, text=True)
             if res.returncode != 0:
-                line += f"; PyTorch peer failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}"
+                t = {"error": (res.stderr.strip().splitlines() or ['?'])[-1]}
+                break
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            t = r if i == 0 else t
+            eager.append(r["eager"])
+            ratios.append(sps / r["eager"])
+        mask = read_resolved(os.path.join(run_dir, "recipe.resolved.yaml"))["model.attention"]
+        sps = statistics.median(rates)
+        line = f"  {name:5s} {what}, {mask} mask\n        distil {sps:7.1f} samples/s"
+        if t and "error" in t:
+            line += f"; PyTorch peer failed: {t['error']}"
+        elif t:
+            torch_mm = t["mm_gflops"]
+            line += (f"   torch {t['torch']} eager {statistics.median(eager):7.1f} samples/s   "
+                     f"distil/eager {statistics.median(ratios):.2f} (median of {len(ratios)} pairs: "
+                     + ", ".join(f"{x:.2f}" for x in ratios) + ")")
+            if t["compile"]:
+                line += f"\n        torch.compile {t['compile']:7.1f} samples/s (first pair)   distil/compile {rates[0] / t['compile']:.2f}"
             else:
-                t = json.loads(res.stdout.strip().splitlines()[-1])
-                torch_mm = t["mm_gflops"]
-                line += f"   torch {t['torch']} eager {t['eager']:7.1f} samples/s   distil/eager {sps / t['eager']:.2f}"
-                if t["compile"]:
-                    line += f"   torch.compile {t['compile']:7.1f}   distil/compile {sps / t['compile']:.2f}"
-                else:
-                    line += f"   ({t['compile_note']})"
+                line += f"   ({t['compile_note']})"
         print(line, flush=True)
     if torch_mm is not None:
         print(f"  sgemm 1024^3 through torch (the peer's products)     {torch_mm:8.1f} GFLOP/s")

@@ -251,7 +251,9 @@ def main():
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "mm_gflops": round(mm_gflops(), 1)}
     out["eager"] = round(bench(c, False), 1)
     out["compile"], out["compile_note"] = None, ""
-    if not hasattr(torch, "compile"):
+    if c.get("eager_only"):
+        out["compile_note"] = "not asked for"
+    elif not hasattr(torch, "compile"):
         out["compile_note"] = f"torch {torch.__version__} has no torch.compile"
     else:
         try:
