@@ -63,8 +63,8 @@ static const RecipeKey keys[] = {
       "A sample that breaks the drive-log rules: error stops the run (exit 2) naming file, dataset and "
       "index; skip drops it, counts it and reports the count. The same for an unusable shard (damaged, or "
       "disagreeing with the others): skip leaves it out with a warning line."),
-    INT_KEY("data", "loader_threads", "2", 0, 256, data.loader_threads,
-      "Loader threads reading and decompressing shards; 0 loads on the training thread."),
+    INT_KEY("data", "loader_threads", "2", 1, 256, data.loader_threads,
+      "Loader threads reading and decompressing shards, beside the training threads."),
     INT_KEY("data", "prefetch", "4", 1, 1024, data.prefetch,
       "Micro-batches the loader reads ahead of the training step, beyond the step's own micro-batches "
       "(a step holds all of them at once, to normalise its losses over the global batch)."),
