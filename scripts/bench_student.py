@@ -16,7 +16,7 @@ samples/s of each and that ratio, next to this machine's sgemm rate
 measured in the same run (OpenBLAS, which distil uses, and torch's own).
 
     bench_student.py --distil build/cpu/distil --sgemm 'build/cpu/tests/bench_block --sgemm' \
-                     [--torch-python PYTHON] [--work build/bench-student] [--attention MASK] [--pairs N] [--quick]
+                     [--torch-python PYTHON] [--work build/bench-student] [--attention MASK] [--only demo|d512] [--pairs N] [--quick]
 
 --torch-python names an interpreter with torch (scripts/torch_python.sh
 finds or installs one); without it the peer is skipped and said so.
@@ -131,6 +131,7 @@ def main():
     ap.add_argument("--work", default="build/bench-student")
     ap.add_argument("--quick", action="store_true", help="a few steps each: checks the bench runs, measures nothing")
     ap.add_argument("--attention", choices=("prefix", "causal"), help="model.attention for every config (default: the recipe's)")
+    ap.add_argument("--only", choices=[c[0] for c in CONFIGS], help="this configuration alone")
     ap.add_argument("--pairs", type=int, default=3,
                     help="distil and the eager peer run in turn this many times; the ratio is the median of the pairs' "
                          "ratios, so a drift of the machine's speed between runs does not enter it")
@@ -146,6 +147,8 @@ def main():
         print("  PyTorch peer: skipped (no torch could be found or installed; see scripts/torch_python.sh)")
     torch_mm = None
     for name, overrides, steps, what in CONFIGS:
+        if a.only and name != a.only:
+            continue
         steps = 3 if a.quick else steps
         if a.attention:
             overrides = overrides + [f"model.attention={a.attention}"]
