@@ -1,6 +1,6 @@
-// gelu.c: y = gelu(x), the tanh form (gelu.h), 8 floats at a time with
-// vec.h's tanh; gelu_*_ref are the plain loops over libm's tanhf it is
-// checked against (tests/test_fused.c).
+// gelu.c: y = gelu(x), the tanh form computed through sigmoid(2u) (gelu.h),
+// 8 floats at a time with vec.h's exp; gelu_*_ref are the plain loops over
+// libm's expf it is checked against (tests/test_fused.c).
 #include <stddef.h>
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/gelu.h"   // defines: gelu_v8, gelu_grad_v8, gelu_ref, gelu_grad_ref

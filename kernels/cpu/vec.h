@@ -1,5 +1,5 @@
 // vec.h: 8-wide fp32 vectors (GCC vector extensions) and the elementwise
-// math the fused CPU kernels need: exp and tanh accurate to a few ulps,
+// math the fused CPU kernels need: an exp accurate to a few ulps,
 // branch-free, so a loop over them runs 8 floats per instruction.
 //
 // The kernels are compiled for baseline x86-64 (SSE2, two instructions per
@@ -63,11 +63,6 @@ V8_INLINE void v8_put_k(float *p, f32x8 v, ptrdiff_t k, int assign) {
 V8_INLINE f32x8 v8_select(i32x8 mask, f32x8 a, f32x8 b) {
     return (f32x8)((mask & (i32x8)a) | (~mask & (i32x8)b));
 }
-V8_INLINE f32x8 v8_abs(f32x8 x) { return (f32x8)((i32x8)x & 0x7fffffff); }
-// |mag| with the sign of sgn.
-V8_INLINE f32x8 v8_copysign(f32x8 mag, f32x8 sgn) {
-    return (f32x8)(((i32x8)mag & 0x7fffffff) | ((i32x8)sgn & (int32_t)0x80000000));
-}
 V8_INLINE f32x8 v8_min(f32x8 a, f32x8 b) { return v8_select(a < b, a, b); }
 V8_INLINE f32x8 v8_max(f32x8 a, f32x8 b) { return v8_select(a > b, a, b); }
 
@@ -120,25 +115,5 @@ V8_INLINE f32x8 v8_exp(f32x8 x) {
     i32x8 n = __builtin_convertvector(fl, i32x8);
     f32x8 pow2n = (f32x8)((n + 127) << 23);
     f32x8 y = p * pow2n;
-    return v8_select(x != x, x, y);
-}
-
-// tanh(x) within 2 ulps of the exact value (tests/test_fused.c measures it
-// over every float in [-10, 10] at a stride). |x| < 0.625: Cephes' odd
-// polynomial x + x^3 P(x^2); otherwise 1 - 2 / (exp(2|x|) + 1) with x's
-// sign, which loses nothing to cancellation there (the result is >= 0.55),
-// and |x| is clamped to 10, past which tanh rounds to +-1 in fp32. NaN gives NaN.
-V8_INLINE f32x8 v8_tanh(f32x8 x) {
-    f32x8 ax = v8_abs(x);
-    f32x8 z = x * x;
-    f32x8 p = v8_set1(-5.70498872745e-3f);
-    p = p * z + 2.06390887954e-2f;
-    p = p * z - 5.37397155531e-2f;
-    p = p * z + 1.33314422036e-1f;
-    p = p * z - 3.33332819422e-1f;
-    f32x8 small = p * z * x + x;
-    f32x8 e = v8_exp(v8_min(ax, v8_set1(10.0f)) * 2.0f);
-    f32x8 large = v8_copysign(1.0f - 2.0f / (e + 1.0f), x);
-    f32x8 y = v8_select(ax < 0.625f, small, large);
     return v8_select(x != x, x, y);
 }
