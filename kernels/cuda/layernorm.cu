@@ -12,10 +12,10 @@
 // walking the rows, then a fixed tree, assigned or added at the end. No
 // atomics anywhere: the bits depend only on the shapes.
 #include "kernels/cuda/cuda_ops.h"
-#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
+#include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, block_sum, warp_sum
-#include "kernels/cuda/vec.cuh"           // defines: Vec, load_vec, load_vec_cs, store_vec, cuda_aligned16
+#include "kernels/cuda/vec.cuh"           // defines: Vec, load_vec, store_vec, cuda_aligned16
 
 // The affine-grad kernel's tile: AFFINE_COLS channels by AFFINE_LANES row lanes.
 #define AFFINE_COLS 32
@@ -39,7 +39,7 @@ __global__ void __launch_bounds__(CUDA_BLOCK) layernorm_forward_warp(float *y, f
     float s = 0.0f;
     for (int k = 0; k < N; k++) {
         int p = (int)lane + 32 * k;
-        v[k] = p < packs ? load_vec_cs<F4>(xr, p) : F4{};
+        v[k] = p < packs ? load_vec<F4>(xr, p) : F4{};   // x is read again (the residual, backward): cached
         for (int j = 0; j < 4; j++) s += v[k][j];
     }
     // Two passes over the registers (mean, then centred squares): no
