@@ -10,7 +10,7 @@ peer, scripts/bench_torch.py, with the same shapes, losses, clipping and
 AdamW (read back from the run's resolved recipe and the shards), eager and
 (in the first pair) under torch.compile when that works. distil and the
 eager peer run in turn --pairs times (3): a shared machine's speed drifts
-by 10% between minutes, so the ratio quoted is the median of the pairs'
+by up to 30% between runs, so the ratio quoted is the median of the pairs'
 ratios, each pair's two runs taken back to back. It prints the median
 samples/s of each and that ratio, next to this machine's sgemm rate
 measured in the same run (OpenBLAS, which distil uses, and torch's own).
