@@ -13,7 +13,7 @@ eager peer run in turn --pairs times (3): a shared machine's speed drifts
 by up to 30% between runs, so the ratio quoted is the median of the pairs'
 ratios, each pair's two runs taken back to back. It prints the median
 samples/s of each and that ratio, next to this machine's sgemm rate
-measured in the same run (OpenBLAS, which distil uses, and torch's own).
+measured in the same run (distil's fp32 products, kernels/cpu/gemm_f32.h, and torch's own).
 
     bench_student.py --distil build/cpu/distil --sgemm 'build/cpu/tests/bench_block --sgemm' \
                      [--torch-python PYTHON] [--work build/bench-student] [--attention MASK] [--only demo|d512] [--pairs N] [--quick]
@@ -118,9 +118,10 @@ def peer_config(run_dir, facts, steps, threads):
 
 
 def sgemm_gflops(cmd):
+    """The rate and the path of distil's fp32 products, as the command prints them: 'N GFLOP/s (path)'."""
     out = run(cmd.split(), capture_output=True).stdout
-    m = re.search(r"([\d.]+) GFLOP/s", out)
-    return float(m.group(1)) if m else float("nan")
+    m = re.search(r"([\d.]+) GFLOP/s(?: \((.*)\))?", out)
+    return (float(m.group(1)), m.group(2) or "OpenBLAS sgemm") if m else (float("nan"), "?")
 
 
 def main():
@@ -140,9 +141,9 @@ def main():
     threads = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
     logs = ensure_logs(a.distil, a.work)
     facts = shard_facts(logs)
-    gemm = sgemm_gflops(a.sgemm)
+    gemm, gemm_path = sgemm_gflops(a.sgemm)
     print(f"bench_student: distil train against PyTorch, same student and step, fp32, CPU, {threads} threads")
-    print(f"  sgemm 1024^3 through OpenBLAS (distil's products)  {gemm:8.1f} GFLOP/s")
+    print(f"  sgemm 1024^3 through distil's products ({gemm_path})  {gemm:8.1f} GFLOP/s")
     if not a.torch_python:
         print("  PyTorch peer: skipped (no torch could be found or installed; see scripts/torch_python.sh)")
     torch_mm = None

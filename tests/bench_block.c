@@ -1,7 +1,9 @@
 // bench_block.c: a transformer block, forward + backward, at the demo
 // student's width (C = 128) and at C = 512, reported in GFLOP/s next to
 // this machine's sgemm rate measured in the same run (the practical
-// ceiling: the block is mostly matrix products).
+// ceiling: the block is mostly matrix products). The ceiling is distil's
+// own fp32 products (kernels/cpu/gemm_f32.h, what the block runs), with
+// OpenBLAS's sgemm beside it.
 #include <cblas.h>
 #include <stdlib.h>
 #include <omp.h>
@@ -10,6 +12,7 @@
 #include "autograd/graph.h"
 #include "autograd/ops.h"
 #include "autograd/rng.h"
+#include "kernels/cpu/gemm_f32.h"
 #include "tests/tiny_models.h"
 
 static double now(void) {
@@ -18,16 +21,21 @@ static double now(void) {
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
-// sgemm GFLOP/s on (M x K) . (K x N), best of `reps` after a warm-up.
-static double sgemm_gflops(int M, int N, int K, int reps) {
+// GFLOP/s of (M x K) . (N x K)^T, best of `reps` after a warm-up: through
+// distil's fp32 products (cpu_sgemm), or OpenBLAS's cblas_sgemm when blas.
+static void product(int blas, int M, int N, int K, const float *a, const float *b, float *c) {
+    if (blas) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+    else cpu_sgemm(0, 1, M, N, K, a, K, b, K, 0.0f, c, N);
+}
+static double sgemm_gflops(int blas, int M, int N, int K, int reps) {
     float *a = malloc(sizeof(float) * M * K), *b = malloc(sizeof(float) * K * N), *c = malloc(sizeof(float) * M * N);
     for (int i = 0; i < M * K; i++) a[i] = (float)(i % 7) * 0.1f;
     for (int i = 0; i < K * N; i++) b[i] = (float)(i % 5) * 0.1f;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+    product(blas, M, N, K, a, b, c);
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         double t = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+        product(blas, M, N, K, a, b, c);
         t = now() - t;
         if (t < best) best = t;
     }
@@ -65,7 +73,7 @@ static double block_seconds(int B, int T, int C, int H, int reps, double *flops)
 int main(int argc, char **argv) {
     // --sgemm: only the ceiling, for scripts/bench_student.py's line.
     if (argc > 1 && strcmp(argv[1], "--sgemm") == 0) {
-        printf("sgemm 1024^3 %.1f GFLOP/s\n", sgemm_gflops(1024, 1024, 1024, 5));
+        printf("sgemm 1024^3 %.1f GFLOP/s (%s)\n", sgemm_gflops(0, 1024, 1024, 1024, 5), cpu_sgemm_path());
         return 0;
     }
     int threads = omp_get_max_threads();
@@ -74,13 +82,14 @@ int main(int argc, char **argv) {
         { 8, 96, 128, 4, "demo student (C=128)" },
         { 4, 128, 512, 8, "C=512" },
     };
-    double peak = sgemm_gflops(1024, 1024, 1024, 5);
-    printf("  sgemm 1024^3 (the ceiling)           %8.1f GFLOP/s\n", peak);
+    double peak = sgemm_gflops(0, 1024, 1024, 1024, 5);
+    printf("  sgemm 1024^3 (the ceiling)           %8.1f GFLOP/s  distil's fp32 products (%s)\n", peak, cpu_sgemm_path());
+    printf("  sgemm 1024^3 through OpenBLAS        %8.1f GFLOP/s\n", sgemm_gflops(1, 1024, 1024, 1024, 5));
     for (int i = 0; i < 2; i++) {
         double flops, s = block_seconds(cases[i].B, cases[i].T, cases[i].C, cases[i].H, 5, &flops);
         double rate = flops / s / 1e9;
         // The block's own largest product shape, for a like-for-like ceiling.
-        double local = sgemm_gflops(cases[i].B * cases[i].T, 4 * cases[i].C, cases[i].C, 5);
+        double local = sgemm_gflops(0, cases[i].B * cases[i].T, 4 * cases[i].C, cases[i].C, 5);
         printf("  block %-22s B=%d T=%d  %7.2f ms  %8.1f GFLOP/s  = %.2f of sgemm 1024^3, %.2f of sgemm at its own shape (%.1f GFLOP/s)\n",
                cases[i].what, cases[i].B, cases[i].T, s * 1e3, rate, rate / peak, rate / local, local);
     }

@@ -1,15 +1,16 @@
 // bench_gemm_bf16.c: train.precision bf16's matrix products on this CPU
-// against fp32 sgemm at the same shapes, in the same run: the student's
+// against the fp32 products distil runs otherwise (cpu_sgemm,
+// kernels/cpu/gemm_f32.h) at the same shapes, in the same run: the student's
 // linear products (forward y = x W^T and the two backward products) at the
 // demo's size and at d = 512. For each bf16 path this machine has
 // (kernels/cpu/gemm_bf16.h) it prints GFLOP/s and the ratio to sgemm, and
 // says whether bf16 is faster here. Rounding the operands is part of the
 // bf16 time (the trainer pays it on every product).
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include "kernels/cpu/gemm_bf16.h"
+#include "kernels/cpu/gemm_f32.h"
 
 static double now_s(void) {
     struct timespec t;
@@ -27,8 +28,7 @@ static double best_seconds(int bf16, Shape s, const float *A, const float *B, fl
         double t = now_s();
         for (int r = 0; r < reps; r++) {
             if (bf16) cpu_gemm_bf16(s.ta, s.tb, s.M, s.N, s.K, A, lda, B, ldb, 0.0f, C, s.N);
-            else cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans, s.M, s.N,
-                             s.K, 1.0f, A, lda, B, ldb, 0.0f, C, s.N);
+            else cpu_gemm(0, s.ta, s.tb, s.M, s.N, s.K, A, lda, B, ldb, 0.0f, C, s.N);
         }
         double dt = (now_s() - t) / reps;
         if (dt < best) best = dt;
@@ -60,7 +60,7 @@ int main(void) {
     for (size_t i = 0; i < most; i++) { A[i] = (float)rand() / RAND_MAX - 0.5f; B[i] = (float)rand() / RAND_MAX - 0.5f; }
     for (int p = 0; p < 3; p++) {
         if (cpu_gemm_bf16_use(paths[p]) != 0) { printf("bf16 path %s: not on this machine\n", paths[p]); continue; }
-        printf("bf16 path: %s\n", cpu_gemm_bf16_path());
+        printf("bf16 path: %s; fp32: %s\n", cpu_gemm_bf16_path(), cpu_sgemm_path());
         printf("  %-44s %10s %10s %8s\n", "product", "fp32 GF/s", "bf16 GF/s", "bf16/fp32");
         double log_sum = 0;
         int n = 0;

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "autograd/tensor.h"   // defines: f32_to_bf16, bf16_to_f32
+#include "kernels/cpu/gemm_f32.h"   // defines: cpu_sgemm
 
 #define MR 8      // rows of C per micro-kernel tile
 #define NR 32     // columns of C per micro-kernel tile (two zmm)
@@ -235,7 +236,6 @@ void cpu_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, const float *A
 
 void cpu_gemm(int bf16, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
               float beta, float *C, int ldc) {
-    if (bf16) { cpu_gemm_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc); return; }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
-                A, lda, B, ldb, beta, C, ldc);
+    if (bf16) cpu_gemm_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    else cpu_sgemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }

@@ -32,7 +32,7 @@ const char *cpu_gemm_bf16_path(void);
 int cpu_gemm_bf16_use(const char *name);
 
 // The product of either precision, as matmul and linear call it: bf16 = 1
-// (OP_IATTR_BF16) goes through cpu_gemm_bf16, 0 through OpenBLAS's sgemm.
+// (OP_IATTR_BF16) goes through cpu_gemm_bf16, 0 through cpu_sgemm (gemm_f32.h).
 void cpu_gemm(int bf16, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
               float beta, float *C, int ldc);
 

@@ -1,0 +1,227 @@
+// gemm_f32.c: the fp32 matrix products of the CPU (see gemm_f32.h).
+//
+// The AVX-512 kernel, in the manner of the BLIS/GotoBLAS loops:
+//   B, a block of KC rows of k at a time, is packed into panels of NR = 32
+//   columns, Bp[panel][k][32] (two zmm per k, zero past N), by all threads;
+//   A, a tile of MR = 12 rows at a time (per thread), into Ap[k][12] (zero
+//   past M).
+// The micro-kernel keeps a 12 x 32 tile of C in 24 zmm accumulators; per k
+// it loads the panel's two vectors and broadcasts 12 A values: 24 FMAs per
+// 14 loads, so it is bound by the FMA units. 24 accumulators hide the FMA
+// latency (4 cycles, 2 units: 8 needed) with room to spare, and with the
+// two B vectors and the broadcast they fit the 32 zmm registers.
+// A KC = 256 block keeps a panel (32 KiB) in L1 beside the A tile (12 KiB)
+// and the packed B of the student's products (N <= 512: 512 KiB) in L2.
+//
+// Threads take work items: a tile of MR rows and a group of panels, tile-
+// major. Most of the student's products have thousands of rows (a panel
+// group is then all panels, each thread a run of tiles); the weight
+// gradients have few (M = C or 4C), so their panels are split too, for
+// enough items to balance two or more threads. Each K block's partial sums
+// are added into C in fp32; every C element's sum has one order, the same
+// each run and for any thread count.
+#include "kernels/cpu/gemm_f32.h"
+#include <cblas.h>
+#include <immintrin.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MR 12     // rows of C per micro-kernel tile
+#define NR 32     // columns of C per micro-kernel tile (two zmm)
+#define KC 256    // rows of k per packed block
+
+// Below this many multiply-adds a product runs on one thread: waking the
+// others costs more than they save (the attention's per-head products).
+#define PARALLEL_MIN_MACS (1L << 20)
+
+typedef enum { PATH_AVX512 = 0, PATH_OPENBLAS } SgemmPath;
+static const char *const path_names[] = { "AVX-512 kernel", "OpenBLAS sgemm" };
+static int chosen = -1;   // the SgemmPath in use, -1 before the first call
+
+// The named path ("avx512", "openblas"), or -1 when this machine lacks it
+// or the name is neither.
+static int available(const char *name) {
+    if (!strcmp(name, "avx512")) return __builtin_cpu_supports("avx512f") ? PATH_AVX512 : -1;
+    if (!strcmp(name, "openblas")) return PATH_OPENBLAS;
+    return -1;
+}
+
+static SgemmPath path(void) {
+    int p = __atomic_load_n(&chosen, __ATOMIC_RELAXED);
+    if (p >= 0) return (SgemmPath)p;
+    const char *force = getenv("DISTIL_SGEMM");
+    if (force && *force) {
+        if ((p = available(force)) < 0) {
+            fprintf(stderr, "distil: error: DISTIL_SGEMM=%s: expected avx512 (needs the processor's AVX-512F) or "
+                    "openblas, one this machine has\n", force);
+            exit(2);
+        }
+    } else if ((p = available("avx512")) < 0) {
+        p = PATH_OPENBLAS;
+    }
+    __atomic_store_n(&chosen, p, __ATOMIC_RELAXED);
+    return (SgemmPath)p;
+}
+
+int cpu_sgemm_use(const char *name) {
+    int p = available(name);
+    if (p < 0) return -1;
+    chosen = p;
+    return 0;
+}
+
+const char *cpu_sgemm_path(void) { return path_names[path()]; }
+
+// Scratch for the packed operands, one per calling thread (the attention
+// calls from inside its parallel region): grows in the first step and is
+// then reused, so the training step allocates nothing.
+static float *workspace(size_t floats) {
+    static _Thread_local float *ws;
+    static _Thread_local size_t ws_floats;
+    if (floats <= ws_floats) return ws;
+    free(ws);
+    ws_floats = (floats + 1023) / 1024 * 1024;
+    ws = aligned_alloc(64, ws_floats * sizeof(float));
+    if (!ws) { fprintf(stderr, "distil: error: out of memory for %zu bytes of product scratch\n", ws_floats * 4); exit(2); }
+    return ws;
+}
+
+// Bp (panels, kb, NR) = rows [k0, k0 + kb) of op(B), zero past column N.
+// An omp for: the threads of the enclosing region share it (or the one
+// thread alone).
+static void pack_b(float *Bp, const float *B, int ldb, int tb, int N, int k0, int kb, int panels) {
+    #pragma omp for schedule(static)
+    for (int pn = 0; pn < panels; pn++) {
+        float *dst = Bp + (size_t)pn * kb * NR;
+        int j0 = pn * NR, cols = N - j0 < NR ? N - j0 : NR;
+        if (!tb) {
+            for (int k = 0; k < kb; k++) {
+                const float *src = B + (size_t)(k0 + k) * ldb + j0;
+                float *d = dst + (size_t)k * NR;
+                int c = 0;
+                for (; c < cols; c++) d[c] = src[c];
+                for (; c < NR; c++) d[c] = 0.0f;
+            }
+        } else {
+            for (int c = 0; c < NR; c++) {
+                if (c < cols) {
+                    const float *src = B + (size_t)(j0 + c) * ldb + k0;
+                    for (int k = 0; k < kb; k++) dst[(size_t)k * NR + c] = src[k];
+                } else {
+                    for (int k = 0; k < kb; k++) dst[(size_t)k * NR + c] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+// Ap (kb, MR) = columns [k0, k0 + kb) of rows [i0, i0 + MR) of op(A), zero past row M.
+static void pack_a(float *Ap, const float *A, int lda, int ta, int M, int i0, int k0, int kb) {
+    int rows = M - i0 < MR ? M - i0 : MR;
+    if (ta) {
+        for (int k = 0; k < kb; k++) {
+            const float *src = A + (size_t)(k0 + k) * lda + i0;
+            float *d = Ap + (size_t)k * MR;
+            int r = 0;
+            for (; r < rows; r++) d[r] = src[r];
+            for (; r < MR; r++) d[r] = 0.0f;
+        }
+    } else {
+        for (int r = 0; r < MR; r++) {
+            if (r < rows) {
+                const float *src = A + (size_t)(i0 + r) * lda + k0;
+                for (int k = 0; k < kb; k++) Ap[(size_t)k * MR + r] = src[k];
+            } else {
+                for (int k = 0; k < kb; k++) Ap[(size_t)k * MR + r] = 0.0f;
+            }
+        }
+    }
+}
+
+// C tile (rows <= MR, cols <= NR) = scale C + Ap Bp over kb steps of k;
+// scale 0 writes C without reading it.
+__attribute__((target("avx512f")))
+static void micro_kernel(int kb, const float *Ap, const float *Bp, float *C, int ldc, int rows, int cols, float scale) {
+    __m512 acc[MR][2];
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int k = 0; k < kb; k++) {
+        __m512 b0 = _mm512_load_ps(Bp + (size_t)k * NR);
+        __m512 b1 = _mm512_load_ps(Bp + (size_t)k * NR + 16);
+        #pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) {
+            __m512 a = _mm512_set1_ps(Ap[(size_t)k * MR + r]);
+            acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+        }
+    }
+    __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+    __mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
+    __m512 s = _mm512_set1_ps(scale);
+    for (int r = 0; r < rows; r++) {
+        float *c = C + (size_t)r * ldc;
+        if (scale != 0.0f) {
+            acc[r][0] = _mm512_fmadd_ps(s, _mm512_maskz_loadu_ps(m0, c), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(s, _mm512_maskz_loadu_ps(m1, c + 16), acc[r][1]);
+        }
+        _mm512_mask_storeu_ps(c, m0, acc[r][0]);
+        _mm512_mask_storeu_ps(c + 16, m1, acc[r][1]);
+    }
+}
+
+static void gemm_avx512(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                        float beta, float *C, int ldc) {
+    int panels = (N + NR - 1) / NR, tiles = (M + MR - 1) / MR;
+    int kb_max = K < KC ? K : KC;
+    int parallel = !omp_in_parallel() && (long)M * N * K >= PARALLEL_MIN_MACS;
+    int threads = parallel ? omp_get_max_threads() : 1;
+    // Panel groups per tile: enough items for 8 per thread where the tiles
+    // alone are fewer (the weight gradients), else 1.
+    int groups = 1;
+    if (threads > 1 && tiles < 8 * threads) groups = (8 * threads + tiles - 1) / tiles;
+    if (groups > panels) groups = panels;
+    int per_group = (panels + groups - 1) / groups;
+    groups = (panels + per_group - 1) / per_group;
+    int items = tiles * groups;
+    size_t b_floats = (size_t)panels * kb_max * NR, a_floats = (size_t)MR * kb_max;
+    float *Bp = workspace(b_floats + a_floats * threads);
+    float *Ap_all = Bp + b_floats;
+    #pragma omp parallel num_threads(threads) if (parallel)
+    {
+        float *Ap = Ap_all + (size_t)omp_get_thread_num() * a_floats;
+        for (int k0 = 0; k0 < K; k0 += KC) {
+            int kb = K - k0 < KC ? K - k0 : KC;
+            float scale = k0 == 0 ? beta : 1.0f;   // later K blocks add into the first's sums
+            pack_b(Bp, B, ldb, tb, N, k0, kb, panels);   // its omp for ends in a barrier
+            int packed_tile = -1;
+            #pragma omp for schedule(static)
+            for (int it = 0; it < items; it++) {
+                int t = it / groups, g = it % groups;
+                int i0 = t * MR, rows = M - i0 < MR ? M - i0 : MR;
+                if (t != packed_tile) { pack_a(Ap, A, lda, ta, M, i0, k0, kb); packed_tile = t; }
+                int p_end = (g + 1) * per_group < panels ? (g + 1) * per_group : panels;
+                for (int pn = g * per_group; pn < p_end; pn++) {
+                    int j0 = pn * NR, cols = N - j0 < NR ? N - j0 : NR;
+                    micro_kernel(kb, Ap, Bp + (size_t)pn * kb * NR, C + (size_t)i0 * ldc + j0, ldc, rows, cols, scale);
+                }
+            }   // the omp for's barrier: Bp is repacked only after every item used it
+        }
+    }
+}
+
+void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+               float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {   // no products: C = beta C
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+    if (path() == PATH_AVX512) {
+        gemm_avx512(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
+                A, lda, B, ldb, beta, C, ldc);
+}
