@@ -1,7 +1,8 @@
 // test_gemm_f32.c: the CPU's fp32 matrix products (kernels/cpu/gemm_f32.c),
 // every path this machine has, against a double-precision product:
 // transposes, ragged edges (M, N not multiples of the 12 x 32 tile), K past
-// one packed block, few rows (the weight gradients' panel split), beta 0
+// one packed block, A read in place and packed (a ragged tile, a transposed
+// A with long rows), few rows (the weight gradients' panel split), beta 0
 // over NaN garbage, beta 1 and 0.5, strides wider than the rows, the
 // columns of C past N left alone; one thread and several giving the same
 // bits; the products called from inside a parallel region (the attention's
@@ -89,6 +90,7 @@ static const Shape shapes[] = {
     { 1, 1, 12, 32, 2, 0.5f },       // exactly one tile
     { 0, 1, 1, 1, 1, 0.0f },
     { 0, 1, 300, 96, 40, 0.0f },     // enough products for the threads (>= 2^20 multiply-adds)
+    { 1, 0, 1030, 40, 30, 1.0f },    // A transposed with rows >= 4 KiB apart: packed, not read in place
 };
 #define N_SHAPES (int)(sizeof shapes / sizeof *shapes)
 

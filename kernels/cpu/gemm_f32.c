@@ -3,15 +3,22 @@
 // The AVX-512 kernel, in the manner of the BLIS/GotoBLAS loops:
 //   B, a block of KC rows of k at a time, is packed into panels of NR = 32
 //   columns, Bp[panel][k][32] (two zmm per k, zero past N), by all threads;
-//   A, a tile of MR = 12 rows at a time (per thread), into Ap[k][12] (zero
-//   past M).
+//   A is read where it lies, a tile of MR = 12 rows at a time: per k the
+//   micro-kernel broadcasts op(A)[i0 + r, k] for the 12 rows straight from
+//   A (12 streams of consecutive floats when A is not transposed, one
+//   stretch of 12 when it is). Only a ragged last tile, and a transposed A
+//   whose rows are 4 KiB or more apart (each k would revisit the same L1
+//   sets), are packed first, into Ap[k][12] with zeros past M.
 // The micro-kernel keeps a 12 x 32 tile of C in 24 zmm accumulators; per k
 // it loads the panel's two vectors and broadcasts 12 A values: 24 FMAs per
 // 14 loads, so it is bound by the FMA units. 24 accumulators hide the FMA
 // latency (4 cycles, 2 units: 8 needed) with room to spare, and with the
 // two B vectors and the broadcast they fit the 32 zmm registers.
-// A KC = 256 block keeps a panel (32 KiB) in L1 beside the A tile (12 KiB)
-// and the packed B of the student's products (N <= 512: 512 KiB) in L2.
+// A KC = 256 block keeps a panel (32 KiB) in L1 and the packed B of the
+// student's products (N <= 512: 512 KiB) in L2. Reading A in place rather
+// than packing it took the demo's products from about 215-240 GFLOP/s on
+// one thread to 250-260 (bench_gemm_f32): with few panels per tile (N =
+// 128) the packing of A was an eighth of the work.
 //
 // Threads take work items: a tile of MR rows and a group of panels, tile-
 // major. Most of the student's products have thousands of rows (a panel
@@ -170,6 +177,39 @@ static void micro_kernel(int kb, const float *Ap, const float *Bp, float *C, int
     }
 }
 
+// The same over a full tile of A read in place: op(A)[i0 + r, k0 + k] at
+// A[r rs + k ks] (rs = lda, ks = 1 for A as stored; rs = 1, ks = lda when
+// transposed).
+__attribute__((target("avx512f")))
+static void micro_kernel_direct(int kb, const float *A, size_t rs, size_t ks, const float *Bp, float *C, int ldc, int cols,
+                                float scale) {
+    __m512 acc[MR][2];
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int k = 0; k < kb; k++) {
+        __m512 b0 = _mm512_load_ps(Bp + (size_t)k * NR);
+        __m512 b1 = _mm512_load_ps(Bp + (size_t)k * NR + 16);
+        const float *a = A + (size_t)k * ks;
+        #pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) {
+            __m512 av = _mm512_set1_ps(a[(size_t)r * rs]);
+            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+        }
+    }
+    __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+    __mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
+    __m512 s = _mm512_set1_ps(scale);
+    for (int r = 0; r < MR; r++) {
+        float *c = C + (size_t)r * ldc;
+        if (scale != 0.0f) {
+            acc[r][0] = _mm512_fmadd_ps(s, _mm512_maskz_loadu_ps(m0, c), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(s, _mm512_maskz_loadu_ps(m1, c + 16), acc[r][1]);
+        }
+        _mm512_mask_storeu_ps(c, m0, acc[r][0]);
+        _mm512_mask_storeu_ps(c + 16, m1, acc[r][1]);
+    }
+}
+
 static void gemm_avx512(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                         float beta, float *C, int ldc) {
     int panels = (N + NR - 1) / NR, tiles = (M + MR - 1) / MR;
@@ -184,6 +224,9 @@ static void gemm_avx512(int ta, int tb, int M, int N, int K, const float *A, int
     int per_group = (panels + groups - 1) / groups;
     groups = (panels + per_group - 1) / per_group;
     int items = tiles * groups;
+    // A in place (see the top): its element (i, k) at A[i rs + k ks].
+    size_t rs = ta ? 1 : (size_t)lda, ks = ta ? (size_t)lda : 1;
+    int direct_ok = !ta || (size_t)lda * sizeof(float) < 4096;
     size_t b_floats = (size_t)panels * kb_max * NR, a_floats = (size_t)MR * kb_max;
     float *Bp = workspace(b_floats + a_floats * threads);
     float *Ap_all = Bp + b_floats;
@@ -199,11 +242,16 @@ static void gemm_avx512(int ta, int tb, int M, int N, int K, const float *A, int
             for (int it = 0; it < items; it++) {
                 int t = it / groups, g = it % groups;
                 int i0 = t * MR, rows = M - i0 < MR ? M - i0 : MR;
-                if (t != packed_tile) { pack_a(Ap, A, lda, ta, M, i0, k0, kb); packed_tile = t; }
+                int direct = rows == MR && direct_ok;
+                if (!direct && t != packed_tile) { pack_a(Ap, A, lda, ta, M, i0, k0, kb); packed_tile = t; }
+                const float *a0 = A + (size_t)i0 * rs + (size_t)k0 * ks;
                 int p_end = (g + 1) * per_group < panels ? (g + 1) * per_group : panels;
                 for (int pn = g * per_group; pn < p_end; pn++) {
                     int j0 = pn * NR, cols = N - j0 < NR ? N - j0 : NR;
-                    micro_kernel(kb, Ap, Bp + (size_t)pn * kb * NR, C + (size_t)i0 * ldc + j0, ldc, rows, cols, scale);
+                    const float *bp = Bp + (size_t)pn * kb * NR;
+                    float *c = C + (size_t)i0 * ldc + j0;
+                    if (direct) micro_kernel_direct(kb, a0, rs, ks, bp, c, ldc, cols, scale);
+                    else micro_kernel(kb, Ap, bp, c, ldc, rows, cols, scale);
                 }
             }   // the omp for's barrier: Bp is repacked only after every item used it
         }
