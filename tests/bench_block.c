@@ -25,7 +25,7 @@ static double now(void) {
 // distil's fp32 products (cpu_sgemm), or OpenBLAS's cblas_sgemm when blas.
 static void product(int blas, int M, int N, int K, const float *a, const float *b, float *c) {
     if (blas) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
-    else cpu_sgemm(0, 1, M, N, K, a, K, b, K, 0.0f, c, N);
+    else cpu_sgemm(0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
 }
 static double sgemm_gflops(int blas, int M, int N, int K, int reps) {
     float *a = malloc(sizeof(float) * M * K), *b = malloc(sizeof(float) * K * N), *c = malloc(sizeof(float) * M * N);

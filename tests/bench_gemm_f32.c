@@ -29,7 +29,7 @@ static double best_seconds(int blas, Shape s, const float *A, const float *B, fl
         for (int r = 0; r < reps; r++) {
             if (blas) cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans, s.M, s.N,
                                   s.K, 1.0f, A, lda, B, ldb, 0.0f, C, s.N);
-            else cpu_sgemm(s.ta, s.tb, s.M, s.N, s.K, A, lda, B, ldb, 0.0f, C, s.N);
+            else cpu_sgemm(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A, lda, B, ldb, 0.0f, C, s.N);
         }
         double dt = (now_s() - t) / reps;
         if (dt < best) best = dt;

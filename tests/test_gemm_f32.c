@@ -3,7 +3,7 @@
 // transposes, ragged edges (M, N not multiples of the 12 x 32 tile), K past
 // one packed block, A read in place and packed (a ragged tile, a transposed
 // A with long rows), few rows (the weight gradients' panel split), beta 0
-// over NaN garbage, beta 1 and 0.5, strides wider than the rows, the
+// over NaN garbage, beta 1 and 0.5, alpha 1 and not, strides wider than the rows, the
 // columns of C past N left alone; one thread and several giving the same
 // bits; the products called from inside a parallel region (the attention's
 // per-head calls) each with its own scratch.
@@ -23,7 +23,7 @@
 
 static Rng rng;
 
-typedef struct { int ta, tb, M, N, K; float beta; } Shape;
+typedef struct { int ta, tb, M, N, K; float beta, alpha; } Shape;
 
 typedef struct {
     Shape s;
@@ -49,7 +49,7 @@ static void case_free(Case *c) { free(c->A); free(c->B); free(c->C0); }
 static float *case_run(const Case *c) {
     float *C = malloc(sizeof(float) * c->s.M * c->ldc);
     memcpy(C, c->C0, sizeof(float) * c->s.M * c->ldc);
-    cpu_sgemm(c->s.ta, c->s.tb, c->s.M, c->s.N, c->s.K, c->A, c->lda, c->B, c->ldb, c->s.beta, C, c->ldc);
+    cpu_sgemm(c->s.ta, c->s.tb, c->s.M, c->s.N, c->s.K, c->s.alpha, c->A, c->lda, c->B, c->ldb, c->s.beta, C, c->ldc);
     return C;
 }
 
@@ -68,13 +68,13 @@ static double check_result(const char *path, const Case *c, const float *C) {
                 mag += fabs(a * b);
             }
             double c0 = s.beta == 0.0f ? 0.0 : (double)s.beta * c->C0[i * c->ldc + j];
-            ref += c0;
-            mag += fabs(c0);
+            ref = s.alpha * ref + c0;
+            mag = fabs(s.alpha) * mag + fabs(c0);
             double err = fabs(C[i * c->ldc + j] - ref) / (1e-5 * mag + 1e-30);
             if (!(err <= worst)) { worst = isnan(err) ? INFINITY : err; wi = i; wj = j; }
         }
-    CHECK(worst <= 1.0, "%s: ta %d tb %d M %d N %d K %d beta %g: C[%d, %d] is %.3g x the bound", path, s.ta, s.tb, s.M,
-          s.N, s.K, (double)s.beta, wi, wj, worst);
+    CHECK(worst <= 1.0, "%s: ta %d tb %d M %d N %d K %d alpha %g beta %g: C[%d, %d] is %.3g x the bound", path, s.ta, s.tb,
+          s.M, s.N, s.K, (double)s.alpha, (double)s.beta, wi, wj, worst);
     for (int i = 0; i < s.M; i++)   // the padding columns of C are untouched
         for (int j = s.N; j < c->ldc; j++)
             CHECK(memcmp(&C[i * c->ldc + j], &c->C0[i * c->ldc + j], sizeof(float)) == 0, "%s: C[%d, %d] past N was written",
@@ -83,14 +83,17 @@ static double check_result(const char *path, const Case *c, const float *C) {
 }
 
 static const Shape shapes[] = {
-    { 0, 1, 13, 37, 19, 0.0f },      // y = x W^T (linear forward): ragged
-    { 0, 0, 29, 70, 64, 1.0f },      // dx += dy W
-    { 1, 0, 40, 33, 600, 1.0f },     // dW += dy^T x: K past one packed block (256)
-    { 1, 0, 24, 130, 300, 0.0f },    // few rows, several panels: the panel split
-    { 1, 1, 12, 32, 2, 0.5f },       // exactly one tile
-    { 0, 1, 1, 1, 1, 0.0f },
-    { 0, 1, 300, 96, 40, 0.0f },     // enough products for the threads (>= 2^20 multiply-adds)
-    { 1, 0, 1030, 40, 30, 1.0f },    // A transposed with rows >= 4 KiB apart: packed, not read in place
+    { 0, 1, 13, 37, 19, 0.0f, 1.0f },      // y = x W^T (linear forward): ragged
+    { 0, 0, 29, 70, 64, 1.0f, 1.0f },      // dx += dy W
+    { 1, 0, 40, 33, 600, 1.0f, 1.0f },     // dW += dy^T x: K past one packed block (256)
+    { 1, 0, 24, 130, 300, 0.0f, 1.0f },    // few rows, several panels: the panel split
+    { 1, 1, 12, 32, 2, 0.5f, 1.0f },       // exactly one tile
+    { 0, 1, 1, 1, 1, 0.0f, 1.0f },
+    { 0, 1, 300, 96, 40, 0.0f, 1.0f },     // enough products for the threads (>= 2^20 multiply-adds)
+    { 1, 0, 1030, 40, 30, 1.0f, 1.0f },    // A transposed with rows >= 4 KiB apart: packed, not read in place
+    { 0, 1, 83, 83, 32, 0.0f, 0.17f },     // the attention's scores, scale * q k^T
+    { 1, 0, 83, 32, 83, 1.0f, -2.5f },     // alpha with beta 1
+    { 0, 0, 50, 40, 520, 0.5f, 0.25f },    // alpha over several K blocks
 };
 #define N_SHAPES (int)(sizeof shapes / sizeof *shapes)
 

@@ -237,5 +237,5 @@ void cpu_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, const float *A
 void cpu_gemm(int bf16, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
               float beta, float *C, int ldc) {
     if (bf16) cpu_gemm_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
-    else cpu_sgemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    else cpu_sgemm(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
 }

@@ -147,10 +147,33 @@ static void pack_a(float *Ap, const float *A, int lda, int ta, int M, int i0, in
     }
 }
 
-// C tile (rows <= MR, cols <= NR) = scale C + Ap Bp over kb steps of k;
-// scale 0 writes C without reading it.
+// C tile (rows, cols) = alpha acc + scale C; scale 0 writes C without
+// reading it. alpha 1 multiplies nothing (the same bits as no alpha).
+__attribute__((target("avx512f"), always_inline))
+static inline void store_tile(__m512 acc[MR][2], float *C, int ldc, int rows, int cols, float alpha, float scale) {
+    __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+    __mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
+    __m512 a = _mm512_set1_ps(alpha), s = _mm512_set1_ps(scale);
+    for (int r = 0; r < rows; r++) {
+        float *c = C + (size_t)r * ldc;
+        __m512 v0 = acc[r][0], v1 = acc[r][1];
+        if (alpha != 1.0f) {
+            v0 = _mm512_mul_ps(a, v0);
+            v1 = _mm512_mul_ps(a, v1);
+        }
+        if (scale != 0.0f) {
+            v0 = _mm512_fmadd_ps(s, _mm512_maskz_loadu_ps(m0, c), v0);
+            v1 = _mm512_fmadd_ps(s, _mm512_maskz_loadu_ps(m1, c + 16), v1);
+        }
+        _mm512_mask_storeu_ps(c, m0, v0);
+        _mm512_mask_storeu_ps(c + 16, m1, v1);
+    }
+}
+
+// C tile (rows <= MR, cols <= NR) = alpha Ap Bp + scale C over kb steps of k.
 __attribute__((target("avx512f")))
-static void micro_kernel(int kb, const float *Ap, const float *Bp, float *C, int ldc, int rows, int cols, float scale) {
+static void micro_kernel(int kb, const float *Ap, const float *Bp, float *C, int ldc, int rows, int cols, float alpha,
+                         float scale) {
     __m512 acc[MR][2];
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (int k = 0; k < kb; k++) {
@@ -163,18 +186,7 @@ static void micro_kernel(int kb, const float *Ap, const float *Bp, float *C, int
             acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
         }
     }
-    __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
-    __mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
-    __m512 s = _mm512_set1_ps(scale);
-    for (int r = 0; r < rows; r++) {
-        float *c = C + (size_t)r * ldc;
-        if (scale != 0.0f) {
-            acc[r][0] = _mm512_fmadd_ps(s, _mm512_maskz_loadu_ps(m0, c), acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(s, _mm512_maskz_loadu_ps(m1, c + 16), acc[r][1]);
-        }
-        _mm512_mask_storeu_ps(c, m0, acc[r][0]);
-        _mm512_mask_storeu_ps(c + 16, m1, acc[r][1]);
-    }
+    store_tile(acc, C, ldc, rows, cols, alpha, scale);
 }
 
 // The same over a full tile of A read in place: op(A)[i0 + r, k0 + k] at
@@ -182,7 +194,7 @@ static void micro_kernel(int kb, const float *Ap, const float *Bp, float *C, int
 // transposed).
 __attribute__((target("avx512f")))
 static void micro_kernel_direct(int kb, const float *A, size_t rs, size_t ks, const float *Bp, float *C, int ldc, int cols,
-                                float scale) {
+                                float alpha, float scale) {
     __m512 acc[MR][2];
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (int k = 0; k < kb; k++) {
@@ -196,22 +208,11 @@ static void micro_kernel_direct(int kb, const float *A, size_t rs, size_t ks, co
             acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
         }
     }
-    __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
-    __mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
-    __m512 s = _mm512_set1_ps(scale);
-    for (int r = 0; r < MR; r++) {
-        float *c = C + (size_t)r * ldc;
-        if (scale != 0.0f) {
-            acc[r][0] = _mm512_fmadd_ps(s, _mm512_maskz_loadu_ps(m0, c), acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(s, _mm512_maskz_loadu_ps(m1, c + 16), acc[r][1]);
-        }
-        _mm512_mask_storeu_ps(c, m0, acc[r][0]);
-        _mm512_mask_storeu_ps(c + 16, m1, acc[r][1]);
-    }
+    store_tile(acc, C, ldc, MR, cols, alpha, scale);
 }
 
-static void gemm_avx512(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                        float beta, float *C, int ldc) {
+static void gemm_avx512(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                        int ldb, float beta, float *C, int ldc) {
     int panels = (N + NR - 1) / NR, tiles = (M + MR - 1) / MR;
     int kb_max = K < KC ? K : KC;
     int parallel = !omp_in_parallel() && (long)M * N * K >= PARALLEL_MIN_MACS;
@@ -250,16 +251,16 @@ static void gemm_avx512(int ta, int tb, int M, int N, int K, const float *A, int
                     int j0 = pn * NR, cols = N - j0 < NR ? N - j0 : NR;
                     const float *bp = Bp + (size_t)pn * kb * NR;
                     float *c = C + (size_t)i0 * ldc + j0;
-                    if (direct) micro_kernel_direct(kb, a0, rs, ks, bp, c, ldc, cols, scale);
-                    else micro_kernel(kb, Ap, bp, c, ldc, rows, cols, scale);
+                    if (direct) micro_kernel_direct(kb, a0, rs, ks, bp, c, ldc, cols, alpha, scale);
+                    else micro_kernel(kb, Ap, bp, c, ldc, rows, cols, alpha, scale);
                 }
             }   // the omp for's barrier: Bp is repacked only after every item used it
         }
     }
 }
 
-void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-               float beta, float *C, int ldc) {
+void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {   // no products: C = beta C
         for (int i = 0; i < M; i++)
@@ -267,9 +268,9 @@ void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, const float *A, in
         return;
     }
     if (path() == PATH_AVX512) {
-        gemm_avx512(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
                 A, lda, B, ldb, beta, C, ldc);
 }

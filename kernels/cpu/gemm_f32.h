@@ -17,14 +17,14 @@
 // order (results agree to fp32 rounding, not bits).
 #pragma once
 
-// C (M, N) = beta C + op(A) op(B), all row-major:
+// C (M, N) = alpha op(A) op(B) + beta C, all row-major (BLAS's sgemm):
 //   op(A) is (M, K): A stored (M, K) with row stride lda, or (K, M) when trans_a;
 //   op(B) is (K, N): B stored (K, N) with row stride ldb, or (N, K) when trans_b.
 // beta 0 writes C without reading it. Reentrant: called inside an OpenMP
 // parallel region it runs on the calling thread alone, with that thread's
 // own scratch; outside one it runs on the OpenMP threads.
-void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-               float beta, float *C, int ldc);
+void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc);
 
 // The path cpu_sgemm takes here: "AVX-512 kernel" or "OpenBLAS sgemm".
 const char *cpu_sgemm_path(void);
