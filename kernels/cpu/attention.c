@@ -4,7 +4,8 @@
 // Forward, one task per (batch, head, tile of ATTN_BQ queries): the keys are
 // read in tiles of ATTN_BK (a sequence of at most ATTN_SHORT_T tokens is
 // one tile of each); each tile's scores S = Q K^T and the product
-// P V go through OpenBLAS sgemm (single-threaded inside the OpenMP region),
+// P V go through cpu_sgemm (gemm_f32.h: on the calling thread alone inside
+// the OpenMP region),
 // and an online softmax keeps, per query, the running max m and sum l and
 // rescales the output rows accumulated so far when m grows. Saved: the
 // logsumexp lse = m + log(l) per query, B*H*T floats.
@@ -19,13 +20,13 @@
 // the thread count: the bits are the same on 1 or 16 threads.
 //
 // qkv (B, T, 3C) is read in place: a head's q, k or v rows are hs floats
-// every 3C, which sgemm takes as a leading dimension, so nothing is copied.
-#include <cblas.h>
+// every 3C, which the products take as a leading dimension, so nothing is copied.
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
 #include "autograd/ops.h"          // defines: ATTN_CAUSAL, ATTN_PREFIX
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/gemm_f32.h"   // defines: cpu_sgemm
 #include "kernels/cpu/vec.h"       // defines: f32x8, i32x8, v8_exp, v8_select
 
 // Tile sizes. The score tiles live on the stack (two of ATTN_BQ*ATTN_BK
@@ -183,7 +184,7 @@ static void forward_query_tile(const AttnDims *d, const float *qkv, const float 
     for (int j0 = 0; j0 < kv_end; j0 += d->bk) {
         int nk = min_int(d->bk, kv_end - j0);
         // s (nq, nk) = scale * q . k[j0 : j0+nk]^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d->hs, d->scale,
+        cpu_sgemm(0, 1, nq, nk, d->hs, d->scale,
                     q, (int)ld, k + j0 * ld, (int)ld, 0.0f, s, d->bk);
         for (int r = 0; r < nq; r++) {
             float corr = online_softmax_row(s + (size_t)r * d->bk, mask ? mask + j0 : NULL, nk,
@@ -194,7 +195,7 @@ static void forward_query_tile(const AttnDims *d, const float *qkv, const float 
             }
         }
         // o (nq, hs) += p (nq, nk) . v[j0 : j0+nk]
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d->hs, nk, 1.0f,
+        cpu_sgemm(0, 0, nq, d->hs, nk, 1.0f,
                     s, d->bk, v + j0 * ld, (int)ld, 1.0f, o, d->C);
     }
     for (int r = 0; r < nq; r++) {
@@ -255,22 +256,22 @@ static void backward_head(const AttnDims *d, const float *qkv, const float *key_
         for (int i0 = first_query; i0 < d->T; i0 += bq) {
             int nq = min_int(bq, d->T - i0);
             // p (nq, nk) = exp(scale * q_i . k_j^T - lse_i), visible entries only
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d->hs, d->scale,
+            cpu_sgemm(0, 1, nq, nk, d->hs, d->scale,
                         q + i0 * ld, (int)ld, k + j0 * ld, (int)ld, 0.0f, p, bk);
             for (int r = 0; r < nq; r++)
                 probs_row(p + (size_t)r * bk, mask ? mask + j0 : NULL, nk, visible_end(d, i0 + r) - j0, lse[i0 + r]);
             // dv_j (nk, hs) += p^T . dO_i
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d->hs, nq, 1.0f,
+            cpu_sgemm(1, 0, nk, d->hs, nq, 1.0f,
                         p, bk, dO + (size_t)i0 * d->C, d->C, beta, dv + j0 * ld, (int)ld);
             // ds (nq, nk) = dO_i . v_j^T, then p * (ds - delta_i) * scale
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d->hs, 1.0f,
+            cpu_sgemm(0, 1, nq, nk, d->hs, 1.0f,
                         dO + (size_t)i0 * d->C, d->C, v + j0 * ld, (int)ld, 0.0f, ds, bk);
             for (int r = 0; r < nq; r++)
                 dscores_row(p + (size_t)r * bk, ds + (size_t)r * bk, nk, delta[i0 + r], d->scale);
             // dk_j (nk, hs) += ds^T . q_i;  dq_i (nq, hs) += ds . k_j
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d->hs, nq, 1.0f,
+            cpu_sgemm(1, 0, nk, d->hs, nq, 1.0f,
                         ds, bk, q + i0 * ld, (int)ld, beta, dk + j0 * ld, (int)ld);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d->hs, nk, 1.0f,
+            cpu_sgemm(0, 0, nq, d->hs, nk, 1.0f,
                         ds, bk, k + j0 * ld, (int)ld, beta, dq + i0 * ld, (int)ld);
         }
     }
