@@ -239,3 +239,11 @@ void cpu_gemm(int bf16, int trans_a, int trans_b, int M, int N, int K, const flo
     if (bf16) cpu_gemm_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
     else cpu_sgemm(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
 }
+
+const char *cpu_gemm_path(int bf16) { return bf16 ? cpu_gemm_bf16_path() : cpu_sgemm_path(); }
+
+// The AVX-512 kernels give every C element's sum one order for any thread
+// count; OpenBLAS's sgemm and sbgemm split k by threads.
+int cpu_gemm_thread_invariant(int bf16) {
+    return bf16 ? path() == PATH_AVX512BF16 : cpu_sgemm_thread_invariant();
+}

@@ -38,3 +38,10 @@ void cpu_gemm(int bf16, int trans_a, int trans_b, int M, int N, int K, const flo
 
 // Rounds n floats to bf16 precision in place (kept as fp32).
 void cpu_round_bf16(float *x, long n);
+
+// The path cpu_gemm takes for that precision (cpu_gemm_bf16_path or
+// cpu_sgemm_path), and 1 when its sums do not depend on the OpenMP thread
+// count (the AVX-512 kernels), so a run repeats bit for bit on another
+// count: distil's other reductions are written to be independent of it.
+const char *cpu_gemm_path(int bf16);
+int cpu_gemm_thread_invariant(int bf16);

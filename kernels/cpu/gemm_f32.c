@@ -274,3 +274,5 @@ void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
                 A, lda, B, ldb, beta, C, ldc);
 }
+
+int cpu_sgemm_thread_invariant(void) { return path() == PATH_AVX512; }

@@ -31,3 +31,6 @@ const char *cpu_sgemm_path(void);
 // Makes cpu_sgemm take the path named as DISTIL_SGEMM names it (tests,
 // benchmarks). Returns 0, or -1 when this machine lacks it.
 int cpu_sgemm_use(const char *name);
+// 1 when the path in use sums in an order independent of the thread count
+// (the AVX-512 kernel; OpenBLAS's sgemm splits k by threads).
+int cpu_sgemm_thread_invariant(void);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "kernels/cpu/gemm_bf16.h"   // defines: cpu_gemm_path, cpu_gemm_thread_invariant
 #include "train/ckpt/checkpoint.h"  // defines: checkpoint_save, checkpoint_resolve, checkpoint_load, metrics_rewind
 #include "train/cmd/cli.h"
 #include "train/core/evaluate.h"    // defines: evaluate, fit_ego_only, EvalResult
@@ -252,10 +253,11 @@ static int resume_run(TrainState *ts, const char *ckpt, const char *run_dir, lon
     }
     printf("resuming from %s at step %ld\n", ckpt, *start);
     note_schedule_change(ts->r, ckpt, *start);
-    if (threads != omp_get_max_threads())
-        printf("note: the checkpoint was written with %d OpenMP threads and this run has %d; OpenBLAS's sums depend on "
-               "the count, so the run goes on correctly but not bit-identically to an uninterrupted one (OMP_NUM_THREADS=%d)\n",
-               threads, omp_get_max_threads(), threads);
+    int bf16 = ts->r->train.precision == PRECISION_BF16;
+    if (threads != omp_get_max_threads() && ts->model.g->device == DEV_CPU && !cpu_gemm_thread_invariant(bf16))
+        printf("note: the checkpoint was written with %d OpenMP threads and this run has %d; the matrix products' sums "
+               "(%s) depend on the count, so the run goes on correctly but not bit-identically to an uninterrupted one "
+               "(OMP_NUM_THREADS=%d)\n", threads, omp_get_max_threads(), cpu_gemm_path(bf16), threads);
     return 0;
 }
 
@@ -315,6 +317,13 @@ int cmd_train(int argc, char **argv) {
     // train.device: a GPU once the self-test has passed on it (train/selftest/gate.c).
     Device device;
     if ((rc = selftest_pick_device(&r, &device))) { recipe_free(&r); return rc; }
+    if (device == DEV_CPU) {
+        int bf16 = r.train.precision == PRECISION_BF16;
+        printf("cpu: %d OpenMP thread%s; matrix products: %s, %s\n", omp_get_max_threads(),
+               omp_get_max_threads() == 1 ? "" : "s", cpu_gemm_path(bf16),
+               cpu_gemm_thread_invariant(bf16) ? "the same bits for any thread count"
+                                               : "whose sums depend on the thread count");
+    }
     TrainState ts;
     if ((rc = train_state_open_on(&ts, &r, device))) { train_state_close(&ts); recipe_free(&r); return rc; }
     long total = r.train.steps, last = a.max_steps >= 0 && a.max_steps < total ? a.max_steps : total, start = 0;
