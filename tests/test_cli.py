@@ -79,8 +79,12 @@ def test_start_names_the_recipe_and_the_model(tmp):
     lines = RUN["piped"].splitlines()
     assert "recipe tiny.yaml, resolved in run/recipe.resolved.yaml" in lines[0], lines[:3]
     # Between them, train.device's choice (auto: the CPU here, saying why;
-    # on a GPU the self-test's lines): distil selftest's, not this test's.
-    head = [l for l in lines[1:] if not l.startswith(("device: ", "cuda: "))][:1]
+    # on a GPU the self-test's lines): distil selftest's, not this test's;
+    # on the CPU, its threads and which matrix products run.
+    cpu = [l for l in lines[1:4] if l.startswith("cpu: ")]
+    assert not cpu or re.match(r"cpu: \d+ OpenMP threads?; matrix products: .+, (the same bits for any thread count|"
+                               r"whose sums depend on the thread count)$", cpu[0]), lines[:4]
+    head = [l for l in lines[1:] if not l.startswith(("device: ", "cuda: ", "cpu: "))][:1]
     assert head and re.search(r"model: [0-9.]+ M parameters \(\d+; 0 frozen tensors\), \d+ tokens per sample .* "
                               r"vocabulary \d+", head[0]), lines[:4]
 
