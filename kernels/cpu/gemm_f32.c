@@ -31,6 +31,7 @@
 #include <cblas.h>
 #include <immintrin.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,16 +84,49 @@ const char *cpu_sgemm_path(void) { return path_names[path()]; }
 
 // Scratch for the packed operands, one per calling thread (the attention
 // calls from inside its parallel region): grows in the first step and is
-// then reused, so the training step allocates nothing.
+// then reused, so the training step allocates nothing. Each thread's is
+// also on a global list, so it stays reachable (no leak for LeakSanitizer
+// while the thread lives), and a thread's exit frees it (the key's
+// destructor).
+typedef struct Scratch { float *p; size_t floats; struct Scratch *prev, *next; } Scratch;
+static Scratch *scratch_all;
+static pthread_mutex_t scratch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static _Thread_local Scratch *scratch_mine;
+
+static void scratch_free(void *arg) {
+    Scratch *s = arg;
+    pthread_mutex_lock(&scratch_lock);
+    if (s->prev) s->prev->next = s->next;
+    else scratch_all = s->next;
+    if (s->next) s->next->prev = s->prev;
+    pthread_mutex_unlock(&scratch_lock);
+    free(s->p);
+    free(s);
+}
+
+static void scratch_key_make(void) { pthread_key_create(&scratch_key, scratch_free); }
+
 static float *workspace(size_t floats) {
-    static _Thread_local float *ws;
-    static _Thread_local size_t ws_floats;
-    if (floats <= ws_floats) return ws;
-    free(ws);
-    ws_floats = (floats + 1023) / 1024 * 1024;
-    ws = aligned_alloc(64, ws_floats * sizeof(float));
-    if (!ws) { fprintf(stderr, "distil: error: out of memory for %zu bytes of product scratch\n", ws_floats * 4); exit(2); }
-    return ws;
+    Scratch *s = scratch_mine;
+    if (s && floats <= s->floats) return s->p;
+    if (!s) {
+        pthread_once(&scratch_once, scratch_key_make);
+        if (!(s = calloc(1, sizeof *s))) { fprintf(stderr, "distil: error: out of memory for product scratch\n"); exit(2); }
+        pthread_mutex_lock(&scratch_lock);
+        s->next = scratch_all;
+        if (scratch_all) scratch_all->prev = s;
+        scratch_all = s;
+        pthread_mutex_unlock(&scratch_lock);
+        pthread_setspecific(scratch_key, s);
+        scratch_mine = s;
+    }
+    free(s->p);
+    s->floats = (floats + 1023) / 1024 * 1024;
+    s->p = aligned_alloc(64, s->floats * sizeof(float));
+    if (!s->p) { fprintf(stderr, "distil: error: out of memory for %zu bytes of product scratch\n", s->floats * 4); exit(2); }
+    return s->p;
 }
 
 // Bp (panels, kb, NR) = rows [k0, k0 + kb) of op(B), zero past column N.
