@@ -361,12 +361,15 @@ static const char *shape_cosine_loss(Tensor *out) {
 const OpDef op_table[OP_COUNT] = {
     [OP_INPUT]         = { .name = "input" },
     [OP_PARAM]         = { .name = "param" },
-    [OP_MATMUL]        = { "matmul",        shape_matmul,        KERNELS(matmul), .bwd_skips = BWD_SKIPS_OUT },
-    [OP_LINEAR]        = { "linear",        shape_linear,        KERNELS(linear), .bwd_skips = BWD_SKIPS_OUT | BWD_SKIPS_SRC(2) },
+    [OP_MATMUL]        = { "matmul",        shape_matmul,        KERNELS(matmul), .bwd_skips = BWD_SKIPS_OUT,
+                           .bf16_in = BF16_SRC(0) | BF16_SRC(1) },
+    [OP_LINEAR]        = { "linear",        shape_linear,        KERNELS(linear), .bwd_skips = BWD_SKIPS_OUT | BWD_SKIPS_SRC(2),
+                           .bf16_in = BF16_SRC(0) },
     [OP_ADD]           = { "add",           shape_broadcast,     KERNELS(add), .bwd_skips = BWD_SKIPS_ALL },
     [OP_MUL]           = { "mul",           shape_broadcast,     KERNELS(mul), .bwd_skips = BWD_SKIPS_OUT },
     [OP_SCALE]         = { "scale",         shape_same_as_src,   KERNELS(scale), .bwd_skips = BWD_SKIPS_ALL },
-    [OP_LAYERNORM]     = { "layernorm",     shape_layernorm,     KERNELS(layernorm), .bwd_skips = BWD_SKIPS_OUT | BWD_SKIPS_SRC(2), .remat = 1 },
+    [OP_LAYERNORM]     = { "layernorm",     shape_layernorm,     KERNELS(layernorm), .bwd_skips = BWD_SKIPS_OUT | BWD_SKIPS_SRC(2), .remat = 1,
+                           .bf16_out = 1 },
     [OP_GELU]          = { "gelu",          shape_same_as_src,   KERNELS(gelu), .bwd_skips = BWD_SKIPS_OUT, .remat = 1 },
     [OP_SOFTMAX]       = { "softmax",       shape_same_as_src,   KERNELS(softmax), .bwd_skips = BWD_SKIPS_SRC(0) },
     [OP_ATTENTION]     = { "attention",     shape_attention,     KERNELS(attention) },
@@ -388,7 +391,8 @@ const OpDef op_table[OP_COUNT] = {
     [OP_DISTILL_KL]    = { "distill_kl",    shape_distill_kl,    KERNELS(distill_kl) },
     [OP_TRAJ_LOSS]     = { "traj_loss",     shape_traj_loss,     KERNELS(traj_loss) },
     [OP_COSINE_LOSS]   = { "cosine_loss",   shape_cosine_loss,   KERNELS(cosine_loss) },
-    [OP_BIAS_GELU]     = { "bias_gelu",     shape_bias_gelu,     KERNELS(bias_gelu), .bwd_skips = BWD_SKIPS_OUT, .remat = 1 },
+    [OP_BIAS_GELU]     = { "bias_gelu",     shape_bias_gelu,     KERNELS(bias_gelu), .bwd_skips = BWD_SKIPS_OUT, .remat = 1,
+                           .bf16_out = 1 },
     [OP_BIAS_RESIDUAL] = { "bias_residual", shape_bias_residual, KERNELS(bias_residual), .bwd_skips = BWD_SKIPS_ALL },
 };
 

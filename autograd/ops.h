@@ -67,7 +67,15 @@ typedef struct OpDef {
     // backward), so the planner may drop its output after the forward and
     // recompute it just before the backward that reads it.
     int remat;
+    // train.precision bf16's stored activations (plan.h, plan_bf16_outputs):
+    // bf16_in, bit i: when the op's OP_IATTR_BF16 is set, src[i] may be
+    // stored bf16 (the op reads it at a bf16 rounding point, or, for the
+    // attention's qkv, takes it as bf16 by design); bf16_out: the op's
+    // kernels can write their output as bf16 (their math stays fp32).
+    unsigned bf16_in;
+    int bf16_out;
 } OpDef;
+#define BF16_SRC(i) (1u << (i))   // OpDef.bf16_in's bit for src[i]
 
 extern const OpDef op_table[OP_COUNT];
 
@@ -80,7 +88,9 @@ extern const OpDef op_table[OP_COUNT];
 // precision (graph_set_products): 1 when both operands of each of their
 // products (forward and backward) are rounded to bf16 before an fp32-summed
 // product, on the CPU (kernels/cpu/gemm_bf16.h) and on CUDA (cuBLASLt) at
-// the same points; 0 for fp32 products.
+// the same points; 0 for fp32 products. An operand may then arrive
+// already bf16 (its producer stored it so: OpDef.bf16_out), which the
+// product reads as it is: the same bits as rounding it there.
 #define OP_IATTR_BF16 7
 
 // a [M, K] or [B, M, K]; b [K, N] (shared over the batch) or [B, K, N].
