@@ -14,6 +14,11 @@
 //   ulp (plus fp32's error) of a double-precision reference.
 // - The product reading a bf16 operand, against a double product of the
 //   rounded operands (test_gemm_bf16's bound: 1e-5 of the sum of |terms|).
+// - The attention chain layernorm -> qkv linear (bf16 output) -> attention
+//   (bf16 qkv in, bf16 out) -> linear: the qkv linear's bf16 output and the
+//   attention's output against double references computed from the stored
+//   bf16 values; and the attention's kernels on bf16 qkv, forward and
+//   backward, against the same reference.
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -40,11 +45,14 @@ static ModelConfig tiny_student(void) {
 }
 
 // Whether the planner should store t bf16 in the student recorded with bf16
-// products: the block layernorms (ln_f feeds slices: fp32) and the MLP's GELU.
+// products: the block layernorms (ln_f feeds slices: fp32), the MLP's GELU,
+// the attention's output and the qkv projection that feeds it.
 static int expect_bf16(const Tensor *t) {
     switch (t->op) {
     case OP_LAYERNORM: return strcmp(t->src[1]->name, "ln_f.weight") != 0;
     case OP_BIAS_GELU: return 1;
+    case OP_ATTENTION: return 1;
+    case OP_LINEAR: return strstr(t->src[1]->name, "attn.qkv.weight") != NULL;
     default: return 0;
     }
 }
@@ -70,8 +78,8 @@ static void test_plan_student(void) {
                   want ? "bf16" : "not bf16");
         }
         CHECK(n_ln_f == 1, "ln_f found %d times", n_ln_f);
-        // 2 layers: ln1, ln2 and bias_gelu per block.
-        if (bf16) CHECK(n_bf16 == 2 * 3, "%d bf16 nodes, expected 6", n_bf16);
+        // 2 layers: ln1, ln2, bias_gelu, attention, qkv linear per block.
+        if (bf16) CHECK(n_bf16 == 2 * 5, "%d bf16 nodes, expected 10", n_bf16);
         // graph_memory plans the same dtypes and bytes as graph_plan.
         CHECK(mem[bf16].arena == g->act_bytes, "graph_memory %zu bytes, graph_plan %zu", mem[bf16].arena, g->act_bytes);
         graph_free(g);
@@ -239,11 +247,167 @@ static void test_layernorm_linear(void) { check_chain(CHAIN_LN_LINEAR); }
 static void test_bias_gelu_linear(void) { check_chain(CHAIN_GELU_LINEAR); }
 static void test_layernorm_matmul(void) { check_chain(CHAIN_LN_MATMUL); }
 
+// ---- the attention chain ------------------------------------------------------
+
+enum { AB = 2, AT = 9, AC = 16, AH = 2, AHS = AC / AH };   // batch, tokens, channels, heads
+
+// Causal attention in double from the stored (bf16) qkv, ops.h's
+// definition: out (AB, AT, AC); and d(qkv) from dout, with delta =
+// rowsum(dout * out_stored) as the kernels take it (from the stored output).
+static void attention_ref(const float *qkv, const float *dout, const float *out_stored, double *out, double *dqkv) {
+    double p[AT], scale = 1.0 / sqrt((double)AHS);
+    memset(dqkv, 0, sizeof(double) * AB * AT * 3 * AC);
+    for (int b = 0; b < AB; b++)
+        for (int h = 0; h < AH; h++)
+            for (int i = 0; i < AT; i++) {
+                const float *q = qkv + ((size_t)b * AT + i) * 3 * AC + h * AHS;
+                double mx = -INFINITY, sum = 0;
+                for (int j = 0; j <= i; j++) {
+                    const float *k = qkv + ((size_t)b * AT + j) * 3 * AC + AC + h * AHS;
+                    double dot = 0;
+                    for (int c = 0; c < AHS; c++) dot += (double)q[c] * k[c];
+                    p[j] = dot * scale;
+                    mx = fmax(mx, p[j]);
+                }
+                for (int j = 0; j <= i; j++) sum += exp(p[j] - mx);
+                for (int j = 0; j <= i; j++) p[j] = exp(p[j] - mx) / sum;
+                size_t row = ((size_t)b * AT + i) * AC + h * AHS;
+                double delta = 0;
+                for (int c = 0; c < AHS; c++) {
+                    double acc = 0;
+                    for (int j = 0; j <= i; j++) acc += p[j] * qkv[((size_t)b * AT + j) * 3 * AC + 2 * AC + h * AHS + c];
+                    out[row + c] = acc;
+                    delta += (double)dout[row + c] * out_stored[row + c];
+                }
+                double *dq = dqkv + ((size_t)b * AT + i) * 3 * AC + h * AHS;
+                for (int j = 0; j <= i; j++) {
+                    const float *k = qkv + ((size_t)b * AT + j) * 3 * AC + AC + h * AHS, *v = k + AC;
+                    double *dk = dqkv + ((size_t)b * AT + j) * 3 * AC + AC + h * AHS, *dv = dk + AC;
+                    double dp = 0;
+                    for (int c = 0; c < AHS; c++) dp += (double)dout[row + c] * v[c];
+                    double ds = p[j] * (dp - delta) * scale;
+                    for (int c = 0; c < AHS; c++) {
+                        dq[c] += ds * k[c];
+                        dk[c] += ds * q[c];
+                        dv[c] += p[j] * dout[row + c];
+                    }
+                }
+            }
+}
+
+// Worst |got - ref| over the tensor's largest |ref|.
+static double err_vs_ref(const float *got, const double *ref, size_t n) {
+    double scale = 0, worst = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - ref[i]) / fmax(scale, 1e-30);
+        if (!(e <= worst)) worst = e;
+    }
+    return worst;
+}
+
+static void test_attention_chain(void) {
+    enum { NQ = AB * AT * 3 * AC, NO = AB * AT * AC };
+    Graph *g = graph_new(DEV_CPU);
+    graph_set_products(g, DT_BF16);
+    Tensor *x0 = graph_param(g, "x", 3, (int[]){ AB, AT, AC }, INIT_NORMAL, 1.0f, 0);
+    Tensor *gamma = graph_param(g, "gamma", 1, (int[]){ AC }, INIT_ONES, 0, 0);
+    Tensor *beta = graph_param(g, "beta", 1, (int[]){ AC }, INIT_ZEROS, 0, 0);
+    Tensor *wq = graph_param(g, "attn.qkv.weight", 2, (int[]){ 3 * AC, AC }, INIT_NORMAL, 0.5f, 0);
+    Tensor *bq = graph_param(g, "attn.qkv.bias", 1, (int[]){ 3 * AC }, INIT_NORMAL, 0.1f, 0);
+    Tensor *wp = graph_param(g, "proj.weight", 2, (int[]){ AC, AC }, INIT_NORMAL, 0.3f, 0);
+    Tensor *ln = op_layernorm(g, op_scale(g, x0, 1.0f), gamma, beta, 1e-5f);
+    Tensor *qkv = op_linear(g, ln, wq, bq);
+    Tensor *att = op_attention(g, qkv, NULL, AH);
+    Tensor *out = op_linear(g, att, wp, NULL);
+    REQUIRE(graph_plan(g) == 0, "graph_plan");
+    REQUIRE(ln->dtype == DT_BF16 && qkv->dtype == DT_BF16 && att->dtype == DT_BF16 && out->dtype == DT_F32,
+            "dtypes: layernorm %s, qkv %s, attention %s, out %s", dtype_name(ln->dtype), dtype_name(qkv->dtype),
+            dtype_name(att->dtype), dtype_name(out->dtype));
+    graph_init_params(g, &rng);
+    static float ln_v[AB * AT * AC], qkv_v[NQ], att_v[NO], wq_v[3 * AC * AC], bq_v[3 * AC];
+    graph_forward(g);   // (the activations are read now: backward reuses their memory)
+    tensor_to_host_f32(ln, ln_v);
+    tensor_to_host_f32(qkv, qkv_v);
+    tensor_to_host_f32(att, att_v);
+    tensor_to_host_f32(wq, wq_v);
+    tensor_to_host_f32(bq, bq_v);
+    // The qkv linear's bf16 output: round(fp32 sum + bias) of the bf16
+    // layernorm output and the rounded weight, within half a bf16 ulp (and
+    // the sum's fp32 error, 1e-5 of its terms) of double.
+    double worst_qkv = 0;
+    for (int r = 0; r < AB * AT; r++)
+        for (int o = 0; o < 3 * AC; o++) {
+            double ref = bq_v[o], mag = fabs(bq_v[o]);
+            for (int c = 0; c < AC; c++) {
+                double t = (double)ln_v[r * AC + c] * bf(wq_v[o * AC + c]);
+                ref += t;
+                mag += fabs(t);
+            }
+            double half_ulp = ldexp(1.0, ilogb(ref == 0 ? 1e-30 : ref) - 8);
+            worst_qkv = fmax(worst_qkv, fabs(qkv_v[r * 3 * AC + o] - ref) / (half_ulp + 1e-5 * mag + 1e-30));
+        }
+    CHECK(worst_qkv <= 1.0, "the qkv linear's bf16 output is %.3g x (half a bf16 ulp + 1e-5) from double", worst_qkv);
+    // The attention on the stored bf16 q, k, v: its bf16 output within half
+    // a bf16 ulp (+ test_attention's 1e-5 of the scale for fp32's sums).
+    static double out_ref[NO], dqkv_ref[NQ];
+    static float no_grad[NO];
+    attention_ref(qkv_v, no_grad, att_v, out_ref, dqkv_ref);
+    double scale = 0, worst_att = 0;
+    for (int i = 0; i < NO; i++) scale = fmax(scale, fabs(out_ref[i]));
+    for (int i = 0; i < NO; i++) {
+        double half_ulp = ldexp(1.0, ilogb(out_ref[i] == 0 ? 1e-30 : out_ref[i]) - 8);
+        worst_att = fmax(worst_att, fabs(att_v[i] - out_ref[i]) / (half_ulp + 1e-5 * scale));
+    }
+    CHECK(worst_att <= 1.0, "the attention's bf16 output is %.3g x (half a bf16 ulp + 1e-5) from double", worst_att);
+    printf("  qkv %.2f x its bound, attention out %.2f x\n", worst_qkv, worst_att);
+    graph_free(g);
+}
+
+// The attention's kernels on bf16 qkv and a bf16 output, called directly
+// (a graph's backward reuses the gradient buffers, so d(qkv) could not be
+// read after it): forward and backward against the double reference from
+// the same bf16 values, the backward's delta from the stored output as
+// the kernel takes it. d(qkv) is fp32 math on the same inputs: within
+// test_attention's 1e-5 of the scale.
+static void test_attention_kernel_bf16(void) {
+    enum { NQ = AB * AT * 3 * AC, NO = AB * AT * AC };
+    static uint16_t qkv16[NQ], out16[NO];
+    static float qkv_v[NQ], out_v[NO], dout[NO], dqkv[NQ], saved[2 * AB * AH * AT];
+    static double out_ref[NO], dqkv_ref[NQ];
+    for (int i = 0; i < NQ; i++) { qkv16[i] = f32_to_bf16(rng_normal(&rng)); qkv_v[i] = bf16_to_f32(qkv16[i]); }
+    for (int i = 0; i < NO; i++) dout[i] = rng_normal(&rng);
+    Tensor qkv = { .ndim = 3, .shape = { AB, AT, 3 * AC }, .numel = NQ, .dtype = DT_BF16, .data = qkv16, .grad = dqkv,
+                   .requires_grad = 1 };
+    Tensor out = { .op = OP_ATTENTION, .ndim = 3, .shape = { AB, AT, AC }, .numel = NO, .dtype = DT_BF16, .data = out16,
+                   .grad = dout, .saved = saved, .src = { &qkv }, .nsrc = 1, .requires_grad = 1, .grad_assign = 1 };
+    out.iattr[0] = AH;
+    out.iattr[1] = ATTN_CAUSAL;
+    out.iattr[OP_IATTR_BF16] = 1;
+    for (int i = 0; i < NQ; i++) dqkv[i] = NAN;   // assigned, not added to
+    op_table[OP_ATTENTION].forward[DEV_CPU](&out);
+    op_table[OP_ATTENTION].backward[DEV_CPU](&out);
+    for (int i = 0; i < NO; i++) out_v[i] = bf16_to_f32(out16[i]);
+    attention_ref(qkv_v, dout, out_v, out_ref, dqkv_ref);
+    double scale = 0, worst_out = 0;
+    for (int i = 0; i < NO; i++) scale = fmax(scale, fabs(out_ref[i]));
+    for (int i = 0; i < NO; i++) {
+        double half_ulp = ldexp(1.0, ilogb(out_ref[i] == 0 ? 1e-30 : out_ref[i]) - 8);
+        worst_out = fmax(worst_out, fabs(out_v[i] - out_ref[i]) / (half_ulp + 1e-5 * scale));
+    }
+    double e_dqkv = err_vs_ref(dqkv, dqkv_ref, NQ);
+    CHECK(worst_out <= 1.0, "the bf16 output is %.3g x (half a bf16 ulp + 1e-5 of the scale) from double", worst_out);
+    CHECK(e_dqkv <= 1e-5, "d(qkv) is %.3g of the scale from double (1e-5 allowed)", e_dqkv);
+    printf("  out %.2f x its bound, d(qkv) %.3g of the scale\n", worst_out, e_dqkv);
+}
+
 int main(void) {
     rng_seed(&rng, test_seed("test_bf16_act"));
     RUN(test_plan_student);
     RUN(test_layernorm_linear);
     RUN(test_bias_gelu_linear);
     RUN(test_layernorm_matmul);
+    RUN(test_attention_chain);
+    RUN(test_attention_kernel_bf16);
     return test_summary();
 }

@@ -350,6 +350,14 @@ static Tensor *build_bf16_layernorm_matmul(Graph *g, Tensor **in, const void *ct
     parity_mid = op_layernorm(g, in[0], in[1], in[2], 1e-5f);
     return op_matmul(g, parity_mid, in[3]);
 }
+// ln -> qkv linear -> attention -> linear, with the qkv projection's bf16
+// output (ctx NULL) or the attention's (ctx non-NULL) compared bit by bit.
+static Tensor *build_bf16_attention(Graph *g, Tensor **in, const void *ctx) {
+    Tensor *qkv = op_linear(g, op_layernorm(g, in[0], in[1], in[2], 1e-5f), in[3], in[4]);
+    Tensor *att = op_attention(g, qkv, NULL, 2);
+    parity_mid = ctx ? att : qkv;
+    return op_linear(g, att, in[5], NULL);
+}
 
 // ---- Per-op tests -----------------------------------------------------------
 static void test_matmul(void) {
@@ -376,8 +384,9 @@ static void test_linear(void) {
     parity("linear without bias", spec, 2, build_linear, NULL, GEMM, GEMM);
 }
 
-// train.precision bf16: layernorm and bias_gelu store bf16 outputs and the
-// products read them as they are (autograd/plan.h). Widths that take the
+// train.precision bf16: layernorm, bias_gelu, the qkv linear and the
+// attention store bf16 outputs; the products and the attention read them as
+// they are (autograd/plan.h). Widths that take the
 // layernorm's warp-per-row kernel (32) and its block-per-row one (30).
 static void test_bf16_activations(void) {
     NEED_GPU();
@@ -405,6 +414,19 @@ static void test_bf16_activations(void) {
         };
         parity_bf16("bf16 bias_gelu -> linear", gl, 3, build_bf16_gelu_linear, NULL);
     }
+    // The attention block: qkv written bf16 by its projection, read bf16 by
+    // the attention, whose bf16 output the next projection reads.
+    enum { AB = 2, AT = 9, AC = 16 };
+    ParityInput att[] = {
+        { "x", DT_F32, 3, { AB, AT, AC }, 1 },
+        { "gamma", DT_F32, 1, { AC }, 1, 0.3f, 1.0f },
+        { "beta", DT_F32, 1, { AC }, 1, 0.3f },
+        { "w_qkv", DT_F32, 2, { 3 * AC, AC }, 1, 0.5f },
+        { "b_qkv", DT_F32, 1, { 3 * AC }, 1, 0.1f },
+        { "w_proj", DT_F32, 2, { AC, AC }, 1, 0.3f },
+    };
+    parity_bf16("bf16 qkv linear output -> attention", att, 6, build_bf16_attention, NULL);
+    parity_bf16("bf16 attention output -> linear", att, 6, build_bf16_attention, (void *)1);
 }
 
 static void test_add(void) {
