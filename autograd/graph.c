@@ -252,7 +252,8 @@ GraphMemory graph_memory(const Graph *g) {
         if (g->nodes[i]->op == OP_INPUT) m.inputs += align_up(g->nodes[i]->numel * dtype_size(g->nodes[i]->dtype));
     PlanSlot *slots = malloc((g->n_nodes ? g->n_nodes : 1) * sizeof *slots);
     PlanStats st;
-    if (!slots || plan_arena(g->nodes, g->n_nodes, slots, &st)) {
+    // The dtypes graph_plan would choose (the planner sizes bf16 outputs at 2 bytes).
+    if (!slots || plan_bf16_outputs(g->nodes, g->n_nodes) < 0 || plan_arena(g->nodes, g->n_nodes, slots, &st)) {
         free(slots);
         m.ok = 0;
         return m;
@@ -286,7 +287,9 @@ int graph_plan(Graph *g) {
         if (g->nodes[i]->op == OP_INPUT) off += align_up(g->nodes[i]->numel * dtype_size(g->nodes[i]->dtype));
     g->input_bytes = off;
     PlanSlot *slots = malloc((g->n_nodes ? g->n_nodes : 1) * sizeof *slots);
-    if (!slots || plan_arena(g->nodes, g->n_nodes, slots, &g->plan)) {
+    // Which outputs train.precision bf16 stores as bf16 (plan.h), before
+    // the layout that sizes them.
+    if (!slots || plan_bf16_outputs(g->nodes, g->n_nodes) < 0 || plan_arena(g->nodes, g->n_nodes, slots, &g->plan)) {
         free(slots);
         fprintf(stderr, "distil: error: out of host memory planning the graph\n");
         return -1;

@@ -361,15 +361,19 @@ static const char *shape_cosine_loss(Tensor *out) {
 const OpDef op_table[OP_COUNT] = {
     [OP_INPUT]         = { .name = "input" },
     [OP_PARAM]         = { .name = "param" },
-    [OP_MATMUL]        = { "matmul",        shape_matmul,        KERNELS(matmul), .bwd_skips = BWD_SKIPS_OUT },
-    [OP_LINEAR]        = { "linear",        shape_linear,        KERNELS(linear), .bwd_skips = BWD_SKIPS_OUT | BWD_SKIPS_SRC(2) },
+    [OP_MATMUL]        = { "matmul",        shape_matmul,        KERNELS(matmul), .bwd_skips = BWD_SKIPS_OUT,
+                           .bf16_in = BF16_SRC(0) | BF16_SRC(1) },
+    [OP_LINEAR]        = { "linear",        shape_linear,        KERNELS(linear), .bwd_skips = BWD_SKIPS_OUT | BWD_SKIPS_SRC(2),
+                           .bf16_in = BF16_SRC(0), .bf16_out = 1 },
     [OP_ADD]           = { "add",           shape_broadcast,     KERNELS(add), .bwd_skips = BWD_SKIPS_ALL },
     [OP_MUL]           = { "mul",           shape_broadcast,     KERNELS(mul), .bwd_skips = BWD_SKIPS_OUT },
     [OP_SCALE]         = { "scale",         shape_same_as_src,   KERNELS(scale), .bwd_skips = BWD_SKIPS_ALL },
-    [OP_LAYERNORM]     = { "layernorm",     shape_layernorm,     KERNELS(layernorm), .bwd_skips = BWD_SKIPS_OUT | BWD_SKIPS_SRC(2), .remat = 1 },
+    [OP_LAYERNORM]     = { "layernorm",     shape_layernorm,     KERNELS(layernorm), .bwd_skips = BWD_SKIPS_OUT | BWD_SKIPS_SRC(2), .remat = 1,
+                           .bf16_out = 1 },
     [OP_GELU]          = { "gelu",          shape_same_as_src,   KERNELS(gelu), .bwd_skips = BWD_SKIPS_OUT, .remat = 1 },
     [OP_SOFTMAX]       = { "softmax",       shape_same_as_src,   KERNELS(softmax), .bwd_skips = BWD_SKIPS_SRC(0) },
-    [OP_ATTENTION]     = { "attention",     shape_attention,     KERNELS(attention) },
+    [OP_ATTENTION]     = { "attention",     shape_attention,     KERNELS(attention),
+                           .bf16_in = BF16_SRC(0), .bf16_out = 1 },
     [OP_EMBEDDING]     = { "embedding",     shape_embedding,     KERNELS(embedding), .bwd_skips = BWD_SKIPS_OUT | BWD_SKIPS_SRC(1) },
     [OP_CONCAT]        = { "concat",        shape_concat,        KERNELS(concat), .bwd_skips = BWD_SKIPS_ALL },
     [OP_SLICE]         = { "slice",         shape_slice,         KERNELS(slice), .bwd_skips = BWD_SKIPS_ALL },
@@ -388,7 +392,8 @@ const OpDef op_table[OP_COUNT] = {
     [OP_DISTILL_KL]    = { "distill_kl",    shape_distill_kl,    KERNELS(distill_kl) },
     [OP_TRAJ_LOSS]     = { "traj_loss",     shape_traj_loss,     KERNELS(traj_loss) },
     [OP_COSINE_LOSS]   = { "cosine_loss",   shape_cosine_loss,   KERNELS(cosine_loss) },
-    [OP_BIAS_GELU]     = { "bias_gelu",     shape_bias_gelu,     KERNELS(bias_gelu), .bwd_skips = BWD_SKIPS_OUT, .remat = 1 },
+    [OP_BIAS_GELU]     = { "bias_gelu",     shape_bias_gelu,     KERNELS(bias_gelu), .bwd_skips = BWD_SKIPS_OUT, .remat = 1,
+                           .bf16_out = 1 },
     [OP_BIAS_RESIDUAL] = { "bias_residual", shape_bias_residual, KERNELS(bias_residual), .bwd_skips = BWD_SKIPS_ALL },
 };
 
@@ -466,14 +471,20 @@ Tensor *op_bias_residual(Graph *g, Tensor *x, Tensor *fx, Tensor *bias) {
 Tensor *op_sin(Graph *g, Tensor *x) { return record(g, OP_SIN, &x, 1, NULL, 0, NULL, 0); }
 Tensor *op_cos(Graph *g, Tensor *x) { return record(g, OP_COS, &x, 1, NULL, 0, NULL, 0); }
 
+// The graph's product precision (OP_IATTR_BF16): in a bf16 graph qkv may
+// be stored bf16 (plan.h), which the attention reads as it is.
+static Tensor *record_attention(Graph *g, Tensor *qkv, Tensor *key_mask, const int iattr[3]) {
+    Tensor *t = record(g, OP_ATTENTION, (Tensor *[]){ qkv, key_mask }, key_mask ? 2 : 1, iattr, 3, NULL, 0);
+    t->iattr[OP_IATTR_BF16] = g->products == DT_BF16;
+    return t;
+}
+
 Tensor *op_attention(Graph *g, Tensor *qkv, Tensor *key_mask, int n_head) {
-    int iattr[3] = { n_head, ATTN_CAUSAL, 0 };
-    return record(g, OP_ATTENTION, (Tensor *[]){ qkv, key_mask }, key_mask ? 2 : 1, iattr, 3, NULL, 0);
+    return record_attention(g, qkv, key_mask, (int[]){ n_head, ATTN_CAUSAL, 0 });
 }
 
 Tensor *op_attention_prefix(Graph *g, Tensor *qkv, Tensor *key_mask, int n_head, int n_prefix) {
-    int iattr[3] = { n_head, ATTN_PREFIX, n_prefix };
-    return record(g, OP_ATTENTION, (Tensor *[]){ qkv, key_mask }, key_mask ? 2 : 1, iattr, 3, NULL, 0);
+    return record_attention(g, qkv, key_mask, (int[]){ n_head, ATTN_PREFIX, n_prefix });
 }
 
 Tensor *op_embedding(Graph *g, Tensor *ids, Tensor *table) {

@@ -67,7 +67,15 @@ typedef struct OpDef {
     // backward), so the planner may drop its output after the forward and
     // recompute it just before the backward that reads it.
     int remat;
+    // train.precision bf16's stored activations (plan.h, plan_bf16_outputs):
+    // bf16_in, bit i: when the op's OP_IATTR_BF16 is set, src[i] may be
+    // stored bf16 (the op reads it at a bf16 rounding point, or, for the
+    // attention's qkv, takes it as bf16 by design); bf16_out: the op's
+    // kernels can write their output as bf16 (their math stays fp32).
+    unsigned bf16_in;
+    int bf16_out;
 } OpDef;
+#define BF16_SRC(i) (1u << (i))   // OpDef.bf16_in's bit for src[i]
 
 extern const OpDef op_table[OP_COUNT];
 
@@ -76,11 +84,15 @@ extern const OpDef op_table[OP_COUNT];
 // the model code (recipes are validated before a model is built), so it is
 // reported on one line and the process exits with status 2.
 
-// The iattr slot where matmul and linear record the graph's product
-// precision (graph_set_products): 1 when both operands of each of their
-// products (forward and backward) are rounded to bf16 before an fp32-summed
-// product, on the CPU (kernels/cpu/gemm_bf16.h) and on CUDA (cuBLASLt) at
-// the same points; 0 for fp32 products.
+// The iattr slot where matmul, linear and attention record the graph's
+// product precision (graph_set_products). For matmul and linear, 1 when
+// both operands of each of their products (forward and backward) are
+// rounded to bf16 before an fp32-summed product, on the CPU
+// (kernels/cpu/gemm_bf16.h) and on CUDA (cuBLASLt) at the same points; 0
+// for fp32 products. An operand may then arrive already bf16 (its producer
+// stored it so: OpDef.bf16_out, plan.h), which the product reads as it is:
+// the same bits as rounding it there. For attention, 1 lets the planner
+// store its qkv bf16 (a rounding point of its own; its math stays fp32).
 #define OP_IATTR_BF16 7
 
 // a [M, K] or [B, M, K]; b [K, N] (shared over the batch) or [B, K, N].
@@ -128,7 +140,10 @@ Tensor *op_softmax(Graph *g, Tensor *x);
 // Per head, with s_ij = q_i . k_j / sqrt(C/H) over the keys i sees,
 // out_i = sum_j softmax_j(s_ij) v_j; a query that sees no key outputs zeros
 // and passes no gradient. -> [B, T, C].
-// iattr = { H, mode, n_prefix } (n_prefix 0 in causal mode; 0 <= n_prefix <= T).
+// iattr = { H, mode, n_prefix } (n_prefix 0 in causal mode; 0 <= n_prefix <= T),
+// iattr[OP_IATTR_BF16] as above. Under train.precision bf16, qkv and out may
+// be stored bf16 (autograd/plan.h); the scores, softmax and sums stay fp32
+// and the gradients are fp32.
 // saved (2 B H T floats): lse [B, H, T], query i's logsumexp_j s_ij (+inf
 // when it sees no key), from which backward recomputes the probabilities
 // tile by tile; then delta [B, H, T], scratch written by backward

@@ -137,6 +137,32 @@ static void add_buf(Buf *bufs, int *nb, size_t bytes, int start, int end, int ki
     bufs[(*nb)++] = (Buf){ align_up(bytes), start, end, kind, node, off };
 }
 
+int plan_bf16_outputs(Tensor *const *nodes, int n) {
+    enum { TAKES_BF16 = 1, READ = 2 };   // per node: every reader takes bf16; someone reads it
+    unsigned char *how = malloc(n ? n : 1);
+    if (!how) return -1;
+    for (int i = 0; i < n; i++) how[i] = op_table[nodes[i]->op].bf16_out && !nodes[i]->keep ? TAKES_BF16 : 0;
+    for (int u = 0; u < n; u++) {
+        const Tensor *t = nodes[u];
+        unsigned takes = !t->view && t->iattr[OP_IATTR_BF16] ? op_table[t->op].bf16_in : 0;
+        for (int s = 0; s < t->nsrc; s++) {
+            unsigned char *h = &how[t->src[s]->id];
+            *h |= READ;
+            if (!(takes & BF16_SRC(s))) *h &= (unsigned char)~TAKES_BF16;
+        }
+    }
+    int marked = 0;
+    for (int i = 0; i < n; i++) {
+        Tensor *t = nodes[i];
+        if (!op_table[t->op].bf16_out) continue;
+        // A sink (no reader) is read by the host: fp32.
+        t->dtype = how[i] == (TAKES_BF16 | READ) ? DT_BF16 : DT_F32;
+        marked += t->dtype == DT_BF16;
+    }
+    free(how);
+    return marked;
+}
+
 int plan_arena(Tensor *const *nodes, int n, PlanSlot *slots, PlanStats *st) {
     int end_of_step = 2 * n;
     Use *use = calloc(n ? n : 1, sizeof *use);

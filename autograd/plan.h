@@ -41,6 +41,16 @@ typedef struct PlanStats {
     int n_remat;                 // nodes rematerialised in backward
 } PlanStats;
 
+// train.precision bf16's stored activations, decided before the layout:
+// a node's output is stored bf16 (its dtype set to DT_BF16, else back to
+// DT_F32) when its op can write bf16 (OpDef.bf16_out) and every reader is
+// an op of a bf16 graph (OP_IATTR_BF16 set) that takes that source as bf16
+// (OpDef.bf16_in): the operand of a product, which rounds it there anyway,
+// or the attention's qkv. A node read through a view, kept for the host,
+// or read by any other op stays fp32. Gradients are fp32 whatever the
+// dtype. Idempotent (graph_plan and graph_memory both call it). Returns
+// the number of nodes stored bf16, or -1 when out of host memory.
+int plan_bf16_outputs(Tensor *const *nodes, int n);
 // Offsets for every node of the tape nodes[0, n) (slots: n entries).
 // Inputs, params and views get PLAN_NONE everywhere. Returns 0, or -1 when
 // out of host memory.

@@ -55,6 +55,7 @@ static int no_gpu(void) {
 #define REDUCE TOL_REDUCE
 #define GEMM TOL_GEMM
 #define STEP TOL_STEP
+#define BF16 TOL_BF16
 
 // Checks got against ref under tol; names the worst element. terms > 0 is
 // the atol's scale instead of the largest |ref| (see tol_worst_ratio_at).
@@ -89,7 +90,17 @@ typedef struct {
     size_t out_numel;
     float *out;                     // (out_numel)
     float *grad[MAX_IN];            // (numel of input k) for the inputs with grad
+    DType mid_dtype;                // parity_mid's, read after the forward
+    size_t mid_numel;
+    float *mid;                     // (mid_numel) or NULL
 } ParityRun;
+
+// The precision of the products the cases record (graph_set_products):
+// DT_BF16 for the bf16 activation cases (parity_bf16).
+static DType parity_products = DT_F32;
+// A builder of a bf16 case sets it to the node whose stored bf16 output is
+// compared bit by bit (run_graph reads it back after the forward).
+static Tensor *parity_mid;
 
 static size_t spec_numel(const ParityInput *s) { return shape_numel(s->ndim, s->shape); }
 
@@ -123,6 +134,8 @@ static ParityRun run_graph(Device dev, const ParityInput *spec, int n, void *con
     ParityRun r;
     memset(&r, 0, sizeof r);
     Graph *g = graph_new(dev);
+    graph_set_products(g, parity_products);
+    parity_mid = NULL;
     // Parameters reach the op through a copy (scale by 1, exact), so the op
     // writes activation gradients, poisoned with NaNs before their first
     // writer: a kernel that adds where the contract says assign shows.
@@ -137,6 +150,12 @@ static ParityRun run_graph(Device dev, const ParityInput *spec, int n, void *con
     if (graph_plan(g)) { fprintf(stderr, "test_gpu_parity: graph_plan failed on %s\n", dev == DEV_CUDA ? "CUDA" : "CPU"); exit(1); }
     for (int k = 0; k < n; k++) load_input(leaf[k], host[k]);
     graph_forward(g);
+    if (parity_mid) {
+        r.mid_dtype = parity_mid->dtype;
+        r.mid_numel = parity_mid->numel;
+        r.mid = malloc(r.mid_numel * sizeof *r.mid);
+        tensor_to_host_f32(parity_mid, r.mid);
+    }
     r.out_numel = out->numel;
     r.out = malloc(out->numel * sizeof *r.out);
     tensor_to_host_f32(out, r.out);
@@ -157,6 +176,7 @@ static ParityRun run_graph(Device dev, const ParityInput *spec, int n, void *con
 
 static void free_run(ParityRun *r) {
     free(r->out);
+    free(r->mid);
     for (int k = 0; k < MAX_IN; k++) free(r->grad[k]);
 }
 
@@ -201,6 +221,54 @@ static void parity_run(const char *test, const ParityInput *spec, int n, ParityB
 static void parity(const char *test, const ParityInput *spec, int n, ParityBuild build, const void *ctx,
                    Tol out_tol, Tol grad_tol) {
     parity_run(test, spec, n, build, ctx, out_tol, grad_tol, 0);
+}
+
+// A bf16 activation case: the graph recorded with bf16 products, so the
+// planner stores the builder's parity_mid bf16 (checked on both sides).
+// Each backend rounds its own fp32 value: the stored bits agree except
+// where the two fp32 values straddle a rounding boundary (a few in a
+// thousand at most; one bf16 ulp apart); a kernel that truncated, or did
+// not round what it stores, differs in about half (values tiny against the
+// tensor's largest, gelu's tail, may differ by its 1e-5 as in fp32). Then
+// the outputs and gradients under TOL_BF16.
+static void parity_bf16(const char *test, const ParityInput *spec, int n, ParityBuild build, const void *ctx) {
+    void *host[MAX_IN];
+    for (int k = 0; k < n; k++) host[k] = gen_input(&spec[k]);
+    float *seed = NULL;
+    parity_products = DT_BF16;
+    ParityRun cpu = run_graph(DEV_CPU, spec, n, host, build, ctx, &seed);
+    ParityRun gpu = run_graph(other_device(), spec, n, host, build, ctx, &seed);
+    parity_products = DT_F32;
+    CHECK(cpu.mid && cpu.mid_dtype == DT_BF16 && gpu.mid && gpu.mid_dtype == DT_BF16,
+          "%s: the intermediate is not stored bf16 (%s on the CPU)", test, cpu.mid ? dtype_name(cpu.mid_dtype) : "none");
+    if (cpu.mid && gpu.mid) {
+        // Values near zero against the tensor's scale S (gelu's tail) may
+        // differ by more in fp32 already: within BF16's atol they pass.
+        double S = 0;
+        for (size_t i = 0; i < cpu.mid_numel; i++) S = fmax(S, fabs(cpu.mid[i]));
+        size_t flips = 0, far = 0, at = 0;
+        for (size_t i = 0; i < cpu.mid_numel; i++) {
+            if (!memcmp(&cpu.mid[i], &gpu.mid[i], sizeof(float))) continue;
+            uint16_t a = f32_to_bf16(cpu.mid[i]), b = f32_to_bf16(gpu.mid[i]);
+            if (abs((int)a - (int)b) == 1) flips++;
+            else if (fabs(cpu.mid[i] - gpu.mid[i]) > 1e-5 * S && !far++) at = i;
+        }
+        CHECK(far == 0, "%s: %zu stored bf16 values differ by more than one bf16 ulp, first [%zu]: cpu %.9g, cuda %.9g",
+              test, far, at, (double)cpu.mid[at], (double)gpu.mid[at]);
+        CHECK(flips * 100 <= cpu.mid_numel, "%s: %zu of %zu stored bf16 values one ulp apart (1%% allowed): not "
+              "the same rounding", test, flips, cpu.mid_numel);
+    }
+    check_close(test, "out", cpu.out, gpu.out, cpu.out_numel, BF16);
+    for (int k = 0; k < n; k++)
+        if (spec[k].grad) {
+            char what[80];
+            snprintf(what, sizeof what, "d%s", spec[k].name);
+            check_close(test, what, cpu.grad[k], gpu.grad[k], spec_numel(&spec[k]), BF16);
+        }
+    free_run(&cpu);
+    free_run(&gpu);
+    free(seed);
+    for (int k = 0; k < n; k++) free(host[k]);
 }
 
 // ---- Builders -----------------------------------------------------------------
@@ -268,6 +336,29 @@ static Tensor *build_cast(Graph *g, Tensor **in, const void *ctx) {
     return op_cast(g, op_cast(g, in[0], DT_BF16), DT_F32);
 }
 
+// bf16 activation chains (parity_bf16): the stored intermediate, then the
+// product (or attention) that reads it.
+static Tensor *build_bf16_layernorm_linear(Graph *g, Tensor **in, const void *ctx) {
+    parity_mid = op_layernorm(g, in[0], in[1], in[2], 1e-5f);
+    return op_linear(g, parity_mid, in[3], NULL);
+}
+static Tensor *build_bf16_gelu_linear(Graph *g, Tensor **in, const void *ctx) {
+    parity_mid = op_bias_gelu(g, in[0], in[1]);
+    return op_linear(g, parity_mid, in[2], NULL);
+}
+static Tensor *build_bf16_layernorm_matmul(Graph *g, Tensor **in, const void *ctx) {
+    parity_mid = op_layernorm(g, in[0], in[1], in[2], 1e-5f);
+    return op_matmul(g, parity_mid, in[3]);
+}
+// ln -> qkv linear -> attention -> linear, with the qkv projection's bf16
+// output (ctx NULL) or the attention's (ctx non-NULL) compared bit by bit.
+static Tensor *build_bf16_attention(Graph *g, Tensor **in, const void *ctx) {
+    Tensor *qkv = op_linear(g, op_layernorm(g, in[0], in[1], in[2], 1e-5f), in[3], in[4]);
+    Tensor *att = op_attention(g, qkv, NULL, 2);
+    parity_mid = ctx ? att : qkv;
+    return op_linear(g, att, in[5], NULL);
+}
+
 // ---- Per-op tests -----------------------------------------------------------
 static void test_matmul(void) {
     NEED_GPU();
@@ -291,6 +382,51 @@ static void test_linear(void) {
     };
     parity("linear with bias", spec, 3, build_linear, (void *)1, GEMM, GEMM);
     parity("linear without bias", spec, 2, build_linear, NULL, GEMM, GEMM);
+}
+
+// train.precision bf16: layernorm, bias_gelu, the qkv linear and the
+// attention store bf16 outputs; the products and the attention read them as
+// they are (autograd/plan.h). Widths that take the
+// layernorm's warp-per-row kernel (32) and its block-per-row one (30).
+static void test_bf16_activations(void) {
+    NEED_GPU();
+    for (int wide = 0; wide <= 1; wide++) {
+        int Cw = wide ? 32 : 30;
+        ParityInput ln[] = {
+            { "x", DT_F32, 3, { 2, 5, Cw }, 1, 1.5f, 0.5f },
+            { "gamma", DT_F32, 1, { Cw }, 1, 0.3f, 1.0f },
+            { "beta", DT_F32, 1, { Cw }, 1, 0.3f },
+            { "w", DT_F32, 2, { 12, Cw }, 1, 0.3f },
+        };
+        parity_bf16(wide ? "bf16 layernorm (warp rows) -> linear" : "bf16 layernorm (block rows) -> linear", ln, 4,
+                    build_bf16_layernorm_linear, NULL);
+        ParityInput lm[] = {
+            { "x", DT_F32, 3, { 2, 5, Cw }, 1, 1.5f, 0.5f },
+            { "gamma", DT_F32, 1, { Cw }, 1, 0.3f, 1.0f },
+            { "beta", DT_F32, 1, { Cw }, 1, 0.3f },
+            { "w", DT_F32, 2, { Cw, 7 }, 1, 0.3f },
+        };
+        parity_bf16("bf16 layernorm -> matmul", lm, 4, build_bf16_layernorm_matmul, NULL);
+        ParityInput gl[] = {
+            { "x", DT_F32, 3, { 2, 5, Cw }, 1 },
+            { "b", DT_F32, 1, { Cw }, 1 },
+            { "w", DT_F32, 2, { 12, Cw }, 1, 0.3f },
+        };
+        parity_bf16("bf16 bias_gelu -> linear", gl, 3, build_bf16_gelu_linear, NULL);
+    }
+    // The attention block: qkv written bf16 by its projection, read bf16 by
+    // the attention, whose bf16 output the next projection reads.
+    enum { AB = 2, AT = 9, AC = 16 };
+    ParityInput att[] = {
+        { "x", DT_F32, 3, { AB, AT, AC }, 1 },
+        { "gamma", DT_F32, 1, { AC }, 1, 0.3f, 1.0f },
+        { "beta", DT_F32, 1, { AC }, 1, 0.3f },
+        { "w_qkv", DT_F32, 2, { 3 * AC, AC }, 1, 0.5f },
+        { "b_qkv", DT_F32, 1, { 3 * AC }, 1, 0.1f },
+        { "w_proj", DT_F32, 2, { AC, AC }, 1, 0.3f },
+    };
+    parity_bf16("bf16 qkv linear output -> attention", att, 6, build_bf16_attention, NULL);
+    parity_bf16("bf16 attention output -> linear", att, 6, build_bf16_attention, (void *)1);
 }
 
 static void test_add(void) {
@@ -915,6 +1051,7 @@ int main(void) {
     if (cpu_only) printf("test_gpu_parity: DISTIL_PARITY_CPU_ONLY: the CPU on both sides (a harness check)\n");
     RUN(test_matmul);
     RUN(test_linear);
+    RUN(test_bf16_activations);
     RUN(test_add);
     RUN(test_mul);
     RUN(test_scale);

@@ -21,8 +21,20 @@
 //
 // qkv (B, T, 3C) is read in place: a head's q, k or v rows are hs floats
 // every 3C, which the products take as a leading dimension, so nothing is copied.
+//
+// Under train.precision bf16, qkv and out may be stored bf16 (autograd/
+// plan.h: the qkv projection writes bf16, the output projection reads
+// bf16). The tiles here are the products' fp32, so a bf16 qkv (and, in
+// backward, a bf16 out) is widened into fp32 scratch first, and a bf16 out
+// is rounded once from fp32 scratch after: the same fp32 math on the same
+// values as the CUDA kernel, which widens as it loads. The scratch is the
+// size of the fp32 tensors, held only while the op runs (outside the
+// planned arena), grown in the first step and then reused.
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "autograd/ops.h"          // defines: ATTN_CAUSAL, ATTN_PREFIX
 #include "kernels/cpu/cpu_ops.h"
@@ -210,11 +222,35 @@ static void forward_query_tile(const AttnDims *d, const float *qkv, const float 
     }
 }
 
+// Scratch for widened or rounded tensors, one buffer per use; grows once.
+enum { SCRATCH_QKV, SCRATCH_OUT, SCRATCH_COUNT };
+static float *scratch(int which, size_t n) {
+    static float *buf[SCRATCH_COUNT];
+    static size_t len[SCRATCH_COUNT];
+    if (n <= len[which]) return buf[which];
+    free(buf[which]);
+    len[which] = (n + 1023) / 1024 * 1024;
+    buf[which] = aligned_alloc(64, len[which] * sizeof(float));
+    if (!buf[which]) { fprintf(stderr, "distil: error: out of memory for %zu bytes of attention scratch\n", len[which] * 4); exit(2); }
+    return buf[which];
+}
+
+// t's values as fp32: its own data, or (bf16) widened into scratch `which`.
+static const float *as_f32(const Tensor *t, int which) {
+    if (t->dtype != DT_BF16) return t->data;
+    float *w = scratch(which, t->numel);
+    const uint16_t *h = t->data;
+    #pragma omp parallel for if (t->numel > 65536)
+    for (size_t i = 0; i < t->numel; i++) w[i] = bf16_to_f32(h[i]);
+    return w;
+}
+
 void attention_forward_cpu(Tensor *out) {
     AttnDims d = attn_dims(out);
-    const float *qkv = out->src[0]->data;                               // (B, T, 3C)
+    const float *qkv = as_f32(out->src[0], SCRATCH_QKV);                // (B, T, 3C)
     const float *key_mask = out->nsrc > 1 ? out->src[1]->data : NULL;   // (B, T) or NULL
-    float *y = out->data;                                               // (B, T, C)
+    int out16 = out->dtype == DT_BF16;
+    float *y = out16 ? scratch(SCRATCH_OUT, out->numel) : out->data;    // (B, T, C)
     float *lse = out->saved;                                            // (B, H, T)
     int n_tiles = (d.T + d.bq - 1) / d.bq;
     // Causal tiles differ in work (a late tile sees more keys): dynamic.
@@ -226,6 +262,11 @@ void attention_forward_cpu(Tensor *out) {
                 forward_query_tile(&d, qkv, key_mask, y, lse + ((size_t)b * d.H + h) * d.T, b, h, i0,
                                    min_int(d.bq, d.T - i0));
             }
+    if (out16) {   // rounded once, as stored
+        uint16_t *y16 = out->data;
+        #pragma omp parallel for if (out->numel > 65536)
+        for (size_t i = 0; i < out->numel; i++) y16[i] = f32_to_bf16(y[i]);
+    }
 }
 
 // The whole backward of head h of batch b; delta (T) is its scratch row.
@@ -290,10 +331,12 @@ void attention_backward_cpu(Tensor *out) {
     const float *key_mask = out->nsrc > 1 ? out->src[1]->data : NULL;   // (B, T) or NULL
     size_t BHT = (size_t)d.B * d.H * d.T;
     float *lse = out->saved, *delta = out->saved + BHT;                 // (B, H, T) each
+    const float *qkv = as_f32(tqkv, SCRATCH_QKV);                       // (B, T, 3C), as stored
+    const float *y = as_f32(out, SCRATCH_OUT);                          // (B, T, C), as stored
     #pragma omp parallel for collapse(2) schedule(dynamic)
     for (int b = 0; b < d.B; b++)
         for (int h = 0; h < d.H; h++) {
             size_t row = ((size_t)b * d.H + h) * d.T;
-            backward_head(&d, tqkv->data, key_mask, out->data, out->grad, lse + row, delta + row, tqkv->grad, b, h, beta);
+            backward_head(&d, qkv, key_mask, y, out->grad, lse + row, delta + row, tqkv->grad, b, h, beta);
         }
 }

@@ -5,14 +5,19 @@
 // bias's sum over rows is taken in the same pass, column block by column
 // block (BIAS_BLOCK columns of accumulators held while the rows stream past),
 // so it is deterministic for any thread count. *_ref: the plain twin.
+// Under train.precision bf16 y may be stored bf16 (plan.h): the same fp32
+// values, rounded once as they are stored; backward reads x, fp32.
 #include <stddef.h>
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/gelu.h"   // defines: gelu_v8, gelu_grad_v8, gelu_ref, gelu_grad_ref
 
-VEC_CLONES static void bias_gelu_row(float *y, const float *x, const float *b, ptrdiff_t C) {
+// y16 non-NULL: the row goes there as bf16 instead of to y.
+VEC_CLONES static void bias_gelu_row(float *y, uint16_t *y16, const float *x, const float *b, ptrdiff_t C) {
     for (ptrdiff_t c = 0; c < C; c += 8) {
         ptrdiff_t k = C - c < 8 ? C - c : 8;
-        v8_store_k(y + c, gelu_v8(v8_load_k(x + c, k) + v8_load_k(b + c, k)), k);
+        f32x8 v = gelu_v8(v8_load_k(x + c, k) + v8_load_k(b + c, k));
+        if (y16) v8_store_bf16_k(y16 + c, v, k);
+        else v8_store_k(y + c, v, k);
     }
 }
 
@@ -20,10 +25,12 @@ void bias_gelu_forward_cpu(Tensor *out) {
     const Tensor *tx = out->src[0];
     const float *x = tx->data;                  // (rows, C)
     const float *b = out->src[1]->data;         // (C)
-    float *y = out->data;                       // (rows, C)
+    int bf16 = out->dtype == DT_BF16;
+    float *y = bf16 ? NULL : out->data;         // (rows, C) fp32...
+    uint16_t *y16 = bf16 ? out->data : NULL;    // ...or bf16
     ptrdiff_t C = tx->shape[tx->ndim - 1], rows = (ptrdiff_t)tx->numel / C;
     #pragma omp parallel for if (out->numel >= 16384)
-    for (ptrdiff_t r = 0; r < rows; r++) bias_gelu_row(y + r * C, x + r * C, b, C);
+    for (ptrdiff_t r = 0; r < rows; r++) bias_gelu_row(y ? y + r * C : NULL, y16 ? y16 + r * C : NULL, x + r * C, b, C);
 }
 
 // Columns [c0, c0 + w) of every row: dx (+)= dz (when dx), db (+)= sum_rows dz

@@ -5,7 +5,8 @@
 // broadcast to every lane and B's pairs (b[k, j], b[k + 1, j]) for 16
 // columns j, one instruction advances a 1 x 16 strip of C by two steps of k.
 // So both operands are packed once into bf16 pairs (rounded by f32_to_bf16,
-// the rounding point):
+// the rounding point, or read as they are when an activation is stored
+// bf16 already, plan.h):
 //   B, a block of KC rows of k at a time, into panels of 32 columns:
 //     Bp[panel][k pair][32] (uint32: low half row k, high half row k + 1);
 //   A, a tile of 8 rows at a time (per thread), Ap[k pair][8].
@@ -96,54 +97,58 @@ void cpu_round_bf16(float *x, long n) {
 }
 
 // ---- OpenBLAS sbgemm, and the sgemm fallback -----------------------------------------------
-// The stored (rows, cols) matrix at src with row stride ld, rounded into a
-// dense (rows, cols) copy: bf16 bits, or bf16 values as floats.
-static void round_to_bf16(uint16_t *dst, const float *src, int rows, int cols, int ld) {
-    #pragma omp parallel for if ((long)rows * cols > 65536)
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) dst[(size_t)r * cols + c] = f32_to_bf16(src[(size_t)r * ld + c]);
-}
-static void round_to_f32(float *dst, const float *src, int rows, int cols, int ld) {
-    #pragma omp parallel for if ((long)rows * cols > 65536)
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) dst[(size_t)r * cols + c] = bf16_to_f32(f32_to_bf16(src[(size_t)r * ld + c]));
+// Element (r, c) of a stored matrix with row stride ld as bf16 bits: fp32
+// rounded here (the rounding point), or bf16 already (is16: its producer
+// rounded it, with the same bits).
+static inline uint16_t bits_at(const void *src, int is16, int ld, int r, int c) {
+    size_t at = (size_t)r * ld + c;
+    return is16 ? ((const uint16_t *)src)[at] : f32_to_bf16(((const float *)src)[at]);
 }
 
-static void gemm_via_blas(Bf16Path p, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
-                          int ldb, float beta, float *C, int ldc) {
+// The stored (rows, cols) matrix at src with row stride ld, rounded into a
+// dense (rows, cols) copy: bf16 bits, or bf16 values as floats.
+static void round_to_bf16(uint16_t *dst, const void *src, int is16, int rows, int cols, int ld) {
+    #pragma omp parallel for if ((long)rows * cols > 65536)
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)r * cols + c] = bits_at(src, is16, ld, r, c);
+}
+static void round_to_f32(float *dst, const void *src, int is16, int rows, int cols, int ld) {
+    #pragma omp parallel for if ((long)rows * cols > 65536)
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)r * cols + c] = bf16_to_f32(bits_at(src, is16, ld, r, c));
+}
+
+static void gemm_via_blas(Bf16Path p, int ta, int tb, int M, int N, int K, const void *A, int a16, int lda,
+                          const void *B, int b16, int ldb, float beta, float *C, int ldc) {
     int a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
     size_t na = (size_t)a_rows * a_cols, nb = (size_t)b_rows * b_cols;
     enum CBLAS_TRANSPOSE ca = ta ? CblasTrans : CblasNoTrans, cb = tb ? CblasTrans : CblasNoTrans;
     if (p == PATH_SBGEMM) {
-        uint16_t *a16 = workspace((na + nb) * sizeof(uint16_t) + 64), *b16 = a16 + (na + 31) / 32 * 32;
-        round_to_bf16(a16, A, a_rows, a_cols, lda);
-        round_to_bf16(b16, B, b_rows, b_cols, ldb);
-        sbgemm_fn(CblasRowMajor, ca, cb, M, N, K, 1.0f, a16, a_cols, b16, b_cols, beta, C, ldc);
+        uint16_t *a16p = workspace((na + nb) * sizeof(uint16_t) + 64), *b16p = a16p + (na + 31) / 32 * 32;
+        round_to_bf16(a16p, A, a16, a_rows, a_cols, lda);
+        round_to_bf16(b16p, B, b16, b_rows, b_cols, ldb);
+        sbgemm_fn(CblasRowMajor, ca, cb, M, N, K, 1.0f, a16p, a_cols, b16p, b_cols, beta, C, ldc);
         return;
     }
     float *a32 = workspace((na + nb) * sizeof(float) + 64), *b32 = a32 + (na + 15) / 16 * 16;
-    round_to_f32(a32, A, a_rows, a_cols, lda);
-    round_to_f32(b32, B, b_rows, b_cols, ldb);
+    round_to_f32(a32, A, a16, a_rows, a_cols, lda);
+    round_to_f32(b32, B, b16, b_rows, b_cols, ldb);
     cblas_sgemm(CblasRowMajor, ca, cb, M, N, K, 1.0f, a32, a_cols, b32, b_cols, beta, C, ldc);
 }
 
 // ---- the AVX512-BF16 kernel --------------------------------------------------------------
-static inline uint32_t bf16_pair(float lo, float hi) {
-    return (uint32_t)f32_to_bf16(lo) | (uint32_t)f32_to_bf16(hi) << 16;
+// op(A)[i, k] and op(B)[k, j] as bf16 bits, 0 outside the matrix (the padding).
+static inline uint32_t a_at(const void *A, int a16, int lda, int ta, int M, int K, int i, int k) {
+    if (i >= M || k >= K) return 0;
+    return ta ? bits_at(A, a16, lda, k, i) : bits_at(A, a16, lda, i, k);
 }
-
-// op(A)[i, k] and op(B)[k, j], 0 outside the matrix (the padding).
-static inline float a_at(const float *A, int lda, int ta, int M, int K, int i, int k) {
-    if (i >= M || k >= K) return 0.0f;
-    return ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
-}
-static inline float b_at(const float *B, int ldb, int tb, int K, int N, int k, int j) {
-    if (k >= K || j >= N) return 0.0f;
-    return tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+static inline uint32_t b_at(const void *B, int b16, int ldb, int tb, int K, int N, int k, int j) {
+    if (k >= K || j >= N) return 0;
+    return tb ? bits_at(B, b16, ldb, j, k) : bits_at(B, b16, ldb, k, j);
 }
 
 // Bp (panels, kp, NR) = the pairs of rows [k0, k0 + 2 kp) of op(B).
-static void pack_b(uint32_t *Bp, const float *B, int ldb, int tb, int K, int N, int k0, int kp, int panels) {
+static void pack_b(uint32_t *Bp, const void *B, int b16, int ldb, int tb, int K, int N, int k0, int kp, int panels) {
     #pragma omp parallel for schedule(static)
     for (int pn = 0; pn < panels; pn++)
         for (int p = 0; p < kp; p++) {
@@ -151,17 +156,17 @@ static void pack_b(uint32_t *Bp, const float *B, int ldb, int tb, int K, int N, 
             int k = k0 + 2 * p;
             for (int c = 0; c < NR; c++) {
                 int j = pn * NR + c;
-                dst[c] = bf16_pair(b_at(B, ldb, tb, K, N, k, j), b_at(B, ldb, tb, K, N, k + 1, j));
+                dst[c] = b_at(B, b16, ldb, tb, K, N, k, j) | b_at(B, b16, ldb, tb, K, N, k + 1, j) << 16;
             }
         }
 }
 
 // Ap (kp, MR) = the pairs of columns [k0, k0 + 2 kp) of rows [i0, i0 + MR) of op(A).
-static void pack_a(uint32_t *Ap, const float *A, int lda, int ta, int M, int K, int i0, int k0, int kp) {
+static void pack_a(uint32_t *Ap, const void *A, int a16, int lda, int ta, int M, int K, int i0, int k0, int kp) {
     for (int p = 0; p < kp; p++)
         for (int r = 0; r < MR; r++)
-            Ap[(size_t)p * MR + r] = bf16_pair(a_at(A, lda, ta, M, K, i0 + r, k0 + 2 * p),
-                                               a_at(A, lda, ta, M, K, i0 + r, k0 + 2 * p + 1));
+            Ap[(size_t)p * MR + r] = a_at(A, a16, lda, ta, M, K, i0 + r, k0 + 2 * p)
+                                   | a_at(A, a16, lda, ta, M, K, i0 + r, k0 + 2 * p + 1) << 16;
 }
 
 // C tile (rows <= MR, cols <= NR) = scale C + Ap Bp over kp pairs; scale 0
@@ -194,8 +199,8 @@ static void micro_kernel(int kp, const uint32_t *Ap, const uint32_t *Bp, float *
     }
 }
 
-static void gemm_avx512bf16(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                            float beta, float *C, int ldc) {
+static void gemm_avx512bf16(int ta, int tb, int M, int N, int K, const void *A, int a16, int lda, const void *B,
+                            int b16, int ldb, float beta, float *C, int ldc) {
     int panels = (N + NR - 1) / NR, tiles = (M + MR - 1) / MR, threads = omp_get_max_threads();
     int kp_max = KC / 2;
     size_t b_words = (size_t)panels * kp_max * NR, a_words = (size_t)MR * kp_max;
@@ -204,14 +209,14 @@ static void gemm_avx512bf16(int ta, int tb, int M, int N, int K, const float *A,
     for (int k0 = 0; k0 < K; k0 += KC) {
         int kb = K - k0 < KC ? K - k0 : KC, kp = (kb + 1) / 2;
         float scale = k0 == 0 ? beta : 1.0f;   // later K blocks add into the first's sums
-        pack_b(Bp, B, ldb, tb, k0 + kb, N, k0, kp, panels);
+        pack_b(Bp, B, b16, ldb, tb, k0 + kb, N, k0, kp, panels);
         #pragma omp parallel
         {
             uint32_t *Ap = Ap_all + (size_t)omp_get_thread_num() * a_words;
             #pragma omp for schedule(static)
             for (int t = 0; t < tiles; t++) {
                 int i0 = t * MR, rows = M - i0 < MR ? M - i0 : MR;
-                pack_a(Ap, A, lda, ta, M, k0 + kb, i0, k0, kp);
+                pack_a(Ap, A, a16, lda, ta, M, k0 + kb, i0, k0, kp);
                 for (int pn = 0; pn < panels; pn++) {
                     int j0 = pn * NR, cols = N - j0 < NR ? N - j0 : NR;
                     micro_kernel(kp, Ap, Bp + (size_t)pn * kp * NR, C + (size_t)i0 * ldc + j0, ldc, rows, cols, scale);
@@ -221,8 +226,8 @@ static void gemm_avx512bf16(int ta, int tb, int M, int N, int K, const float *A,
     }
 }
 
-void cpu_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                   float beta, float *C, int ldc) {
+void cpu_gemm_bf16_mixed(int trans_a, int trans_b, int M, int N, int K, const void *A, int a_bf16, int lda,
+                         const void *B, int b_bf16, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {   // no products: C = beta C
         for (int i = 0; i < M; i++)
@@ -230,8 +235,35 @@ void cpu_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, const float *A
         return;
     }
     Bf16Path p = path();
-    if (p == PATH_AVX512BF16) gemm_avx512bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
-    else gemm_via_blas(p, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    if (p == PATH_AVX512BF16) gemm_avx512bf16(trans_a, trans_b, M, N, K, A, a_bf16, lda, B, b_bf16, ldb, beta, C, ldc);
+    else gemm_via_blas(p, trans_a, trans_b, M, N, K, A, a_bf16, lda, B, b_bf16, ldb, beta, C, ldc);
+}
+
+void cpu_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                   float beta, float *C, int ldc) {
+    cpu_gemm_bf16_mixed(trans_a, trans_b, M, N, K, A, 0, lda, B, 0, ldb, beta, C, ldc);
+}
+
+void cpu_gemm_bf16_out(int trans_a, int trans_b, int M, int N, int K, const void *A, int a_bf16, int lda,
+                       const void *B, int b_bf16, int ldb, const float *bias, uint16_t *C) {
+    // The fp32 sums need their own scratch: the product's workspace holds
+    // the packed operands meanwhile. Grows in the first step, then reused.
+    static float *sums;
+    static size_t sums_len;
+    size_t n = (size_t)(M > 0 ? M : 0) * (N > 0 ? N : 0);
+    if (n > sums_len) {
+        free(sums);
+        sums_len = (n + 1023) / 1024 * 1024;
+        sums = aligned_alloc(64, sums_len * sizeof *sums);
+        if (!sums) { fprintf(stderr, "distil: error: out of memory for %zu bytes of bf16 product output\n", sums_len * 4); exit(2); }
+    }
+    cpu_gemm_bf16_mixed(trans_a, trans_b, M, N, K, A, a_bf16, lda, B, b_bf16, ldb, 0.0f, sums, N);
+    #pragma omp parallel for if (n > 65536)
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float v = sums[(size_t)i * N + j];
+            C[(size_t)i * N + j] = f32_to_bf16(bias ? v + bias[j] : v);
+        }
 }
 
 void cpu_gemm(int bf16, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
@@ -246,4 +278,10 @@ const char *cpu_gemm_path(int bf16) { return bf16 ? cpu_gemm_bf16_path() : cpu_s
 // count; OpenBLAS's sgemm and sbgemm split k by threads.
 int cpu_gemm_thread_invariant(int bf16) {
     return bf16 ? path() == PATH_AVX512BF16 : cpu_sgemm_thread_invariant();
+}
+
+void cpu_gemm_stored(int bf16, int trans_a, int trans_b, int M, int N, int K, const void *A, int a_bf16, int lda,
+                     const void *B, int b_bf16, int ldb, float beta, float *C, int ldc) {
+    if (a_bf16 || b_bf16) cpu_gemm_bf16_mixed(trans_a, trans_b, M, N, K, A, a_bf16, lda, B, b_bf16, ldb, beta, C, ldc);
+    else cpu_gemm(bf16, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }

@@ -15,6 +15,7 @@
 // DISTIL_BF16_GEMM=sbgemm|avx512bf16|sgemm forces one (tests, benchmarks);
 // a forced path the machine lacks is an error.
 #pragma once
+#include <stdint.h>
 
 // C (M, N) = beta C + op(A) op(B), all row-major:
 //   op(A) is (M, K): A stored (M, K) with row stride lda, or (K, M) when trans_a;
@@ -23,6 +24,16 @@
 // (the kernels run on one thread; OpenMP runs inside).
 void cpu_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                    float beta, float *C, int ldc);
+
+// The same when an operand is already bf16 (a_bf16, b_bf16: A or B holds
+// uint16_t bf16 bits, a train.precision bf16 activation, plan.h), read as
+// it is: the same bits the rounding of its fp32 value would give.
+void cpu_gemm_bf16_mixed(int trans_a, int trans_b, int M, int N, int K, const void *A, int a_bf16, int lda,
+                         const void *B, int b_bf16, int ldb, float beta, float *C, int ldc);
+// C (M, N) dense bf16 = f32_to_bf16(op(A) op(B) + bias), bias (N) or NULL:
+// a product into a bf16 output (linear's), summed in fp32 and rounded once.
+void cpu_gemm_bf16_out(int trans_a, int trans_b, int M, int N, int K, const void *A, int a_bf16, int lda,
+                       const void *B, int b_bf16, int ldb, const float *bias, uint16_t *C);
 
 // The path cpu_gemm_bf16 takes here: "OpenBLAS cblas_sbgemm",
 // "AVX512-BF16 kernel" or "sgemm on bf16-rounded inputs".
@@ -35,6 +46,11 @@ int cpu_gemm_bf16_use(const char *name);
 // (OP_IATTR_BF16) goes through cpu_gemm_bf16, 0 through cpu_sgemm (gemm_f32.h).
 void cpu_gemm(int bf16, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
               float beta, float *C, int ldc);
+
+// cpu_gemm with operands as stored: either one bf16 (a_bf16, b_bf16, only
+// under bf16 = 1) goes through cpu_gemm_bf16_mixed, fp32 ones through cpu_gemm.
+void cpu_gemm_stored(int bf16, int trans_a, int trans_b, int M, int N, int K, const void *A, int a_bf16, int lda,
+                     const void *B, int b_bf16, int ldb, float beta, float *C, int ldc);
 
 // Rounds n floats to bf16 precision in place (kept as fp32).
 void cpu_round_bf16(float *x, long n);

@@ -8,6 +8,8 @@
 // LeVeque) gives mean + sum(d)/C and (sum(d^2) - sum(d)^2/C) / C: no
 // cancellation when |mean| >> std, and the first pass's rounding removed
 // from the mean. *_ref are the plain twins, in double (tests/test_fused.c).
+// Under train.precision bf16 y may be stored bf16 (plan.h): the same fp32
+// values, rounded once as they are stored.
 #include <math.h>
 #include <stddef.h>
 #include "kernels/cpu/cpu_ops.h"
@@ -15,8 +17,9 @@
 
 static const i32x8 lane_index = { 0, 1, 2, 3, 4, 5, 6, 7 };
 
-VEC_CLONES static void layernorm_row(float *y, float *mean, float *rstd, const float *x, const float *gamma,
-                                     const float *beta, ptrdiff_t C, float eps) {
+// y16 non-NULL: the row goes there as bf16 instead of to y.
+VEC_CLONES static void layernorm_row(float *y, uint16_t *y16, float *mean, float *rstd, const float *x,
+                                     const float *gamma, const float *beta, ptrdiff_t C, float eps) {
     f32x8 sum = v8_set1(0.0f);
     for (ptrdiff_t c = 0; c < C; c += 8) sum += v8_load_k(x + c, C - c < 8 ? C - c : 8);   // tails pad with 0
     float m = v8_hsum(sum) / (float)C;
@@ -35,7 +38,8 @@ VEC_CLONES static void layernorm_row(float *y, float *mean, float *rstd, const f
     for (ptrdiff_t c = 0; c < C; c += 8) {
         ptrdiff_t k = C - c < 8 ? C - c : 8;
         f32x8 v = (v8_load_k(x + c, k) - m) * s * v8_load_k(gamma + c, k) + v8_load_k(beta + c, k);
-        v8_store_k(y + c, v, k);
+        if (y16) v8_store_bf16_k(y16 + c, v, k);
+        else v8_store_k(y + c, v, k);
     }
     *mean = m;
     *rstd = s;
@@ -46,12 +50,15 @@ void layernorm_forward_cpu(Tensor *out) {
     const float *x = tx->data;                          // (rows, C)
     const float *gamma = out->src[1]->data;             // (C)
     const float *beta = out->src[2]->data;              // (C)
-    float *y = out->data;                               // (rows, C)
+    int bf16 = out->dtype == DT_BF16;
+    float *y = bf16 ? NULL : out->data;                 // (rows, C) fp32...
+    uint16_t *y16 = bf16 ? out->data : NULL;            // ...or bf16
     ptrdiff_t C = tx->shape[tx->ndim - 1], rows = (ptrdiff_t)tx->numel / C;
     float *mean = out->saved, *rstd = out->saved + rows; // (rows), (rows)
     float eps = out->fattr[0];
     #pragma omp parallel for if (out->numel >= 16384)
-    for (ptrdiff_t r = 0; r < rows; r++) layernorm_row(y + r * C, mean + r, rstd + r, x + r * C, gamma, beta, C, eps);
+    for (ptrdiff_t r = 0; r < rows; r++)
+        layernorm_row(y ? y + r * C : NULL, y16 ? y16 + r * C : NULL, mean + r, rstd + r, x + r * C, gamma, beta, C, eps);
 }
 
 // dx (+)= rstd * (dy*gamma - mean(dy*gamma) - xhat * mean(dy*gamma*xhat)) for one row.

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include "autograd/tensor.h"   // defines: f32_to_bf16
 #if defined(__SSE__)
 #include <xmmintrin.h>   // defines: _mm_sqrt_ps
 #endif
@@ -54,6 +55,11 @@ V8_INLINE void v8_store_k(float *p, f32x8 v, ptrdiff_t k) {
 }
 
 // p[0, k) = v (assign) or += v: the assign/accumulate contract of gradients.
+// Lanes [0, k) rounded to bf16 with tensor.h's f32_to_bf16 (the bits
+// every backend stores), k <= 8: a train.precision bf16 output (plan.h).
+V8_INLINE void v8_store_bf16_k(uint16_t *p, f32x8 v, ptrdiff_t k) {
+    for (ptrdiff_t j = 0; j < k; j++) p[j] = f32_to_bf16(v[j]);
+}
 V8_INLINE void v8_put_k(float *p, f32x8 v, ptrdiff_t k, int assign) {
     if (!assign) v += v8_load_k(p, k);
     v8_store_k(p, v, k);

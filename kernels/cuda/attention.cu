@@ -20,14 +20,18 @@
 // Loads are coalesced: a tile row is hs consecutive floats of qkv (one
 // head's channels), read by consecutive threads. Shared rows that threads
 // walk across (keys, values) are padded to hs + 1 floats so a column read
-// hits 32 different banks. The storage type is a template parameter
-// (float today; a bf16 variant only needs load_f32 for __nv_bfloat16):
-// all arithmetic is fp32 in shared memory and registers.
+// hits 32 different banks. The storage types of qkv (TQ) and of the
+// output (TO) are template parameters, float or __nv_bfloat16 (under
+// train.precision bf16 both may be stored bf16, autograd/plan.h): loads
+// widen to fp32 (load_f32), a bf16 output is rounded once as it is stored
+// (store_f32, bf16.cuh's bf16_round: the CPU's bits), and all arithmetic
+// is fp32 in shared memory and registers. Gradients are fp32.
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin, cuda_grad_beta
 #include <cstdio>
 #include <cstdlib>
 #include "autograd/ops.h"                 // defines: ATTN_PREFIX
+#include "kernels/cuda/bf16.cuh"          // defines: bf16_round
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, warp_sum, warp_max
 
@@ -57,6 +61,9 @@ AttnDims attn_dims(const Tensor *out) {
 __device__ __host__ inline int visible_end(const AttnDims &d, int i) { return i + 1 > d.n_prefix ? i + 1 : d.n_prefix; }
 
 __device__ inline float load_f32(float x) { return x; }
+__device__ inline float load_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ inline void store_f32(float *p, float v) { *p = v; }
+__device__ inline void store_f32(__nv_bfloat16 *p, float v) { *p = bf16_round(v); }
 
 // rows (n, hs) of a (T, ld) matrix from row r0 into shared dst (n, dst_ld),
 // zeros past T. Consecutive threads read consecutive channels.
@@ -91,8 +98,8 @@ Tiles pick_tiles(size_t (*floats)(int, int), int hs, const char *kernel) {
 
 // Block (query tile, h, b). Shared: q (BQ, hs), k (BK, hs+1), v (BK, hs),
 // s (BQ, BK), o (BQ, hs), m, l, corr (BQ each).
-template <typename T>
-__global__ void attention_forward_kernel(T *y, float *lse, const T *qkv, const float *key_mask, AttnDims d, int tile) {
+template <typename TQ, typename TO>
+__global__ void attention_forward_kernel(TO *y, float *lse, const TQ *qkv, const float *key_mask, AttnDims d, int tile) {
     extern __shared__ float smem[];
     const int BQ = tile, BK = tile, hs = d.hs, ks = hs + 1;
     float *q = smem, *k = q + BQ * hs, *v = k + BK * ks, *s = v + BK * hs, *o = s + BQ * BK;
@@ -100,7 +107,7 @@ __global__ void attention_forward_kernel(T *y, float *lse, const T *qkv, const f
     const int i0 = blockIdx.x * BQ, h = blockIdx.y, b = blockIdx.z;
     const int nq = min(BQ, d.T - i0);
     const size_t ld = 3 * (size_t)d.C;
-    const T *head = qkv + (size_t)b * d.T * ld + (size_t)h * hs;    // q rows of (b, h); k at + C, v at + 2C
+    const TQ *head = qkv + (size_t)b * d.T * ld + (size_t)h * hs;   // q rows of (b, h); k at + C, v at + 2C
     const float *mask = key_mask ? key_mask + (size_t)b * d.T : nullptr;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
 
@@ -155,7 +162,7 @@ __global__ void attention_forward_kernel(T *y, float *lse, const T *qkv, const f
     for (int idx = threadIdx.x; idx < nq * hs; idx += blockDim.x) {
         int r = idx / hs, c = idx % hs;
         // No visible key: l = 0, out 0 (o is 0) and lse +inf (P = 0 in backward).
-        y[((size_t)b * d.T + i0 + r) * d.C + (size_t)h * hs + c] = l[r] > 0.0f ? o[idx] / l[r] : 0.0f;
+        store_f32(&y[((size_t)b * d.T + i0 + r) * d.C + (size_t)h * hs + c], l[r] > 0.0f ? o[idx] / l[r] : 0.0f);
         if (c == 0) lse_bh[i0 + r] = l[r] > 0.0f ? m[r] + logf(l[r]) : INFINITY;
     }
 }
@@ -187,8 +194,8 @@ __device__ void probs_and_dprobs(float *p, float *dp, const float *q, int q_ld, 
 
 // Block (query tile, h, b). Shared: q, dO, dq (BQ, hs), k, v (BK, hs+1),
 // p, ds (BQ, BK), lse, delta (BQ).
-template <typename T>
-__global__ void attention_backward_dq_kernel(float *dqkv, float *delta, const T *qkv, const T *y, const T *dy,
+template <typename TQ, typename TO>
+__global__ void attention_backward_dq_kernel(float *dqkv, float *delta, const TQ *qkv, const TO *y, const float *dy,
                                              const float *lse, const float *key_mask, AttnDims d, int tile) {
     extern __shared__ float smem[];
     const int BQ = tile, BK = tile, hs = d.hs, ks = hs + 1;
@@ -197,8 +204,9 @@ __global__ void attention_backward_dq_kernel(float *dqkv, float *delta, const T 
     const int i0 = blockIdx.x * BQ, h = blockIdx.y, b = blockIdx.z;
     const int nq = min(BQ, d.T - i0);
     const size_t ld = 3 * (size_t)d.C;
-    const T *head = qkv + (size_t)b * d.T * ld + (size_t)h * hs;
-    const T *y_bh = y + (size_t)b * d.T * d.C + (size_t)h * hs, *dy_bh = dy + (size_t)b * d.T * d.C + (size_t)h * hs;
+    const TQ *head = qkv + (size_t)b * d.T * ld + (size_t)h * hs;
+    const TO *y_bh = y + (size_t)b * d.T * d.C + (size_t)h * hs;
+    const float *dy_bh = dy + (size_t)b * d.T * d.C + (size_t)h * hs;
     const size_t bh = ((size_t)b * d.H + h) * d.T;
     const float *mask = key_mask ? key_mask + (size_t)b * d.T : nullptr;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
@@ -244,8 +252,8 @@ __global__ void attention_backward_dq_kernel(float *dqkv, float *delta, const T 
 
 // Block (key tile, h, b). Shared: dk, dv (BK, hs), k, v (BK, hs+1), q, dO
 // (BQ, hs), p, ds (BQ, BK), lse, delta (BQ).
-template <typename T>
-__global__ void attention_backward_dkv_kernel(float *dqkv, const T *qkv, const T *dy, const float *lse,
+template <typename TQ>
+__global__ void attention_backward_dkv_kernel(float *dqkv, const TQ *qkv, const float *dy, const float *lse,
                                               const float *delta, const float *key_mask, AttnDims d, int tile) {
     extern __shared__ float smem[];
     const int BQ = tile, BK = tile, hs = d.hs, ks = hs + 1;
@@ -254,8 +262,8 @@ __global__ void attention_backward_dkv_kernel(float *dqkv, const T *qkv, const T
     const int j0 = blockIdx.x * BK, h = blockIdx.y, b = blockIdx.z;
     const int nk = min(BK, d.T - j0);
     const size_t ld = 3 * (size_t)d.C;
-    const T *head = qkv + (size_t)b * d.T * ld + (size_t)h * hs;
-    const T *dy_bh = dy + (size_t)b * d.T * d.C + (size_t)h * hs;
+    const TQ *head = qkv + (size_t)b * d.T * ld + (size_t)h * hs;
+    const float *dy_bh = dy + (size_t)b * d.T * d.C + (size_t)h * hs;
     const size_t bh = ((size_t)b * d.H + h) * d.T;
     const float *mask = key_mask ? key_mask + (size_t)b * d.T : nullptr;
 
@@ -303,37 +311,56 @@ __global__ void attention_backward_dkv_kernel(float *dqkv, const T *qkv, const T
 
 dim3 tile_grid(const AttnDims &d, int tile) { return dim3((unsigned int)((d.T + tile - 1) / tile), (unsigned int)d.H, (unsigned int)d.B); }
 
+template <typename TQ, typename TO>
+void forward(Tensor *out, const AttnDims &d, const float *key_mask) {
+    Tiles t = pick_tiles(fwd_floats, d.hs, "forward");
+    attention_forward_kernel<TQ, TO><<<tile_grid(d, t.tile), ATTN_THREADS, t.smem, cuda_compute_stream()>>>(
+        (TO *)out->data,                 // (B, T, C)
+        out->saved,                      // lse (B, H, T)
+        (const TQ *)out->src[0]->data,   // (B, T, 3C)
+        key_mask, d, t.tile);
+    CUDA_CHECK_LAUNCH();
+}
+
+// dq, dk and dv are disjoint channel ranges of tqkv->grad: the two
+// kernels never write the same float. backward_dkv reads the delta that
+// backward_dq writes (same stream, so in order).
+template <typename TQ, typename TO>
+void backward(Tensor *out, const AttnDims &d, const float *key_mask) {
+    Tensor *tqkv = out->src[0];
+    const TQ *qkv = (const TQ *)tqkv->data;                                        // (B, T, 3C)
+    const TO *y = (const TO *)out->data;                                           // (B, T, C)
+    float *lse = out->saved, *delta = out->saved + (size_t)d.B * d.H * d.T;       // (B, H, T) each
+    Tiles tq = pick_tiles(dq_floats, d.hs, "backward dq");
+    attention_backward_dq_kernel<TQ, TO><<<tile_grid(d, tq.tile), ATTN_THREADS, tq.smem, cuda_compute_stream()>>>(
+        tqkv->grad, delta, qkv, y, out->grad, lse, key_mask, d, tq.tile);
+    CUDA_CHECK_LAUNCH();
+    Tiles tkv = pick_tiles(dkv_floats, d.hs, "backward dkv");
+    attention_backward_dkv_kernel<TQ><<<tile_grid(d, tkv.tile), ATTN_THREADS, tkv.smem, cuda_compute_stream()>>>(
+        tqkv->grad, qkv, out->grad, lse, delta, key_mask, d, tkv.tile);
+    CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
 extern "C" void attention_forward_cuda(Tensor *out) {
     AttnDims d = attn_dims(out);
     const float *key_mask = out->nsrc > 1 ? (const float *)out->src[1]->data : nullptr;   // (B, T) or NULL
-    Tiles t = pick_tiles(fwd_floats, d.hs, "forward");
-    attention_forward_kernel<float><<<tile_grid(d, t.tile), ATTN_THREADS, t.smem, cuda_compute_stream()>>>(
-        (float *)out->data,                 // (B, T, C)
-        out->saved,                         // lse (B, H, T)
-        (const float *)out->src[0]->data,   // (B, T, 3C)
-        key_mask, d, t.tile);
-    CUDA_CHECK_LAUNCH();
+    bool q16 = out->src[0]->dtype == DT_BF16, o16 = out->dtype == DT_BF16;              // as stored (plan.h)
+    if (!q16 && !o16) forward<float, float>(out, d, key_mask);
+    else if (q16 && o16) forward<__nv_bfloat16, __nv_bfloat16>(out, d, key_mask);
+    else if (q16) forward<__nv_bfloat16, float>(out, d, key_mask);
+    else forward<float, __nv_bfloat16>(out, d, key_mask);
 }
 
 extern "C" void attention_backward_cuda(Tensor *out) {
     cuda_grads_begin(out, 0u);   // the assign/accumulate contract (grad.cuh)
-    Tensor *tqkv = out->src[0];
-    if (!tqkv->grad) return;   // the mask takes no gradient
+    if (!out->src[0]->grad) return;   // the mask takes no gradient
     AttnDims d = attn_dims(out);
     const float *key_mask = out->nsrc > 1 ? (const float *)out->src[1]->data : nullptr;
-    const float *qkv = (const float *)tqkv->data, *y = (const float *)out->data;   // (B, T, 3C), (B, T, C)
-    float *lse = out->saved, *delta = out->saved + (size_t)d.B * d.H * d.T;       // (B, H, T) each
-    // dq, dk and dv are disjoint channel ranges of tqkv->grad: the two
-    // kernels never write the same float. backward_dkv reads the delta that
-    // backward_dq writes (same stream, so in order).
-    Tiles tq = pick_tiles(dq_floats, d.hs, "backward dq");
-    attention_backward_dq_kernel<float><<<tile_grid(d, tq.tile), ATTN_THREADS, tq.smem, cuda_compute_stream()>>>(
-        tqkv->grad, delta, qkv, y, out->grad, lse, key_mask, d, tq.tile);
-    CUDA_CHECK_LAUNCH();
-    Tiles tkv = pick_tiles(dkv_floats, d.hs, "backward dkv");
-    attention_backward_dkv_kernel<float><<<tile_grid(d, tkv.tile), ATTN_THREADS, tkv.smem, cuda_compute_stream()>>>(
-        tqkv->grad, qkv, out->grad, lse, delta, key_mask, d, tkv.tile);
-    CUDA_CHECK_LAUNCH();
+    bool q16 = out->src[0]->dtype == DT_BF16, o16 = out->dtype == DT_BF16;
+    if (!q16 && !o16) backward<float, float>(out, d, key_mask);
+    else if (q16 && o16) backward<__nv_bfloat16, __nv_bfloat16>(out, d, key_mask);
+    else if (q16) backward<__nv_bfloat16, float>(out, d, key_mask);
+    else backward<float, __nv_bfloat16>(out, d, key_mask);
 }

@@ -5,7 +5,11 @@
 // gelu'(x + bias) dy in the same manner, and db sums the same product over
 // rows with one block per BIAS_COLS columns, BIAS_LANES lanes walking the
 // rows, then a fixed tree (no atomics: the bits depend only on the shapes).
+// Under train.precision bf16 y may be stored bf16 (autograd/plan.h): the
+// same fp32 value rounded once with bf16.cuh's bf16_round (the CPU's bits);
+// backward reads x, fp32 either way.
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/bf16.cuh"          // defines: bf16_round
 #include "kernels/cuda/gelu.cuh"          // defines: gelu_value, gelu_slope
 #include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin
 #include "kernels/cuda/map.cuh"           // defines: cuda_map_broadcast, Vec, DivMod32
@@ -18,6 +22,13 @@ namespace {
 struct BiasGelu {
     __device__ float operator()(float x, float b) const { return gelu_value(x + b); }
 };
+
+// y (n) bf16 = bf16_round(gelu(x + b[i % C])); cols is C.
+__global__ void __launch_bounds__(CUDA_BLOCK) bias_gelu_bf16_kernel(__nv_bfloat16 *y, const float *x, const float *b,
+                                                                    uint32_t n, DivMod32 cols) {
+    for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        y[i] = bf16_round(gelu_value(x[i] + b[cols.mod(i)]));
+}
 
 // dx (n) = or += gelu'(x + b[i % C]) dy, W floats per access; cols is C / W.
 template <bool ACC, int W>
@@ -74,6 +85,14 @@ void backward_x(float *dx, const float *x, const float *b, const float *dy, size
 extern "C" void bias_gelu_forward_cuda(Tensor *out) {
     const Tensor *x = out->src[0];
     int C = x->shape[x->ndim - 1];
+    if (out->dtype == DT_BF16) {
+        cuda_check_index32(out->numel, "bias_gelu");
+        bias_gelu_bf16_kernel<<<cuda_grid_for_items(out->numel), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
+            (__nv_bfloat16 *)out->data, (const float *)x->data, (const float *)out->src[1]->data, (uint32_t)out->numel,
+            divmod32((uint32_t)C));
+        CUDA_CHECK_LAUNCH();
+        return;
+    }
     cuda_map_broadcast((float *)out->data, (const float *)x->data, (const float *)out->src[1]->data, out->numel,
                        (size_t)C, false, BiasGelu{});
 }

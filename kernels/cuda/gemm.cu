@@ -75,31 +75,50 @@ cublasLtMatrixLayout_t lt_layout(cudaDataType_t type, int rows, int cols, long l
     return l;
 }
 
-}  // namespace
+// D16 (rows, cols) bf16 = bf16_round(D (rows, cols) + bias[col]), bias NULL
+// for none: a product's fp32 sums into a bf16 output, rounded once (the
+// CPU's cpu_gemm_bf16_out, same formula and bits from the same sums).
+__global__ void __launch_bounds__(CUDA_BLOCK) round_out_bf16_kernel(__nv_bfloat16 *D16, const float *D, const float *bias,
+                                                                    uint32_t total, DivMod32 cols) {
+    for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x)
+        D16[i] = bf16_round(bias ? D[i] + bias[cols.mod(i)] : D[i]);
+}
 
-void cuda_gemm_rowmajor_bf16(bool trans_p, bool trans_q, int m, int n, int k,
-                             const float *P, int ldP, long long strideP,
-                             const float *Q, int ldQ, long long strideQ,
-                             float beta, float *D, int ldD, long long strideD, int batch) {
-    if (m <= 0 || n <= 0 || batch <= 0) return;
-    // The stored matrices (row-major): P is (m, k) or (k, m), Q (k, n) or (n, k).
-    int p_rows = trans_p ? k : m, p_cols = trans_p ? m : k, q_rows = trans_q ? n : k, q_cols = trans_q ? k : n;
-    int p_count = strideP ? batch : 1, q_count = strideQ ? batch : 1;
-    size_t p_elems = (size_t)p_count * p_rows * p_cols, q_elems = (size_t)q_count * q_rows * q_cols;
-    size_t p_bytes = (p_elems * sizeof(__nv_bfloat16) + 255) / 256 * 256;
-    __nv_bfloat16 *p16 = (__nv_bfloat16 *)cuda_workspace(p_bytes + q_elems * sizeof(__nv_bfloat16));
-    __nv_bfloat16 *q16 = (__nv_bfloat16 *)((char *)p16 + p_bytes);
-    // A batch is rows stacked with one stride: dense (stride = rows x ld) or shared.
-    round_rows_bf16(p16, P, p_count * p_rows, p_cols, ldP);
-    round_rows_bf16(q16, Q, q_count * q_rows, q_cols, ldQ);
-    // Column-major D^T (n, m) = op(Q)^T op(P)^T, as in cuda_gemm_rowmajor.
+// One operand of a bf16 product: stored (rows, cols) with row stride ld,
+// `count` of them `rows` apart (a dense batch) or one shared. bf16 already
+// (a train.precision bf16 activation): read in place, which needs it
+// dense; fp32: rounded into scratch at `scratch`.
+const __nv_bfloat16 *operand_bf16(const void *src, bool is16, int rows, int cols, int ld, int count,
+                                  __nv_bfloat16 *scratch) {
+    if (!is16) {
+        round_rows_bf16(scratch, (const float *)src, count * rows, cols, ld);
+        return scratch;
+    }
+    if (ld != cols) {
+        fprintf(stderr, "distil: error: a bf16 product operand (%d x %d) with row stride %d: bf16 activations are dense\n",
+                rows, cols, ld);
+        exit(2);
+    }
+    return (const __nv_bfloat16 *)src;
+}
+
+// The bytes of rounding scratch operand_bf16 needs (none when bf16 already), 256-aligned.
+size_t operand_scratch(bool is16, int rows, int cols, int count) {
+    return is16 ? 0 : ((size_t)count * rows * cols * sizeof(__nv_bfloat16) + 255) / 256 * 256;
+}
+
+// Column-major D^T (n, m) = op(Q)^T op(P)^T (+ beta D^T), as in
+// cuda_gemm_rowmajor, on bf16 operands that are dense (ld = stored columns).
+void lt_matmul(bool trans_p, bool trans_q, int m, int n, int k, const __nv_bfloat16 *p16, int p_rows, int p_cols,
+               bool p_batched, const __nv_bfloat16 *q16, int q_rows, int q_cols, bool q_batched, float beta, float *D,
+               int ldD, long long strideD, int batch) {
     cublasLtMatmulDesc_t desc;
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     int32_t opq = trans_q ? CUBLAS_OP_T : CUBLAS_OP_N, opp = trans_p ? CUBLAS_OP_T : CUBLAS_OP_N;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opq, sizeof opq));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opp, sizeof opp));
-    cublasLtMatrixLayout_t la = lt_layout(CUDA_R_16BF, q_cols, q_rows, q_cols, strideQ ? (long long)q_rows * q_cols : 0, batch);
-    cublasLtMatrixLayout_t lb = lt_layout(CUDA_R_16BF, p_cols, p_rows, p_cols, strideP ? (long long)p_rows * p_cols : 0, batch);
+    cublasLtMatrixLayout_t la = lt_layout(CUDA_R_16BF, q_cols, q_rows, q_cols, q_batched ? (long long)q_rows * q_cols : 0, batch);
+    cublasLtMatrixLayout_t lb = lt_layout(CUDA_R_16BF, p_cols, p_rows, p_cols, p_batched ? (long long)p_rows * p_cols : 0, batch);
     cublasLtMatrixLayout_t lc = lt_layout(CUDA_R_32F, n, m, ldD, strideD, batch);
     CudaLt lt = cuda_cublaslt();
     cublasLtMatmulPreference_t pref;
@@ -121,4 +140,48 @@ void cuda_gemm_rowmajor_bf16(bool trans_p, bool trans_q, int m, int n, int k,
     CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
     CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lc));
     CUBLAS_CHECK(cublasLtMatmulDescDestroy(desc));
+}
+
+}  // namespace
+
+void cuda_gemm_stored_bf16(bool trans_p, bool trans_q, int m, int n, int k,
+                           const void *P, bool p_bf16, int ldP, long long strideP,
+                           const void *Q, bool q_bf16, int ldQ, long long strideQ,
+                           float beta, float *D, int ldD, long long strideD, int batch) {
+    if (m <= 0 || n <= 0 || batch <= 0) return;
+    // The stored matrices (row-major): P is (m, k) or (k, m), Q (k, n) or (n, k).
+    int p_rows = trans_p ? k : m, p_cols = trans_p ? m : k, q_rows = trans_q ? n : k, q_cols = trans_q ? k : n;
+    int p_count = strideP ? batch : 1, q_count = strideQ ? batch : 1;
+    size_t p_bytes = operand_scratch(p_bf16, p_rows, p_cols, p_count), q_bytes = operand_scratch(q_bf16, q_rows, q_cols, q_count);
+    char *ws = (char *)cuda_workspace(p_bytes + q_bytes + 256);
+    // A batch is rows stacked with one stride: dense (stride = rows x ld) or shared.
+    const __nv_bfloat16 *p16 = operand_bf16(P, p_bf16, p_rows, p_cols, ldP, p_count, (__nv_bfloat16 *)ws);
+    const __nv_bfloat16 *q16 = operand_bf16(Q, q_bf16, q_rows, q_cols, ldQ, q_count, (__nv_bfloat16 *)(ws + p_bytes));
+    lt_matmul(trans_p, trans_q, m, n, k, p16, p_rows, p_cols, strideP != 0, q16, q_rows, q_cols, strideQ != 0, beta, D, ldD,
+              strideD, batch);
+}
+
+void cuda_gemm_rowmajor_bf16(bool trans_p, bool trans_q, int m, int n, int k,
+                             const float *P, int ldP, long long strideP,
+                             const float *Q, int ldQ, long long strideQ,
+                             float beta, float *D, int ldD, long long strideD, int batch) {
+    cuda_gemm_stored_bf16(trans_p, trans_q, m, n, k, P, false, ldP, strideP, Q, false, ldQ, strideQ, beta, D, ldD, strideD, batch);
+}
+
+void cuda_gemm_bf16_out(bool trans_p, bool trans_q, int m, int n, int k, const void *P, bool p_bf16, int ldP,
+                        const void *Q, bool q_bf16, int ldQ, const float *bias, void *D16) {
+    if (m <= 0 || n <= 0) return;
+    int p_rows = trans_p ? k : m, p_cols = trans_p ? m : k, q_rows = trans_q ? n : k, q_cols = trans_q ? k : n;
+    size_t p_bytes = operand_scratch(p_bf16, p_rows, p_cols, 1), q_bytes = operand_scratch(q_bf16, q_rows, q_cols, 1);
+    size_t total = (size_t)m * n;
+    cuda_check_index32(total, "bf16 product output");
+    // The fp32 sums go after the operands' scratch, in the same workspace.
+    char *ws = (char *)cuda_workspace(p_bytes + q_bytes + total * sizeof(float) + 256);
+    const __nv_bfloat16 *p16 = operand_bf16(P, p_bf16, p_rows, p_cols, ldP, 1, (__nv_bfloat16 *)ws);
+    const __nv_bfloat16 *q16 = operand_bf16(Q, q_bf16, q_rows, q_cols, ldQ, 1, (__nv_bfloat16 *)(ws + p_bytes));
+    float *sums = (float *)(ws + p_bytes + q_bytes);   // (m, n)
+    lt_matmul(trans_p, trans_q, m, n, k, p16, p_rows, p_cols, false, q16, q_rows, q_cols, false, 0.0f, sums, n, 0, 1);
+    round_out_bf16_kernel<<<cuda_grid_for_items(total), CUDA_BLOCK, 0, cuda_compute_stream()>>>(
+        (__nv_bfloat16 *)D16, sums, bias, (uint32_t)total, divmod32((uint32_t)n));
+    CUDA_CHECK_LAUNCH();
 }

@@ -10,8 +10,12 @@
 // store. Other rows: one block per row, the fixed-tree block_sum. dgamma
 // and dbeta sum over rows: one block per 32 channels, 8 lanes per channel
 // walking the rows, then a fixed tree, assigned or added at the end. No
-// atomics anywhere: the bits depend only on the shapes.
+// atomics anywhere: the bits depend only on the shapes. Under
+// train.precision bf16 y may be stored bf16 (autograd/plan.h): the forward
+// kernels' output type is a template parameter, the math fp32 either way,
+// rounded once with bf16.cuh's bf16_round (the CPU's bits).
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/bf16.cuh"          // defines: bf16_round
 #include "kernels/cuda/grad.cuh"          // defines: cuda_grads_begin
 #include "kernels/cuda/context.cuh"       // defines: cuda_compute_stream
 #include "kernels/cuda/cuda_common.cuh"   // defines: CUDA_CHECK_LAUNCH, block_sum, warp_sum
@@ -25,10 +29,15 @@ namespace {
 
 using F4 = Vec<float, 4>;
 
+// An output value as stored: fp32 as it is, bf16 rounded to nearest even.
+template <typename OutT> __device__ __forceinline__ OutT to_out(float v);
+template <> __device__ __forceinline__ float to_out<float>(float v) { return v; }
+template <> __device__ __forceinline__ __nv_bfloat16 to_out<__nv_bfloat16>(float v) { return bf16_round(v); }
+
 // ---- a warp per row: C = 4 * packs, packs <= 32 * N --------------------------
 
-template <int N>
-__global__ void __launch_bounds__(CUDA_BLOCK) layernorm_forward_warp(float *y, float *mean, float *rstd, const float *x,
+template <int N, typename OutT>
+__global__ void __launch_bounds__(CUDA_BLOCK) layernorm_forward_warp(OutT *y, float *mean, float *rstd, const float *x,
                                                                      const float *gamma, const float *beta,
                                                                      uint32_t rows, int C, float eps) {
     uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
@@ -49,13 +58,14 @@ __global__ void __launch_bounds__(CUDA_BLOCK) layernorm_forward_warp(float *y, f
         if ((int)lane + 32 * k < packs)
             for (int j = 0; j < 4; j++) { float d = v[k][j] - m; q += d * d; }
     float rs = 1.0f / sqrtf(warp_sum(q) / C + eps);
-    float *yr = y + (size_t)row * C;
+    OutT *yr = y + (size_t)row * C;
     for (int k = 0; k < N; k++) {
         int p = (int)lane + 32 * k;
         if (p >= packs) continue;
-        F4 g = load_vec<F4>(gamma, p), b = load_vec<F4>(beta, p), out;
-        for (int j = 0; j < 4; j++) out[j] = (v[k][j] - m) * rs * g[j] + b[j];
-        store_vec<F4>(yr, p, out);
+        F4 g = load_vec<F4>(gamma, p), b = load_vec<F4>(beta, p);
+        Vec<OutT, 4> out;
+        for (int j = 0; j < 4; j++) out[j] = to_out<OutT>((v[k][j] - m) * rs * g[j] + b[j]);
+        store_vec<Vec<OutT, 4>>(yr, p, out);
     }
     if (lane == 0) { mean[row] = m; rstd[row] = rs; }
 }
@@ -97,11 +107,12 @@ __global__ void __launch_bounds__(CUDA_BLOCK) layernorm_backward_x_warp(float *d
 
 // ---- a block per row: any C ----------------------------------------------------
 
-__global__ void layernorm_forward_kernel(float *y, float *mean, float *rstd, const float *x,
+template <typename OutT>
+__global__ void layernorm_forward_kernel(OutT *y, float *mean, float *rstd, const float *x,
                                          const float *gamma, const float *beta, int C, float eps) {
     size_t r = blockIdx.x;
     const float *xr = x + r * C;   // (C)
-    float *yr = y + r * C;         // (C)
+    OutT *yr = y + r * C;          // (C)
     // Two passes (mean, then centred squares): no cancellation when |mean| >> std.
     float s = 0.0f;
     for (int c = threadIdx.x; c < C; c += blockDim.x) s += xr[c];
@@ -109,7 +120,7 @@ __global__ void layernorm_forward_kernel(float *y, float *mean, float *rstd, con
     float v = 0.0f;
     for (int c = threadIdx.x; c < C; c += blockDim.x) { float d = xr[c] - m; v += d * d; }
     float rs = 1.0f / sqrtf(block_sum(v) / C + eps);
-    for (int c = threadIdx.x; c < C; c += blockDim.x) yr[c] = (xr[c] - m) * rs * gamma[c] + beta[c];
+    for (int c = threadIdx.x; c < C; c += blockDim.x) yr[c] = to_out<OutT>((xr[c] - m) * rs * gamma[c] + beta[c]);
     if (threadIdx.x == 0) { mean[r] = m; rstd[r] = rs; }
 }
 
@@ -178,27 +189,33 @@ static unsigned int warp_blocks(size_t rows) { return (unsigned int)((rows + CUD
 
 }  // namespace
 
-extern "C" void layernorm_forward_cuda(Tensor *out) {
-    const Tensor *tx = out->src[0];
-    int C = tx->shape[tx->ndim - 1];
-    size_t rows = tx->numel / C;
-    if (rows == 0) return;
-    float *y = (float *)out->data, *mean = out->saved, *rstd = out->saved + rows;   // (rows, C), (rows), (rows)
-    const float *x = (const float *)tx->data, *gamma = (const float *)out->src[1]->data,
-                *beta = (const float *)out->src[2]->data;
-    float eps = out->fattr[0];
+template <typename OutT>
+static void forward(OutT *y, float *mean, float *rstd, const float *x, const float *gamma, const float *beta, size_t rows,
+                    int C, float eps) {
     cudaStream_t st = cuda_compute_stream();
     const void *ptrs[] = { y, x, gamma, beta };
     int n = warp_packs(C, ptrs, 4);
     if (n) cuda_check_index32(rows * 32, "layernorm");
     unsigned int wb = warp_blocks(rows);
     uint32_t r32 = (uint32_t)rows;
-    if (n == 1) layernorm_forward_warp<1><<<wb, CUDA_BLOCK, 0, st>>>(y, mean, rstd, x, gamma, beta, r32, C, eps);
-    else if (n == 2) layernorm_forward_warp<2><<<wb, CUDA_BLOCK, 0, st>>>(y, mean, rstd, x, gamma, beta, r32, C, eps);
-    else if (n == 4) layernorm_forward_warp<4><<<wb, CUDA_BLOCK, 0, st>>>(y, mean, rstd, x, gamma, beta, r32, C, eps);
-    else if (n == 8) layernorm_forward_warp<8><<<wb, CUDA_BLOCK, 0, st>>>(y, mean, rstd, x, gamma, beta, r32, C, eps);
-    else layernorm_forward_kernel<<<(unsigned int)rows, cuda_row_threads(C), 0, st>>>(y, mean, rstd, x, gamma, beta, C, eps);
+    if (n == 1) layernorm_forward_warp<1, OutT><<<wb, CUDA_BLOCK, 0, st>>>(y, mean, rstd, x, gamma, beta, r32, C, eps);
+    else if (n == 2) layernorm_forward_warp<2, OutT><<<wb, CUDA_BLOCK, 0, st>>>(y, mean, rstd, x, gamma, beta, r32, C, eps);
+    else if (n == 4) layernorm_forward_warp<4, OutT><<<wb, CUDA_BLOCK, 0, st>>>(y, mean, rstd, x, gamma, beta, r32, C, eps);
+    else if (n == 8) layernorm_forward_warp<8, OutT><<<wb, CUDA_BLOCK, 0, st>>>(y, mean, rstd, x, gamma, beta, r32, C, eps);
+    else layernorm_forward_kernel<OutT><<<(unsigned int)rows, cuda_row_threads(C), 0, st>>>(y, mean, rstd, x, gamma, beta, C, eps);
     CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void layernorm_forward_cuda(Tensor *out) {
+    const Tensor *tx = out->src[0];
+    int C = tx->shape[tx->ndim - 1];
+    size_t rows = tx->numel / C;
+    if (rows == 0) return;
+    float *mean = out->saved, *rstd = out->saved + rows;   // (rows), (rows)
+    const float *x = (const float *)tx->data, *gamma = (const float *)out->src[1]->data,
+                *beta = (const float *)out->src[2]->data;
+    if (out->dtype == DT_BF16) forward((__nv_bfloat16 *)out->data, mean, rstd, x, gamma, beta, rows, C, out->fattr[0]);   // (rows, C)
+    else forward((float *)out->data, mean, rstd, x, gamma, beta, rows, C, out->fattr[0]);                                 // (rows, C)
 }
 
 template <int N>

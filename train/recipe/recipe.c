@@ -162,9 +162,11 @@ static const RecipeKey keys[] = {
       "Checkpoints kept in the run directory, newest first; 0 keeps them all."),
     ENUM_KEY("train", "precision", "fp32", precision_names, train.precision,
       "Precision of the model's matrix products: bf16 rounds both operands of every product (forward "
-      "and backward) to bf16 and sums in fp32, on the CPU and on CUDA at the same points; every "
-      "other op, the losses, the master weights and the optimizer state stay fp32. Checkpoints are "
-      "fp32 either way, so a run resumes in the other precision."),
+      "and backward) to bf16 and sums in fp32, on the CPU and on CUDA at the same points, and the "
+      "attention reads its q, k, v as bf16 (its math stays fp32); the activations only those read "
+      "are stored bf16 (docs/performance.md). Every other op's math, the gradients, the losses, the "
+      "master weights and the optimizer state stay fp32. Checkpoints are fp32 either way, so a run "
+      "resumes in the other precision."),
     ENUM_KEY("train", "device", "auto", device_names, train.device,
       "Where to train. cuda: the GPU, once distil's quick self-test has passed on it (run at its "
       "first use by this binary and driver, then cached; a failure is refused with one line naming "
