@@ -106,7 +106,7 @@ static void test_shipped_recipes(void) {
     CHECK(r.data.history_frames == 2 && r.data.max_trace_tokens == 16, "history/trace");
     CHECK(r.model.dim == 128 && r.model.layers == 4 && r.model.heads == 4 && r.model.patch == 8, "model size");
     CHECK(r.model.horizon == 30, "horizon %d", r.model.horizon);
-    CHECK(r.train.steps == 1000 && r.train.batch_size == 32 && r.train.device == DEVICE_CPU, "train");
+    CHECK(r.train.steps == 1500 && r.train.batch_size == 32 && r.train.device == DEVICE_CPU, "train");
     CHECK(r.train.lr == 1e-3, "lr %g", r.train.lr);
     recipe_free(&r);
 
