@@ -204,31 +204,12 @@ static inline void store_tile(__m512 acc[MR][2], float *C, int ldc, int rows, in
     }
 }
 
-// C tile (rows <= MR, cols <= NR) = alpha Ap Bp + scale C over kb steps of k.
+// C tile (rows <= MR, cols <= NR) = alpha op(A) Bp + scale C over kb steps
+// of k, op(A)[r, k] at A[r rs + k ks]: A in place (rs = lda, ks = 1 as
+// stored; rs = 1, ks = lda when transposed) or packed (rs = 1, ks = MR).
 __attribute__((target("avx512f")))
-static void micro_kernel(int kb, const float *Ap, const float *Bp, float *C, int ldc, int rows, int cols, float alpha,
-                         float scale) {
-    __m512 acc[MR][2];
-    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    for (int k = 0; k < kb; k++) {
-        __m512 b0 = _mm512_load_ps(Bp + (size_t)k * NR);
-        __m512 b1 = _mm512_load_ps(Bp + (size_t)k * NR + 16);
-        #pragma GCC unroll 12
-        for (int r = 0; r < MR; r++) {
-            __m512 a = _mm512_set1_ps(Ap[(size_t)k * MR + r]);
-            acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
-        }
-    }
-    store_tile(acc, C, ldc, rows, cols, alpha, scale);
-}
-
-// The same over a full tile of A read in place: op(A)[i0 + r, k0 + k] at
-// A[r rs + k ks] (rs = lda, ks = 1 for A as stored; rs = 1, ks = lda when
-// transposed).
-__attribute__((target("avx512f")))
-static void micro_kernel_direct(int kb, const float *A, size_t rs, size_t ks, const float *Bp, float *C, int ldc, int cols,
-                                float alpha, float scale) {
+static void micro_kernel(int kb, const float *A, size_t rs, size_t ks, const float *Bp, float *C, int ldc, int rows,
+                         int cols, float alpha, float scale) {
     __m512 acc[MR][2];
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (int k = 0; k < kb; k++) {
@@ -242,7 +223,7 @@ static void micro_kernel_direct(int kb, const float *A, size_t rs, size_t ks, co
             acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
         }
     }
-    store_tile(acc, C, ldc, MR, cols, alpha, scale);
+    store_tile(acc, C, ldc, rows, cols, alpha, scale);
 }
 
 static void gemm_avx512(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
@@ -285,8 +266,8 @@ static void gemm_avx512(int ta, int tb, int M, int N, int K, float alpha, const 
                     int j0 = pn * NR, cols = N - j0 < NR ? N - j0 : NR;
                     const float *bp = Bp + (size_t)pn * kb * NR;
                     float *c = C + (size_t)i0 * ldc + j0;
-                    if (direct) micro_kernel_direct(kb, a0, rs, ks, bp, c, ldc, cols, alpha, scale);
-                    else micro_kernel(kb, Ap, bp, c, ldc, rows, cols, alpha, scale);
+                    if (direct) micro_kernel(kb, a0, rs, ks, bp, c, ldc, MR, cols, alpha, scale);
+                    else micro_kernel(kb, Ap, 1, MR, bp, c, ldc, rows, cols, alpha, scale);
                 }
             }   // the omp for's barrier: Bp is repacked only after every item used it
         }
