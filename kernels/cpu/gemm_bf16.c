@@ -147,26 +147,98 @@ static inline uint32_t b_at(const void *B, int b16, int ldb, int tb, int K, int 
     return tb ? bits_at(B, b16, ldb, j, k) : bits_at(B, b16, ldb, k, j);
 }
 
-// Bp (panels, kp, NR) = the pairs of rows [k0, k0 + 2 kp) of op(B).
-static void pack_b(uint32_t *Bp, const void *B, int b16, int ldb, int tb, int K, int N, int k0, int kp, int panels) {
+// The packers run only on the AVX512-BF16 path, so they are compiled for
+// the AVX-512 the processor then has: their rounding loops vectorise 16
+// lanes wide (the rest of this file is baseline x86-64).
+#define PACK_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+// f32_to_bf16's bits, branch-free so that the loops below vectorise.
+static inline uint32_t round_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16, nan = (u >> 16) | 0x40u;
+    return (u & 0x7fffffffu) > 0x7f800000u ? nan : rounded;
+}
+
+// n floats rounded to bf16 bits: most of the packing's work when an operand is fp32.
+PACK_TARGET static void round_run(uint16_t *dst, const float *src, int n) {
+    for (int i = 0; i < n; i++) dst[i] = (uint16_t)round_bits(src[i]);
+}
+
+// The bf16 bits of n consecutive elements at element offset `at` of X:
+// rounded into run, or X's own when it is stored bf16.
+static const uint16_t *bits_run(uint16_t *run, const void *X, int x16, size_t at, int n) {
+    if (x16) return (const uint16_t *)X + at;
+    round_run(run, (const float *)X + at, n);
+    return run;
+}
+
+// Bp (panels, kp, NR) = the pairs of rows [k0, k0 + 2 kp) of op(B). A full
+// panel (NR columns, 2 kp rows inside B) is rounded a run at a time: B as
+// stored, two rows of k at a time (their NR values of j are consecutive);
+// transposed, a column j at a time (its 2 kp values of k are). Edges take
+// the element-wise path, with its zero padding.
+PACK_TARGET static void pack_b(uint32_t *Bp, const void *B, int b16, int ldb, int tb, int K, int N, int k0, int kp,
+                               int panels) {
     #pragma omp parallel for schedule(static)
-    for (int pn = 0; pn < panels; pn++)
-        for (int p = 0; p < kp; p++) {
-            uint32_t *dst = Bp + ((size_t)pn * kp + p) * NR;
-            int k = k0 + 2 * p;
+    for (int pn = 0; pn < panels; pn++) {
+        uint32_t *panel = Bp + (size_t)pn * kp * NR;
+        int j0 = pn * NR;
+        if (j0 + NR > N || k0 + 2 * kp > K) {
+            for (int p = 0; p < kp; p++)
+                for (int c = 0; c < NR; c++)
+                    panel[(size_t)p * NR + c] = b_at(B, b16, ldb, tb, K, N, k0 + 2 * p, j0 + c)
+                                              | b_at(B, b16, ldb, tb, K, N, k0 + 2 * p + 1, j0 + c) << 16;
+        } else if (!tb) {
+            uint16_t lo_run[NR], hi_run[NR];
+            for (int p = 0; p < kp; p++) {
+                size_t at = (size_t)(k0 + 2 * p) * ldb + j0;
+                const uint16_t *lo = bits_run(lo_run, B, b16, at, NR), *hi = bits_run(hi_run, B, b16, at + ldb, NR);
+                for (int c = 0; c < NR; c++) panel[(size_t)p * NR + c] = (uint32_t)lo[c] | (uint32_t)hi[c] << 16;
+            }
+        } else {
+            uint16_t run[KC];
             for (int c = 0; c < NR; c++) {
-                int j = pn * NR + c;
-                dst[c] = b_at(B, b16, ldb, tb, K, N, k, j) | b_at(B, b16, ldb, tb, K, N, k + 1, j) << 16;
+                const uint16_t *bits = bits_run(run, B, b16, (size_t)(j0 + c) * ldb + k0, 2 * kp);
+                for (int p = 0; p < kp; p++) panel[(size_t)p * NR + c] = (uint32_t)bits[2 * p] | (uint32_t)bits[2 * p + 1] << 16;
             }
         }
+    }
 }
 
 // Ap (kp, MR) = the pairs of columns [k0, k0 + 2 kp) of rows [i0, i0 + MR) of op(A).
-static void pack_a(uint32_t *Ap, const void *A, int a16, int lda, int ta, int M, int K, int i0, int k0, int kp) {
-    for (int p = 0; p < kp; p++)
-        for (int r = 0; r < MR; r++)
-            Ap[(size_t)p * MR + r] = a_at(A, a16, lda, ta, M, K, i0 + r, k0 + 2 * p)
-                                   | a_at(A, a16, lda, ta, M, K, i0 + r, k0 + 2 * p + 1) << 16;
+// A full tile (MR rows, 2 kp columns inside A) is rounded a run at a time:
+// A as stored, row by row (each row's pairs are consecutive bf16 words);
+// transposed, a row of k at a time (its MR values of i are consecutive).
+// Edges take the element-wise path, with its zero padding.
+PACK_TARGET static void pack_a(uint32_t *Ap, const void *A, int a16, int lda, int ta, int M, int K, int i0, int k0,
+                               int kp) {
+    if (i0 + MR > M || k0 + 2 * kp > K) {
+        for (int p = 0; p < kp; p++)
+            for (int r = 0; r < MR; r++)
+                Ap[(size_t)p * MR + r] = a_at(A, a16, lda, ta, M, K, i0 + r, k0 + 2 * p)
+                                       | a_at(A, a16, lda, ta, M, K, i0 + r, k0 + 2 * p + 1) << 16;
+        return;
+    }
+    if (!ta) {
+        uint16_t run[KC];
+        for (int r = 0; r < MR; r++) {
+            const uint16_t *bits = bits_run(run, A, a16, (size_t)(i0 + r) * lda + k0, 2 * kp);
+            for (int p = 0; p < kp; p++) Ap[(size_t)p * MR + r] = (uint32_t)bits[2 * p] | (uint32_t)bits[2 * p + 1] << 16;
+        }
+        return;
+    }
+    for (int p = 0; p < kp; p++) {
+        size_t at = (size_t)(k0 + 2 * p) * lda + i0;
+        uint32_t *dst = Ap + (size_t)p * MR;
+        if (a16) {
+            const uint16_t *lo = (const uint16_t *)A + at, *hi = lo + lda;
+            for (int r = 0; r < MR; r++) dst[r] = (uint32_t)lo[r] | (uint32_t)hi[r] << 16;
+        } else {
+            const float *lo = (const float *)A + at, *hi = lo + lda;
+            for (int r = 0; r < MR; r++) dst[r] = round_bits(lo[r]) | round_bits(hi[r]) << 16;
+        }
+    }
 }
 
 // C tile (rows <= MR, cols <= NR) = scale C + Ap Bp over kp pairs; scale 0
