@@ -70,7 +70,8 @@ static void test_paths(void) {
         { 0, 1, 13, 37, 19, 0.0f },     // y = x W^T (linear forward): ragged, K odd
         { 0, 0, 29, 70, 64, 1.0f },     // dx += dy W
         { 1, 0, 40, 33, 1100, 1.0f },   // dW += dy^T x: K past one packed block (512)
-        { 1, 1, 8, 32, 2, 0.5f },       // exactly one tile
+        { 1, 1, 12, 32, 2, 0.5f },      // exactly one tile (12 x 32)
+        { 1, 0, 8, 32, 2, 0.5f },       // a ragged tile
         { 0, 1, 1, 1, 1, 0.0f },
     };
     static const char *paths[] = { "sbgemm", "avx512bf16", "sgemm" };
