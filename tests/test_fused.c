@@ -9,6 +9,9 @@
 //   against its *_ref twin, forward and backward, on widths around the
 //   8-wide vectors and the 64-wide blocks.
 // - Each of them on 1 thread and on 3: the same bits.
+// - vec.h's 8-lane bf16 store against tensor.h's f32_to_bf16, bit for bit:
+//   ties, NaNs of every sign and payload kind, infinities, denormals, the
+//   largest finite floats (which round to infinity), every tail length.
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
@@ -345,6 +348,41 @@ static void test_thread_count_bits(void) {
     omp_set_num_threads(saved);
 }
 
+static void test_bf16_store_bits(void) {
+    enum { N = 1 << 12 };
+    static const uint32_t special[] = {
+        0x3f808000u, 0x3f818000u, 0x3f807fffu, 0xbf808000u,   // ties to even, just under a tie, negative
+        0x7f800000u, 0xff800000u, 0x7f7fffffu, 0xff7fffffu,   // infinities; the largest finite (-> inf)
+        0x7fc00000u, 0xffc00001u, 0x7f800001u, 0xff80ffffu,   // quiet and signalling NaNs with payloads
+        0x00000001u, 0x807fffffu, 0x00008000u, 0x00018000u,   // denormals and their ties
+        0x00000000u, 0x80000000u,
+    };
+    uint32_t bits[N];
+    int n_special = (int)(sizeof special / sizeof *special);
+    for (int i = 0; i < N; i++) {
+        float f = 100.0f * rng_normal(&rng);
+        memcpy(&bits[i], &f, sizeof f);
+        if (i % 7 == 0) bits[i] = special[(i / 7) % n_special];
+        if (i % 11 == 0) bits[i] ^= (uint32_t)(i * 2654435761u) & 0x0000ffffu;   // the rounded-off half
+    }
+    int bad = 0;
+    for (int i = 0; i + 8 <= N; i += 8)
+        for (int k = 1; k <= 8; k++) {
+            f32x8 v;
+            memcpy(&v, &bits[i], sizeof v);
+            uint16_t out[8] = { 0x5555, 0x5555, 0x5555, 0x5555, 0x5555, 0x5555, 0x5555, 0x5555 };
+            v8_store_bf16_k(out, v, k);
+            for (int j = 0; j < 8; j++) {
+                float f;
+                memcpy(&f, &bits[i + j], sizeof f);
+                uint16_t want = j < k ? f32_to_bf16(f) : 0x5555;
+                if (out[j] != want && bad++ < 5)
+                    CHECK(0, "bits 0x%08x, k %d, lane %d: stored 0x%04x, f32_to_bf16 0x%04x", bits[i + j], k, j, out[j], want);
+            }
+        }
+    CHECK(bad == 0, "%d lanes differ from f32_to_bf16", bad);
+}
+
 int main(void) {
     const char *v = getenv("DISTIL_TEST_VERBOSE");
     verbose = v && *v && strcmp(v, "0") != 0;
@@ -353,5 +391,6 @@ int main(void) {
     RUN(test_clone_bits);
     RUN(test_kernels_vs_twins);
     RUN(test_thread_count_bits);
+    RUN(test_bf16_store_bits);
     return test_summary();
 }

@@ -28,6 +28,8 @@
 
 typedef float f32x8 __attribute__((vector_size(32)));
 typedef int32_t i32x8 __attribute__((vector_size(32)));
+typedef uint32_t u32x8 __attribute__((vector_size(32)));
+typedef uint16_t u16x8 __attribute__((vector_size(16)));
 
 // Hot kernels get an AVX2 clone next to the baseline one (GCC's
 // target_clones: an ifunc resolved once at load time).
@@ -54,12 +56,19 @@ V8_INLINE void v8_store_k(float *p, f32x8 v, ptrdiff_t k) {
     else v8_store_n(p, v, k);
 }
 
-// p[0, k) = v (assign) or += v: the assign/accumulate contract of gradients.
-// Lanes [0, k) rounded to bf16 with tensor.h's f32_to_bf16 (the bits
+// Lanes [0, k) rounded to bf16 with tensor.h's f32_to_bf16's bits (the bits
 // every backend stores), k <= 8: a train.precision bf16 output (plan.h).
+// The same integer steps on 8 lanes at once: round to nearest even by
+// adding 0x7fff plus the kept part's lowest bit, and a NaN kept a quiet NaN.
 V8_INLINE void v8_store_bf16_k(uint16_t *p, f32x8 v, ptrdiff_t k) {
-    for (ptrdiff_t j = 0; j < k; j++) p[j] = f32_to_bf16(v[j]);
+    u32x8 u = (u32x8)v;
+    u32x8 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16, quiet = (u >> 16) | 0x40u;
+    u32x8 nan = (u32x8)((u & 0x7fffffffu) > 0x7f800000u);   // all ones where NaN
+    u16x8 bits = __builtin_convertvector((nan & quiet) | (~nan & rounded), u16x8);
+    memcpy(p, &bits, (size_t)k * sizeof(uint16_t));
 }
+
+// p[0, k) = v (assign) or += v: the assign/accumulate contract of gradients.
 V8_INLINE void v8_put_k(float *p, f32x8 v, ptrdiff_t k, int assign) {
     if (!assign) v += v8_load_k(p, k);
     v8_store_k(p, v, k);
