@@ -129,56 +129,39 @@ static float *workspace(size_t floats) {
     return s->p;
 }
 
-// Bp (panels, kb, NR) = rows [k0, k0 + kb) of op(B), zero past column N.
-// An omp for: the threads of the enclosing region share it (or the one
-// thread alone).
-static void pack_b(float *Bp, const float *B, int ldb, int tb, int N, int k0, int kb, int panels) {
-    #pragma omp for schedule(static)
-    for (int pn = 0; pn < panels; pn++) {
-        float *dst = Bp + (size_t)pn * kb * NR;
-        int j0 = pn * NR, cols = N - j0 < NR ? N - j0 : NR;
-        if (!tb) {
-            for (int k = 0; k < kb; k++) {
-                const float *src = B + (size_t)(k0 + k) * ldb + j0;
-                float *d = dst + (size_t)k * NR;
-                int c = 0;
-                for (; c < cols; c++) d[c] = src[c];
-                for (; c < NR; c++) d[c] = 0.0f;
-            }
-        } else {
-            for (int c = 0; c < NR; c++) {
-                if (c < cols) {
-                    const float *src = B + (size_t)(j0 + c) * ldb + k0;
-                    for (int k = 0; k < kb; k++) dst[(size_t)k * NR + c] = src[k];
-                } else {
-                    for (int k = 0; k < kb; k++) dst[(size_t)k * NR + c] = 0.0f;
-                }
+// dst (kb, W) = a strip of W lines [i0, i0 + W) of X over [k0, k0 + kb) of
+// k, zero past line n: element (line c, k) at X[(k0 + k) ld + i0 + c] when
+// X is stored k-major (kmajor), else at X[(i0 + c) ld + k0 + k]. A tile of
+// A is such a strip of MR rows (k-major when A is transposed), a panel of
+// B one of NR columns (k-major when B is not).
+static void pack_strip(float *dst, const float *X, int ld, int kmajor, int n, int i0, int W, int k0, int kb) {
+    int lines = n - i0 < W ? n - i0 : W;
+    if (kmajor) {
+        for (int k = 0; k < kb; k++) {
+            const float *src = X + (size_t)(k0 + k) * ld + i0;
+            float *d = dst + (size_t)k * W;
+            int c = 0;
+            for (; c < lines; c++) d[c] = src[c];
+            for (; c < W; c++) d[c] = 0.0f;
+        }
+    } else {
+        for (int c = 0; c < W; c++) {
+            if (c < lines) {
+                const float *src = X + (size_t)(i0 + c) * ld + k0;
+                for (int k = 0; k < kb; k++) dst[(size_t)k * W + c] = src[k];
+            } else {
+                for (int k = 0; k < kb; k++) dst[(size_t)k * W + c] = 0.0f;
             }
         }
     }
 }
 
-// Ap (kb, MR) = columns [k0, k0 + kb) of rows [i0, i0 + MR) of op(A), zero past row M.
-static void pack_a(float *Ap, const float *A, int lda, int ta, int M, int i0, int k0, int kb) {
-    int rows = M - i0 < MR ? M - i0 : MR;
-    if (ta) {
-        for (int k = 0; k < kb; k++) {
-            const float *src = A + (size_t)(k0 + k) * lda + i0;
-            float *d = Ap + (size_t)k * MR;
-            int r = 0;
-            for (; r < rows; r++) d[r] = src[r];
-            for (; r < MR; r++) d[r] = 0.0f;
-        }
-    } else {
-        for (int r = 0; r < MR; r++) {
-            if (r < rows) {
-                const float *src = A + (size_t)(i0 + r) * lda + k0;
-                for (int k = 0; k < kb; k++) Ap[(size_t)k * MR + r] = src[k];
-            } else {
-                for (int k = 0; k < kb; k++) Ap[(size_t)k * MR + r] = 0.0f;
-            }
-        }
-    }
+// Bp (panels, kb, NR) = rows [k0, k0 + kb) of op(B), zero past column N.
+// An omp for: the threads of the enclosing region share it (or the one
+// thread alone).
+static void pack_b(float *Bp, const float *B, int ldb, int tb, int N, int k0, int kb, int panels) {
+    #pragma omp for schedule(static)
+    for (int pn = 0; pn < panels; pn++) pack_strip(Bp + (size_t)pn * kb * NR, B, ldb, !tb, N, pn * NR, NR, k0, kb);
 }
 
 // C tile (rows, cols) = alpha acc + scale C; scale 0 writes C without
@@ -259,7 +242,7 @@ static void gemm_avx512(int ta, int tb, int M, int N, int K, float alpha, const 
                 int t = it / groups, g = it % groups;
                 int i0 = t * MR, rows = M - i0 < MR ? M - i0 : MR;
                 int direct = rows == MR && direct_ok;
-                if (!direct && t != packed_tile) { pack_a(Ap, A, lda, ta, M, i0, k0, kb); packed_tile = t; }
+                if (!direct && t != packed_tile) { pack_strip(Ap, A, lda, ta, M, i0, MR, k0, kb); packed_tile = t; }
                 const float *a0 = A + (size_t)i0 * rs + (size_t)k0 * ks;
                 int p_end = (g + 1) * per_group < panels ? (g + 1) * per_group : panels;
                 for (int pn = g * per_group; pn < p_end; pn++) {
