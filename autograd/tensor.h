@@ -67,12 +67,12 @@ int tensor_same_shape(const Tensor *a, const Tensor *b);
 // "f32[2,3,4]" into buf; returns buf.
 char *tensor_describe(const Tensor *t, char *buf, size_t len);
 
-// fp32 <-> bf16, round to nearest even (NaN kept a quiet NaN).
+// fp32 <-> bf16, round to nearest even (NaN kept a quiet NaN). Branch-free,
+// so that a loop of it vectorises (the bf16 product's packers).
 static inline uint16_t f32_to_bf16(float f) {
     union { float f; uint32_t u; } v = { f };
-    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40);
-    uint32_t rounding = 0x7fffu + ((v.u >> 16) & 1u);
-    return (uint16_t)((v.u + rounding) >> 16);
+    uint32_t rounded = (v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16, quiet = (v.u >> 16) | 0x40u;
+    return (uint16_t)((v.u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
 }
 static inline float bf16_to_f32(uint16_t h) {
     union { uint32_t u; float f; } v = { (uint32_t)h << 16 };

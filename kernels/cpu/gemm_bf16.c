@@ -157,17 +157,9 @@ static inline uint32_t b_at(const void *B, int b16, int ldb, int tb, int K, int 
 // lanes wide (the rest of this file is baseline x86-64).
 #define PACK_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
 
-// f32_to_bf16's bits, branch-free so that the loops below vectorise.
-static inline uint32_t round_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16, nan = (u >> 16) | 0x40u;
-    return (u & 0x7fffffffu) > 0x7f800000u ? nan : rounded;
-}
-
 // n floats rounded to bf16 bits: most of the packing's work when an operand is fp32.
 PACK_TARGET static void round_run(uint16_t *dst, const float *src, int n) {
-    for (int i = 0; i < n; i++) dst[i] = (uint16_t)round_bits(src[i]);
+    for (int i = 0; i < n; i++) dst[i] = f32_to_bf16(src[i]);
 }
 
 // The bf16 bits of n consecutive elements at element offset `at` of X:
@@ -241,7 +233,7 @@ PACK_TARGET static void pack_a(uint32_t *Ap, const void *A, int a16, int lda, in
             for (int r = 0; r < MR; r++) dst[r] = (uint32_t)lo[r] | (uint32_t)hi[r] << 16;
         } else {
             const float *lo = (const float *)A + at, *hi = lo + lda;
-            for (int r = 0; r < MR; r++) dst[r] = round_bits(lo[r]) | round_bits(hi[r]) << 16;
+            for (int r = 0; r < MR; r++) dst[r] = (uint32_t)f32_to_bf16(lo[r]) | (uint32_t)f32_to_bf16(hi[r]) << 16;
         }
     }
 }

@@ -1,5 +1,6 @@
-// linear.c: y = x W^T + b, the matrix products through OpenBLAS (or the
-// bf16 GEMM); the bias gradient through the cache-blocked column sum (colsum.c).
+// linear.c: y = x W^T + b, the matrix products through cpu_gemm (gemm_bf16.h:
+// the fp32 or the bf16 product); the bias gradient through the cache-blocked
+// column sum (colsum.c).
 // Under train.precision bf16, x may be stored bf16 (plan.h) and so may y
 // (the qkv projection feeding the attention): the products read bf16 x as
 // it is, and a bf16 y is the fp32 sum plus bias rounded once.

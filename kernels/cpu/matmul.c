@@ -1,6 +1,7 @@
 // matmul.c: C = a @ b, batched a [B, M, K] with b shared [K, N] or batched
-// [B, K, N]; the products through OpenBLAS (itself threaded, so the batch
-// loop stays serial rather than nesting two thread pools). Under
+// [B, K, N]; the products through cpu_gemm_stored (gemm_bf16.h, itself
+// threaded, so the batch loop stays serial rather than nesting parallel
+// regions). Under
 // train.precision bf16 a or b may be stored bf16 (plan.h): the products
 // read them as they are (cpu_gemm_stored).
 #include "autograd/ops.h"              // defines: OP_IATTR_BF16
