@@ -197,7 +197,7 @@ static void forward_query_tile(const AttnDims *d, const float *qkv, const float 
         int nk = min_int(d->bk, kv_end - j0);
         // s (nq, nk) = scale * q . k[j0 : j0+nk]^T
         cpu_sgemm(0, 1, nq, nk, d->hs, d->scale,
-                    q, (int)ld, k + j0 * ld, (int)ld, 0.0f, s, d->bk);
+                  q, (int)ld, k + j0 * ld, (int)ld, 0.0f, s, d->bk);
         for (int r = 0; r < nq; r++) {
             float corr = online_softmax_row(s + (size_t)r * d->bk, mask ? mask + j0 : NULL, nk,
                                             visible_end(d, i0 + r) - j0, &m[r], &l[r]);
@@ -208,7 +208,7 @@ static void forward_query_tile(const AttnDims *d, const float *qkv, const float 
         }
         // o (nq, hs) += p (nq, nk) . v[j0 : j0+nk]
         cpu_sgemm(0, 0, nq, d->hs, nk, 1.0f,
-                    s, d->bk, v + j0 * ld, (int)ld, 1.0f, o, d->C);
+                  s, d->bk, v + j0 * ld, (int)ld, 1.0f, o, d->C);
     }
     for (int r = 0; r < nq; r++) {
         float *orow = o + (size_t)r * d->C;
@@ -222,23 +222,10 @@ static void forward_query_tile(const AttnDims *d, const float *qkv, const float 
     }
 }
 
-// Scratch for widened or rounded tensors, one buffer per use; grows once.
-enum { SCRATCH_QKV, SCRATCH_OUT, SCRATCH_COUNT };
-static float *scratch(int which, size_t n) {
-    static float *buf[SCRATCH_COUNT];
-    static size_t len[SCRATCH_COUNT];
-    if (n <= len[which]) return buf[which];
-    free(buf[which]);
-    len[which] = (n + 1023) / 1024 * 1024;
-    buf[which] = aligned_alloc(64, len[which] * sizeof(float));
-    if (!buf[which]) { fprintf(stderr, "distil: error: out of memory for %zu bytes of attention scratch\n", len[which] * 4); exit(2); }
-    return buf[which];
-}
-
 // t's values as fp32: its own data, or (bf16) widened into scratch `which`.
-static const float *as_f32(const Tensor *t, int which) {
+static const float *as_f32(const Tensor *t, CpuScratch which) {
     if (t->dtype != DT_BF16) return t->data;
-    float *w = scratch(which, t->numel);
+    float *w = cpu_scratch(which, t->numel * sizeof(float));
     const uint16_t *h = t->data;
     #pragma omp parallel for if (t->numel > 65536)
     for (size_t i = 0; i < t->numel; i++) w[i] = bf16_to_f32(h[i]);
@@ -247,10 +234,10 @@ static const float *as_f32(const Tensor *t, int which) {
 
 void attention_forward_cpu(Tensor *out) {
     AttnDims d = attn_dims(out);
-    const float *qkv = as_f32(out->src[0], SCRATCH_QKV);                // (B, T, 3C)
+    const float *qkv = as_f32(out->src[0], CPU_SCRATCH_ATTN_QKV);      // (B, T, 3C)
     const float *key_mask = out->nsrc > 1 ? out->src[1]->data : NULL;   // (B, T) or NULL
     int out16 = out->dtype == DT_BF16;
-    float *y = out16 ? scratch(SCRATCH_OUT, out->numel) : out->data;    // (B, T, C)
+    float *y = out16 ? cpu_scratch(CPU_SCRATCH_ATTN_OUT, out->numel * sizeof(float)) : out->data;   // (B, T, C)
     float *lse = out->saved;                                            // (B, H, T)
     int n_tiles = (d.T + d.bq - 1) / d.bq;
     // Causal tiles differ in work (a late tile sees more keys): dynamic.
@@ -298,22 +285,22 @@ static void backward_head(const AttnDims *d, const float *qkv, const float *key_
             int nq = min_int(bq, d->T - i0);
             // p (nq, nk) = exp(scale * q_i . k_j^T - lse_i), visible entries only
             cpu_sgemm(0, 1, nq, nk, d->hs, d->scale,
-                        q + i0 * ld, (int)ld, k + j0 * ld, (int)ld, 0.0f, p, bk);
+                      q + i0 * ld, (int)ld, k + j0 * ld, (int)ld, 0.0f, p, bk);
             for (int r = 0; r < nq; r++)
                 probs_row(p + (size_t)r * bk, mask ? mask + j0 : NULL, nk, visible_end(d, i0 + r) - j0, lse[i0 + r]);
             // dv_j (nk, hs) += p^T . dO_i
             cpu_sgemm(1, 0, nk, d->hs, nq, 1.0f,
-                        p, bk, dO + (size_t)i0 * d->C, d->C, beta, dv + j0 * ld, (int)ld);
+                      p, bk, dO + (size_t)i0 * d->C, d->C, beta, dv + j0 * ld, (int)ld);
             // ds (nq, nk) = dO_i . v_j^T, then p * (ds - delta_i) * scale
             cpu_sgemm(0, 1, nq, nk, d->hs, 1.0f,
-                        dO + (size_t)i0 * d->C, d->C, v + j0 * ld, (int)ld, 0.0f, ds, bk);
+                      dO + (size_t)i0 * d->C, d->C, v + j0 * ld, (int)ld, 0.0f, ds, bk);
             for (int r = 0; r < nq; r++)
                 dscores_row(p + (size_t)r * bk, ds + (size_t)r * bk, nk, delta[i0 + r], d->scale);
             // dk_j (nk, hs) += ds^T . q_i;  dq_i (nq, hs) += ds . k_j
             cpu_sgemm(1, 0, nk, d->hs, nq, 1.0f,
-                        ds, bk, q + i0 * ld, (int)ld, beta, dk + j0 * ld, (int)ld);
+                      ds, bk, q + i0 * ld, (int)ld, beta, dk + j0 * ld, (int)ld);
             cpu_sgemm(0, 0, nq, d->hs, nk, 1.0f,
-                        ds, bk, k + j0 * ld, (int)ld, beta, dq + i0 * ld, (int)ld);
+                      ds, bk, k + j0 * ld, (int)ld, beta, dq + i0 * ld, (int)ld);
         }
     }
 }
@@ -331,8 +318,8 @@ void attention_backward_cpu(Tensor *out) {
     const float *key_mask = out->nsrc > 1 ? out->src[1]->data : NULL;   // (B, T) or NULL
     size_t BHT = (size_t)d.B * d.H * d.T;
     float *lse = out->saved, *delta = out->saved + BHT;                 // (B, H, T) each
-    const float *qkv = as_f32(tqkv, SCRATCH_QKV);                       // (B, T, 3C), as stored
-    const float *y = as_f32(out, SCRATCH_OUT);                          // (B, T, C), as stored
+    const float *qkv = as_f32(tqkv, CPU_SCRATCH_ATTN_QKV);              // (B, T, 3C), as stored
+    const float *y = as_f32(out, CPU_SCRATCH_ATTN_OUT);                 // (B, T, C), as stored
     #pragma omp parallel for collapse(2) schedule(dynamic)
     for (int b = 0; b < d.B; b++)
         for (int h = 0; h < d.H; h++) {

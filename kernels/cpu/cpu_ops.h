@@ -2,7 +2,8 @@
 // each op computes). Each file kernels/cpu/<op>.c defines its pair; the
 // kernels read out->src[...] and out->iattr/fattr, write out->data (forward)
 // and accumulate into src[i]->grad where it is non-NULL (backward).
-// fp32 storage only on the CPU, except op_cast and the i32/u8 inputs.
+// fp32 storage on the CPU, except op_cast, the i32/u8 inputs and, under
+// train.precision bf16, the outputs the planner stores bf16 (plan.h).
 #pragma once
 #include <stddef.h>
 #include "autograd/tensor.h"   // defines: Tensor
@@ -78,3 +79,17 @@ void cpu_reduce_axis(const float *x, float *y, size_t outer, size_t n, size_t in
 void cpu_broadcast_axis_add(const float *dy, float *dx, size_t outer, size_t n, size_t inner, float scale);
 // The sum of n floats in double, the same for any thread count.
 double cpu_sum_all(const float *x, size_t n);
+
+// Scratch the CPU kernels keep between calls, one buffer per use: at least
+// `bytes`, 64-byte aligned, grown in the first step and then reused, so the
+// training step allocates nothing. Ops run one at a time, so a slot is
+// never in use twice; code called inside a parallel region keeps its own
+// (gemm_f32.c's per-thread scratch).
+typedef enum {
+    CPU_SCRATCH_BF16_PACK,   // gemm_bf16.c: packed or rounded operands
+    CPU_SCRATCH_BF16_SUMS,   // gemm_bf16.c: fp32 sums of a product with a bf16 output
+    CPU_SCRATCH_ATTN_QKV,    // attention.c: a bf16 qkv widened
+    CPU_SCRATCH_ATTN_OUT,    // attention.c: its output before rounding, or a bf16 one widened
+    CPU_SCRATCH_COUNT
+} CpuScratch;
+void *cpu_scratch(CpuScratch slot, size_t bytes);

@@ -21,6 +21,7 @@
 // partial sums are added into C in fp32. Zero padding (odd K, ragged
 // edges) adds exact zeros.
 #include "kernels/cpu/gemm_bf16.h"
+#include "kernels/cpu/cpu_ops.h"   // defines: cpu_scratch
 #include <cblas.h>
 #include <dlfcn.h>
 #include <immintrin.h>
@@ -83,19 +84,6 @@ int cpu_gemm_bf16_use(const char *name) {
 
 const char *cpu_gemm_bf16_path(void) { return path_names[path()]; }
 
-// Scratch for the packed or rounded operands: grows in the first step and
-// is then reused, so the training step allocates nothing.
-static void *workspace(size_t bytes) {
-    static void *ws;
-    static size_t ws_bytes;
-    if (bytes <= ws_bytes) return ws;
-    free(ws);
-    ws_bytes = (bytes + 4095) / 4096 * 4096;
-    ws = aligned_alloc(64, ws_bytes);
-    if (!ws) { fprintf(stderr, "distil: error: out of memory for %zu bytes of bf16 product scratch\n", ws_bytes); exit(2); }
-    return ws;
-}
-
 void cpu_round_bf16(float *x, long n) {
     #pragma omp parallel for if (n > 65536)
     for (long i = 0; i < n; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
@@ -129,13 +117,14 @@ static void gemm_via_blas(Bf16Path p, int ta, int tb, int M, int N, int K, const
     size_t na = (size_t)a_rows * a_cols, nb = (size_t)b_rows * b_cols;
     enum CBLAS_TRANSPOSE ca = ta ? CblasTrans : CblasNoTrans, cb = tb ? CblasTrans : CblasNoTrans;
     if (p == PATH_SBGEMM) {
-        uint16_t *a16p = workspace((na + nb) * sizeof(uint16_t) + 64), *b16p = a16p + (na + 31) / 32 * 32;
+        uint16_t *a16p = cpu_scratch(CPU_SCRATCH_BF16_PACK, (na + nb) * sizeof(uint16_t) + 64);
+        uint16_t *b16p = a16p + (na + 31) / 32 * 32;
         round_to_bf16(a16p, A, a16, a_rows, a_cols, lda);
         round_to_bf16(b16p, B, b16, b_rows, b_cols, ldb);
         sbgemm_fn(CblasRowMajor, ca, cb, M, N, K, 1.0f, a16p, a_cols, b16p, b_cols, beta, C, ldc);
         return;
     }
-    float *a32 = workspace((na + nb) * sizeof(float) + 64), *b32 = a32 + (na + 15) / 16 * 16;
+    float *a32 = cpu_scratch(CPU_SCRATCH_BF16_PACK, (na + nb) * sizeof(float) + 64), *b32 = a32 + (na + 15) / 16 * 16;
     round_to_f32(a32, A, a16, a_rows, a_cols, lda);
     round_to_f32(b32, B, b16, b_rows, b_cols, ldb);
     cblas_sgemm(CblasRowMajor, ca, cb, M, N, K, 1.0f, a32, a_cols, b32, b_cols, beta, C, ldc);
@@ -273,7 +262,7 @@ static void gemm_avx512bf16(int ta, int tb, int M, int N, int K, const void *A, 
     int panels = (N + NR - 1) / NR, tiles = (M + MR - 1) / MR, threads = omp_get_max_threads();
     int kp_max = KC / 2;
     size_t b_words = (size_t)panels * kp_max * NR, a_words = (size_t)MR * kp_max;
-    uint32_t *Bp = workspace((b_words + a_words * threads) * sizeof(uint32_t) + 64);
+    uint32_t *Bp = cpu_scratch(CPU_SCRATCH_BF16_PACK, (b_words + a_words * threads) * sizeof(uint32_t) + 64);
     uint32_t *Ap_all = Bp + b_words;
     for (int k0 = 0; k0 < K; k0 += KC) {
         int kb = K - k0 < KC ? K - k0 : KC, kp = (kb + 1) / 2;
@@ -315,17 +304,10 @@ void cpu_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, const float *A
 
 void cpu_gemm_bf16_out(int trans_a, int trans_b, int M, int N, int K, const void *A, int a_bf16, int lda,
                        const void *B, int b_bf16, int ldb, const float *bias, uint16_t *C) {
-    // The fp32 sums need their own scratch: the product's workspace holds
-    // the packed operands meanwhile. Grows in the first step, then reused.
-    static float *sums;
-    static size_t sums_len;
+    // The fp32 sums need their own scratch: the product's holds the packed
+    // operands meanwhile.
     size_t n = (size_t)(M > 0 ? M : 0) * (N > 0 ? N : 0);
-    if (n > sums_len) {
-        free(sums);
-        sums_len = (n + 1023) / 1024 * 1024;
-        sums = aligned_alloc(64, sums_len * sizeof *sums);
-        if (!sums) { fprintf(stderr, "distil: error: out of memory for %zu bytes of bf16 product output\n", sums_len * 4); exit(2); }
-    }
+    float *sums = cpu_scratch(CPU_SCRATCH_BF16_SUMS, n * sizeof(float));
     cpu_gemm_bf16_mixed(trans_a, trans_b, M, N, K, A, a_bf16, lda, B, b_bf16, ldb, 0.0f, sums, N);
     #pragma omp parallel for if (n > 65536)
     for (int i = 0; i < M; i++)
