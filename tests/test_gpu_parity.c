@@ -180,6 +180,17 @@ static void free_run(ParityRun *r) {
     for (int k = 0; k < MAX_IN; k++) free(r->grad[k]);
 }
 
+// Every input's gradient, CPU against the other device, under tol.
+static void check_grads(const char *test, const ParityInput *spec, int n, const ParityRun *cpu, const ParityRun *gpu,
+                        Tol tol) {
+    for (int k = 0; k < n; k++)
+        if (spec[k].grad) {
+            char what[80];
+            snprintf(what, sizeof what, "d%s", spec[k].name);
+            check_close(test, what, cpu->grad[k], gpu->grad[k], spec_numel(&spec[k]), tol);
+        }
+}
+
 // The whole comparison for one case. With over_terms, the output is a sum
 // (or mean) whose result may cancel towards zero: its atol is scaled by the
 // largest sum of its terms' magnitudes, the same graph run on |inputs| (the
@@ -207,12 +218,7 @@ static void parity_run(const char *test, const ParityInput *spec, int n, ParityB
         for (int k = 0; k < n; k++) free(mag[k]);
     }
     check_close_at(test, "out", cpu.out, gpu.out, cpu.out_numel, out_tol, terms);
-    for (int k = 0; k < n; k++)
-        if (spec[k].grad) {
-            char what[80];
-            snprintf(what, sizeof what, "d%s", spec[k].name);
-            check_close(test, what, cpu.grad[k], gpu.grad[k], spec_numel(&spec[k]), grad_tol);
-        }
+    check_grads(test, spec, n, &cpu, &gpu, grad_tol);
     free_run(&cpu);
     free_run(&gpu);
     free(seed);
@@ -259,12 +265,7 @@ static void parity_bf16(const char *test, const ParityInput *spec, int n, Parity
               "the same rounding", test, flips, cpu.mid_numel);
     }
     check_close(test, "out", cpu.out, gpu.out, cpu.out_numel, BF16);
-    for (int k = 0; k < n; k++)
-        if (spec[k].grad) {
-            char what[80];
-            snprintf(what, sizeof what, "d%s", spec[k].name);
-            check_close(test, what, cpu.grad[k], gpu.grad[k], spec_numel(&spec[k]), BF16);
-        }
+    check_grads(test, spec, n, &cpu, &gpu, BF16);
     free_run(&cpu);
     free_run(&gpu);
     free(seed);
