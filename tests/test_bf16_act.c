@@ -32,6 +32,9 @@ static Rng rng;
 
 static float bf(float x) { return bf16_to_f32(f32_to_bf16(x)); }
 
+// Half a bf16 ulp at x: the most a correct rounding of x moves it.
+static double half_bf16_ulp(double x) { return ldexp(1.0, ilogb(x == 0 ? 1e-30 : x) - 8); }
+
 // ---- the planner on the student ---------------------------------------------
 
 static ModelConfig tiny_student(void) {
@@ -211,8 +214,8 @@ static void check_chain(Chain ch) {
     double worst = 0;
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) {
-            double ref = mid_ref(ch, &in, r, c), half_ulp = ldexp(1.0, ilogb(ref == 0 ? 1e-30 : ref) - 8);
-            worst = fmax(worst, fabs(stored.mid[r * C + c] - ref) / (half_ulp + 1e-5 * fabs(ref) + 1e-6));
+            double ref = mid_ref(ch, &in, r, c);
+            worst = fmax(worst, fabs(stored.mid[r * C + c] - ref) / (half_bf16_ulp(ref) + 1e-5 * fabs(ref) + 1e-6));
         }
     CHECK(worst <= 1.0, "%s: the bf16 output is %.3g x (half a bf16 ulp + 1e-5) from the double reference", name, worst);
     // The product of the bf16 operand, against double: out = mid . bf(w)^T,
@@ -295,6 +298,15 @@ static void attention_ref(const float *qkv, const float *dout, const float *out_
             }
 }
 
+// A bf16 output against its double reference: the worst |got - ref| over
+// (half a bf16 ulp of ref + 1e-5 of the tensor's largest |ref|, fp32's sums).
+static double worst_vs_bf16_bound(const float *got, const double *ref, int n) {
+    double scale = 0, worst = 0;
+    for (int i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
+    for (int i = 0; i < n; i++) worst = fmax(worst, fabs(got[i] - ref[i]) / (half_bf16_ulp(ref[i]) + 1e-5 * scale));
+    return worst;
+}
+
 // Worst |got - ref| over the tensor's largest |ref|.
 static double err_vs_ref(const float *got, const double *ref, size_t n) {
     double scale = 0, worst = 0;
@@ -344,8 +356,7 @@ static void test_attention_chain(void) {
                 ref += t;
                 mag += fabs(t);
             }
-            double half_ulp = ldexp(1.0, ilogb(ref == 0 ? 1e-30 : ref) - 8);
-            worst_qkv = fmax(worst_qkv, fabs(qkv_v[r * 3 * AC + o] - ref) / (half_ulp + 1e-5 * mag + 1e-30));
+            worst_qkv = fmax(worst_qkv, fabs(qkv_v[r * 3 * AC + o] - ref) / (half_bf16_ulp(ref) + 1e-5 * mag + 1e-30));
         }
     CHECK(worst_qkv <= 1.0, "the qkv linear's bf16 output is %.3g x (half a bf16 ulp + 1e-5) from double", worst_qkv);
     // The attention on the stored bf16 q, k, v: its bf16 output within half
@@ -353,12 +364,7 @@ static void test_attention_chain(void) {
     static double out_ref[NO], dqkv_ref[NQ];
     static float no_grad[NO];
     attention_ref(qkv_v, no_grad, att_v, out_ref, dqkv_ref);
-    double scale = 0, worst_att = 0;
-    for (int i = 0; i < NO; i++) scale = fmax(scale, fabs(out_ref[i]));
-    for (int i = 0; i < NO; i++) {
-        double half_ulp = ldexp(1.0, ilogb(out_ref[i] == 0 ? 1e-30 : out_ref[i]) - 8);
-        worst_att = fmax(worst_att, fabs(att_v[i] - out_ref[i]) / (half_ulp + 1e-5 * scale));
-    }
+    double worst_att = worst_vs_bf16_bound(att_v, out_ref, NO);
     CHECK(worst_att <= 1.0, "the attention's bf16 output is %.3g x (half a bf16 ulp + 1e-5) from double", worst_att);
     printf("  qkv %.2f x its bound, attention out %.2f x\n", worst_qkv, worst_att);
     graph_free(g);
@@ -389,12 +395,7 @@ static void test_attention_kernel_bf16(void) {
     op_table[OP_ATTENTION].backward[DEV_CPU](&out);
     for (int i = 0; i < NO; i++) out_v[i] = bf16_to_f32(out16[i]);
     attention_ref(qkv_v, dout, out_v, out_ref, dqkv_ref);
-    double scale = 0, worst_out = 0;
-    for (int i = 0; i < NO; i++) scale = fmax(scale, fabs(out_ref[i]));
-    for (int i = 0; i < NO; i++) {
-        double half_ulp = ldexp(1.0, ilogb(out_ref[i] == 0 ? 1e-30 : out_ref[i]) - 8);
-        worst_out = fmax(worst_out, fabs(out_v[i] - out_ref[i]) / (half_ulp + 1e-5 * scale));
-    }
+    double worst_out = worst_vs_bf16_bound(out_v, out_ref, NO);
     double e_dqkv = err_vs_ref(dqkv, dqkv_ref, NQ);
     CHECK(worst_out <= 1.0, "the bf16 output is %.3g x (half a bf16 ulp + 1e-5 of the scale) from double", worst_out);
     CHECK(e_dqkv <= 1e-5, "d(qkv) is %.3g of the scale from double (1e-5 allowed)", e_dqkv);
